@@ -1,0 +1,361 @@
+#!/bin/bash
+# A small real guest for the e2e tests, the benchmarks and scripts/demo: a Debian kernel
+# with a busybox initramfs that onlines hot-plugged CPUs and memory and reports them on its
+# serial console, booted through libvirt. Every wait here is a poll with a deadline.
+#
+# Usage: guest.sh <command> [options]
+#   ensure-daemons [--timeout S]       start virtlogd/libvirtd (as root) unless running, then
+#                                      wait until `virsh version` answers
+#   initramfs                          build (or reuse) the kernel + initramfs; prints both paths
+#   xml NAME [domain options]          print the domain XML
+#   define NAME [domain options]       define NAME persistently without starting it
+#   boot NAME [domain options]         define (or create) and start NAME, wait for the guest's
+#                                      first report line; prints the serial log path
+#   wait-log FILE REGEX [--timeout S]  wait until a line of FILE matches REGEX; prints it
+#   destroy NAME                       stop NAME and remove its definition (ok when absent)
+#   log-path NAME                      print where NAME's serial log is written
+#
+# Domain options (defaults in brackets):
+#   --vcpus N [1]  --max-vcpus N [4]  --memory-mib N [512, boot memory in NUMA cell 0]
+#   --max-memory-mib N [4096]  --slots N [8]  --virtio-mem-mib N [1024, 0 = no device]
+#   --online-mode movable|online [movable]: how the guest onlines new memory blocks
+#     (`online` puts them in ZONE_NORMAL, so the guest refuses to give a DIMM back)
+#   --type qemu|kvm|auto [qemu = TCG; auto = kvm when /dev/kvm exists. Measured on the
+#     development machine: /dev/kvm exists but a nested KVM guest never boots, hence qemu]
+#   --persistent: define + start (default: transient, `virsh create`)
+#   --boot-timeout S [240]
+#
+# Environment: HOTPLUG_GUEST_DIR [/var/tmp/hotplug-guest] holds the kernel, initramfs,
+# domain XML and serial logs; LIBVIRT_URI [qemu:///system].
+#
+# The guest prints, whenever its online CPUs or MemTotal change:
+#   HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 uptime=12.34
+set -euo pipefail
+
+GUEST_DIR=${HOTPLUG_GUEST_DIR:-/var/tmp/hotplug-guest}
+URI=${LIBVIRT_URI:-qemu:///system}
+GUEST_MODULES=(virtio_pci virtio_mem virtio_balloon)
+
+die() { echo "guest.sh: $*" >&2; exit 1; }
+log() { echo "guest.sh: $*" >&2; }
+now_s() { date +%s.%N; }
+# True while the time in $1 (seconds since epoch, fractional) is in the future.
+before() { awk -v d="$1" -v n="$(now_s)" 'BEGIN { exit !(n < d) }'; }
+deadline_in() { awk -v n="$(now_s)" -v t="$1" 'BEGIN { printf "%.3f", n + t }'; }
+
+pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+cmd_ensure_daemons() {
+  local timeout=60
+  while (($#)); do
+    case $1 in
+      --timeout) timeout=$2; shift 2 ;;
+      *) die "ensure-daemons: unknown option $1" ;;
+    esac
+  done
+  if [[ $URI == qemu:///system ]]; then
+    [[ $(id -u) == 0 ]] || die "starting the system libvirtd needs root"
+    if ! pid_alive /run/virtlogd.pid; then
+      log "starting virtlogd"
+      virtlogd -d || die "virtlogd -d failed"
+    fi
+    if ! pid_alive /run/libvirtd.pid; then
+      log "starting libvirtd"
+      libvirtd -d || die "libvirtd -d failed"
+    fi
+  fi
+  local deadline
+  deadline=$(deadline_in "$timeout")
+  while before "$deadline"; do
+    if virsh -q -c "$URI" version >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "libvirt at $URI did not answer within ${timeout}s"
+}
+
+kernel_version() {
+  local k
+  k=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1)
+  [[ -n $k ]] || die "no /boot/vmlinuz-*: install linux-image-amd64"
+  basename "$k" | sed 's/^vmlinuz-//'
+}
+
+write_init() {
+  cat >"$1" <<'INIT'
+#!/bin/sh
+# PID 1 of the hotplug test guest: online each new CPU and memory block the first time it
+# appears, and report the online CPUs and MemTotal on the console when they change.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+while read -r module; do
+  insmod "/lib/modules/$module.ko" || echo "HOTPLUG-GUEST insmod $module failed"
+done </etc/modules.order
+mem_state=online_movable
+for arg in $(cat /proc/cmdline); do
+  case $arg in
+    hotplug_online=online) mem_state=online ;;
+    hotplug_online=movable) mem_state=online_movable ;;
+  esac
+done
+echo "HOTPLUG-GUEST ready memory_online=$mem_state"
+seen_cpus=" "
+seen_mem=" "
+last=""
+while :; do
+  now_cpus=" "
+  for dir in /sys/devices/system/cpu/cpu[0-9]*; do
+    [ -d "$dir" ] || continue
+    n=${dir##*/cpu}
+    now_cpus="$now_cpus$n "
+    case $seen_cpus in *" $n "*) continue ;; esac
+    if [ -f "$dir/online" ]; then
+      read -r state <"$dir/online"
+      [ "$state" = 0 ] && echo 1 >"$dir/online"
+    fi
+  done
+  seen_cpus=$now_cpus
+  now_mem=" "
+  for dir in /sys/devices/system/memory/memory[0-9]*; do
+    [ -d "$dir" ] || continue
+    n=${dir##*/memory}
+    now_mem="$now_mem$n "
+    case $seen_mem in *" $n "*) continue ;; esac
+    read -r state <"$dir/state"
+    [ "$state" = offline ] && echo "$mem_state" >"$dir/state" 2>/dev/null
+  done
+  seen_mem=$now_mem
+  read -r cpus </sys/devices/system/cpu/online
+  memtotal=0
+  while read -r key value unit; do
+    if [ "$key" = MemTotal: ]; then memtotal=$value; break; fi
+  done </proc/meminfo
+  line="cpus=$cpus memtotal_kb=$memtotal"
+  if [ "$line" != "$last" ]; then
+    read -r up idle </proc/uptime
+    echo "HOTPLUG-GUEST $line uptime=$up"
+    last=$line
+  fi
+  usleep 100000
+done
+INIT
+  chmod 755 "$1"
+}
+
+# Builds $GUEST_DIR/initramfs-KVER.img and copies the kernel next to it (QEMU runs as
+# libvirt-qemu and libvirt relabels what it boots: never hand it /boot itself).
+cmd_initramfs() {
+  local kver kernel initrd
+  kver=$(kernel_version)
+  kernel=$GUEST_DIR/vmlinuz-$kver
+  initrd=$GUEST_DIR/initramfs-$kver.img
+  mkdir -p "$GUEST_DIR"
+  chmod 755 "$GUEST_DIR"
+  (
+    flock -w 120 9 || die "could not lock $GUEST_DIR/.build.lock"
+    if [[ ! -s $kernel ]]; then
+      cp "/boot/vmlinuz-$kver" "$kernel.tmp" && mv "$kernel.tmp" "$kernel"
+    fi
+    if [[ ! -s $initrd || ${BASH_SOURCE[0]} -nt $initrd ]]; then
+      local stage
+      stage=$(mktemp -d "$GUEST_DIR/stage.XXXXXX")
+      mkdir -p "$stage"/{bin,dev,proc,sys,etc,lib/modules}
+      cp /bin/busybox "$stage/bin/busybox"
+      file -L "$stage/bin/busybox" | grep -q 'statically linked' ||
+        die "/bin/busybox is not static: install busybox-static"
+      ln -s busybox "$stage/bin/sh"
+      write_init "$stage/init"
+      : >"$stage/etc/modules.order"
+      local path name
+      while read -r _ path _; do
+        name=$(basename "$path" .ko)
+        grep -qx "$name" "$stage/etc/modules.order" && continue
+        cp "$path" "$stage/lib/modules/$name.ko"
+        echo "$name" >>"$stage/etc/modules.order"
+      done < <(modprobe -S "$kver" --show-depends -a "${GUEST_MODULES[@]}" | grep '^insmod ')
+      (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd.tmp"
+      mv "$initrd.tmp" "$initrd"
+      rm -rf "$stage"
+    fi
+  ) 9>"$GUEST_DIR/.build.lock"
+  chmod 644 "$kernel" "$initrd"
+  echo "$kernel"
+  echo "$initrd"
+}
+
+declare -A OPT
+parse_domain_options() {
+  OPT=([vcpus]=1 [max_vcpus]=4 [memory_mib]=512 [max_memory_mib]=4096 [slots]=8
+       [virtio_mem_mib]=1024 [online_mode]=movable [type]=qemu [persistent]=0
+       [boot_timeout]=240)
+  while (($#)); do
+    case $1 in
+      --vcpus) OPT[vcpus]=$2; shift 2 ;;
+      --max-vcpus) OPT[max_vcpus]=$2; shift 2 ;;
+      --memory-mib) OPT[memory_mib]=$2; shift 2 ;;
+      --max-memory-mib) OPT[max_memory_mib]=$2; shift 2 ;;
+      --slots) OPT[slots]=$2; shift 2 ;;
+      --virtio-mem-mib) OPT[virtio_mem_mib]=$2; shift 2 ;;
+      --online-mode) OPT[online_mode]=$2; shift 2 ;;
+      --type) OPT[type]=$2; shift 2 ;;
+      --persistent) OPT[persistent]=1; shift ;;
+      --boot-timeout) OPT[boot_timeout]=$2; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  case ${OPT[online_mode]} in movable | online) ;; *) die "--online-mode movable|online" ;; esac
+  if [[ ${OPT[type]} == auto ]]; then
+    if [[ -c /dev/kvm ]]; then OPT[type]=kvm; else OPT[type]=qemu; fi
+  fi
+  case ${OPT[type]} in qemu | kvm) ;; *) die "--type auto|qemu|kvm" ;; esac
+}
+
+cmd_log_path() { echo "$GUEST_DIR/$1.serial.log"; }
+
+domain_xml() {
+  local name=$1 kernel=$2 initrd=$3 serial_log=$4
+  local last_vcpu=$((OPT[max_vcpus] - 1))
+  local virtio_mem=""
+  if ((OPT[virtio_mem_mib] > 0)); then
+    virtio_mem="    <memory model='virtio-mem'>
+      <target>
+        <size unit='MiB'>${OPT[virtio_mem_mib]}</size>
+        <node>0</node>
+        <block unit='MiB'>2</block>
+        <requested unit='MiB'>0</requested>
+      </target>
+    </memory>"
+  fi
+  cat <<XML
+<domain type='${OPT[type]}'>
+  <name>$name</name>
+  <maxMemory slots='${OPT[slots]}' unit='MiB'>${OPT[max_memory_mib]}</maxMemory>
+  <memory unit='MiB'>${OPT[memory_mib]}</memory>
+  <currentMemory unit='MiB'>${OPT[memory_mib]}</currentMemory>
+  <vcpu placement='static' current='${OPT[vcpus]}'>${OPT[max_vcpus]}</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$kernel</kernel>
+    <initrd>$initrd</initrd>
+    <cmdline>console=ttyS0 loglevel=1 panic=-1 hotplug_online=${OPT[online_mode]}</cmdline>
+  </os>
+  <features><acpi/><apic/></features>
+  <cpu>
+    <numa>
+      <cell id='0' cpus='0-$last_vcpu' memory='${OPT[memory_mib]}' unit='MiB'/>
+    </numa>
+  </cpu>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'>
+      <source path='$serial_log'/>
+      <target port='0'/>
+    </serial>
+$virtio_mem
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+XML
+}
+
+cmd_xml() {
+  local name=${1:?domain name}; shift
+  parse_domain_options "$@"
+  local files
+  mapfile -t files < <(cmd_initramfs)
+  domain_xml "$name" "${files[0]}" "${files[1]}" "$(cmd_log_path "$name")"
+}
+
+cmd_wait_log() {
+  local file=${1:?log file} regex=${2:?regex}; shift 2
+  local timeout=60
+  while (($#)); do
+    case $1 in
+      --timeout) timeout=$2; shift 2 ;;
+      *) die "wait-log: unknown option $1" ;;
+    esac
+  done
+  local deadline line
+  deadline=$(deadline_in "$timeout")
+  while before "$deadline"; do
+    if [[ -r $file ]] && line=$(grep -E -- "$regex" "$file" | tail -n1) && [[ -n $line ]]; then
+      echo "$line"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "no line matching '$regex' in $file within ${timeout}s"
+}
+
+cmd_destroy() {
+  local name=${1:?domain name}
+  if virsh -q -c "$URI" domstate "$name" >/dev/null 2>&1; then
+    virsh -q -c "$URI" destroy "$name" >/dev/null 2>&1 || true
+    virsh -q -c "$URI" undefine "$name" >/dev/null 2>&1 || true
+  fi
+  if virsh -q -c "$URI" domstate "$name" >/dev/null 2>&1; then
+    die "domain $name still exists after destroy/undefine"
+  fi
+}
+
+cmd_define() {
+  local name=${1:?domain name}; shift
+  parse_domain_options "$@"
+  local files xml_file
+  mapfile -t files < <(cmd_initramfs)
+  xml_file=$GUEST_DIR/$name.xml
+  cmd_destroy "$name"
+  domain_xml "$name" "${files[0]}" "${files[1]}" "$(cmd_log_path "$name")" >"$xml_file"
+  virsh -q -c "$URI" define "$xml_file" >/dev/null
+}
+
+cmd_boot() {
+  local name=${1:?domain name}; shift
+  parse_domain_options "$@"
+  local files serial_log xml_file
+  mapfile -t files < <(cmd_initramfs)
+  serial_log=$(cmd_log_path "$name")
+  xml_file=$GUEST_DIR/$name.xml
+  cmd_destroy "$name"
+  rm -f "$serial_log"
+  domain_xml "$name" "${files[0]}" "${files[1]}" "$serial_log" >"$xml_file"
+  if ((OPT[persistent])); then
+    virsh -q -c "$URI" define "$xml_file" >/dev/null
+    virsh -q -c "$URI" start "$name" >/dev/null
+  else
+    virsh -q -c "$URI" create "$xml_file" >/dev/null
+  fi
+  if ! cmd_wait_log "$serial_log" '^HOTPLUG-GUEST cpus=' --timeout "${OPT[boot_timeout]}" >/dev/null; then
+    log "guest $name did not report; last lines of $serial_log:"
+    tail -n 20 "$serial_log" >&2 || true
+    exit 1
+  fi
+  echo "$serial_log"
+}
+
+main() {
+  local command=${1:-}
+  shift || true
+  case $command in
+    ensure-daemons) cmd_ensure_daemons "$@" ;;
+    initramfs) cmd_initramfs "$@" ;;
+    xml) cmd_xml "$@" ;;
+    define) cmd_define "$@" ;;
+    boot) cmd_boot "$@" ;;
+    wait-log) cmd_wait_log "$@" ;;
+    destroy) cmd_destroy "$@" ;;
+    log-path) cmd_log_path "$@" ;;
+    *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  esac
+}
+
+# Sourcing this file gives the functions; running it runs a command.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi
