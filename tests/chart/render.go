@@ -10,6 +10,8 @@
 // Usage:
 //
 //	render -chart charts/hotplug-operator [-f override.yaml ...] [-json] [-notes]
+//	render -chart charts/hotplug-operator [-f override.yaml ...] -values
+//	render -yaml-to-json FILE... (or - for stdin)
 //
 // It prints a YAML stream of the rendered objects (or, with -json, one JSON document
 // {"objects": [{"source": ..., "object": ...}], "notes": "..."}) and exits non-zero with
@@ -22,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -175,7 +178,7 @@ type KubeVersion struct {
 	Version, Major, Minor string
 }
 
-func (k KubeVersion) String() string    { return k.Version }
+func (k KubeVersion) String() string     { return k.Version }
 func (k KubeVersion) GitVersion() string { return k.Version }
 
 type Capabilities struct {
@@ -319,11 +322,31 @@ func main() {
 	asJSON := flag.Bool("json", false, "print one JSON document instead of a YAML stream")
 	notesOnly := flag.Bool("notes", false, "print only the rendered NOTES.txt")
 	includeCRDs := flag.Bool("include-crds", false, "also print the chart's crds/ (as helm template --include-crds)")
+	printValues := flag.Bool("values", false, "print the merged values as JSON, render nothing")
+	yamlToJSON := flag.Bool("yaml-to-json", false, "print the YAML documents of the named files as one JSON array")
 	var overrides, extraAPIs stringList
 	flag.Var(&overrides, "f", "values file merged over values.yaml (repeatable)")
 	flag.Var(&extraAPIs, "api-versions", "extra API version for .Capabilities.APIVersions (repeatable)")
 	flag.Parse()
 
+	if *yamlToJSON {
+		if err := convertFiles(flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "render:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *printValues {
+		values, err := mergedValues(*chartDir, overrides)
+		if err == nil {
+			err = printJSON(values)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "render:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*chartDir, *releaseName, *namespace, *kubeVersion, overrides, extraAPIs,
 		*asJSON, *notesOnly, *includeCRDs); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
@@ -337,16 +360,9 @@ func run(chartDir, releaseName, namespace, kubeVersion string, overrides, extraA
 	if err != nil {
 		return err
 	}
-	values, err := readValues(filepath.Join(chartDir, "values.yaml"))
+	values, err := mergedValues(chartDir, overrides)
 	if err != nil {
 		return err
-	}
-	for _, file := range overrides {
-		override, err := readValues(file)
-		if err != nil {
-			return err
-		}
-		values = coalesce(values, override)
 	}
 	chartName := fmt.Sprint(chartMeta["name"])
 	chart := map[string]interface{}{}
@@ -460,9 +476,7 @@ func run(chartDir, releaseName, namespace, kubeVersion string, overrides, extraA
 		return nil
 	}
 	if asJSON {
-		encoder := json.NewEncoder(os.Stdout)
-		encoder.SetIndent("", "  ")
-		return encoder.Encode(map[string]interface{}{"objects": objects, "notes": notes})
+		return printJSON(map[string]interface{}{"objects": objects, "notes": notes})
 	}
 	for _, object := range objects {
 		fmt.Printf("---\n# Source: %s\n%s\n", object.Source, toYAML(object.Object))
@@ -477,4 +491,54 @@ func sortedKeys(f Files) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// mergedValues is values.yaml with each override file merged over it, in order.
+func mergedValues(chartDir string, overrides []string) (map[string]interface{}, error) {
+	values, err := readValues(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, file := range overrides {
+		override, err := readValues(file)
+		if err != nil {
+			return nil, err
+		}
+		values = coalesce(values, override)
+	}
+	return values, nil
+}
+
+func printJSON(v interface{}) error {
+	encoder := json.NewEncoder(os.Stdout)
+	encoder.SetIndent("", "  ")
+	return encoder.Encode(v)
+}
+
+// convertFiles prints every non-empty YAML document of the files as one JSON array, so
+// that tests in languages without a YAML parser can read manifests.
+func convertFiles(names []string) error {
+	documents := []interface{}{}
+	for _, name := range names {
+		var text []byte
+		var err error
+		if name == "-" {
+			text, err = io.ReadAll(os.Stdin)
+		} else {
+			text, err = os.ReadFile(name)
+		}
+		if err != nil {
+			return err
+		}
+		for _, document := range documentSeparator.Split(string(text), -1) {
+			parsed, err := parseYAML([]byte(document))
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if parsed != nil {
+				documents = append(documents, parsed)
+			}
+		}
+	}
+	return printJSON(documents)
 }
