@@ -6,6 +6,7 @@
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -46,12 +47,13 @@ class ApiServerProcess:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def admin(self, method, path, body=None):
-        """Calls the admin API over plain HTTP; returns the decoded JSON answer."""
+        """Calls the admin API (/_admin/...); returns the decoded JSON answer."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
-                                         method=method,
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        # The admin API is test plumbing: over HTTPS it does not verify the test certificate.
+        context = ssl._create_unverified_context() if self.scheme == "https" else None
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return json.loads(response.read())
 
     def stop(self, timeout_s=10.0):
