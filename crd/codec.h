@@ -1,0 +1,54 @@
+// ElasticVM to and from JSON (what the API server speaks) and YAML (what users write and
+// standalone mode reads). Decoding never throws: bad input comes back as an error naming
+// the field path and the value, e.g. `spec.cpu.vcpus: expected an integer >= 1, got "four"`.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "crd/elasticvm.h"
+
+namespace hotplug::crd {
+
+// A decoded object, or why there is none. An object whose metadata is fine but whose spec
+// is not is still returned, with `spec_error` set, so it can be reported as InvalidSpec.
+struct DecodeResult {
+  std::optional<ElasticVM> object;
+  std::string error;  // set when object is nullopt
+  bool ok() const { return object.has_value(); }
+};
+
+// Limits that keep hostile input (YAML alias bombs, deep nesting) from costing much.
+inline constexpr size_t kMaxDocumentNodes = 100'000;
+inline constexpr size_t kMaxDocumentDepth = 64;
+inline constexpr size_t kMaxDocumentBytes = 4 * 1024 * 1024;
+
+DecodeResult DecodeJsonText(std::string_view text);
+DecodeResult DecodeJson(const nlohmann::json& doc);
+
+// Every document of a (multi-document) YAML text; each either an object or an error that
+// says which document failed and why.
+std::vector<DecodeResult> DecodeYamlText(std::string_view text);
+
+// Converts YAML text (one document) to JSON, respecting the limits above.
+// Returns false and sets `error` on failure.
+bool YamlToJson(std::string_view text, nlohmann::json* out, std::string* error);
+
+// Validates what the schema cannot (and what a raw object that bypassed it may violate).
+// Returns an empty string when the spec is fine.
+std::string ValidateSpec(const ElasticVMSpec& spec);
+
+nlohmann::json EncodeJson(const ElasticVM& object);
+nlohmann::json EncodeStatus(const ElasticVMStatus& status);
+std::string EncodeJsonText(const ElasticVM& object);
+std::string EncodeYamlText(const ElasticVM& object);
+std::string EncodeStatusYaml(const ElasticVMStatus& status);
+
+// Decodes a status object (from JSON); errors are reported like DecodeJson's.
+bool DecodeStatus(const nlohmann::json& doc, ElasticVMStatus* out, std::string* error);
+
+}  // namespace hotplug::crd
