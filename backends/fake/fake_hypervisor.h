@@ -1,0 +1,126 @@
+// An in-memory hypervisor holding many domains, for reconciler tests, integration tests of
+// the controller and benchmarks. Thread-safe. Behaves like libvirt + QEMU as measured on a
+// real host (design notes in docs/architecture.md): the <vcpus> map with enabled /
+// hotpluggable / order, vCPU 0 never unpluggable, "already in requested state" errors, and
+// scripted faults: a failing vCPU, an unplug that times out and completes later, a domain
+// that vanishes mid-plan, a migration, a guest agent that does not answer, per-call latency.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backends/hypervisor.h"
+
+namespace hotplug::backends::fake {
+
+struct DomainSpec {
+  std::string name;
+  unsigned maximum_vcpus = 4;
+  unsigned current_vcpus = 1;
+  bool persistent = true;
+  bool tcg = false;  // TCG: unplugs time out and unplugged vCPUs are replug-unsafe
+  DomainState state = DomainState::kRunning;
+  bool guest_agent = false;
+  uint64_t boot_memory_bytes = 1ull << 30;
+  uint64_t maximum_memory_bytes = 4ull << 30;
+  unsigned memory_slots = 0;              // DIMM slots; 0 = no DIMM hotplug
+  uint64_t virtio_mem_size_bytes = 0;     // 0 = no virtio-mem device
+  uint64_t virtio_mem_block_bytes = 2ull << 20;
+  unsigned host_max_vcpus = 0;            // 0 = unknown
+};
+
+// What a scripted fault does to the call it hits.
+struct Fault {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message = "injected fault";
+  int native_code = 1;
+  int remaining = 1;  // how many calls it affects; -1 = until cleared
+};
+
+class FakeHypervisor final : public Hypervisor {
+ public:
+  FakeHypervisor() = default;
+
+  // --- set-up and fault injection (tests) ---
+  void AddDomain(const DomainSpec& spec);
+  void RemoveDomain(const std::string& name);  // the domain vanishes
+  void SetState(const std::string& name, DomainState state);
+  void SetJob(const std::string& name, JobKind job);
+  void SetGuestAgent(const std::string& name, bool available);
+  // Each call (Observe, SetVcpu, ...) sleeps this long first: a realistic slow hypervisor.
+  void SetLatency(std::chrono::microseconds observe, std::chrono::microseconds set_vcpu);
+  // The next SetVcpu of vCPU `id` (either direction) fails with `fault`.
+  void FailVcpu(const std::string& name, unsigned id, Fault fault);
+  // Every unplug of this domain times out (kTimeout) and stays pending until
+  // CompletePendingUnplugs, which removes the vCPUs and fires the event sink.
+  void SetUnplugTimesOut(const std::string& name, bool times_out);
+  void CompletePendingUnplugs(const std::string& name);
+  // After `calls` more successful SetVcpu calls on this domain, it vanishes.
+  void VanishAfterCalls(const std::string& name, int calls);
+  // The hypervisor connection fails every call while set.
+  void SetUnavailable(bool unavailable);
+  void ClearFaults();
+
+  // --- inspection (tests) ---
+  // Every SetVcpu that reached the domain and changed it, in order: {id, enable}.
+  struct Call {
+    std::string domain;
+    unsigned id;
+    bool enable;
+    bool persist;
+  };
+  std::vector<Call> SuccessfulCalls() const;
+  size_t SetVcpuCallCount() const;  // every SetVcpu call, failed ones included
+  std::optional<DomainObservation> Peek(const std::string& name) const;
+  // Enabled vCPUs in the persistent (inactive) definition.
+  std::optional<unsigned> PersistentVcpus(const std::string& name) const;
+
+  // --- Hypervisor ---
+  Result<DomainObservation> Observe(const std::string& domain) override;
+  Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
+  Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
+  Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
+                         bool persist) override;
+  void SetEventSink(DomainEventSink sink) override;
+
+ private:
+  struct Domain {
+    DomainSpec spec;
+    std::vector<VcpuInfo> vcpus;
+    unsigned next_order = 1;
+    unsigned persistent_vcpus = 0;
+    JobKind job = JobKind::kNone;
+    bool unplug_times_out = false;
+    std::set<unsigned> pending_unplugs;
+    std::map<unsigned, Fault> vcpu_faults;
+    int vanish_after_calls = -1;
+    std::set<unsigned> guest_online;
+    MemoryInfo memory;
+    uint64_t balloon_bytes = 0;
+    unsigned next_dimm = 0;
+  };
+
+  Domain* FindLocked(const std::string& name);
+  const Domain* FindLocked(const std::string& name) const;
+  DomainObservation ObserveLocked(const Domain& domain) const;
+  Status CheckRunningLocked(const std::string& name, Domain** out);
+  void Fire(const std::string& name);
+
+  mutable std::mutex mu_;
+  // Everything below is guarded by mu_.
+  std::map<std::string, Domain> domains_;
+  std::vector<Call> calls_;
+  size_t set_vcpu_calls_ = 0;
+  bool unavailable_ = false;
+  std::chrono::microseconds observe_latency_{0};
+  std::chrono::microseconds set_vcpu_latency_{0};
+  DomainEventSink sink_;
+};
+
+}  // namespace hotplug::backends::fake

@@ -1,0 +1,77 @@
+// The fake behaves like libvirt + QEMU where the reconciler depends on it.
+#include "backends/fake/fake_hypervisor.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace hotplug::backends::fake {
+namespace {
+
+TEST(FakeHypervisorTest, MirrorsLibvirtErrors) {
+  FakeHypervisor hv;
+  hv.AddDomain({.name = "vm", .maximum_vcpus = 4, .current_vcpus = 2});
+  EXPECT_EQ(hv.SetVcpu("vm", 0, false, false).native_code(), 84);  // vCPU 0 can't be unplugged
+  EXPECT_EQ(hv.SetVcpu("vm", 9, true, false).native_code(), 8);
+  EXPECT_EQ(hv.SetVcpu("vm", 1, true, false).native_code(), 8);  // already in requested state
+  EXPECT_EQ(hv.SetVcpu("nope", 1, true, false).code(), ErrorCode::kDomainNotFound);
+  EXPECT_EQ(hv.OnlineGuestVcpus("vm", {1}).native_code(), 74);
+}
+
+TEST(FakeHypervisorTest, PlugOrderIsRecorded) {
+  FakeHypervisor hv;
+  hv.AddDomain({.name = "vm", .maximum_vcpus = 4, .current_vcpus = 1});
+  ASSERT_TRUE(hv.SetVcpu("vm", 3, true, false).ok());
+  ASSERT_TRUE(hv.SetVcpu("vm", 1, true, false).ok());
+  auto o = hv.Peek("vm");
+  EXPECT_LT(o->vcpus[3].order, o->vcpus[1].order);
+  EXPECT_FALSE(o->vcpus[0].hotpluggable);
+}
+
+TEST(FakeHypervisorTest, TcgUnplugTimesOutAndLeavesLibvirtStale) {
+  FakeHypervisor hv;
+  hv.AddDomain({.name = "vm", .maximum_vcpus = 4, .current_vcpus = 3, .tcg = true});
+  hv.SetUnplugTimesOut("vm", true);
+  Status s = hv.SetVcpu("vm", 2, false, false);
+  EXPECT_EQ(s.code(), ErrorCode::kTimeout);
+  EXPECT_EQ(s.native_code(), 68);
+  auto o = hv.Peek("vm");
+  EXPECT_TRUE(o->vcpus[2].enabled);
+  EXPECT_EQ(o->vcpus[2].present_in_qemu, false);
+  EXPECT_TRUE(o->vcpus[2].replug_unsafe);
+  EXPECT_EQ(hv.SetVcpu("vm", 2, false, false).native_code(), 1);  // unknown cause
+}
+
+TEST(FakeHypervisorTest, CompletingPendingUnplugFiresTheEventSink) {
+  FakeHypervisor hv;
+  hv.AddDomain({.name = "vm", .maximum_vcpus = 4, .current_vcpus = 3});
+  std::vector<std::string> events;
+  hv.SetEventSink([&](const std::string& d) { events.push_back(d); });
+  hv.SetUnplugTimesOut("vm", true);
+  EXPECT_EQ(hv.SetVcpu("vm", 2, false, false).code(), ErrorCode::kTimeout);
+  hv.CompletePendingUnplugs("vm");
+  EXPECT_EQ(events, std::vector<std::string>{"vm"});
+  EXPECT_FALSE(hv.Peek("vm")->vcpus[2].enabled);
+}
+
+TEST(FakeHypervisorTest, IsSafeUnderConcurrentUse) {
+  FakeHypervisor hv;
+  for (int i = 0; i < 8; ++i) {
+    hv.AddDomain({.name = "vm" + std::to_string(i), .maximum_vcpus = 64, .current_vcpus = 1});
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&hv, t] {
+      const std::string name = "vm" + std::to_string(t);
+      for (unsigned id = 1; id < 64; ++id) {
+        ASSERT_TRUE(hv.SetVcpu(name, id, true, true).ok());
+        ASSERT_TRUE(hv.Observe(name).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(hv.SuccessfulCalls().size(), 8u * 63u);
+}
+
+}  // namespace
+}  // namespace hotplug::backends::fake
