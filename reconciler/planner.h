@@ -1,0 +1,62 @@
+// Planning: from what the hypervisor says now and what the spec asks, the list of
+// single-vCPU steps (or the one memory step) to take next, or the reason none can be taken.
+// Pure functions: no I/O, no clock.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/hypervisor.h"
+#include "crd/elasticvm.h"
+
+namespace hotplug::reconciler {
+
+// The domain's vCPUs, sorted into what matters for planning.
+struct VcpuView {
+  std::vector<unsigned> enabled;    // libvirt says enabled
+  std::vector<unsigned> effective;  // enabled, really in QEMU, and not being unplugged
+  std::vector<unsigned> stale;      // libvirt says enabled, QEMU removed it (TCG unplug)
+  std::vector<unsigned> pending;    // unplug requested, the guest has not let go yet
+  std::vector<unsigned> replug_unsafe;
+};
+
+// `pending_hint` lists vCPUs whose unplug an earlier pass requested (from the last status);
+// those still present in the domain are pending, the rest are forgotten.
+VcpuView ViewVcpus(const backends::DomainObservation& domain,
+                   const std::vector<unsigned>& pending_hint);
+
+struct VcpuPlan {
+  // Non-empty when nothing may be changed: the condition reason and its message.
+  std::string blocked_reason;
+  std::string blocked_message;
+  std::vector<unsigned> plug;    // lowest id first
+  std::vector<unsigned> unplug;  // highest plug order first
+  // vCPUs still missing after `plug`, and why: waiting for pending unplugs, or only
+  // replug-unsafe slots left.
+  unsigned shortfall = 0;
+  std::string shortfall_reason;
+  std::string shortfall_message;
+};
+
+VcpuPlan PlanVcpuSteps(const backends::DomainObservation& domain, const VcpuView& view,
+                       int64_t desired);
+
+struct MemoryPlan {
+  std::string blocked_reason;  // non-empty: nothing may be changed
+  std::string blocked_message;
+  backends::MemoryMethod method = backends::MemoryMethod::kBalloon;
+  uint64_t desired_bytes = 0;
+  uint64_t maximum_bytes = 0;  // the most this method can reach
+  std::optional<backends::MemoryStep> step;  // the next step, if any
+  bool settling = false;  // the device was asked; the guest has not caught up yet
+};
+
+// The guest's memory block: sizes must be multiples of it (x86: 128 MiB).
+inline constexpr uint64_t kGuestBlockBytes = 128ull << 20;
+
+MemoryPlan PlanMemoryStep(const backends::DomainObservation& domain, const crd::MemorySpec& spec,
+                          bool vcpu_unplug_pending, uint64_t balloon_floor_bytes);
+
+}  // namespace hotplug::reconciler

@@ -1,0 +1,134 @@
+// The reconcile pass: observe -> validate -> plan -> execute -> report, one vCPU per
+// hypervisor call. A pure function of the object and what the hypervisor says now: it keeps
+// no memory between passes, so a restart at any moment converges on the next pass.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/hypervisor.h"
+#include "crd/elasticvm.h"
+#include "reconciler/clock.h"
+
+namespace hotplug::reconciler {
+
+// Condition types and the stable reasons they carry.
+namespace condition {
+inline constexpr const char* kReady = "Ready";
+inline constexpr const char* kVcpusSynced = "VCPUsSynced";
+inline constexpr const char* kMemorySynced = "MemorySynced";
+}  // namespace condition
+
+namespace reason {
+inline constexpr const char* kSynced = "Synced";
+inline constexpr const char* kInProgress = "InProgress";
+inline constexpr const char* kPartialFailure = "PartialFailure";
+inline constexpr const char* kUnplugPending = "UnplugPending";
+inline constexpr const char* kOutOfSync = "OutOfSync";
+inline constexpr const char* kReplugRefused = "ReplugRefused";
+inline constexpr const char* kExceedsMaximum = "ExceedsMaximum";
+inline constexpr const char* kBelowMinimum = "BelowMinimum";
+inline constexpr const char* kHostLimit = "HostLimit";
+inline constexpr const char* kTopologyMismatch = "TopologyMismatch";
+inline constexpr const char* kDomainNotFound = "DomainNotFound";
+inline constexpr const char* kDomainNotRunning = "DomainNotRunning";
+inline constexpr const char* kMigrationInProgress = "MigrationInProgress";
+inline constexpr const char* kJobInProgress = "JobInProgress";
+inline constexpr const char* kGuestAgentUnavailable = "GuestAgentUnavailable";
+inline constexpr const char* kHypervisorUnavailable = "HypervisorUnavailable";
+inline constexpr const char* kInvalidSpec = "InvalidSpec";
+inline constexpr const char* kSuspended = "Suspended";
+inline constexpr const char* kHookFailed = "HookFailed";
+inline constexpr const char* kNotManaged = "NotManaged";
+inline constexpr const char* kShrinkNotAllowed = "ShrinkNotAllowed";
+inline constexpr const char* kBlockMisaligned = "BlockMisaligned";
+inline constexpr const char* kMemoryUnsupported = "MemoryUnsupported";
+inline constexpr const char* kMemoryFloor = "BelowMemoryFloor";
+}  // namespace reason
+
+// A Kubernetes Event to record on the object (oVirt's audit log, made native).
+struct Event {
+  enum class Type { kNormal, kWarning };
+  Type type = Type::kNormal;
+  std::string reason;
+  std::string message;
+};
+
+// One hypervisor call the pass made, in order. Tests use it to prove "never twice".
+struct StepRecord {
+  std::string resource;   // "vcpu" or "memory"
+  std::string operation;  // plug, unplug, online, attach, detach, resize, balloon
+  int64_t id = -1;        // vCPU id, or -1
+  uint64_t bytes = 0;     // memory steps
+  backends::Status result;
+};
+
+// Receives what a pass measured; the controller turns it into Prometheus metrics. The
+// defaults do nothing, so tests and standalone tools need not care.
+class Metrics {
+ public:
+  virtual ~Metrics() = default;
+  // operation: plug | unplug | online; result: success | failure | pending.
+  virtual void VcpuOperation(std::string_view operation, std::string_view result,
+                             double seconds) {
+    (void)operation, (void)result, (void)seconds;
+  }
+  // operation: attach | detach | resize | balloon.
+  virtual void MemoryOperation(std::string_view operation, std::string_view result,
+                               double seconds) {
+    (void)operation, (void)result, (void)seconds;
+  }
+};
+
+struct Options {
+  // Folder of optional hook executables (before_set_vcpu, after_set_vcpu,
+  // before_set_memory, after_set_memory). Empty: no hooks.
+  std::string hooks_dir;
+  std::chrono::milliseconds hook_timeout{30'000};
+  // How many failures status.failures keeps (newest last).
+  size_t max_failures = 10;
+  // When to look again at an unplug the guest has not confirmed, or a stale libvirt view.
+  std::chrono::milliseconds pending_requeue{2'000};
+  // When to look again at a domain that is absent, stopped or migrating.
+  std::chrono::milliseconds blocked_requeue{30'000};
+  // Memory the balloon never goes below.
+  uint64_t balloon_floor_bytes = 256ull << 20;
+  // Checked between steps: when set, the pass stops after the step in flight and reports.
+  const std::atomic<bool>* stop_requested = nullptr;
+};
+
+struct Result {
+  crd::ElasticVMStatus status;
+  // An error worth retrying with backoff (a failed step, the hypervisor unreachable).
+  bool requeue_with_backoff = false;
+  // > 0: look again after this long even without a change (pending unplug, blocked domain).
+  std::chrono::milliseconds requeue_after{0};
+  std::vector<Event> events;
+  std::vector<StepRecord> steps;
+};
+
+class Reconciler {
+ public:
+  Reconciler(backends::Hypervisor& hypervisor, const Clock& clock, Options options = {},
+             Metrics* metrics = nullptr);
+
+  // One pass over `object` (whose status is the last one written). `on_long_pass_start` is
+  // called once, before the first step, when the pass will take more than one step, so the
+  // controller can publish InProgress before a long pass.
+  Result Reconcile(const crd::ElasticVM& object,
+                   const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start =
+                       nullptr);
+
+ private:
+  backends::Hypervisor& hypervisor_;
+  const Clock& clock_;
+  Options options_;
+  Metrics* metrics_;
+  Metrics no_metrics_;
+};
+
+}  // namespace hotplug::reconciler

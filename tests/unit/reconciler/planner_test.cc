@@ -1,0 +1,95 @@
+// Planning rules, table-driven: which vCPUs, in which order, or why none.
+#include "reconciler/planner.h"
+
+#include <gtest/gtest.h>
+
+#include "reconciler/reconciler.h"
+
+namespace hotplug::reconciler {
+namespace {
+
+using backends::DomainObservation;
+using backends::VcpuInfo;
+
+// enabled: ids enabled with order = position in the list + 1.
+DomainObservation Domain(unsigned maximum, std::vector<unsigned> enabled) {
+  DomainObservation d;
+  d.name = "vm";
+  d.maximum_vcpus = maximum;
+  for (unsigned i = 0; i < maximum; ++i) {
+    VcpuInfo v;
+    v.id = i;
+    v.hotpluggable = i != 0;
+    d.vcpus.push_back(v);
+  }
+  for (size_t k = 0; k < enabled.size(); ++k) {
+    d.vcpus[enabled[k]].enabled = true;
+    d.vcpus[enabled[k]].order = static_cast<unsigned>(k + 1);
+  }
+  return d;
+}
+
+TEST(PlannerTest, Table) {
+  struct Case {
+    const char* name;
+    DomainObservation domain;
+    int64_t desired;
+    std::vector<unsigned> plug;
+    std::vector<unsigned> unplug;
+    std::string blocked;
+  };
+  const Case cases[] = {
+      {"grow takes lowest free ids", Domain(8, {0, 3}), 4, {1, 2}, {}, ""},
+      {"shrink takes highest order", Domain(8, {0, 5, 2, 7}), 2, {}, {7, 2}, ""},
+      {"equal does nothing", Domain(4, {0, 1}), 2, {}, {}, ""},
+      {"above maximum", Domain(4, {0}), 5, {}, {}, reason::kExceedsMaximum},
+      {"zero", Domain(4, {0}), 0, {}, {}, reason::kBelowMinimum},
+      {"vcpu0 stays even if plugged last", Domain(4, {1, 0}), 1, {}, {1}, ""},
+  };
+  for (const auto& c : cases) {
+    VcpuView view = ViewVcpus(c.domain, {});
+    VcpuPlan plan = PlanVcpuSteps(c.domain, view, c.desired);
+    EXPECT_EQ(plan.plug, c.plug) << c.name;
+    EXPECT_EQ(plan.unplug, c.unplug) << c.name;
+    EXPECT_EQ(plan.blocked_reason, c.blocked) << c.name;
+  }
+}
+
+TEST(PlannerTest, NonHotpluggableVcpusAreNeverUnplugged) {
+  DomainObservation d = Domain(4, {0, 1, 2, 3});
+  d.vcpus[1].hotpluggable = false;
+  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 2);
+  EXPECT_EQ(plan.unplug, (std::vector<unsigned>{3, 2}));
+  plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 1);
+  EXPECT_EQ(plan.blocked_reason, reason::kBelowMinimum);
+  EXPECT_TRUE(plan.unplug.empty());
+}
+
+TEST(PlannerTest, ReplugUnsafeSlotsAreNotPlugged) {
+  DomainObservation d = Domain(4, {0});
+  d.vcpus[1].replug_unsafe = true;
+  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 4);
+  EXPECT_EQ(plan.plug, (std::vector<unsigned>{2, 3}));
+  EXPECT_EQ(plan.shortfall, 1u);
+  EXPECT_EQ(plan.shortfall_reason, reason::kReplugRefused);
+}
+
+TEST(PlannerTest, StaleAndPendingVcpusAreNotCountedAsPresent) {
+  DomainObservation d = Domain(4, {0, 1, 2, 3});
+  d.vcpus[3].present_in_qemu = false;
+  VcpuView view = ViewVcpus(d, {2});
+  EXPECT_EQ(view.stale, (std::vector<unsigned>{3}));
+  EXPECT_EQ(view.pending, (std::vector<unsigned>{2}));
+  EXPECT_EQ(view.effective, (std::vector<unsigned>{0, 1}));
+  EXPECT_TRUE(PlanVcpuSteps(d, view, 2).unplug.empty());
+}
+
+TEST(PlannerTest, TopologyWithThreadsNeedsWholeCores) {
+  DomainObservation d = Domain(8, {0, 1});
+  d.topology.threads = 2;
+  EXPECT_EQ(PlanVcpuSteps(d, ViewVcpus(d, {}), 3).blocked_reason, reason::kTopologyMismatch);
+  EXPECT_EQ(PlanVcpuSteps(d, ViewVcpus(d, {}), 4).blocked_reason, "");
+}
+
+}  // namespace
+}  // namespace hotplug::reconciler
