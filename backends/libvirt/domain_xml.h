@@ -1,0 +1,47 @@
+// Reads what the reconciler needs out of a libvirt domain XML (live or inactive): the
+// hypervisor type, vCPU slots, topology, pinning, memory and memory devices, agent channel.
+// Pure functions of the XML text, so they are tested without a daemon.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/hypervisor.h"
+
+namespace hotplug::backends::libvirt {
+
+struct ParsedDomainXml {
+  std::string domain_type;  // <domain type='...'>: "qemu" (TCG), "kvm", ...
+  bool tcg = false;
+  unsigned maximum_vcpus = 0;  // <vcpu>N</vcpu>
+  unsigned current_vcpus = 0;  // <vcpu current='...'>, or the maximum when not given
+  // The <vcpus> map, one entry per slot, or empty when the XML has none (libvirt writes it
+  // only after the first hotplug).
+  std::vector<VcpuInfo> vcpus;
+  Topology topology;
+  bool has_pinning = false;
+  MemoryInfo memory;
+  bool has_agent_channel = false;  // an org.qemu.guest_agent.0 channel is defined
+};
+
+Result<ParsedDomainXml> ParseDomainXml(std::string_view xml);
+
+// The <vcpus> map libvirt implies when it does not write one: slots 0..current-1 enabled,
+// vCPU 0 not hotpluggable, the others hotpluggable.
+std::vector<VcpuInfo> ImpliedVcpuMap(unsigned maximum, unsigned current);
+
+// The XML of the memory device with this alias, exactly as in `domain_xml` (with <address>).
+Result<std::string> MemoryDeviceXml(std::string_view domain_xml, const std::string& alias);
+
+// The virtio-mem device `alias` of `domain_xml` with only <requested> set to
+// `requested_bytes`: what virDomainUpdateDeviceFlags needs to resize it.
+Result<std::string> VirtioMemRequestXml(std::string_view domain_xml, const std::string& alias,
+                                        uint64_t requested_bytes);
+
+// A new DIMM of `size_bytes` on NUMA node `node`.
+std::string DimmXml(uint64_t size_bytes, int node);
+
+}  // namespace hotplug::backends::libvirt

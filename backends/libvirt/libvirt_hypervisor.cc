@@ -1,0 +1,544 @@
+#include "backends/libvirt/libvirt_hypervisor.h"
+
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <cctype>
+#include <iterator>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "backends/libvirt/connection.h"
+#include "backends/libvirt/domain_events.h"
+#include "backends/libvirt/domain_xml.h"
+#include "backends/libvirt/errors.h"
+#include "backends/libvirt/event_loop.h"
+#include "backends/libvirt/handles.h"
+#include "backends/libvirt/qemu_cpus.h"
+#include "backends/libvirt/tcg_replug_record.h"
+
+namespace hotplug::backends::libvirt {
+namespace {
+
+bool LooksLikeUuid(const std::string& text) {
+  if (text.size() != 36) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash != (text[i] == '-')) return false;
+    if (!dash && !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
+  }
+  return true;
+}
+
+DomainState MapState(int state) {
+  switch (state) {
+    case VIR_DOMAIN_RUNNING:
+      return DomainState::kRunning;
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED:
+      return DomainState::kPaused;
+    case VIR_DOMAIN_SHUTOFF:
+      return DomainState::kShutOff;
+    case VIR_DOMAIN_CRASHED:
+      return DomainState::kCrashed;
+    default:
+      return DomainState::kOther;
+  }
+}
+
+std::string StateReason(int state, int reason) {
+  switch (state) {
+    case VIR_DOMAIN_RUNNING: {
+      static const char* const kReasons[] = {"unknown",  "booted",   "migrated",
+                                             "restored", "from snapshot", "unpaused",
+                                             "migration canceled", "save canceled", "wakeup",
+                                             "crashed", "post-copy", "post-copy failed"};
+      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
+      break;
+    }
+    case VIR_DOMAIN_PAUSED: {
+      static const char* const kReasons[] = {
+          "unknown",       "user",     "migrating",      "saving",   "dumping",
+          "ioerror",       "watchdog", "from snapshot",  "shutting down", "snapshot",
+          "crashed",       "starting up", "post-copy",   "post-copy failed", "api error"};
+      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
+      break;
+    }
+    case VIR_DOMAIN_SHUTOFF: {
+      static const char* const kReasons[] = {"unknown", "shutdown",  "destroyed",
+                                             "crashed", "migrated",  "saved",
+                                             "failed",  "from snapshot", "daemon"};
+      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
+      break;
+    }
+    case VIR_DOMAIN_CRASHED:
+      return reason == VIR_DOMAIN_CRASHED_PANICKED ? "panicked" : "crashed";
+    default:
+      break;
+  }
+  return "unknown";
+}
+
+JobKind MapJobOperation(int operation) {
+  switch (operation) {
+    case VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN:
+    case VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
+      return JobKind::kMigration;
+    case VIR_DOMAIN_JOB_OPERATION_SAVE:
+    case VIR_DOMAIN_JOB_OPERATION_RESTORE:
+      return JobKind::kSave;
+    case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT:
+    case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT:
+      return JobKind::kSnapshot;
+    default:
+      return JobKind::kOther;
+  }
+}
+
+std::string JoinIds(const std::set<unsigned>& ids) {
+  std::string text;
+  for (unsigned id : ids) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(id);
+  }
+  return text;
+}
+
+// "0-2,4" -> {0,1,2,4}; nullopt when it does not parse.
+std::optional<std::vector<unsigned>> ParseCpuList(const std::string& text) {
+  std::vector<unsigned> cpus;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(start, end - start);
+    const size_t dash = item.find('-');
+    try {
+      const unsigned first = static_cast<unsigned>(std::stoul(item.substr(0, dash)));
+      const unsigned last =
+          dash == std::string::npos ? first : static_cast<unsigned>(std::stoul(item.substr(dash + 1)));
+      if (last < first || last - first > 4096) return std::nullopt;
+      for (unsigned cpu = first; cpu <= last; ++cpu) cpus.push_back(cpu);
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+    start = end + 1;
+  }
+  return cpus;
+}
+
+}  // namespace
+
+struct LibvirtHypervisor::Impl {
+  // A connection and a looked-up domain, valid for one backend call.
+  struct Session {
+    ConnectionRef conn;
+    DomainHandle domain;
+    std::string name;
+  };
+
+  explicit Impl(LibvirtOptions opts)
+      : options(std::move(opts)),
+        events(std::make_shared<DomainEvents>()),
+        event_loop(EventLoop::Acquire()),
+        connection(
+            ConnectionOptions{options.uri, options.keepalive_interval_s, options.keepalive_count,
+                              options.reconnect_initial_backoff, options.reconnect_max_backoff},
+            options.now ? options.now : [] { return std::chrono::steady_clock::now(); },
+            [events = events](OpenConnection& opened) {
+              DomainEvents::RegisterOn(events, opened);
+            }) {}
+
+  ~Impl() { connection.Close(); }
+
+  // The last libvirt error as a Status; forgets the connection when the error says it is gone.
+  Status Fail(const ConnectionRef& conn, std::string_view what) {
+    Status status = StatusFromLastError(what);
+    virResetLastError();
+    if (IsConnectionLost(status.code())) connection.Drop(conn);
+    return status;
+  }
+
+  Result<DomainHandle> Lookup(const ConnectionRef& conn, const std::string& domain) {
+    virDomainPtr found = nullptr;
+    if (LooksLikeUuid(domain)) {
+      found = virDomainLookupByUUIDString(conn->get(), domain.c_str());
+      if (found != nullptr) return DomainHandle(found);
+      virResetLastError();
+    }
+    found = virDomainLookupByName(conn->get(), domain.c_str());
+    if (found == nullptr) return Fail(conn, "virDomainLookupByName(" + domain + ")");
+    return DomainHandle(found);
+  }
+
+  Result<Session> Open(const std::string& domain) {
+    for (int attempt = 0;; ++attempt) {
+      auto conn = connection.Get();
+      if (!conn.ok()) return conn.status();
+      auto found = Lookup(conn.value(), domain);
+      if (found.ok()) {
+        return Session{conn.value(), std::move(found.value()), domain};
+      }
+      // A connection that died unnoticed (daemon restarted): one retry on a fresh one.
+      if (attempt == 0 && IsConnectionLost(found.status().code())) continue;
+      return found.status();
+    }
+  }
+
+  Result<std::string> DomainXml(Session& session, unsigned flags) {
+    char* xml = virDomainGetXMLDesc(session.domain.get(), flags);
+    if (xml == nullptr) return Fail(session.conn, "virDomainGetXMLDesc(" + session.name + ")");
+    return TakeString(xml);
+  }
+
+  Result<ParsedDomainXml> ParsedXml(Session& session) {
+    auto xml = DomainXml(session, 0);
+    if (!xml.ok()) return xml.status();
+    return ParseDomainXml(xml.value());
+  }
+
+  Result<std::set<unsigned>> ReadRecord(Session& session) {
+    char* element = virDomainGetMetadata(session.domain.get(), VIR_DOMAIN_METADATA_ELEMENT,
+                                         kTcgMetadataUri, VIR_DOMAIN_AFFECT_LIVE);
+    if (element == nullptr) {
+      virErrorPtr error = virGetLastError();
+      if (error != nullptr && error->code == VIR_ERR_NO_DOMAIN_METADATA) {
+        virResetLastError();
+        return std::set<unsigned>{};
+      }
+      return Fail(session.conn, "virDomainGetMetadata(" + session.name + ")");
+    }
+    return ParseUnpluggedVcpus(TakeString(element));
+  }
+
+  Status AddToRecord(Session& session, const std::set<unsigned>& unplugged) {
+    std::lock_guard<std::mutex> lock(record_mutex);
+    auto record = ReadRecord(session);
+    if (!record.ok()) return record.status();
+    std::set<unsigned> merged = record.value();
+    merged.insert(unplugged.begin(), unplugged.end());
+    if (merged == record.value()) return Status::Ok();
+    const std::string element = FormatUnpluggedVcpus(merged);
+    if (virDomainSetMetadata(session.domain.get(), VIR_DOMAIN_METADATA_ELEMENT, element.c_str(),
+                             kTcgMetadataPrefix, kTcgMetadataUri, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+      return Fail(session.conn, "virDomainSetMetadata(" + session.name + ")");
+    }
+    return Status::Ok();
+  }
+
+  Result<std::set<unsigned>> ReadQemuVcpus(Session& session) {
+    char* reply = nullptr;
+    if (virDomainQemuMonitorCommand(session.domain.get(), kQueryCpusFast, &reply, 0) < 0) {
+      return Fail(session.conn, "virDomainQemuMonitorCommand(" + session.name +
+                                    ", query-cpus-fast)");
+    }
+    return ParseQueryCpusFast(TakeString(reply));
+  }
+
+  JobKind ActiveJob(Session& session) {
+    int type = VIR_DOMAIN_JOB_NONE;
+    TypedParams params;
+    if (virDomainGetJobStats(session.domain.get(), &type, params.out_params(),
+                             params.out_count(), 0) < 0) {
+      virResetLastError();
+      virDomainJobInfo info{};
+      if (virDomainGetJobInfo(session.domain.get(), &info) < 0) {
+        virResetLastError();
+        return JobKind::kNone;
+      }
+      return info.type == VIR_DOMAIN_JOB_NONE ? JobKind::kNone : JobKind::kOther;
+    }
+    if (type == VIR_DOMAIN_JOB_NONE) return JobKind::kNone;
+    int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
+    if (virTypedParamsGetInt(params.get(), params.count(), VIR_DOMAIN_JOB_OPERATION,
+                             &operation) <= 0) {
+      virResetLastError();
+      return JobKind::kOther;
+    }
+    return MapJobOperation(operation);
+  }
+
+  // The guest's online CPUs through its agent; nullopt when there is no answering agent.
+  std::optional<std::vector<unsigned>> GuestOnlineCpus(Session& session) {
+    TypedParams params;
+    unsigned int count = 0;
+    virTypedParameterPtr raw = nullptr;
+    if (virDomainGetGuestVcpus(session.domain.get(), &raw, &count, 0) < 0) {
+      virResetLastError();
+      return std::nullopt;
+    }
+    *params.out_params() = raw;
+    *params.out_count() = static_cast<int>(count);
+    const char* online = nullptr;
+    if (virTypedParamsGetString(raw, static_cast<int>(count), "online", &online) <= 0 ||
+        online == nullptr) {
+      virResetLastError();
+      return std::vector<unsigned>{};
+    }
+    return ParseCpuList(online).value_or(std::vector<unsigned>{});
+  }
+
+  unsigned int ChangeFlags(Session& session, bool persist) {
+    unsigned int flags = VIR_DOMAIN_AFFECT_LIVE;
+    if (persist && virDomainIsPersistent(session.domain.get()) == 1) {
+      flags |= VIR_DOMAIN_AFFECT_CONFIG;
+    }
+    virResetLastError();
+    return flags;
+  }
+
+  const LibvirtOptions options;
+  // Declared in this order so that they are destroyed connection first (deregistering the
+  // event callbacks), then the event loop (joining its thread), then the events.
+  std::shared_ptr<DomainEvents> events;
+  std::shared_ptr<EventLoop> event_loop;
+  Connection connection;
+  std::mutex record_mutex;  // serializes read-modify-write of the TCG unplug record
+};
+
+LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+LibvirtHypervisor::~LibvirtHypervisor() = default;
+
+void LibvirtHypervisor::SetEventSink(DomainEventSink sink) { impl_->events->SetSink(std::move(sink)); }
+
+Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Impl::Session& session = opened.value();
+  virDomainPtr dom = session.domain.get();
+
+  DomainObservation observation;
+  observation.name = virDomainGetName(dom);
+  char uuid[VIR_UUID_STRING_BUFLEN] = {};
+  if (virDomainGetUUIDString(dom, uuid) == 0) observation.uuid = uuid;
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0) {
+    return impl_->Fail(session.conn, "virDomainGetState(" + domain + ")");
+  }
+  observation.state = MapState(state);
+  observation.state_reason = StateReason(state, reason);
+  const int persistent = virDomainIsPersistent(dom);
+  if (persistent < 0) return impl_->Fail(session.conn, "virDomainIsPersistent(" + domain + ")");
+  observation.persistent = persistent == 1;
+  const int active = virDomainIsActive(dom);
+  if (active < 0) return impl_->Fail(session.conn, "virDomainIsActive(" + domain + ")");
+
+  auto parsed_result = impl_->ParsedXml(session);
+  if (!parsed_result.ok()) return parsed_result.status();
+  ParsedDomainXml& parsed = parsed_result.value();
+  observation.tcg = parsed.tcg;
+  observation.maximum_vcpus = parsed.maximum_vcpus;
+  observation.topology = parsed.topology;
+  observation.has_pinning = parsed.has_pinning;
+  observation.memory = std::move(parsed.memory);
+  if (!parsed.vcpus.empty()) {
+    observation.vcpus = std::move(parsed.vcpus);
+  } else {
+    unsigned current = parsed.current_vcpus;
+    if (active == 1) {
+      const int live = virDomainGetVcpusFlags(dom, VIR_DOMAIN_AFFECT_LIVE);
+      if (live < 0) return impl_->Fail(session.conn, "virDomainGetVcpusFlags(" + domain + ")");
+      current = static_cast<unsigned>(live);
+    }
+    observation.vcpus = ImpliedVcpuMap(parsed.maximum_vcpus, current);
+  }
+  const int host_max = virConnectGetMaxVcpus(
+      session.conn->get(), parsed.tcg || parsed.domain_type.empty() ? "qemu"
+                                                                    : parsed.domain_type.c_str());
+  if (host_max < 0) virResetLastError();
+  observation.host_max_vcpus = host_max > 0 ? static_cast<unsigned>(host_max) : 0;
+
+  if (active != 1) return observation;
+
+  observation.job = impl_->ActiveJob(session);
+  observation.guest_online_cpus = impl_->GuestOnlineCpus(session);
+  observation.guest_agent_available = observation.guest_online_cpus.has_value();
+
+  if (parsed.tcg) {
+    auto record = impl_->ReadRecord(session);
+    std::set<unsigned> unplugged = record.ok() ? record.value() : std::set<unsigned>{};
+    if (impl_->options.read_qemu_vcpus_on_tcg) {
+      auto qemu = impl_->ReadQemuVcpus(session);
+      if (qemu.ok()) {
+        std::set<unsigned> newly_gone;
+        for (VcpuInfo& vcpu : observation.vcpus) {
+          vcpu.present_in_qemu = qemu.value().count(vcpu.id) > 0;
+          if (vcpu.enabled && !*vcpu.present_in_qemu && !unplugged.count(vcpu.id)) {
+            newly_gone.insert(vcpu.id);  // unplugged behind libvirt's back: remember it
+          }
+        }
+        if (!newly_gone.empty() && impl_->AddToRecord(session, newly_gone).ok()) {
+          unplugged.insert(newly_gone.begin(), newly_gone.end());
+        }
+      }
+    }
+    for (VcpuInfo& vcpu : observation.vcpus) vcpu.replug_unsafe = unplugged.count(vcpu.id) > 0;
+  }
+  return observation;
+}
+
+Status LibvirtHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enable,
+                                  bool persist) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Impl::Session& session = opened.value();
+  if (enable) {
+    auto unplugged = impl_->ReadRecord(session);
+    if (!unplugged.ok()) return unplugged.status();
+    if (unplugged.value().count(id) > 0) {
+      return Status::Error(
+          ErrorCode::kUnsupported,
+          "refusing to plug vCPU " + std::to_string(id) + " of '" + domain +
+              "' again: it was unplugged earlier in this QEMU process, and under TCG QEMU "
+              "aborts when a vCPU is plugged a second time (tcg_register_thread: n < "
+              "tcg_max_ctxs), crashing the guest; it can be plugged after the domain is "
+              "restarted (new QEMU process)");
+    }
+  }
+  const unsigned int flags = impl_->ChangeFlags(session, persist);
+  const std::string vcpu_map = std::to_string(id);
+  const std::string what = std::string("virDomainSetVcpu(") + domain + ", " + vcpu_map + ", " +
+                           (enable ? "enable" : "disable") + ")";
+  Status status = Status::Ok();
+  if (virDomainSetVcpu(session.domain.get(), vcpu_map.c_str(), enable ? 1 : 0, flags) < 0) {
+    status = impl_->Fail(session.conn, what);
+  }
+  if (enable || !(status.ok() || status.code() == ErrorCode::kTimeout)) return status;
+
+  // An unplug was requested and may have happened: on TCG remember it for good, and after a
+  // timeout tell what QEMU itself says.
+  auto parsed = impl_->ParsedXml(session);
+  if (!parsed.ok() || !parsed.value().tcg) return status;
+  Status recorded = impl_->AddToRecord(session, {id});
+  std::string message = status.message();
+  if (!recorded.ok()) {
+    message += "; could not record the unplug in the domain metadata: " + recorded.message();
+  }
+  if (status.code() == ErrorCode::kTimeout) {
+    auto qemu = impl_->ReadQemuVcpus(session);
+    if (!qemu.ok()) {
+      message += "; QEMU's own view could not be read: " + qemu.status().message();
+    } else if (qemu.value().count(id) == 0) {
+      message += "; QEMU (query-cpus-fast) no longer has vCPU " + vcpu_map +
+                 ": the guest released it and libvirt's view is stale";
+    } else {
+      message += "; QEMU (query-cpus-fast) still has vCPU " + vcpu_map +
+                 ": the guest has not released it yet";
+    }
+  }
+  if (status.ok()) return recorded.ok() ? status : Status::Error(ErrorCode::kInternal, message);
+  return Status::Error(status.code(), message, status.native_code());
+}
+
+Status LibvirtHypervisor::OnlineGuestVcpus(const std::string& domain,
+                                           const std::vector<unsigned>& ids) {
+  if (ids.empty()) return Status::Ok();
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Impl::Session& session = opened.value();
+  const std::string cpumap = JoinIds(std::set<unsigned>(ids.begin(), ids.end()));
+  if (virDomainSetGuestVcpus(session.domain.get(), cpumap.c_str(), 1, 0) < 0) {
+    return impl_->Fail(session.conn, "virDomainSetGuestVcpus(" + domain + ", " + cpumap + ")");
+  }
+  return Status::Ok();
+}
+
+Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
+                                          bool persist) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Impl::Session& session = opened.value();
+  virDomainPtr dom = session.domain.get();
+  const unsigned int flags = impl_->ChangeFlags(session, persist);
+
+  if (step.op == MemoryStep::Op::kSetBalloon) {
+    if (step.bytes < 1024) {
+      return Status::Error(ErrorCode::kOperationInvalid, "balloon target must be at least 1 KiB");
+    }
+    if (virDomainSetMemoryFlags(dom, step.bytes / 1024, flags) < 0) {
+      return impl_->Fail(session.conn, "virDomainSetMemoryFlags(" + domain + ", " +
+                                           std::to_string(step.bytes / 1024) + " KiB)");
+    }
+    return Status::Ok();
+  }
+
+  auto live_xml = impl_->DomainXml(session, 0);
+  if (!live_xml.ok()) return live_xml.status();
+
+  if (step.op == MemoryStep::Op::kSetVirtioMemRequested) {
+    auto device = VirtioMemRequestXml(live_xml.value(), step.alias, step.bytes);
+    if (!device.ok()) return device.status();
+    if (virDomainUpdateDeviceFlags(dom, device.value().c_str(), flags) < 0) {
+      return impl_->Fail(session.conn, "virDomainUpdateDeviceFlags(" + domain + ", " +
+                                           step.alias + " requested=" +
+                                           std::to_string(step.bytes) + " bytes)");
+    }
+    return Status::Ok();
+  }
+
+  // DIMM attach or detach: refused on TCG after a vCPU unplug in this QEMU process.
+  auto parsed = ParseDomainXml(live_xml.value());
+  if (!parsed.ok()) return parsed.status();
+  if (parsed.value().tcg) {
+    auto unplugged = impl_->ReadRecord(session);
+    if (!unplugged.ok()) return unplugged.status();
+    if (!unplugged.value().empty()) {
+      return Status::Error(
+          ErrorCode::kUnsupported,
+          std::string("refusing to ") +
+              (step.op == MemoryStep::Op::kAttachDimm ? "attach a DIMM to" : "detach a DIMM from") +
+              " '" + domain + "': vCPU " + JoinIds(unplugged.value()) +
+              " was unplugged in this QEMU process, and QEMU 7.2 under TCG corrupted its heap "
+              "and died on the next DIMM change after that; use virtio-mem, or restart the "
+              "domain first");
+    }
+  }
+
+  if (step.op == MemoryStep::Op::kAttachDimm) {
+    const std::string device = DimmXml(step.bytes, step.node);
+    if (virDomainAttachDeviceFlags(dom, device.c_str(), flags) < 0) {
+      return impl_->Fail(session.conn, "virDomainAttachDeviceFlags(" + domain + ", dimm " +
+                                           std::to_string(step.bytes) + " bytes)");
+    }
+    return Status::Ok();
+  }
+
+  if (step.op == MemoryStep::Op::kDetachDimm) {
+    auto device = MemoryDeviceXml(live_xml.value(), step.alias);
+    if (!device.ok()) return device.status();
+    if (virDomainDetachDeviceFlags(dom, device.value().c_str(), flags) < 0) {
+      return impl_->Fail(session.conn, "virDomainDetachDeviceFlags(" + domain + ", " + step.alias + ")");
+    }
+    // libvirt returns 0 also when the guest has not answered within its wait: look again.
+    auto after = impl_->DomainXml(session, 0);
+    if (after.ok() && MemoryDeviceXml(after.value(), step.alias).ok()) {
+      return Status::Error(ErrorCode::kTimeout,
+                           "detach of " + step.alias + " from '" + domain +
+                               "' requested; the guest has not released it yet");
+    }
+    return Status::Ok();
+  }
+  return Status::Error(ErrorCode::kUnsupported,
+                       std::string("memory step ") + MemoryStepOpName(step.op) +
+                           " is not supported by the libvirt backend");
+}
+
+Result<std::set<unsigned>> LibvirtHypervisor::UnpluggedVcpus(const std::string& domain) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  return impl_->ReadRecord(opened.value());
+}
+
+Result<std::set<unsigned>> LibvirtHypervisor::QemuVcpus(const std::string& domain) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  return impl_->ReadQemuVcpus(opened.value());
+}
+
+}  // namespace hotplug::backends::libvirt

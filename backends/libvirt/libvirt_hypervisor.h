@@ -1,0 +1,68 @@
+// The Hypervisor over libvirt's C API (qemu:///system by default): observes a domain in one
+// call, changes one vCPU or one memory step per call, reports domain events. It is the only
+// code that includes libvirt; this header does not, so users need no libvirt headers.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backends/hypervisor.h"
+
+namespace hotplug::backends::libvirt {
+
+struct LibvirtOptions {
+  std::string uri = "qemu:///system";
+  int keepalive_interval_s = 5;
+  unsigned keepalive_count = 3;
+  // After the connection is lost, reopen on the next call, then wait this long between
+  // failed attempts, doubling up to the cap.
+  std::chrono::milliseconds reconnect_initial_backoff{100};
+  std::chrono::milliseconds reconnect_max_backoff{5000};
+  // Read QEMU's own vCPU list (virDomainQemuMonitorCommand) in every Observe of a TCG
+  // domain. It marks the domain "custom-monitor" tainted in libvirt's log.
+  bool read_qemu_vcpus_on_tcg = true;
+  // Time for the reconnect backoff; steady_clock when empty.
+  std::function<std::chrono::steady_clock::time_point()> now;
+};
+
+// Threading: all methods may be called from any thread at once. The connection is guarded by
+// one mutex (held only to fetch or reopen it; calls run on a shared reference), the TCG
+// unplug record by a second one (read-modify-write of the domain metadata); the event sink
+// by the events' own mutex. Events arrive on the "libvirt-events" thread, which the
+// destructor stops and joins (when this is the last backend in the process).
+class LibvirtHypervisor final : public Hypervisor {
+ public:
+  explicit LibvirtHypervisor(LibvirtOptions options = {});
+  ~LibvirtHypervisor() override;
+  LibvirtHypervisor(const LibvirtHypervisor&) = delete;
+  LibvirtHypervisor& operator=(const LibvirtHypervisor&) = delete;
+
+  Result<DomainObservation> Observe(const std::string& domain) override;
+
+  // Refuses (kUnsupported, without calling libvirt) to enable a vCPU of a TCG domain that
+  // was unplugged earlier in the same QEMU process. After an unplug times out, the message
+  // also says what QEMU itself reports for that vCPU.
+  Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
+  Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
+  // DIMM attach/detach on a TCG domain after a vCPU unplug in the same QEMU process is
+  // refused (kUnsupported): QEMU 7.2 corrupted its heap and died on it on this machine.
+  Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
+                         bool persist) override;
+  void SetEventSink(DomainEventSink sink) override;
+
+  // The vCPUs recorded as unplugged in the domain's current QEMU process (TCG only).
+  Result<std::set<unsigned>> UnpluggedVcpus(const std::string& domain);
+
+  // QEMU's own vCPU ids ("query-cpus-fast" through the monitor).
+  Result<std::set<unsigned>> QemuVcpus(const std::string& domain);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hotplug::backends::libvirt
