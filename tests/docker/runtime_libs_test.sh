@@ -71,76 +71,20 @@ if [[ ${#unowned[@]} -gt 0 ]]; then
 fi
 
 # ---- 3. what the runtime stage installs
-# The runtime stage is the one named "runtime" (FROM ... AS runtime), else the last one.
-# Its RUN lines are joined across backslash continuations; every word after
-# `apt-get install` that is not an option is a package, up to the next && ; | or ).
-runtime_packages=$(awk '
-  function flush() { if (line != "") { print line; line = "" } }
-  /^[[:space:]]*#/ { next }
-  { sub(/\r$/, ""); cont = sub(/\\[[:space:]]*$/, ""); line = line " " $0; if (!cont) flush() }
-  END { flush() }
-' "$dockerfile" | awk '
-  toupper($1) == "FROM" { stage++; if (tolower($0) ~ /[[:space:]]as[[:space:]]+runtime[[:space:]]*$/) named = stage }
-  { lines[stage] = lines[stage] "\n" $0; last = stage }
-  END { s = named ? named : last; print lines[s] }
-' | awk '
-  {
-    installing = 0
-    for (i = 1; i <= NF; i++) {
-      if ($i == "apt-get") {
-        for (j = i + 1; j <= NF && $j ~ /^-/; j++) {}
-        if ($j == "install") { installing = 1; i = j }
-        continue
-      }
-      if ($i ~ /^(&&|;|\||\|\||\))$/ || $i ~ /;$/) { installing = 0; continue }
-      if (installing && $i !~ /^-/) print $i
-    }
-  }
-' | sed 's/[=:].*//' | sort -u)
+# shellcheck source=dockerfile_lib.sh
+source "$(dirname "$0")/dockerfile_lib.sh"
+runtime_packages=$(stage_packages "$dockerfile" runtime)
 if [[ -z $runtime_packages ]]; then
   echo "FAIL: found no apt-get install in the runtime stage of $dockerfile"
   exit 1
 fi
-
-# Dependency closure over the dpkg database of this machine (which has every runtime
-# package installed, since the binary was linked here). Alternatives "a | b" count for
-# whichever is installed; versions and :any qualifiers are dropped.
-declare -A depends_of=() installed=() seed_of_base=()
-while IFS=$'\t' read -r package status essential priority depends predepends; do
-  [[ $status == "install ok installed" ]] || continue
-  installed[$package]=1
-  depends_of[$package]="$depends, $predepends"
-  if [[ $essential == yes || $priority == required ]]; then seed_of_base[$package]=1; fi
-done < <(dpkg-query -W -f='${Package}\t${Status}\t${Essential}\t${Priority}\t${Depends}\t${Pre-Depends}\n')
-
-closure() {  # closure PACKAGE... -> prints the packages and all they depend on
-  local -A seen=()
-  local -a queue=("$@")
-  local package dependency alternative
-  while [[ ${#queue[@]} -gt 0 ]]; do
-    package=${queue[0]}
-    queue=("${queue[@]:1}")
-    [[ -n ${seen[$package]:-} ]] && continue
-    seen[$package]=1
-    IFS=',' read -ra dependencies <<<"${depends_of[$package]:-}"
-    for dependency in "${dependencies[@]}"; do
-      IFS='|' read -ra alternatives <<<"$dependency"
-      for alternative in "${alternatives[@]}"; do
-        alternative=${alternative%%(*}        # version constraint
-        alternative=${alternative//[[:space:]]/}
-        alternative=${alternative%%:*}        # :any, :amd64
-        [[ -n $alternative && -n ${installed[$alternative]:-} ]] && queue+=("$alternative")
-      done
-    done
-  done
-  printf '%s\n' "${!seen[@]}"
-}
+load_dpkg_database
 
 declare -A in_image=() reason=()
 while read -r package; do
   in_image[$package]=1
   reason[$package]="base image"
-done < <(closure apt "${!seed_of_base[@]}")
+done < <(closure apt "${!base_seeds[@]}")
 declare -A listed=()
 for package in $runtime_packages; do listed[$package]=1; done
 while read -r package; do
@@ -167,19 +111,7 @@ for library in "${libraries[@]}"; do
   fi
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
-  # Name only the packages no other missing one pulls in: installing those is enough.
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  declare -A pulled_in=()
-  for package in "${missing[@]}"; do
-    while read -r dependency; do
-      [[ $dependency != "$package" ]] && pulled_in[$dependency]=1
-    done < <(closure "$package")
-  done
-  to_add=()
-  for package in "${missing[@]}"; do
-    [[ -z ${pulled_in[$package]:-} ]] && to_add+=("$package")
-  done
-  [[ ${#to_add[@]} -gt 0 ]] || to_add=("${missing[@]}")  # a dependency cycle: name them all
+  mapfile -t to_add < <(smallest_to_add $(printf '%s\n' "${missing[@]}" | sort -u))
   echo "FAIL: add to the runtime stage's apt-get install in $dockerfile:"
   printf '  %s\n' "${to_add[@]}"
   echo "0 passed, 1 failed"
