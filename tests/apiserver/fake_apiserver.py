@@ -39,6 +39,8 @@ SERVER_VERSION = {
     "platform": "linux/amd64",
 }
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DNS1123_SUBDOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 STANDARD_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update",
                   "watch"]
 MERGE_PATCH = "application/merge-patch+json"
@@ -186,12 +188,26 @@ class ResourceType:
         return entries
 
 
+def column(name, json_path, column_type="string"):
+    return {"name": name, "type": column_type, "jsonPath": json_path}
+
+
 def builtin_types():
+    namespaces = ResourceType("", "v1", "namespaces", "Namespace", False, short_names=["ns"],
+                              status_subresource=True)
+    namespaces.printer_columns = [column("Status", ".status.phase"),
+                                  column("Age", ".metadata.creationTimestamp", "date")]
+    events = ResourceType("", "v1", "events", "Event", True, short_names=["ev"])
+    events.printer_columns = [column("Last Seen", ".lastTimestamp", "date"),
+                              column("Type", ".type"), column("Reason", ".reason"),
+                              column("Object", ".involvedObject.name"),
+                              column("Message", ".message")]
+    leases = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True)
+    leases.printer_columns = [column("Holder", ".spec.holderIdentity"),
+                              column("Age", ".metadata.creationTimestamp", "date")]
     return [
-        ResourceType("", "v1", "namespaces", "Namespace", False, short_names=["ns"],
-                     status_subresource=True),
-        ResourceType("", "v1", "events", "Event", True, short_names=["ev"]),
-        ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+        namespaces, events, leases,
+        # A separate store from core/v1 events (kube shares one and converts between them).
         ResourceType("events.k8s.io", "v1", "events", "Event", True, short_names=["ev"]),
         ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                      "CustomResourceDefinition", False, short_names=["crd", "crds"],
@@ -267,14 +283,17 @@ def parse_field_selector(text):
         if not match:
             raise bad_request(f'invalid field selector "{part}"')
         field, op, value = match.groups()
-        if field not in ("metadata.name", "metadata.namespace"):
-            raise bad_request(f'field label not supported: {field}')
-        requirements.append((field.split(".")[1], op, value))
+        requirements.append((field.split("."), op, value))
 
     def matches(obj):
-        meta = obj.get("metadata", {})
-        for key, op, value in requirements:
-            actual = meta.get(key, "")
+        # Any dotted path is accepted (kube allows a fixed set per kind, e.g. the
+        # involvedObject.* fields of Events that `kubectl describe` uses).
+        for path, op, value in requirements:
+            actual = obj
+            for key in path:
+                actual = actual.get(key) if isinstance(actual, dict) else None
+            actual = "" if actual is None else (
+                json.dumps(actual) if not isinstance(actual, str) else actual)
             if (actual == value) != (op != "!="):
                 return False
         return True
@@ -583,6 +602,7 @@ class Faults:
         "watch_close_abrupt": False,     # true: end it by dropping the connection mid-stream
         "watch_gone_on_reconnect": False,  # every watch with resourceVersion>0 gets 410
         "watch_gone_mode": "event",      # "event": 200 + ERROR event; "http": HTTP 410
+        "watch_gone_count": 0,           # >0: only this many 410s, then the fault turns off
         "status_conflict_every": 0,      # N>0: every Nth status write answers 409
         "errors": [],                    # [{prefix, code, seconds|count, methods}] rules
         "delay_ms": 0,                   # delay every answer (not /_admin)
@@ -616,7 +636,8 @@ class Faults:
     @staticmethod
     def _arm_error_rule(rule):
         armed = {"prefix": rule.get("prefix", "/"), "code": int(rule.get("code", 500)),
-                 "methods": [m.upper() for m in rule.get("methods", [])]}
+                 "methods": [m.upper() for m in rule.get("methods", [])],
+                 "verbs": list(rule.get("verbs", []))}
         if "seconds" in rule:
             armed["until"] = time.time() + float(rule["seconds"])
         if "count" in rule:
@@ -636,8 +657,9 @@ class Faults:
         with self.lock:
             return self.values[key]
 
-    def injected_error(self, method, path):
-        """The HTTP code to fail this request with, or None."""
+    def injected_error(self, method, path, verbs):
+        """The HTTP code to fail this request with, or None. verbs: the kube verbs the
+        request may be (a GET is "get" and "list" until its path is parsed)."""
         with self.lock:
             now = time.time()
             live = []
@@ -649,12 +671,24 @@ class Faults:
                     continue
                 live.append(rule)
                 if code is None and path.startswith(rule["prefix"]) and \
-                        (not rule["methods"] or method in rule["methods"]):
+                        (not rule["methods"] or method in rule["methods"]) and \
+                        (not rule["verbs"] or set(rule["verbs"]) & set(verbs)):
                     code = rule["code"]
                     if "remaining" in rule:
                         rule["remaining"] -= 1
             self.values["errors"] = live
             return code
+
+    def take_watch_gone(self):
+        """Whether this watch (one with a resourceVersion) must get 410, counting it."""
+        with self.lock:
+            if not self.values["watch_gone_on_reconnect"]:
+                return False
+            if self.values["watch_gone_count"] > 0:
+                self.values["watch_gone_count"] -= 1
+                if self.values["watch_gone_count"] == 0:
+                    self.values["watch_gone_on_reconnect"] = False
+            return True
 
     def status_write_conflicts(self):
         with self.lock:
@@ -744,6 +778,27 @@ class Store:
             rtype.status_subresource = "status" in (version.get("subresources") or {})
             rtype.schema = (version.get("schema") or {}).get("openAPIV3Schema")
             rtype.printer_columns = version.get("additionalPrinterColumns")
+
+    def _uninstall_crd_locked(self, crd):
+        """Deleting a CRD deletes its objects and stops serving it; the built-in ElasticVM
+        type stays served, without the CRD's schema and printer columns."""
+        spec = crd.get("spec", {})
+        builtin = {(t.group, t.version, t.plural): t for t in builtin_types()}
+        for version in spec.get("versions", []):
+            key = (spec.get("group", ""), version.get("name"),
+                   spec.get("names", {}).get("plural"))
+            rtype = self.types.get(key)
+            if rtype is None:
+                continue
+            for object_key in [k for k in self.objects if k[0:2] == (key[0], key[2])]:
+                gone = self.objects.pop(object_key)
+                previous = copy.deepcopy(gone)
+                gone["metadata"]["resourceVersion"] = self._next_rv_locked()
+                self._record_locked("DELETED", rtype, object_key[2], gone, previous)
+            if key in builtin:
+                self.types[key] = builtin[key]
+            else:
+                del self.types[key]
 
     def _crd_established(self, crd):
         names = crd.get("spec", {}).get("names", {})
@@ -869,6 +924,12 @@ class Store:
         if meta.get("namespace") and rtype.namespaced and meta["namespace"] != namespace:
             raise bad_request("the namespace of the provided object does not match the "
                               "namespace sent on the request")
+        if self.faults.get("validation") and not DNS1123_SUBDOMAIN_RE.match(name):
+            raise invalid(rtype, name, [(
+                "metadata.name", "FieldValueInvalid",
+                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+                "lower case alphanumeric characters, '-' or '.', and must start and end with "
+                "an alphanumeric character")])
         if rtype.namespaced:
             self._check_namespace_locked(rtype, namespace)
         key = (rtype.group, rtype.plural, namespace, name)
@@ -993,6 +1054,8 @@ class Store:
             deleted = copy.deepcopy(current)
             deleted["metadata"]["resourceVersion"] = self._next_rv_locked()
             self._record_locked("DELETED", rtype, namespace, deleted, current)
+            if rtype.plural == "customresourcedefinitions":
+                self._uninstall_crd_locked(current)
             if rtype.plural == "namespaces":
                 for other in [k for k in self.objects if k[2] == name and k[0:2] != ("", "")]:
                     gone = self.objects.pop(other)
@@ -1341,7 +1404,13 @@ class ApiHandler(BaseHTTPRequestHandler):
         delay_ms = server.faults.get("delay_ms")
         if delay_ms and self.url_path.startswith(server.faults.get("delay_prefix") or "/"):
             time.sleep(delay_ms / 1000.0)
-        injected = server.faults.injected_error(self.command, self.url_path)
+        if self.command == "GET":
+            verbs = ["watch"] if self.query.get("watch") in ("1", "true", "True") else \
+                ["get", "list"]
+        else:
+            verbs = [kube_verb(self.command, "name", self.query),
+                     kube_verb(self.command, None, self.query)]
+        injected = server.faults.injected_error(self.command, self.url_path, verbs)
         if injected:
             self._log_entry["injected"] = injected
             raise ApiError(injected, {500: "InternalError", 503: "ServiceUnavailable",
@@ -1490,7 +1559,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 raise bad_request(f"kind {body.get('kind')} does not match {rtype.kind}")
             updated = store.update(
                 rtype, namespace, name, lambda current: body, subresource, field_validation,
-                warnings, require_rv=rtype.custom and not subresource)
+                warnings, require_rv=rtype.custom)
             self._send_json(200, updated, self._warning_headers(warnings))
             return
         if method == "PATCH" and name:
@@ -1630,8 +1699,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             start_rv = int(requested_rv or 0)
         except ValueError:
             raise bad_request(f'invalid resourceVersion "{requested_rv}"') from None
-        reconnect = start_rv > 0
-        gone_on_reconnect = reconnect and faults.get("watch_gone_on_reconnect")
+        reconnect = start_rv > 0 and self.query.get("sendInitialEvents") not in ("1", "true")
+        gone_on_reconnect = reconnect and faults.take_watch_gone()
         if gone_on_reconnect and faults.get("watch_gone_mode") == "http":
             raise expired(start_rv, store.rv + 1)
 
@@ -1645,9 +1714,19 @@ class ApiHandler(BaseHTTPRequestHandler):
                                  include_object, with_headers=first)
             return json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
 
+        send_initial = self.query.get("sendInitialEvents") in ("1", "true", "True")
+        initial_events_end = False
         pending, expired_error = [], None
         with store.lock:
-            if gone_on_reconnect:
+            if send_initial:
+                # WatchList: the current state as ADDED events, then a BOOKMARK annotated
+                # k8s.io/initial-events-end, whatever resourceVersion was asked for.
+                last_rv = store.rv
+                for (g, p, ns, _), obj in sorted(store.objects.items()):
+                    if (g, p) == (rtype.group, rtype.plural) and matches(obj, ns):
+                        pending.append(("ADDED", copy.deepcopy(obj)))
+                initial_events_end = bookmarks
+            elif gone_on_reconnect:
                 expired_error = expired(start_rv, store.rv + 1)
                 last_rv = store.rv
             elif not reconnect:
@@ -1688,6 +1767,13 @@ class ApiHandler(BaseHTTPRequestHandler):
                         abrupt = faults.get("watch_close_abrupt")
                         return
                 pending = []
+                if initial_events_end:
+                    bookmark = {"kind": rtype.kind, "apiVersion": rtype.api_version(),
+                                "metadata": {"resourceVersion": str(last_rv), "annotations": {
+                                    "k8s.io/initial-events-end": "true"}}}
+                    self._write_chunk(json.dumps({"type": "BOOKMARK",
+                                                  "object": bookmark}).encode() + b"\n")
+                    initial_events_end = False
                 now = time.monotonic()
                 if now >= deadline:
                     return

@@ -314,6 +314,28 @@ class Suite:
         row = self.kubectl.ok("get", "evm", "web-01", "--no-headers").split()
         expect(row[4:7] == ["3", "2Gi", "True"], f"CURRENT/MEMORY/READY cells: {row}")
 
+    def check_kubectl_wait_describe_and_server_side_apply(self):
+        out = self.kubectl.ok("wait", "--for=condition=Ready", "evm/web-01", "--timeout=10s")
+        expect("condition met" in out, out)
+        uid = self.kubectl.ok("get", "evm", "web-01", "-o", "jsonpath={.metadata.uid}")
+        status, body, _ = self.http.request("POST", "/api/v1/namespaces/default/events", {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "web-01.plug"},
+            "involvedObject": {"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+                               "name": "web-01", "namespace": "default", "uid": uid},
+            "reason": "VCPUPlugged", "message": "vcpu 2 plugged", "type": "Normal",
+            "count": 1, "firstTimestamp": "2026-01-01T00:00:00Z",
+            "lastTimestamp": "2026-01-01T00:00:00Z", "source": {"component": "test"}})
+        expect(status == 201, f"create event: {status} {body}")
+        out = self.kubectl.ok("describe", "evm", "web-01")
+        expect("VCPUPlugged" in out and "vcpu 2 plugged" in out, f"describe: {out}")
+        manifest = read_file(VM_FILE).replace("vcpus: 2", "vcpus: 3")
+        out = self.kubectl.ok("apply", "--server-side", "-f", "-", stdin=manifest)
+        expect("serverside-applied" in out, out)
+        generation = self.kubectl.ok("get", "evm", "web-01", "-o",
+                                     "jsonpath={.metadata.generation}")
+        expect(generation == "2", f"an unchanged server-side apply bumped generation: "
+               f"{generation}")
+
     def check_main_resource_writes_ignore_status(self):
         self.kubectl.ok("patch", "evm", "web-01", "--type=merge",
                         "-p", '{"status":{"vcpus":{"current":99}}}')
@@ -370,6 +392,12 @@ class Suite:
 
     # -- raw HTTP semantics --------------------------------------------------------------
 
+    def check_names_are_validated(self):
+        status, body, _ = self.http.request("POST", EVM_PATH, {
+            "apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+            "metadata": {"name": "Web_01"}, "spec": {"cpu": {"vcpus": 1}}})
+        expect(status == 422 and "RFC 1123" in body["message"], f"{status} {body}")
+
     def check_errors_are_status_objects(self):
         status, body, _ = self.http.request("GET", EVM_PATH + "/missing")
         expect(status == 404 and body["kind"] == "Status" and body["reason"] == "NotFound"
@@ -398,6 +426,10 @@ class Suite:
         expect(status == 200, f"PUT status: {status} {body}")
         expect(body["spec"]["cpu"]["vcpus"] == 2 and body["status"]["vcpus"]["current"] == 1
                and body["metadata"]["generation"] == 1, f"after PUT status: {body}")
+        del vm["metadata"]["resourceVersion"]
+        status, body, _ = self.http.request("PUT", EVM_PATH + "/dup/status", vm)
+        expect(status == 422 and "must be specified for an update" in body["message"],
+               f"PUT of a custom resource without resourceVersion: {status} {body}")
         status, body, _ = self.http.request(
             "PATCH", EVM_PATH + "/dup", [{"op": "replace", "path": "/spec/cpu/vcpus",
                                          "value": 5}], "application/json-patch+json")
@@ -419,6 +451,45 @@ class Suite:
         status, body, _ = self.http.request(
             "GET", "/apis/hotplug.dev/v1alpha1/elasticvms?labelSelector=hotplug.dev/node")
         expect(status == 200 and len(body["items"]) == 2, f"cluster-wide list: {body}")
+
+    def check_list_pages_with_limit_and_continue(self):
+        status, first, _ = self.http.request("GET", f"{EVM_PATH}?limit=2")
+        expect(status == 200 and len(first["items"]) == 2 and first["metadata"]["continue"]
+               and first["metadata"]["remainingItemCount"] == 1, f"page 1: {first}")
+        status, second, _ = self.http.request(
+            "GET", f"{EVM_PATH}?limit=2&continue={first['metadata']['continue']}")
+        names = [i["metadata"]["name"] for i in first["items"] + second["items"]]
+        expect(names == ["dup", "on-a", "on-b"] and "continue" not in second["metadata"],
+               f"pages: {names} {second['metadata']}")
+
+    def check_finalizers_hold_deletion_until_removed(self):
+        rv = self.create_vm("held")["metadata"]["resourceVersion"]
+        status, held, _ = self.http.request(
+            "PATCH", EVM_PATH + "/held", {"metadata": {"finalizers": ["hotplug.dev/test"]}},
+            "application/merge-patch+json")
+        status, body, _ = self.http.request("DELETE", EVM_PATH + "/held")
+        expect(status == 200 and body["metadata"].get("deletionTimestamp"),
+               f"delete with a finalizer: {status} {body}")
+        expect(self.http.request("GET", EVM_PATH + "/held")[0] == 200, "deleted too early")
+        self.http.request("PATCH", EVM_PATH + "/held", {"metadata": {"finalizers": None}},
+                          "application/merge-patch+json")
+        expect(self.http.request("GET", EVM_PATH + "/held")[0] == 404, "not deleted")
+        stream = self.http.watch(f"{EVM_PATH}?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+                                 "&fieldSelector=metadata.name%3Dheld")
+        types = [e["type"] for e in stream.events_until_end()]
+        stream.close()
+        expect(types == ["MODIFIED", "MODIFIED", "DELETED"], f"finalizer events: {types}")
+
+    def check_watch_list_ends_initial_events_with_a_bookmark(self):
+        stream = self.http.watch(f"{EVM_PATH}?watch=1&sendInitialEvents=true"
+                                 "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+                                 "&timeoutSeconds=1")
+        events = stream.events_until_end()
+        stream.close()
+        kinds = [e["type"] for e in events]
+        expect(kinds[:4] == ["ADDED", "ADDED", "ADDED", "BOOKMARK"] and
+               events[3]["object"]["metadata"]["annotations"] ==
+               {"k8s.io/initial-events-end": "true"}, f"watch-list: {kinds}")
 
     def check_watch_replays_from_a_resource_version_and_honours_timeout(self):
         rv = self.http.request("GET", EVM_PATH)[1]["metadata"]["resourceVersion"]
@@ -539,6 +610,15 @@ class Suite:
         expect(stream.status == 200 and stream.events_until_end(),
                "a fresh watch (no resourceVersion) must still work")
         stream.close()
+        self.faults(reset=True, watch_gone_on_reconnect=True, watch_gone_count=1)
+        codes = []
+        for _ in range(2):
+            stream = self.http.watch(f"{EVM_PATH}?watch=1&resourceVersion={rv}"
+                                     "&timeoutSeconds=1")
+            events = stream.events_until_end()
+            stream.close()
+            codes.append(events[0]["object"].get("code") if events else None)
+        expect(codes == [410, None], f"watch_gone_count=1: {codes}")
         self.faults(reset=True)
 
     def check_fault_conflict_on_every_other_status_write(self):
@@ -566,6 +646,11 @@ class Suite:
                "seconds rule hit another prefix")
         poll(lambda: self.http.request("GET", EVM_PATH)[0] == 200,
              "the 1s error window to end", timeout_s=5)
+        self.faults(reset=True, errors=[{"prefix": "/apis/hotplug.dev", "count": 5,
+                                         "verbs": ["watch"], "code": 503}])
+        expect(self.http.request("GET", EVM_PATH)[0] == 200, "a watch-only rule hit a list")
+        expect(self.http.request("GET", f"{EVM_PATH}?watch=1&timeoutSeconds=1")[0] == 503,
+               "a watch-only rule missed a watch")
         self.faults(reset=True)
 
     def check_fault_delay(self):
@@ -618,6 +703,17 @@ class Suite:
             "metadata": {"name": "e"}})
         expect(status == 404 and "namespaces \"nowhere\" not found" in body["message"],
                f"event in a missing namespace: {status} {body}")
+
+    def check_deleting_the_crd_deletes_its_objects(self):
+        rv = self.http.request("GET", EVM_PATH)[1]["metadata"]["resourceVersion"]
+        out = self.kubectl.ok("delete", "crd", "elasticvms.hotplug.dev")
+        expect("deleted" in out, out)
+        status, body, _ = self.http.request("GET", EVM_PATH)
+        expect(status == 200 and body["items"] == [], f"objects left: {body}")
+        stream = self.http.watch(f"{EVM_PATH}?watch=1&resourceVersion={rv}&timeoutSeconds=1")
+        deleted = [e for e in stream.events_until_end() if e["type"] == "DELETED"]
+        stream.close()
+        expect(len(deleted) >= 3, f"DELETED events for the CRD's objects: {len(deleted)}")
 
     # -- auth, TLS, shutdown (their own servers) -------------------------------------------
 
