@@ -32,7 +32,7 @@ mapfile -t cmake_files < <(cd "$root" && find . \( -path ./tests -o -path ./.git
 
 # The calls, each on one line even when wrapped: "find_package(...)" / "pkg_check_modules(...)".
 calls=$(cd "$root" && cat "${cmake_files[@]}" | sed 's/#.*//' | tr '\n' ' ' |
-        grep -oE '(find_package|pkg_check_modules)\([^)]*\)' || true)
+        { grep -oE '(find_package|pkg_check_modules)\([^)]*\)' || true; })
 
 owner_of() {  # owner_of FILE -> the Debian package that ships it
   local file=$1 candidate owner
@@ -94,21 +94,21 @@ if [[ ${#unresolved[@]} -gt 0 ]]; then
 fi
 [[ ${#needed[@]} -gt 0 ]] || { echo "FAIL: found no find_package/pkg_check_modules"; exit 1; }
 
-build_packages=$(stage_packages "$dockerfile" build)
-[[ -n $build_packages ]] || { echo "FAIL: no apt-get install in the build stage of $dockerfile"; exit 1; }
+mapfile -t build_packages < <(stage_packages "$dockerfile" build)
+[[ ${#build_packages[@]} -gt 0 ]] || { echo "FAIL: no apt-get install in the build stage of $dockerfile"; exit 1; }
 load_dpkg_database
 declare -A in_stage=()
 # debian:bookworm (not -slim) starts from minbase plus Priority important/standard, but
 # minbase is enough for what a -dev package could be missing from.
 while read -r package; do in_stage[$package]=1; done \
-  < <(closure apt "${!base_seeds[@]}" $build_packages)
+  < <(closure apt "${!base_seeds[@]}" "${build_packages[@]}")
 # Transitional names: pkg-config is pkgconf in bookworm, and either satisfies the other.
-for package in $build_packages; do
+for package in "${build_packages[@]}"; do
   [[ $package == pkg-config || $package == pkgconf ]] && in_stage[pkg-config]=1 && in_stage[pkgconf]=1
 done
 
 echo "dockerfile: $dockerfile"
-echo "build stage installs: $(echo $build_packages)"
+echo "build stage installs: ${build_packages[*]}"
 missing=()
 for package in $(printf '%s\n' "${!needed[@]}" | sort); do
   if [[ -n ${in_stage[$package]:-} ]]; then

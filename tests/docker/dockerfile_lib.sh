@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # its arrays are read by the scripts that source it
 # Shared by the tests in tests/docker: what a Dockerfile stage installs, and Debian package
 # dependency closures from this machine's dpkg database. Source it; needs bash 4.
 

@@ -18,8 +18,10 @@ dockerfile=${2:-$(cd "$(dirname "$0")/../.." && pwd)/Dockerfile}
 
 [[ -x $binary ]] || { echo "FAIL: $binary is not an executable file"; exit 1; }
 [[ -r $dockerfile ]] || { echo "FAIL: cannot read $dockerfile"; exit 1; }
-command -v ldd >/dev/null && command -v dpkg-query >/dev/null ||
-  { echo "FAIL: needs ldd and dpkg (a Debian machine)"; exit 1; }
+if ! command -v ldd >/dev/null || ! command -v dpkg-query >/dev/null; then
+  echo "FAIL: needs ldd and dpkg (a Debian machine)"
+  exit 1
+fi
 
 # ---- 1. libraries the binary loads
 ldd_output=$(ldd "$binary" 2>&1) || { echo "FAIL: ldd $binary: $ldd_output"; exit 1; }
@@ -73,8 +75,8 @@ fi
 # ---- 3. what the runtime stage installs
 # shellcheck source=dockerfile_lib.sh
 source "$(dirname "$0")/dockerfile_lib.sh"
-runtime_packages=$(stage_packages "$dockerfile" runtime)
-if [[ -z $runtime_packages ]]; then
+mapfile -t runtime_packages < <(stage_packages "$dockerfile" runtime)
+if [[ ${#runtime_packages[@]} -eq 0 ]]; then
   echo "FAIL: found no apt-get install in the runtime stage of $dockerfile"
   exit 1
 fi
@@ -86,7 +88,7 @@ while read -r package; do
   reason[$package]="base image"
 done < <(closure apt "${!base_seeds[@]}")
 declare -A listed=()
-for package in $runtime_packages; do listed[$package]=1; done
+for package in "${runtime_packages[@]}"; do listed[$package]=1; done
 while read -r package; do
   in_image[$package]=1
   if [[ -n ${listed[$package]:-} ]]; then
@@ -94,13 +96,13 @@ while read -r package; do
   elif [[ ${reason[$package]:-} != "base image" ]]; then
     reason[$package]="dependency of a listed package"
   fi
-done < <(closure $runtime_packages)
+done < <(closure "${runtime_packages[@]}")
 
 # ---- 4. report
 missing=()
 echo "binary:     $binary"
 echo "dockerfile: $dockerfile"
-echo "runtime stage installs: $(echo $runtime_packages)"
+echo "runtime stage installs: ${runtime_packages[*]}"
 for library in "${libraries[@]}"; do
   package=${package_for_library[$library]}
   if [[ -n ${in_image[$package]:-} ]]; then
@@ -111,7 +113,8 @@ for library in "${libraries[@]}"; do
   fi
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
-  mapfile -t to_add < <(smallest_to_add $(printf '%s\n' "${missing[@]}" | sort -u))
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  mapfile -t to_add < <(smallest_to_add "${missing[@]}")
   echo "FAIL: add to the runtime stage's apt-get install in $dockerfile:"
   printf '  %s\n' "${to_add[@]}"
   echo "0 passed, 1 failed"
