@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -819,7 +820,8 @@ class Store:
         self.history.append(WatchEvent(self.rv, event_type, (rtype.group, rtype.plural),
                                        namespace, copy.deepcopy(obj),
                                        copy.deepcopy(previous)))
-        if len(self.history) > self.history_size:
+        # Trim in batches so a full history does not cost a list move per write.
+        if len(self.history) > self.history_size + max(16, self.history_size // 8):
             drop = len(self.history) - self.history_size
             self.compacted_rv = self.history[drop - 1].rv
             del self.history[:drop]
@@ -1057,7 +1059,7 @@ class Store:
             if rtype.plural == "customresourcedefinitions":
                 self._uninstall_crd_locked(current)
             if rtype.plural == "namespaces":
-                for other in [k for k in self.objects if k[2] == name and k[0:2] != ("", "")]:
+                for other in [k for k in self.objects if k[2] == name]:
                     gone = self.objects.pop(other)
                     gone["metadata"]["resourceVersion"] = self._next_rv_locked()
                     other_type = next(t for t in self.types.values()
@@ -1347,7 +1349,6 @@ class ApiHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as error:  # an unexpected bug: answer 500 and say so
-            import traceback
             traceback.print_exc()
             self._send_error(ApiError(500, "InternalError", f"fake apiserver bug: {error!r}"))
 
@@ -1835,6 +1836,7 @@ class ApiHandler(BaseHTTPRequestHandler):
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128   # many informers/benchmark clients connect at once
 
     def __init__(self, address, options):
         super().__init__(address, ApiHandler)
