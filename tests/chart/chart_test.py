@@ -56,7 +56,8 @@ def run(command, **kwargs):
 
 def render(*override_files, expect_failure=False):
     """Renders the chart with the override files; returns (objects, notes) or stderr."""
-    command = [RENDER, "-chart", CHART, "-json"]
+    # -strict: a template that reads a value values.yaml does not have is an error, not "".
+    command = [RENDER, "-chart", CHART, "-json", "-strict"]
     for override in override_files:
         command += ["-f", override]
     result = run(command)

@@ -9,7 +9,7 @@
 //
 // Usage:
 //
-//	render -chart charts/hotplug-operator [-f override.yaml ...] [-json] [-notes]
+//	render -chart charts/hotplug-operator [-f override.yaml ...] [-json] [-notes] [-strict]
 //	render -chart charts/hotplug-operator [-f override.yaml ...] -values
 //	render -yaml-to-json FILE... (or - for stdin)
 //
@@ -322,6 +322,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print one JSON document instead of a YAML stream")
 	notesOnly := flag.Bool("notes", false, "print only the rendered NOTES.txt")
 	includeCRDs := flag.Bool("include-crds", false, "also print the chart's crds/ (as helm template --include-crds)")
+	strict := flag.Bool("strict", false, "a reference to a missing value is an error (as helm lint --strict)")
 	printValues := flag.Bool("values", false, "print the merged values as JSON, render nothing")
 	yamlToJSON := flag.Bool("yaml-to-json", false, "print the YAML documents of the named files as one JSON array")
 	var overrides, extraAPIs stringList
@@ -348,14 +349,14 @@ func main() {
 		return
 	}
 	if err := run(*chartDir, *releaseName, *namespace, *kubeVersion, overrides, extraAPIs,
-		*asJSON, *notesOnly, *includeCRDs); err != nil {
+		*asJSON, *notesOnly, *includeCRDs, *strict); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
 }
 
 func run(chartDir, releaseName, namespace, kubeVersion string, overrides, extraAPIs []string,
-	asJSON, notesOnly, includeCRDs bool) error {
+	asJSON, notesOnly, includeCRDs, strict bool) error {
 	chartMeta, err := readValues(filepath.Join(chartDir, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -410,7 +411,11 @@ func run(chartDir, releaseName, namespace, kubeVersion string, overrides, extraA
 	}
 
 	r := &renderer{chartName: chartName}
-	r.root = template.New("gotpl").Option("missingkey=zero").Funcs(r.funcMap())
+	missingKey := "missingkey=zero"
+	if strict {
+		missingKey = "missingkey=error"
+	}
+	r.root = template.New("gotpl").Option(missingKey).Funcs(r.funcMap())
 	names := make([]string, 0, len(templates))
 	for name := range templates {
 		names = append(names, name)
