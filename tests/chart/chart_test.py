@@ -451,6 +451,12 @@ class ChartValueCasesTest(unittest.TestCase):
         central = one(objects, "Deployment")
         self.assertFalse(any(a.startswith("--hooks-dir") for a in container(central)["args"]))
 
+    def test_large_socket_group_stays_an_integer(self):
+        # Values are float64 in helm; printed plainly, 1000000 would become 1e+06.
+        objects, _, _ = render_with("libvirt:\n  socketGroup: 1000000\n")
+        pod = one(objects, "DaemonSet")["spec"]["template"]["spec"]
+        self.assertEqual(pod["securityContext"]["supplementalGroups"], [1000000])
+
     def test_contradictions_are_refused_with_a_message(self):
         cases = [
             ("hooks:\n  dir: /h\n  hostPath: /a\n  configMap: b\n", "exclusive"),
