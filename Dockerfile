@@ -12,6 +12,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       g++ cmake ninja-build pkg-config \
       libvirt-dev libxml2-dev libyaml-cpp-dev libcpprest-dev libssl-dev prometheus-cpp-dev \
+      nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

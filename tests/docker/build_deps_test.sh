@@ -7,6 +7,9 @@
 #   - each find_package(Name) maps to the package owning NameConfig.cmake /
 #     name-config.cmake, or, for CMake's own Find modules, to the package in the table
 #     below;
+#   - each system header the sources include (#include <...> found under /usr/include)
+#     maps to the package that ships it, which catches header-only libraries that no
+#     find_package() names;
 #   - each must be in the build stage's apt-get install, a dependency of one, or in
 #     debian:bookworm (which the build stage starts from).
 #
@@ -85,6 +88,24 @@ while read -r call; do
     fi
   fi
 done <<<"$calls"
+
+# System headers of the sources an image build compiles (all but tests/).
+mapfile -t headers < <(cd "$root" && find . \( -path ./tests -o -path ./.git -o -path './build*' \) \
+                         -prune -o \( -name '*.cc' -o -name '*.h' -o -name '*.cpp' -o -name '*.hpp' \) \
+                         -print0 | xargs -0 -r grep -hoE '^[[:space:]]*#[[:space:]]*include[[:space:]]*<[^>]+>' |
+                       sed -E 's/.*<([^>]+)>.*/\1/' | sort -u)
+for header in "${headers[@]}"; do
+  for directory in /usr/include /usr/include/x86_64-linux-gnu; do
+    if [[ -f $directory/$header ]]; then
+      if package=$(owner_of "$directory/$header"); then
+        needed[$package]+=" <$header>"
+      else
+        unresolved+=("<$header> (in $directory but no package owns it)")
+      fi
+      break
+    fi
+  done
+done
 
 if [[ ${#unresolved[@]} -gt 0 ]]; then
   echo "FAIL: cannot tell which Debian package provides:"
