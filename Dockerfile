@@ -17,11 +17,13 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # Only the operator: no tests, benchmarks or sanitizers in an image.
+# The binary is found by name, wherever controller/CMakeLists.txt puts it.
 RUN cmake -S . -B /build -G Ninja \
       -DCMAKE_BUILD_TYPE=Release \
       -DHOTPLUG_BUILD_TESTS=OFF -DHOTPLUG_BUILD_BENCH=OFF \
-      -DCMAKE_RUNTIME_OUTPUT_DIRECTORY=/out \
  && cmake --build /build --target hotplug-operator \
+ && install -D -m 0755 "$(find /build -type f -name hotplug-operator -perm -u+x -print -quit)" \
+      /out/hotplug-operator \
  && strip /out/hotplug-operator
 
 # ---- runtime: the shared libraries and nothing to build with
