@@ -705,7 +705,8 @@ class Faults:
 
 
 class WatchEvent:
-    __slots__ = ("rv", "type", "rtype_key", "namespace", "obj", "previous")
+    """One change. obj/previous are shared with the store, never mutated (see Store)."""
+    __slots__ = ("rv", "type", "rtype_key", "namespace", "obj", "previous", "line")
 
     def __init__(self, rv, event_type, rtype_key, namespace, obj, previous):
         self.rv = rv
@@ -714,11 +715,19 @@ class WatchEvent:
         self.namespace = namespace
         self.obj = obj
         self.previous = previous
+        self.line = None   # the JSON line, encoded once by the first watcher that needs it
+
+    def json_line(self):
+        if self.line is None:
+            self.line = json.dumps({"type": self.type, "object": self.obj}).encode() + b"\n"
+        return self.line
 
 
 class Store:
     """Objects keyed by (group, plural, namespace, name). Everything guarded by self.lock;
-    self.changed (a Condition on the same lock) wakes watchers on every write."""
+    self.changed (a Condition on the same lock) wakes watchers on every write. A stored
+    object is never mutated in place: a write stores a new dict, so the history and
+    watchers may hold references to old ones without copying."""
 
     def __init__(self, faults, history_size):
         self.lock = threading.Lock()
@@ -792,8 +801,8 @@ class Store:
             if rtype is None:
                 continue
             for object_key in [k for k in self.objects if k[0:2] == (key[0], key[2])]:
-                gone = self.objects.pop(object_key)
-                previous = copy.deepcopy(gone)
+                previous = self.objects.pop(object_key)
+                gone = copy.deepcopy(previous)
                 gone["metadata"]["resourceVersion"] = self._next_rv_locked()
                 self._record_locked("DELETED", rtype, object_key[2], gone, previous)
             if key in builtin:
@@ -818,8 +827,7 @@ class Store:
 
     def _record_locked(self, event_type, rtype, namespace, obj, previous):
         self.history.append(WatchEvent(self.rv, event_type, (rtype.group, rtype.plural),
-                                       namespace, copy.deepcopy(obj),
-                                       copy.deepcopy(previous)))
+                                       namespace, obj, previous))
         # Trim in batches so a full history does not cost a list move per write.
         if len(self.history) > self.history_size + max(16, self.history_size // 8):
             drop = len(self.history) - self.history_size
@@ -895,8 +903,9 @@ class Store:
             return copy.deepcopy(obj)
 
     def list(self, rtype, namespace, label_match, field_match):
+        """The matching objects, shared with the store: read them, do not mutate them."""
         with self.lock:
-            items = [copy.deepcopy(obj) for (g, p, ns, _), obj in sorted(self.objects.items())
+            items = [obj for (g, p, ns, _), obj in sorted(self.objects.items())
                      if g == rtype.group and p == rtype.plural
                      and (namespace is None or ns == namespace)
                      and label_match(obj.get("metadata", {}).get("labels") or {})
@@ -1046,12 +1055,13 @@ class Store:
             if meta.get("finalizers"):
                 if meta.get("deletionTimestamp"):
                     return copy.deepcopy(current)
-                previous = copy.deepcopy(current)
-                meta["deletionTimestamp"] = now_rfc3339()
-                meta["deletionGracePeriodSeconds"] = 0
-                meta["resourceVersion"] = self._next_rv_locked()
-                self._record_locked("MODIFIED", rtype, namespace, current, previous)
-                return copy.deepcopy(current)
+                marked = copy.deepcopy(current)
+                marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+                marked["metadata"]["deletionGracePeriodSeconds"] = 0
+                marked["metadata"]["resourceVersion"] = self._next_rv_locked()
+                self.objects[key] = marked
+                self._record_locked("MODIFIED", rtype, namespace, marked, current)
+                return copy.deepcopy(marked)
             del self.objects[key]
             deleted = copy.deepcopy(current)
             deleted["metadata"]["resourceVersion"] = self._next_rv_locked()
@@ -1060,11 +1070,12 @@ class Store:
                 self._uninstall_crd_locked(current)
             if rtype.plural == "namespaces":
                 for other in [k for k in self.objects if k[2] == name]:
-                    gone = self.objects.pop(other)
+                    previous = self.objects.pop(other)
+                    gone = copy.deepcopy(previous)
                     gone["metadata"]["resourceVersion"] = self._next_rv_locked()
                     other_type = next(t for t in self.types.values()
                                       if (t.group, t.plural) == other[0:2])
-                    self._record_locked("DELETED", other_type, name, gone, gone)
+                    self._record_locked("DELETED", other_type, name, gone, previous)
             return deleted
 
     def stop(self):
@@ -1252,6 +1263,9 @@ def kube_verb(method, name, query):
 class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hotplug-fake-apiserver/1"
+    # Headers and body leave in separate writes; with Nagle on, a keep-alive client waits
+    # for the delayed ACK (~40 ms) on every request, and watch events would be batched.
+    disable_nagle_algorithm = True
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -1709,7 +1723,9 @@ class ApiHandler(BaseHTTPRequestHandler):
             return (namespace is None or event_namespace == namespace) and \
                 label_match(obj.get("metadata", {}).get("labels") or {}) and field_match(obj)
 
-        def encode(event_type, obj, first):
+        def encode(event_type, obj, first, event=None):
+            if event is not None and not as_table and event.type == event_type:
+                return event.json_line()
             if as_table and event_type in ("ADDED", "MODIFIED", "DELETED"):
                 obj = make_table(rtype, [obj], obj["metadata"]["resourceVersion"],
                                  include_object, with_headers=first)
@@ -1725,7 +1741,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 last_rv = store.rv
                 for (g, p, ns, _), obj in sorted(store.objects.items()):
                     if (g, p) == (rtype.group, rtype.plural) and matches(obj, ns):
-                        pending.append(("ADDED", copy.deepcopy(obj)))
+                        pending.append(("ADDED", obj, None))
                 initial_events_end = bookmarks
             elif gone_on_reconnect:
                 expired_error = expired(start_rv, store.rv + 1)
@@ -1735,7 +1751,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 last_rv = store.rv
                 for (g, p, ns, _), obj in sorted(store.objects.items()):
                     if (g, p) == (rtype.group, rtype.plural) and matches(obj, ns):
-                        pending.append(("ADDED", copy.deepcopy(obj)))
+                        pending.append(("ADDED", obj, None))
             else:
                 last_rv = start_rv
                 try:
@@ -1760,8 +1776,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                                               "object": expired_error.status()}).encode() + b"\n")
                 return
             while True:
-                for event_type, obj in pending:
-                    self._write_chunk(encode(event_type, obj, first))
+                for event_type, obj, event in pending:
+                    self._write_chunk(encode(event_type, obj, first, event))
                     first = False
                     sent += 1
                     if close_after and sent >= close_after:
@@ -1806,13 +1822,13 @@ class ApiHandler(BaseHTTPRequestHandler):
                         was_match = event.previous is not None and \
                             matches(event.previous, event.namespace)
                         if event.type == "MODIFIED" and now_match and not was_match:
-                            pending.append(("ADDED", event.obj))
+                            pending.append(("ADDED", event.obj, event))
                         elif event.type == "MODIFIED" and was_match and not now_match:
-                            pending.append(("DELETED", event.obj))
+                            pending.append(("DELETED", event.obj, event))
                         elif event.type == "DELETED" and (now_match or was_match):
-                            pending.append(("DELETED", event.obj))
+                            pending.append(("DELETED", event.obj, event))
                         elif now_match:
-                            pending.append((event.type, event.obj))
+                            pending.append((event.type, event.obj, event))
                     last_rv = store.rv
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             abrupt = True
