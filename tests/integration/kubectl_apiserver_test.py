@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -503,6 +504,42 @@ class Suite:
         types = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
         expect(types == [("MODIFIED", "on-a"), ("DELETED", "on-b")], f"replay: {types}")
         expect(0.8 <= elapsed < 5, f"timeoutSeconds=1 watch lasted {elapsed:.2f}s")
+
+    def check_concurrent_watchers_each_see_every_event_in_order(self):
+        rv = self.http.request("GET", EVM_PATH)[1]["metadata"]["resourceVersion"]
+        writes, seen = 200, {}
+
+        def watch(index):
+            stream = self.http.watch(f"{EVM_PATH}?watch=1&resourceVersion={rv}"
+                                     "&timeoutSeconds=20", timeout_s=25)
+            versions = []
+            while len(versions) < writes:
+                event = stream.next_event()
+                if event is None:
+                    break
+                versions.append(int(event["object"]["metadata"]["resourceVersion"]))
+            stream.close()
+            seen[index] = versions
+        watchers = [threading.Thread(target=watch, args=(i,), name=f"watch-{i}")
+                    for i in range(4)]
+        for thread in watchers:
+            thread.start()
+        connection = self.http.connection()
+        for vcpus in range(writes):
+            connection.request("PATCH", EVM_PATH + "/on-a",
+                               json.dumps({"spec": {"cpu": {"vcpus": vcpus % 64 + 1}}}),
+                               self.http.headers("application/merge-patch+json"))
+            response = connection.getresponse()
+            response.read()
+            expect(response.status == 200, f"patch {vcpus}: {response.status}")
+        connection.close()
+        for thread in watchers:
+            thread.join(timeout=30)
+        for index, versions in sorted(seen.items()):
+            expect(len(versions) == writes and versions == sorted(set(versions)),
+                   f"watcher {index}: {len(versions)} events, ordered="
+                   f"{versions == sorted(versions)}")
+        expect(len(seen) == 4, f"only {len(seen)} watchers finished")
 
     def check_watch_with_label_selector_sees_objects_enter_and_leave(self):
         rv = self.http.request("GET", EVM_PATH)[1]["metadata"]["resourceVersion"]
