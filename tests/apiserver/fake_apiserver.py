@@ -1274,6 +1274,12 @@ class ApiHandler(BaseHTTPRequestHandler):
             sys.stderr.write("%s - %s\n" % (self.address_string(), fmt % args))
 
     def _read_body(self):
+        """The request body, read once at dispatch (see _read_body_from_socket)."""
+        return self._body
+
+    def _read_body_from_socket(self):
+        # Always read before answering: an unread body on a keep-alive connection would be
+        # taken for the next request.
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             return self.rfile.read(length)
@@ -1348,7 +1354,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(
             parsed.query, keep_blank_values=True).items()}
         self._log_entry = {}
+        self._streaming = False
         try:
+            self._body = self._read_body_from_socket()
             if self.url_path.startswith("/_admin"):
                 self._admin()
                 return
@@ -1358,13 +1366,16 @@ class ApiHandler(BaseHTTPRequestHandler):
                 "user_agent": self.headers.get("User-Agent", ""),
                 "authorization": self._auth_kind(), "code": None})
             self._api()
-        except ApiError as error:
-            self._send_error(error)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        except Exception as error:  # an unexpected bug: answer 500 and say so
-            traceback.print_exc()
-            self._send_error(ApiError(500, "InternalError", f"fake apiserver bug: {error!r}"))
+        except Exception as error:  # an ApiError, or a bug: answer with a Status
+            if not isinstance(error, ApiError):
+                traceback.print_exc()
+                error = ApiError(500, "InternalError", f"fake apiserver bug: {error!r}")
+            if self._streaming:   # a watch already answered 200: the connection is spoilt
+                self.close_connection = True
+            else:
+                self._send_error(error)
 
     def _auth_kind(self):
         header = self.headers.get("Authorization", "")
@@ -1759,6 +1770,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 except ApiError as error:
                     expired_error = error
 
+        self._streaming = True
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

@@ -682,6 +682,20 @@ class Suite:
                "seconds rule hit another prefix")
         poll(lambda: self.http.request("GET", EVM_PATH)[0] == 200,
              "the 1s error window to end", timeout_s=5)
+        self.faults(reset=True, errors=[{"prefix": "/apis/hotplug.dev", "count": 1,
+                                         "methods": ["POST"]}])
+        connection = self.http.connection()   # keep-alive: the failed POST's body is drained
+        connection.request("POST", EVM_PATH, json.dumps({"metadata": {"name": "x"}}),
+                           self.http.headers("application/json"))
+        first = connection.getresponse()
+        first.read()
+        connection.request("GET", EVM_PATH + "/on-a", headers=self.http.headers())
+        second = connection.getresponse()
+        body = json.loads(second.read())
+        connection.close()
+        expect(first.status == 500 and second.status == 200 and
+               body["metadata"]["name"] == "on-a", f"keep-alive after a fault: "
+               f"{first.status} {second.status}")
         self.faults(reset=True, errors=[{"prefix": "/apis/hotplug.dev", "count": 5,
                                          "verbs": ["watch"], "code": 503}])
         expect(self.http.request("GET", EVM_PATH)[0] == 200, "a watch-only rule hit a list")
