@@ -378,7 +378,12 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
         }
       }
     }
-    for (VcpuInfo& vcpu : observation.vcpus) vcpu.replug_unsafe = unplugged.count(vcpu.id) > 0;
+    // After any unplug, plugging any vCPU that QEMU does not have crashes QEMU (design §4;
+    // with QEMU 7.2 even a never-used slot), so every absent vCPU is unsafe to plug.
+    for (VcpuInfo& vcpu : observation.vcpus) {
+      vcpu.replug_unsafe = unplugged.count(vcpu.id) > 0 ||
+                           (!unplugged.empty() && !vcpu.present_in_qemu.value_or(false));
+    }
   }
   return observation;
 }
@@ -391,14 +396,15 @@ Status LibvirtHypervisor::SetVcpu(const std::string& domain, unsigned id, bool e
   if (enable) {
     auto unplugged = impl_->ReadRecord(session);
     if (!unplugged.ok()) return unplugged.status();
-    if (unplugged.value().count(id) > 0) {
+    if (!unplugged.value().empty()) {
       return Status::Error(
           ErrorCode::kUnsupported,
-          "refusing to plug vCPU " + std::to_string(id) + " of '" + domain +
-              "' again: it was unplugged earlier in this QEMU process, and under TCG QEMU "
-              "aborts when a vCPU is plugged a second time (tcg_register_thread: n < "
-              "tcg_max_ctxs), crashing the guest; it can be plugged after the domain is "
-              "restarted (new QEMU process)");
+          "refusing to plug vCPU " + std::to_string(id) + " of '" + domain + "': vCPU " +
+              JoinIds(unplugged.value()) +
+              " was unplugged earlier in this QEMU process, and under TCG QEMU crashes on a "
+              "vCPU plug after an unplug (QEMU 7.2: heap corruption on the next plug of any "
+              "vCPU; QEMU 10.0: tcg_register_thread assertion when the same vCPU is plugged "
+              "again); vCPUs can be plugged again once the domain is restarted");
     }
   }
   const unsigned int flags = impl_->ChangeFlags(session, persist);

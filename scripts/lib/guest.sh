@@ -43,7 +43,15 @@ now_s() { date +%s.%N; }
 before() { awk -v d="$1" -v n="$(now_s)" 'BEGIN { exit !(n < d) }'; }
 deadline_in() { awk -v n="$(now_s)" -v t="$1" 'BEGIN { printf "%.3f", n + t }'; }
 
-pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# True when the pid in file $1 is a live process (a killed daemon can linger as a zombie).
+pid_alive() {
+  local pid state
+  [[ -s $1 ]] || return 1
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null || return 1
+  state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
 
 cmd_ensure_daemons() {
   local timeout=60

@@ -1,0 +1,174 @@
+#include "tests/e2e/guest.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+namespace hotplug::e2e {
+namespace {
+
+std::string Trim(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+CommandResult RunCommand(const std::vector<std::string>& argv) {
+  CommandResult result;
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return result;
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return result;
+  }
+  if (pid == 0) {
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    dup2(pipe_fds[1], STDERR_FILENO);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  std::array<char, 4096> buffer;
+  ssize_t got = 0;
+  while ((got = read(pipe_fds[0], buffer.data(), buffer.size())) > 0) {
+    result.output.append(buffer.data(), static_cast<size_t>(got));
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+CommandResult RunGuestScript(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {HOTPLUG_GUEST_SCRIPT};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+CommandResult Virsh(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"virsh", "-q", "-c", "qemu:///system"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+const std::string& SkipReason() {
+  static const std::string reason = [] {
+    if (geteuid() != 0) {
+      return std::string("e2e tests need root: they start libvirtd and boot guests");
+    }
+    CommandResult daemons = RunGuestScript({"ensure-daemons", "--timeout", "60"});
+    if (daemons.exit_code != 0) {
+      return "libvirtd/virtlogd could not be started: " + Trim(daemons.output);
+    }
+    CommandResult initramfs = RunGuestScript({"initramfs"});
+    if (initramfs.exit_code != 0) {
+      return "the guest kernel/initramfs could not be built: " + Trim(initramfs.output);
+    }
+    return std::string();
+  }();
+  if (!reason.empty()) std::fprintf(stderr, "\n*** SKIPPING e2e: %s ***\n\n", reason.c_str());
+  return reason;
+}
+
+unsigned CountCpuList(const std::string& list) {
+  unsigned count = 0;
+  std::stringstream items(list);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t dash = item.find('-');
+    try {
+      if (dash == std::string::npos) {
+        std::stoul(item);
+        ++count;
+      } else {
+        count += static_cast<unsigned>(std::stoul(item.substr(dash + 1)) -
+                                       std::stoul(item.substr(0, dash)) + 1);
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  return count;
+}
+
+std::unique_ptr<Guest> Guest::Boot(const std::string& name,
+                                   const std::vector<std::string>& options, std::string* error) {
+  std::vector<std::string> args = {"boot", name};
+  args.insert(args.end(), options.begin(), options.end());
+  CommandResult booted = RunGuestScript(args);
+  if (booted.exit_code != 0) {
+    if (error != nullptr) *error = "guest.sh boot " + name + " failed: " + Trim(booted.output);
+    RunGuestScript({"destroy", name});
+    return nullptr;
+  }
+  // The last line of the output is the serial log path.
+  std::string output = Trim(booted.output);
+  const size_t newline = output.rfind('\n');
+  std::string serial_log = newline == std::string::npos ? output : output.substr(newline + 1);
+  return std::unique_ptr<Guest>(new Guest(name, serial_log));
+}
+
+Guest::~Guest() { RunGuestScript({"destroy", name_}); }
+
+std::optional<GuestReport> Guest::LatestReport() const {
+  static const std::regex kReport(R"(^HOTPLUG-GUEST cpus=(\S+) memtotal_kb=(\d+))");
+  std::ifstream log(serial_log_);
+  std::string line;
+  std::optional<GuestReport> latest;
+  while (std::getline(log, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::smatch match;
+    if (std::regex_search(line, match, kReport)) {
+      GuestReport report;
+      report.cpus = match[1];
+      report.online_cpus = CountCpuList(report.cpus);
+      report.memtotal_kb = std::stoull(match[2]);
+      latest = report;
+    }
+  }
+  return latest;
+}
+
+std::optional<GuestReport> Guest::WaitForReport(
+    const std::function<bool(const GuestReport&)>& condition,
+    std::chrono::milliseconds timeout) const {
+  std::optional<GuestReport> found;
+  PollUntil(
+      [&] {
+        auto report = LatestReport();
+        if (report && condition(*report)) found = report;
+        return found.has_value();
+      },
+      timeout, std::chrono::milliseconds(20));
+  return found;
+}
+
+std::string UniqueDomainName(const std::string& suffix) {
+  return "hotplug-e2e-" + suffix + "-" + std::to_string(getpid());
+}
+
+bool PollUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds interval) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+}  // namespace hotplug::e2e
