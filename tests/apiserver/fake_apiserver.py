@@ -730,7 +730,7 @@ class Store:
     watchers may hold references to old ones without copying."""
 
     def __init__(self, faults, history_size):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()   # re-entered by dry_run around a write
         self.changed = threading.Condition(self.lock)
         self.faults = faults
         self.types = {}            # (group, version, plural) -> ResourceType
@@ -1077,6 +1077,18 @@ class Store:
                                       if (t.group, t.plural) == other[0:2])
                     self._record_locked("DELETED", other_type, name, gone, previous)
             return deleted
+
+    def dry_run(self, write):
+        """Runs write() and undoes what it did to the store; returns its result. Watchers
+        woken meanwhile find the resourceVersion unchanged and see nothing."""
+        with self.lock:
+            saved = (dict(self.objects), self.rv, list(self.history), self.compacted_rv,
+                     {key: copy.copy(rtype) for key, rtype in self.types.items()})
+            try:
+                return write()
+            finally:
+                (self.objects, self.rv, self.history, self.compacted_rv,
+                 self.types) = saved
 
     def stop(self):
         with self.lock:
@@ -1571,36 +1583,18 @@ class ApiHandler(BaseHTTPRequestHandler):
         if method in ("GET", "HEAD"):
             self._list(rtype, namespace if rtype.namespaced and namespace else None)
             return
-        dry_run = "dryRun" in self.query
-        if dry_run:
-            raise bad_request("dryRun is not supported by the test API server")
-        if method == "POST" and not name:
-            body = self._json_body()
-            created = store.create(rtype, namespace, body, field_validation, warnings)
-            self._send_json(201, created, self._warning_headers(warnings))
+        write = self._write_operation(rtype, namespace, name, subresource, field_validation,
+                                      warnings)
+        if write is not None:
+            # dryRun=All: do it, answer what it gave, and roll the store back.
+            code, result = store.dry_run(write) if self._dry_run() else write()
+            self._send_json(code, result, self._warning_headers(warnings))
             return
-        if method == "PUT" and name:
-            body = self._json_body()
-            if isinstance(body, dict) and body.get("kind") not in (None, rtype.kind):
-                raise bad_request(f"kind {body.get('kind')} does not match {rtype.kind}")
-            updated = store.update(
-                rtype, namespace, name, lambda current: body, subresource, field_validation,
-                warnings, require_rv=rtype.custom)
-            self._send_json(200, updated, self._warning_headers(warnings))
-            return
-        if method == "PATCH" and name:
-            self._patch(rtype, namespace, name, subresource, field_validation, warnings)
-            return
-        if method == "DELETE" and name:
-            options = self._json_body() or {}
-            deleted = store.delete(rtype, namespace, name, options.get("preconditions") or {})
-            self._send_json(200, deleted)
-            return
-        if method == "DELETE":
+        if method == "DELETE" and not name:
             label_match = parse_label_selector(self.query.get("labelSelector", ""))
             field_match = parse_field_selector(self.query.get("fieldSelector", ""))
             items, _ = store.list(rtype, namespace or None, label_match, field_match)
-            for item in items:
+            for item in ([] if self._dry_run() else items):
                 meta = item["metadata"]
                 try:
                     store.delete(rtype, meta.get("namespace", ""), meta["name"], {})
@@ -1610,13 +1604,49 @@ class ApiHandler(BaseHTTPRequestHandler):
                                   "status": "Success"})
             return
         raise ApiError(405, "MethodNotAllowed",
-                       f"the server does not allow this method on the requested resource")
+                       "the server does not allow this method on the requested resource")
+
+    def _dry_run(self):
+        """dryRun comes in the query, or for DELETE in the DeleteOptions body."""
+        if self.query.get("dryRun"):
+            return True
+        if self.command == "DELETE":
+            try:
+                options = json.loads(self._body or b"{}")
+            except ValueError:
+                return False
+            return isinstance(options, dict) and bool(options.get("dryRun"))
+        return False
+
+    def _write_operation(self, rtype, namespace, name, subresource, field_validation,
+                         warnings):
+        """A callable doing this write and returning (HTTP code, object), or None."""
+        store, method = self.server.store, self.command
+        if method == "POST" and not name:
+            body = self._json_body()
+            return lambda: (201, store.create(rtype, namespace, body, field_validation,
+                                              warnings))
+        if method == "PUT" and name:
+            body = self._json_body()
+            if isinstance(body, dict) and body.get("kind") not in (None, rtype.kind):
+                raise bad_request(f"kind {body.get('kind')} does not match {rtype.kind}")
+            return lambda: (200, store.update(
+                rtype, namespace, name, lambda current: body, subresource, field_validation,
+                warnings, require_rv=rtype.custom))
+        if method == "PATCH" and name:
+            return self._patch(rtype, namespace, name, subresource, field_validation, warnings)
+        if method == "DELETE" and name:
+            options = self._json_body() or {}
+            return lambda: (200, store.delete(rtype, namespace, name,
+                                              options.get("preconditions") or {}))
+        return None
 
     @staticmethod
     def _warning_headers(warnings):
         if not warnings:
             return None
-        return {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)}
+        quoted = (w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings)
+        return {"Warning": ", ".join(f'299 - "{w}"' for w in quoted)}
 
     def _answer_object(self, rtype, obj):
         if wants_table(self.headers.get("Accept")):
@@ -1654,6 +1684,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                               "metadata": metadata, "items": items})
 
     def _patch(self, rtype, namespace, name, subresource, field_validation, warnings):
+        """The patch as a write operation (see _write_operation)."""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         store = self.server.store
         if content_type == STRATEGIC_PATCH and rtype.custom:
@@ -1674,9 +1705,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             except ApiError as error:
                 if error.code != 404 or subresource:
                     raise
-                created = store.create(rtype, namespace, body, field_validation, warnings)
-                self._send_json(201, created, self._warning_headers(warnings))
-                return
+                return lambda: (201, store.create(rtype, namespace, body, field_validation,
+                                                  warnings))
             patcher = lambda current: merge_patch(current, body)
         elif content_type in (MERGE_PATCH, STRATEGIC_PATCH):
             try:
@@ -1705,9 +1735,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                     meta["resourceVersion"] = current_rv
             return patched
 
-        updated = store.update(rtype, namespace, name, mutate, subresource, field_validation,
-                               warnings)
-        self._send_json(200, updated, self._warning_headers(warnings))
+        return lambda: (200, store.update(rtype, namespace, name, mutate, subresource,
+                                          field_validation, warnings))
 
     # -- watch -------------------------------------------------------------------------
 

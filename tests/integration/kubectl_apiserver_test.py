@@ -336,6 +336,18 @@ class Suite:
         expect(generation == "2", f"an unchanged server-side apply bumped generation: "
                f"{generation}")
 
+    def check_server_dry_run_changes_nothing(self):
+        before = json.loads(self.kubectl.ok("get", "evm", "web-01", "-o", "json"))
+        manifest = read_file(VM_FILE).replace("vcpus: 2", "vcpus: 6")
+        out = self.kubectl.ok("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+        expect("(server dry run)" in out, out)
+        code, out, err = self.kubectl.run("diff", "-f", "-", stdin=manifest)
+        expect(code == 1 and "+    vcpus: 6" in out, f"kubectl diff: {code} {out} {err}")
+        out = self.kubectl.ok("delete", "evm", "web-01", "--dry-run=server")
+        expect("(server dry run)" in out, out)
+        after = json.loads(self.kubectl.ok("get", "evm", "web-01", "-o", "json"))
+        expect(after == before, f"a dry run changed the object:\n{before}\n{after}")
+
     def check_main_resource_writes_ignore_status(self):
         self.kubectl.ok("patch", "evm", "web-01", "--type=merge",
                         "-p", '{"status":{"vcpus":{"current":99}}}')
