@@ -1,0 +1,247 @@
+#include "controller/controller.h"
+
+#include <exception>
+
+#include "controller/log.h"
+
+namespace hotplug::controller {
+namespace {
+
+WorkQueue::Options QueueOptions(const Controller::Options& options) {
+  WorkQueue::Options queue_options;
+  queue_options.rate_limiter = options.rate_limiter;
+  queue_options.metrics = options.metrics ? options.metrics->QueueMetrics() : nullptr;
+  return queue_options;
+}
+
+const char* EventTypeName(reconciler::Event::Type type) {
+  return type == reconciler::Event::Type::kWarning ? "Warning" : "Normal";
+}
+
+}  // namespace
+
+Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventRecorder& events,
+                       backends::Hypervisor& hypervisor, const reconciler::Clock& clock,
+                       Options options)
+    : source_(source),
+      status_writer_(status_writer),
+      events_(events),
+      hypervisor_(hypervisor),
+      clock_(clock),
+      options_(std::move(options)),
+      metrics_(options_.metrics ? options_.metrics : &no_metrics_),
+      queue_(clock, QueueOptions(options_)) {
+  options_.reconciler.stop_requested = &stop_requested_;
+}
+
+Controller::~Controller() {
+  Stop(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  for (auto& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
+}
+
+void Controller::Start() {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (started_) return;
+    started_ = true;
+  }
+  hypervisor_.SetEventSink([this](const std::string& domain) { OnDomainEvent(domain); });
+  source_.Start([this](const std::string& key) { OnChange(key); });
+  if (options_.resync_period.count() > 0) {
+    resync_thread_ = std::thread([this] { Resync(); });
+  }
+}
+
+void Controller::StartWorkers() {
+  std::lock_guard lock(stop_mu_);
+  if (workers_started_ || stopping_) return;
+  workers_started_ = true;
+  for (int i = 0; i < options_.workers; ++i) {
+    workers_running_++;
+    workers_.emplace_back([this, i] { Worker(i); });
+  }
+  metrics_->ActiveWorkers(options_.workers);
+  log::Info("workers started", {{"workers", std::to_string(options_.workers)}});
+}
+
+bool Controller::Stop(std::chrono::steady_clock::time_point deadline) {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopping_) return workers_running_.load() == 0;
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  stop_requested_ = true;
+  // Keys still queued are dropped (a restart lists everything again); the passes in flight
+  // finish their step and write their status.
+  queue_.ShutDown();
+  bool drained;
+  {
+    std::unique_lock lock(stop_mu_);
+    drained = stop_cv_.wait_until(lock, deadline, [&] { return workers_running_.load() == 0; });
+  }
+  if (drained) {
+    for (auto& worker : workers_) {
+      if (worker.joinable()) worker.join();
+    }
+  } else {
+    log::Error("workers did not finish before the shutdown deadline",
+               {{"busy", std::to_string(workers_running_.load())}});
+  }
+  if (resync_thread_.joinable()) resync_thread_.join();
+  hypervisor_.SetEventSink(nullptr);
+  source_.Stop();
+  metrics_->ActiveWorkers(0);
+  return drained;
+}
+
+void Controller::OnChange(const std::string& key) {
+  std::optional<crd::ElasticVM> object = source_.Get(key);
+  {
+    std::lock_guard lock(index_mu_);
+    auto old = domain_of_key_.find(key);
+    std::string new_domain = object ? object->EffectiveDomain() : std::string();
+    if (old != domain_of_key_.end() && old->second != new_domain) {
+      auto range = keys_of_domain_.equal_range(old->second);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second == key) {
+          keys_of_domain_.erase(it);
+          break;
+        }
+      }
+      domain_of_key_.erase(old);
+    }
+    if (object && !domain_of_key_.count(key)) {
+      domain_of_key_[key] = new_domain;
+      keys_of_domain_.emplace(new_domain, key);
+    }
+  }
+  queue_.Add(key);
+}
+
+void Controller::OnDomainEvent(const std::string& domain) {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard lock(index_mu_);
+    auto range = keys_of_domain_.equal_range(domain);
+    for (auto it = range.first; it != range.second; ++it) keys.push_back(it->second);
+  }
+  for (const auto& key : keys) {
+    log::Debug("domain event", {{"domain", domain}, {"object", key}});
+    queue_.Add(key);
+  }
+}
+
+void Controller::Resync() {
+  std::unique_lock lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, options_.resync_period, [&] { return stopping_; })) {
+    lock.unlock();
+    std::vector<std::string> keys = source_.Keys();
+    log::Debug("resync", {{"objects", std::to_string(keys.size())}});
+    for (const auto& key : keys) queue_.Add(key);
+    lock.lock();
+  }
+}
+
+void Controller::Worker(int index) {
+  (void)index;
+  reconciler::Reconciler reconciler(hypervisor_, clock_, options_.reconciler,
+                                    metrics_->ReconcilerMetrics());
+  while (std::optional<std::string> key = queue_.Get()) {
+    if (!stop_requested_.load()) {
+      try {
+        Process(reconciler, *key);
+      } catch (const std::exception& e) {
+        // A bug or an unexpected library error: keep the worker, retry the key later.
+        log::Error("reconcile failed unexpectedly", {{"object", *key}, {"error", e.what()}});
+        queue_.AddRateLimited(*key);
+        metrics_->ReconcileDone("error", 0);
+      }
+    }
+    queue_.Done(*key);
+  }
+  {
+    std::lock_guard lock(stop_mu_);
+    workers_running_--;
+  }
+  stop_cv_.notify_all();
+}
+
+bool Controller::Write(const std::string& key, const crd::ElasticVM& object,
+                       const crd::ElasticVMStatus& status) {
+  std::string error;
+  if (status_writer_.WriteStatus(object, status, &error)) {
+    status_writes_++;
+    metrics_->StatusWrite("success");
+    return true;
+  }
+  status_write_failures_++;
+  metrics_->StatusWrite("failure");
+  log::Warn("status write failed", {{"object", key}, {"error", error}});
+  return false;
+}
+
+void Controller::Process(reconciler::Reconciler& reconciler, const std::string& key) {
+  auto start = clock_.Monotonic();
+  auto seconds_since_start = [&] {
+    return std::chrono::duration<double>(clock_.Monotonic() - start).count();
+  };
+  std::optional<crd::ElasticVM> object = source_.Get(key);
+  if (!object) {
+    // Deleted: nothing to change, nothing to report; forget its backoff.
+    queue_.Forget(key);
+    metrics_->ReconcileDone("deleted", seconds_since_start());
+    return;
+  }
+  passes_++;
+  std::optional<crd::ElasticVMStatus> written;  // what this pass already wrote
+  bool write_failed = false;
+  reconciler::Result result =
+      reconciler.Reconcile(*object, [&](const crd::ElasticVMStatus& in_progress) {
+        if (in_progress == object->status) return;
+        if (Write(key, *object, in_progress)) {
+          written = in_progress;
+        } else {
+          write_failed = true;
+        }
+      });
+
+  for (const auto& event : result.events) {
+    events_.Record(*object, event);
+    metrics_->EventRecorded(EventTypeName(event.type), event.reason);
+  }
+  for (const auto& step : result.steps) {
+    log::Info(step.result.ok() ? "step done" : "step failed",
+              {{"object", key},
+               {"resource", step.resource},
+               {"operation", step.operation},
+               {"id", std::to_string(step.id)},
+               {"error", step.result.ok() ? "" : step.result.ToString()}});
+  }
+
+  // Write the status when it differs from what the object (or this pass) last said. The
+  // source may already hold the version our in-progress write produced.
+  const crd::ElasticVMStatus& previous = written ? *written : object->status;
+  if (result.status != previous) {
+    crd::ElasticVM base = *object;
+    if (written) {
+      std::optional<crd::ElasticVM> latest = source_.Get(key);
+      if (latest && latest->metadata.uid == object->metadata.uid) base = std::move(*latest);
+    }
+    if (!Write(key, base, result.status)) write_failed = true;
+  }
+
+  if (write_failed || result.requeue_with_backoff) {
+    queue_.AddRateLimited(key);
+    metrics_->ReconcileDone(write_failed ? "error" : "requeue", seconds_since_start());
+    return;
+  }
+  queue_.Forget(key);
+  if (result.requeue_after.count() > 0) queue_.AddAfter(key, result.requeue_after);
+  metrics_->ReconcileDone(result.requeue_after.count() > 0 ? "requeue" : "success",
+                          seconds_since_start());
+}
+
+}  // namespace hotplug::controller

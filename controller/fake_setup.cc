@@ -1,0 +1,174 @@
+#include "controller/fake_setup.h"
+
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "crd/quantity.h"
+#include "reconciler/clock.h"
+
+namespace hotplug::controller {
+
+using json = nlohmann::json;
+
+namespace {
+
+bool Bytes(const YAML::Node& node, const char* key, uint64_t* out, std::string* error) {
+  if (!node[key]) return true;
+  std::string why;
+  auto quantity = crd::Quantity::Parse(node[key].as<std::string>(), &why);
+  if (!quantity || quantity->IsNegative()) {
+    *error = std::string(key) + ": " + (why.empty() ? "not a quantity" : why);
+    return false;
+  }
+  *out = static_cast<uint64_t>(quantity->Value());
+  return true;
+}
+
+}  // namespace
+
+bool ParseFakeDomains(const std::string& yaml_text, std::vector<backends::fake::DomainSpec>* out,
+                      std::string* error) {
+  try {
+    YAML::Node doc = YAML::Load(yaml_text);
+    if (!doc.IsSequence()) {
+      *error = "want a YAML list of domains";
+      return false;
+    }
+    for (const auto& node : doc) {
+      backends::fake::DomainSpec spec;
+      if (!node["name"]) {
+        *error = "a domain without a name";
+        return false;
+      }
+      spec.name = node["name"].as<std::string>();
+      if (node["maximumVcpus"]) spec.maximum_vcpus = node["maximumVcpus"].as<unsigned>();
+      if (node["currentVcpus"]) spec.current_vcpus = node["currentVcpus"].as<unsigned>();
+      if (node["persistent"]) spec.persistent = node["persistent"].as<bool>();
+      if (node["tcg"]) spec.tcg = node["tcg"].as<bool>();
+      if (node["guestAgent"]) spec.guest_agent = node["guestAgent"].as<bool>();
+      if (node["memorySlots"]) spec.memory_slots = node["memorySlots"].as<unsigned>();
+      if (node["hostMaxVcpus"]) spec.host_max_vcpus = node["hostMaxVcpus"].as<unsigned>();
+      if (node["state"]) {
+        std::string state = node["state"].as<std::string>();
+        if (state == "running") {
+          spec.state = backends::DomainState::kRunning;
+        } else if (state == "paused") {
+          spec.state = backends::DomainState::kPaused;
+        } else if (state == "shutoff") {
+          spec.state = backends::DomainState::kShutOff;
+        } else {
+          *error = spec.name + ": state must be running, paused or shutoff";
+          return false;
+        }
+      }
+      if (!Bytes(node, "bootMemory", &spec.boot_memory_bytes, error) ||
+          !Bytes(node, "maximumMemory", &spec.maximum_memory_bytes, error) ||
+          !Bytes(node, "virtioMemSize", &spec.virtio_mem_size_bytes, error)) {
+        *error = spec.name + ": " + *error;
+        return false;
+      }
+      if (spec.current_vcpus < 1 || spec.current_vcpus > spec.maximum_vcpus) {
+        *error = spec.name + ": currentVcpus must be 1..maximumVcpus";
+        return false;
+      }
+      out->push_back(spec);
+    }
+    return true;
+  } catch (const YAML::Exception& e) {
+    *error = e.what();
+    return false;
+  }
+}
+
+std::vector<backends::fake::DomainSpec> NumberedFakeDomains(int count) {
+  std::vector<backends::fake::DomainSpec> domains;
+  domains.reserve(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    backends::fake::DomainSpec spec;
+    spec.name = "vm-" + std::to_string(i);
+    spec.maximum_vcpus = 8;
+    spec.current_vcpus = 1;
+    domains.push_back(spec);
+  }
+  return domains;
+}
+
+void CallLoggingHypervisor::Append(const std::string& line) {
+  std::lock_guard lock(mu_);
+  std::fputs(line.c_str(), log_);
+  std::fputc('\n', log_);
+  std::fflush(log_);
+}
+
+backends::Status CallLoggingHypervisor::SetVcpu(const std::string& domain, unsigned id,
+                                                bool enable, bool persist) {
+  backends::Status status = inner_.SetVcpu(domain, id, enable, persist);
+  if (status.ok()) {
+    Append(json{{"op", "vcpu"},
+                {"domain", domain},
+                {"id", id},
+                {"enable", enable},
+                {"persist", persist},
+                {"time", reconciler::FormatRfc3339(std::chrono::system_clock::now())}}
+               .dump());
+  }
+  return status;
+}
+
+backends::Status CallLoggingHypervisor::ApplyMemoryStep(const std::string& domain,
+                                                        const backends::MemoryStep& step,
+                                                        bool persist) {
+  backends::Status status = inner_.ApplyMemoryStep(domain, step, persist);
+  if (status.ok()) {
+    Append(json{{"op", "memory"},
+                {"domain", domain},
+                {"step", static_cast<int>(step.op)},
+                {"stepName", backends::MemoryStepOpName(step.op)},
+                {"alias", step.alias},
+                {"bytes", step.bytes},
+                {"node", step.node},
+                {"persist", persist},
+                {"time", reconciler::FormatRfc3339(std::chrono::system_clock::now())}}
+               .dump());
+  }
+  return status;
+}
+
+int ReplayCallLog(const std::string& log_text, backends::fake::FakeHypervisor& fake,
+                  std::string* error) {
+  std::istringstream lines(log_text);
+  std::string line;
+  int applied = 0;
+  int number = 0;
+  while (std::getline(lines, line)) {
+    number++;
+    if (line.empty()) continue;
+    try {
+      json entry = json::parse(line);
+      std::string domain = entry.at("domain");
+      backends::Status status;
+      if (entry.at("op") == "vcpu") {
+        status = fake.SetVcpu(domain, entry.at("id"), entry.at("enable"), entry.at("persist"));
+      } else {
+        backends::MemoryStep step;
+        step.op = static_cast<backends::MemoryStep::Op>(entry.at("step").get<int>());
+        step.alias = entry.at("alias");
+        step.bytes = entry.at("bytes");
+        step.node = entry.at("node");
+        status = fake.ApplyMemoryStep(domain, step, entry.at("persist"));
+      }
+      if (status.ok()) {
+        applied++;
+      } else if (error->empty()) {
+        *error = "line " + std::to_string(number) + ": " + status.ToString();
+      }
+    } catch (const json::exception& e) {
+      if (error->empty()) *error = "line " + std::to_string(number) + ": " + e.what();
+    }
+  }
+  return applied;
+}
+
+}  // namespace hotplug::controller

@@ -1,0 +1,277 @@
+#include "controller/flags.h"
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+
+namespace hotplug::controller {
+
+bool ParseDuration(std::string_view text, std::chrono::milliseconds* out) {
+  if (text == "0") {
+    *out = std::chrono::milliseconds(0);
+    return true;
+  }
+  if (text.empty()) return false;
+  double total_ms = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) i++;
+    if (i == start) return false;
+    double number;
+    try {
+      size_t used = 0;
+      number = std::stod(std::string(text.substr(start, i - start)), &used);
+      if (used != i - start) return false;
+    } catch (...) {
+      return false;
+    }
+    size_t unit_start = i;
+    while (i < text.size() && !((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) i++;
+    std::string_view unit = text.substr(unit_start, i - unit_start);
+    if (unit == "ms") {
+      total_ms += number;
+    } else if (unit == "s") {
+      total_ms += number * 1000;
+    } else if (unit == "m") {
+      total_ms += number * 60'000;
+    } else if (unit == "h") {
+      total_ms += number * 3'600'000;
+    } else {
+      return false;
+    }
+  }
+  *out = std::chrono::milliseconds(static_cast<int64_t>(total_ms + 0.5));
+  return true;
+}
+
+namespace {
+
+struct FlagSpec {
+  bool boolean = false;
+  // Returns an error message, or "" when the value was taken.
+  std::function<std::string(const std::string&)> set;
+};
+
+std::function<std::string(const std::string&)> Text(std::string* target) {
+  return [target](const std::string& value) {
+    *target = value;
+    return std::string();
+  };
+}
+
+std::function<std::string(const std::string&)> Duration(std::chrono::milliseconds* target,
+                                                          bool allow_zero) {
+  return [target, allow_zero](const std::string& value) {
+    if (!ParseDuration(value, target)) {
+      return "invalid duration \"" + value + "\" (use e.g. 500ms, 15s, 10m, 1h)";
+    }
+    if (!allow_zero && target->count() <= 0) return std::string("must be greater than 0");
+    return std::string();
+  };
+}
+
+std::function<std::string(const std::string&)> Integer(int* target, int minimum) {
+  return [target, minimum](const std::string& value) {
+    char* end = nullptr;
+    long parsed = std::strtol(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || parsed < minimum || parsed > 1'000'000) {
+      return "invalid number \"" + value + "\" (an integer >= " + std::to_string(minimum) + ")";
+    }
+    *target = static_cast<int>(parsed);
+    return std::string();
+  };
+}
+
+std::function<std::string(const std::string&)> Boolean(bool* target) {
+  return [target](const std::string& value) {
+    if (value == "true" || value == "1") {
+      *target = true;
+    } else if (value == "false" || value == "0") {
+      *target = false;
+    } else {
+      return "invalid boolean \"" + value + "\" (true or false)";
+    }
+    return std::string();
+  };
+}
+
+}  // namespace
+
+ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures& features,
+                        Flags* flags, std::string* error) {
+  if (const char* node = std::getenv("NODE_NAME")) flags->node_name = node;
+  std::map<std::string, FlagSpec> specs = {
+      {"kubeconfig", {false, Text(&flags->kubeconfig)}},
+      {"namespace", {false, Text(&flags->ns)}},
+      {"node-name", {false, Text(&flags->node_name)}},
+      {"workers", {false, Integer(&flags->workers, 1)}},
+      {"resync-period", {false, Duration(&flags->resync_period, true)}},
+      {"leader-elect", {true, Boolean(&flags->leader_elect)}},
+      {"leader-elect-namespace", {false, Text(&flags->leader_elect_namespace)}},
+      {"leader-elect-id", {false, Text(&flags->leader_elect_id)}},
+      {"leader-elect-lease-duration", {false, Duration(&flags->lease_duration, false)}},
+      {"leader-elect-renew-deadline", {false, Duration(&flags->renew_deadline, false)}},
+      {"leader-elect-retry-period", {false, Duration(&flags->retry_period, false)}},
+      {"health-probe-bind-address", {false, Text(&flags->health_probe_bind_address)}},
+      {"hypervisor", {false, Text(&flags->hypervisor)}},
+      {"libvirt-uri", {false, Text(&flags->libvirt_uri)}},
+      {"hooks-dir", {false, Text(&flags->hooks_dir)}},
+      {"hook-timeout", {false, Duration(&flags->hook_timeout, false)}},
+      {"log-level", {false, Text(&flags->log_level)}},
+      {"fake-domains", {false, Integer(&flags->fake_domains, 0)}},
+      {"fake-domains-file", {false, Text(&flags->fake_domains_file)}},
+      {"fake-call-log", {false, Text(&flags->fake_call_log)}},
+      {"fake-vcpu-latency", {false, Duration(&flags->fake_vcpu_latency, true)}},
+  };
+  if (features.metrics) {
+    specs["metrics-bind-address"] = {false, Text(&flags->metrics_bind_address)};
+  }
+  if (features.standalone) specs["standalone"] = {false, Text(&flags->standalone_dir)};
+
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--help" || arg == "-h") return ParseOutcome::kHelp;
+    if (arg == "--version") return ParseOutcome::kVersion;
+    if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
+      *error = "unexpected argument \"" + arg + "\" (flags start with --; see --help)";
+      return ParseOutcome::kError;
+    }
+    std::string name = arg.substr(2);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    auto spec = specs.find(name);
+    if (spec == specs.end()) {
+      *error = "unknown flag --" + name + " (see --help)";
+      return ParseOutcome::kError;
+    }
+    if (!value) {
+      if (spec->second.boolean) {
+        value = "true";
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        *error = "flag --" + name + " needs a value";
+        return ParseOutcome::kError;
+      }
+    }
+    if (std::string problem = spec->second.set(*value); !problem.empty()) {
+      *error = "--" + name + ": " + problem;
+      return ParseOutcome::kError;
+    }
+  }
+
+  // Cross-flag checks.
+  if (flags->hypervisor != "fake" && flags->hypervisor != "libvirt") {
+    *error = "--hypervisor: must be libvirt or fake, not \"" + flags->hypervisor + "\"";
+    return ParseOutcome::kError;
+  }
+  if (flags->hypervisor == "libvirt" && !features.libvirt) {
+    *error = "--hypervisor=libvirt: this build has no libvirt backend; use --hypervisor=fake";
+    return ParseOutcome::kError;
+  }
+  if (flags->hypervisor != "fake" &&
+      (flags->fake_domains > 0 || !flags->fake_domains_file.empty() ||
+       !flags->fake_call_log.empty() || flags->fake_vcpu_latency.count() > 0)) {
+    *error = "--fake-* flags need --hypervisor=fake";
+    return ParseOutcome::kError;
+  }
+  if (!(flags->renew_deadline < flags->lease_duration)) {
+    *error = "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration";
+    return ParseOutcome::kError;
+  }
+  if (!(flags->retry_period < flags->renew_deadline)) {
+    *error = "--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline";
+    return ParseOutcome::kError;
+  }
+  if (flags->log_level != "debug" && flags->log_level != "info" && flags->log_level != "warn" &&
+      flags->log_level != "error") {
+    *error = "--log-level: must be debug, info, warn or error, not \"" + flags->log_level + "\"";
+    return ParseOutcome::kError;
+  }
+  return ParseOutcome::kRun;
+}
+
+std::string HelpText(const FlagFeatures& features) {
+  std::ostringstream out;
+  out << "hotplug-operator: hot-plugs vCPUs and memory of running libvirt/QEMU VMs so that\n"
+         "they match their ElasticVM objects (hotplug.dev/v1alpha1).\n\n"
+         "Usage: hotplug-operator [flags]     (--flag=value or --flag value)\n\n"
+         "Kubernetes:\n"
+         "  --kubeconfig PATH        kubeconfig to use. Default: $KUBECONFIG, else the in-cluster\n"
+         "                           service account, else ~/.kube/config.\n"
+         "  --namespace NS           watch ElasticVMs in this namespace only. Default: all.\n"
+         "  --node-name NODE         reconcile only ElasticVMs meant for this node: those whose\n"
+         "                           spec.nodeName is NODE, or, without spec.nodeName, whose\n"
+         "                           label hotplug.dev/node is NODE. All ElasticVMs in scope are\n"
+         "                           watched (a label selector cannot see spec.nodeName) and the\n"
+         "                           rest are ignored, including those naming no node.\n"
+         "                           Default: $NODE_NAME; empty: every ElasticVM in scope.\n"
+         "  --workers N              reconcile up to N objects at once (one worker per object at\n"
+         "                           a time). Default: 2.\n"
+         "  --resync-period D        look at every object again this often. 0 disables.\n"
+         "                           Default: 10m.\n"
+         "  --leader-elect           run workers only while holding a coordination.k8s.io/v1\n"
+         "                           Lease; the process exits with code 1 when it loses it.\n"
+         "  --leader-elect-namespace NS   namespace of the Lease. Default: the service\n"
+         "                           account's or the kubeconfig context's namespace, else\n"
+         "                           \"default\".\n"
+         "  --leader-elect-id NAME   name of the Lease. Default: hotplug-operator.\n"
+         "  --leader-elect-lease-duration D   how long a non-renewed lease blocks others.\n"
+         "                           Default: 15s.\n"
+         "  --leader-elect-renew-deadline D   how long the leader keeps trying to renew before\n"
+         "                           it gives up leadership. Default: 10s.\n"
+         "  --leader-elect-retry-period D     time between attempts. Default: 2s.\n"
+         "\nEndpoints:\n"
+         "  --health-probe-bind-address ADDR   serve /healthz and /readyz (ready once the\n"
+         "                           cache has synced) on ADDR, e.g. :8081 or 127.0.0.1:0 (the\n"
+         "                           port bound is logged). \"0\" disables. Default: :8081.\n";
+  if (features.metrics) {
+    out << "  --metrics-bind-address ADDR   serve Prometheus metrics on ADDR. \"0\" disables.\n"
+           "                           Default: :8080.\n";
+  }
+  out << "\nHypervisor:\n"
+         "  --hypervisor KIND        "
+      << (features.libvirt ? "libvirt (default) or fake" : "fake (this build has no libvirt)")
+      << ". fake: in-memory domains\n"
+         "                           for tests and benchmarks (see --fake-*).\n";
+  if (features.libvirt) {
+    out << "  --libvirt-uri URI        libvirt connection. Default: qemu:///system.\n";
+  }
+  out << "  --hooks-dir DIR          run executables before_set_vcpu, after_set_vcpu,\n"
+         "                           before_set_memory, after_set_memory from DIR around each\n"
+         "                           step. Default: none.\n"
+         "  --hook-timeout D         kill a hook that runs longer. Default: 30s.\n"
+         "\nFake hypervisor (test only; need --hypervisor=fake):\n"
+         "  --fake-domains N         create running domains vm-0 .. vm-<N-1>, each with 8\n"
+         "                           vCPU slots, 1 enabled, 1Gi of 4Gi memory.\n"
+         "  --fake-domains-file F    create the domains listed in F, a YAML list of\n"
+         "                           {name, maximumVcpus, currentVcpus, persistent, tcg,\n"
+         "                           state: running|paused|shutoff, guestAgent, bootMemory,\n"
+         "                           maximumMemory, memorySlots, virtioMemSize, hostMaxVcpus}.\n"
+         "  --fake-call-log F        append each successful vCPU/memory change as a JSON line\n"
+         "                           to F; at start, replay the lines already in F onto the\n"
+         "                           fake domains, so a restarted process finds them as the\n"
+         "                           previous one left them (like a real hypervisor).\n"
+         "  --fake-vcpu-latency D    each vCPU change takes this long. Default: 0.\n";
+  if (features.standalone) {
+    out << "\nStandalone:\n"
+           "  --standalone DIR         no Kubernetes: read ElasticVMs from the YAML files in DIR\n"
+           "                           and write their status back there.\n";
+  }
+  out << "\nOther:\n"
+         "  --log-level LEVEL        debug, info, warn or error. Default: info. Logs are JSON\n"
+         "                           lines on stderr.\n"
+         "  --help                   this text.\n"
+         "  --version                the version.\n"
+         "\nSIGTERM/SIGINT: running passes stop after the step in flight and write their status;\n"
+         "the process exits 0 (1 if they did not finish within 25s). Bad flags exit 2.\n";
+  return out.str();
+}
+
+}  // namespace hotplug::controller

@@ -1,0 +1,59 @@
+// The operator's command line: every flag, its default, and the --help text that documents
+// them. Parsing is separate from main so tests can check it.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hotplug::controller {
+
+struct Flags {
+  std::string kubeconfig;
+  std::string ns;          // --namespace; "" = all namespaces
+  std::string node_name;   // --node-name; default $NODE_NAME
+  int workers = 2;
+  std::chrono::milliseconds resync_period{std::chrono::minutes(10)};
+  bool leader_elect = false;
+  std::string leader_elect_namespace;  // "" = the config's namespace, else "default"
+  std::string leader_elect_id = "hotplug-operator";
+  std::chrono::milliseconds lease_duration{15'000};
+  std::chrono::milliseconds renew_deadline{10'000};
+  std::chrono::milliseconds retry_period{2'000};
+  std::string health_probe_bind_address = ":8081";
+  std::string metrics_bind_address = ":8080";
+  std::string hypervisor = "libvirt";
+  std::string libvirt_uri = "qemu:///system";
+  std::string hooks_dir;
+  std::chrono::milliseconds hook_timeout{30'000};
+  std::string log_level = "info";
+  // Test-only: the in-memory hypervisor.
+  int fake_domains = 0;
+  std::string fake_domains_file;
+  std::string fake_call_log;
+  std::chrono::milliseconds fake_vcpu_latency{0};
+  // Standalone (folder) mode, when built.
+  std::string standalone_dir;
+};
+
+enum class ParseOutcome { kRun, kHelp, kVersion, kError };
+
+// What this build offers, so --help lists only flags that do something.
+struct FlagFeatures {
+  bool libvirt = false;
+  bool standalone = false;
+  bool metrics = false;
+};
+
+// Parses argv (without argv[0]). Accepts --flag=value and --flag value; booleans also bare
+// (--leader-elect) or =true/=false. On kError, `error` says which flag and why.
+ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures& features,
+                        Flags* flags, std::string* error);
+
+std::string HelpText(const FlagFeatures& features);
+
+// "10m", "15s", "500ms", "1h30m", "2m0.5s", "0"; false on anything else.
+bool ParseDuration(std::string_view text, std::chrono::milliseconds* out);
+
+}  // namespace hotplug::controller

@@ -1,0 +1,67 @@
+// Records core/v1 Events on ElasticVMs, the way `kubectl describe` shows them. Repeats of the
+// same event (same object, type, reason and message) are aggregated: the existing Event's
+// count and lastTimestamp are PATCHed instead of creating another. Recording never blocks a
+// worker: events go through a bounded queue to one thread ("event-recorder"); when the API
+// is down they are dropped after a log line, as client-go's broadcaster does.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "controller/kube/client.h"
+#include "controller/source.h"
+
+namespace hotplug::controller::kube {
+
+class KubeEventRecorder final : public EventRecorder {
+ public:
+  struct Options {
+    std::string component = "hotplug-operator";
+    std::string host;            // source.host / reportingInstance (the node name)
+    size_t queue_limit = 1000;   // events waiting to be sent; more are dropped
+    size_t remembered = 4096;    // distinct events remembered for aggregation
+  };
+  KubeEventRecorder(Client& client, Options options);
+  ~KubeEventRecorder() override;
+
+  void Record(const crd::ElasticVM& object, const reconciler::Event& event) override;
+  // Sends what is queued, then stops the thread (bounded by the client's timeouts).
+  void Stop();
+  // Waits until the queue is empty or the deadline passes (tests).
+  bool Flush(std::chrono::steady_clock::time_point deadline);
+
+ private:
+  struct Pending {
+    std::string ns, name, uid, resource_version;
+    reconciler::Event event;
+    std::string timestamp;
+  };
+  struct Sent {
+    std::string event_name;
+    int64_t count = 0;
+  };
+  void Run();
+  void Send(const Pending& pending);
+
+  Client& client_;
+  const Options options_;
+  std::thread thread_;  // "event-recorder"
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Guarded by mu_.
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  bool sending_ = false;
+  // Only the recorder thread touches these.
+  std::unordered_map<std::string, Sent> sent_;
+  std::list<std::string> sent_order_;  // oldest first, for eviction
+  uint64_t sequence_ = 0;
+};
+
+}  // namespace hotplug::controller::kube

@@ -1,0 +1,353 @@
+#include "controller/kube/informer.h"
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/log.h"
+#include "crd/codec.h"
+
+namespace hotplug::controller::kube {
+
+using json = nlohmann::json;
+
+Informer::Informer(Client& client, Options options)
+    : client_(client),
+      options_(std::move(options)),
+      metrics_(options_.metrics ? options_.metrics : &no_metrics_) {}
+
+Informer::~Informer() { Stop(); }
+
+void Informer::Start(ChangeHandler on_change) {
+  on_change_ = std::move(on_change);
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Informer::Stop() {
+  std::shared_ptr<StreamCancel> watch;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    watch = current_watch_;
+  }
+  stop_cv_.notify_all();
+  if (watch) watch->Cancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Informer::Stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+bool Informer::HasSynced() const {
+  std::lock_guard lock(mu_);
+  return synced_;
+}
+
+std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> Informer::Keys() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> keys;
+  keys.reserve(cache_.size());
+  for (const auto& [key, object] : cache_) keys.push_back(key);
+  return keys;
+}
+
+void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_on_rv) {
+  std::lock_guard lock(mu_);
+  auto it = cache_.find(updated.Key());
+  if (it != cache_.end() && it->second.metadata.resource_version == based_on_rv) {
+    it->second = updated;
+  }
+}
+
+std::string Informer::LastResourceVersion() const {
+  std::lock_guard lock(mu_);
+  return last_rv_;
+}
+
+int Informer::ListCount() const {
+  std::lock_guard lock(mu_);
+  return list_count_;
+}
+
+bool Informer::InScope(const crd::ElasticVM& object) const {
+  return options_.node_name.empty() || object.TargetNode() == options_.node_name;
+}
+
+void Informer::Backoff() {
+  std::unique_lock lock(mu_);
+  if (backoff_.count() == 0) {
+    backoff_ = options_.backoff_initial;
+  } else {
+    backoff_ = std::min(backoff_ * 2, options_.backoff_max);
+  }
+  // Full jitter on the upper half: many agents reconnecting after an API outage spread out.
+  thread_local std::mt19937 random{std::random_device{}()};
+  std::uniform_int_distribution<int64_t> spread(backoff_.count() / 2, backoff_.count());
+  std::chrono::milliseconds wait(spread(random));
+  stop_cv_.wait_for(lock, wait, [&] { return stopping_; });
+}
+
+void Informer::Run() {
+  while (!Stopping()) {
+    std::string resource_version;
+    if (!List(&resource_version)) {
+      Backoff();
+      continue;
+    }
+    bool relist = false;
+    while (!relist && !Stopping()) {
+      WatchOutcome outcome = WatchOnce(resource_version);
+      switch (outcome) {
+        case WatchOutcome::kStop:
+          return;
+        case WatchOutcome::kRelist:
+          relist = true;
+          break;
+        case WatchOutcome::kReconnect:
+          break;
+      }
+      std::lock_guard lock(mu_);
+      resource_version = last_rv_;
+    }
+  }
+}
+
+bool Informer::List(std::string* resource_version) {
+  auto start = std::chrono::steady_clock::now();
+  std::unordered_map<std::string, crd::ElasticVM> listed;
+  std::string continue_token;
+  std::string list_rv;
+  do {
+    std::string path = ElasticVMsPath(options_.ns) + "?limit=" +
+                       std::to_string(options_.list_page_size);
+    if (!continue_token.empty()) path += "&continue=" + QueryEscape(continue_token);
+    ApiResult result = client_.Get(path);
+    if (!result.ok()) {
+      if (result.gone() && !continue_token.empty()) {
+        // The continue token expired: start the list over.
+        continue_token.clear();
+        listed.clear();
+        continue;
+      }
+      log::Warn("list of elasticvms failed", {{"error", result.error}});
+      return false;
+    }
+    try {
+      json body = json::parse(result.body);
+      const json& metadata = body.value("metadata", json::object());
+      list_rv = metadata.value("resourceVersion", "");
+      continue_token = metadata.value("continue", "");
+      for (const json& item : body.value("items", json::array())) {
+        crd::DecodeResult decoded = crd::DecodeJson(item);
+        if (!decoded.ok()) {
+          log::Warn("skipping an ElasticVM that cannot be decoded", {{"error", decoded.error}});
+          continue;
+        }
+        if (!InScope(*decoded.object)) continue;
+        std::string key = decoded.object->Key();
+        listed.emplace(std::move(key), std::move(*decoded.object));
+      }
+    } catch (const json::exception& e) {
+      log::Warn("list of elasticvms: bad answer", {{"error", e.what()}});
+      return false;
+    }
+  } while (!continue_token.empty() && !Stopping());
+
+  // Replace the cache and tell which keys changed (added, modified, deleted).
+  std::vector<std::string> changed;
+  size_t size;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, object] : cache_) {
+      auto it = listed.find(key);
+      if (it == listed.end() ||
+          it->second.metadata.resource_version != object.metadata.resource_version) {
+        changed.push_back(key);
+      }
+    }
+    for (const auto& [key, object] : listed) {
+      if (!cache_.count(key)) changed.push_back(key);
+    }
+    cache_ = std::move(listed);
+    synced_ = true;
+    last_rv_ = list_rv;
+    list_count_++;
+    size = cache_.size();
+  }
+  *resource_version = list_rv;
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics_->Listed(size, seconds);
+  metrics_->CacheSize(size);
+  log::Info("listed elasticvms",
+            {{"objects", std::to_string(size)}, {"resourceVersion", list_rv}});
+  for (const auto& key : changed) on_change_(key);
+  return true;
+}
+
+Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) {
+  auto cancel = std::make_shared<StreamCancel>();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return WatchOutcome::kStop;
+    current_watch_ = cancel;
+  }
+  std::string path = ElasticVMsPath(options_.ns) +
+                     "?watch=1&allowWatchBookmarks=true&resourceVersion=" +
+                     QueryEscape(resource_version) +
+                     "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count());
+  WatchOutcome outcome = WatchOutcome::kReconnect;
+  size_t events = 0;
+  auto started = std::chrono::steady_clock::now();
+  WatchEnd end = client_.Watch(
+      path,
+      [&](std::string_view line) {
+        events++;
+        return HandleLine(line, &outcome);
+      },
+      *cancel, options_.watch_timeout + std::chrono::seconds(30));
+  {
+    std::lock_guard lock(mu_);
+    current_watch_.reset();
+  }
+  if (Stopping() || end.kind == WatchEnd::Kind::kCancelled) return WatchOutcome::kStop;
+  // A watch that delivered something, or lived a while, was healthy: failures after it
+  // start backing off from the beginning. One that failed at once backs off more each time.
+  size_t good_events = events - (outcome == WatchOutcome::kRelist ? 1 : 0);
+  bool healthy = good_events > 0 || std::chrono::steady_clock::now() - started >=
+                                        std::chrono::seconds(10);
+  if (healthy) {
+    std::lock_guard lock(mu_);
+    backoff_ = std::chrono::milliseconds(0);
+  }
+  switch (end.kind) {
+    case WatchEnd::Kind::kClosed:
+      if (outcome == WatchOutcome::kRelist) {
+        metrics_->WatchRestarted("gone");
+        if (!healthy) Backoff();
+        return WatchOutcome::kRelist;
+      }
+      metrics_->WatchRestarted("closed");
+      log::Debug("watch closed; reconnecting", {{"resourceVersion", LastResourceVersion()}});
+      if (!healthy) Backoff();
+      return WatchOutcome::kReconnect;
+    case WatchEnd::Kind::kBroken:
+      metrics_->WatchRestarted("broken");
+      log::Warn("watch broke; reconnecting", {{"error", end.result.error},
+                                               {"resourceVersion", LastResourceVersion()}});
+      if (!healthy) Backoff();
+      return WatchOutcome::kReconnect;
+    case WatchEnd::Kind::kHttpError:
+      if (end.result.gone()) {
+        metrics_->WatchRestarted("gone");
+        log::Info("watch resourceVersion too old; listing again",
+                  {{"error", end.result.error}});
+        Backoff();
+        return WatchOutcome::kRelist;
+      }
+      metrics_->WatchRestarted("http_error");
+      log::Warn("watch failed", {{"error", end.result.error}});
+      Backoff();
+      return WatchOutcome::kReconnect;
+    case WatchEnd::Kind::kCancelled:
+      break;
+  }
+  return WatchOutcome::kStop;
+}
+
+bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
+  json event;
+  try {
+    event = json::parse(line);
+  } catch (const json::exception& e) {
+    log::Warn("watch: a line that is not JSON; listing again", {{"error", e.what()}});
+    *outcome = WatchOutcome::kRelist;
+    return false;
+  }
+  std::string type = event.value("type", "");
+  const json& object = event.contains("object") ? event["object"] : json::object();
+  metrics_->WatchEvent(type);
+  if (type == "ERROR") {
+    std::string reason = object.value("reason", "");
+    int code = object.value("code", 0);
+    if (code == 410 || reason == "Expired" || reason == "Gone") {
+      log::Info("watch: resourceVersion too old; listing again",
+                {{"message", object.value("message", "")}});
+    } else {
+      log::Warn("watch: ERROR event; listing again",
+                {{"reason", reason}, {"message", object.value("message", "")}});
+    }
+    *outcome = WatchOutcome::kRelist;
+    return false;
+  }
+  std::string rv;
+  if (object.is_object() && object.contains("metadata") && object["metadata"].is_object()) {
+    rv = object["metadata"].value("resourceVersion", "");
+  }
+  if (type == "BOOKMARK") {
+    if (!rv.empty()) {
+      std::lock_guard lock(mu_);
+      last_rv_ = rv;
+    }
+    return true;
+  }
+  crd::DecodeResult decoded = crd::DecodeJson(object);
+  if (!decoded.ok()) {
+    log::Warn("watch: skipping an ElasticVM that cannot be decoded", {{"error", decoded.error}});
+    if (!rv.empty()) {
+      std::lock_guard lock(mu_);
+      last_rv_ = rv;
+    }
+    return true;
+  }
+  if (type == "ADDED" || type == "MODIFIED") {
+    if (InScope(*decoded.object)) {
+      Upsert(std::move(*decoded.object));
+    } else {
+      Remove(decoded.object->Key());
+    }
+  } else if (type == "DELETED") {
+    Remove(decoded.object->Key());
+  }
+  if (!rv.empty()) {
+    std::lock_guard lock(mu_);
+    last_rv_ = rv;
+  }
+  return true;
+}
+
+void Informer::Upsert(crd::ElasticVM object) {
+  std::string key = object.Key();
+  size_t size;
+  {
+    std::lock_guard lock(mu_);
+    cache_[key] = std::move(object);
+    size = cache_.size();
+  }
+  metrics_->CacheSize(size);
+  on_change_(key);
+}
+
+void Informer::Remove(const std::string& key) {
+  size_t size;
+  {
+    std::lock_guard lock(mu_);
+    if (cache_.erase(key) == 0) return;
+    size = cache_.size();
+  }
+  metrics_->CacheSize(size);
+  on_change_(key);
+}
+
+}  // namespace hotplug::controller::kube

@@ -1,0 +1,103 @@
+// The ElasticVM informer: LIST, then WATCH from the list's resourceVersion (with bookmarks),
+// reconnecting from the last version seen when a stream closes and listing again on
+// 410 Gone or an ERROR event, with capped, jittered backoff between failures. Keeps a cache
+// keyed by "namespace/name" and implements the controller's ObjectSource.
+//
+// Node scope (--node-name): a label selector cannot see spec.nodeName, so the informer
+// watches every ElasticVM in its namespace scope and keeps only those whose TargetNode()
+// (spec.nodeName, else the hotplug.dev/node label) equals the node. Objects naming no node
+// are left to an operator started without --node-name. An object moved to another node
+// leaves the cache as if deleted.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "controller/kube/client.h"
+#include "controller/source.h"
+
+namespace hotplug::controller::kube {
+
+// What the informer reports; no-op defaults (the metrics engineer's seam).
+class InformerMetrics {
+ public:
+  virtual ~InformerMetrics() = default;
+  virtual void Listed(size_t objects, double seconds) { (void)objects, (void)seconds; }
+  virtual void WatchEvent(std::string_view type) { (void)type; }
+  // why: "closed", "broken", "gone", "error", "http_error"
+  virtual void WatchRestarted(std::string_view why) { (void)why; }
+  virtual void CacheSize(size_t objects) { (void)objects; }
+};
+
+class Informer final : public ObjectSource {
+ public:
+  struct Options {
+    std::string ns;         // "" = all namespaces
+    std::string node_name;  // "" = every object in scope
+    // timeoutSeconds asked of each watch; the server ends the stream then and we reconnect.
+    std::chrono::seconds watch_timeout{300};
+    std::chrono::milliseconds backoff_initial{200};
+    std::chrono::milliseconds backoff_max{30'000};
+    size_t list_page_size = 500;
+    InformerMetrics* metrics = nullptr;  // not owned
+  };
+  Informer(Client& client, Options options);
+  ~Informer() override;
+
+  void Start(ChangeHandler on_change) override;
+  void Stop() override;
+  bool HasSynced() const override;
+  std::optional<crd::ElasticVM> Get(const std::string& key) const override;
+  std::vector<std::string> Keys() const override;
+
+  // A write of ours succeeded and the server returned `updated`: when the cache still holds
+  // the version the write was based on (`based_on_rv`), take the new one now instead of
+  // waiting for the watch event. No change is signalled.
+  void Observed(const crd::ElasticVM& updated, const std::string& based_on_rv);
+
+  // The last resourceVersion seen (list, event or bookmark); for tests and logs.
+  std::string LastResourceVersion() const;
+  // How many times the informer listed (1 + relists); for tests and logs.
+  int ListCount() const;
+
+ private:
+  enum class WatchOutcome { kReconnect, kRelist, kStop };
+  void Run();
+  bool List(std::string* resource_version);
+  WatchOutcome WatchOnce(const std::string& resource_version);
+  // Applies one watch line; returns false when the stream must end with `outcome`.
+  bool HandleLine(std::string_view line, WatchOutcome* outcome);
+  bool InScope(const crd::ElasticVM& object) const;
+  void Upsert(crd::ElasticVM object);
+  void Remove(const std::string& key);
+  // Sleeps for the current backoff (cut short by Stop) and grows it.
+  void Backoff();
+  bool Stopping() const;
+
+  Client& client_;
+  const Options options_;
+  InformerMetrics no_metrics_;
+  InformerMetrics* metrics_;
+  ChangeHandler on_change_;
+  std::thread thread_;  // "informer": list + watch loop
+
+  mutable std::mutex mu_;
+  std::condition_variable stop_cv_;
+  // Guarded by mu_.
+  std::unordered_map<std::string, crd::ElasticVM> cache_;
+  bool synced_ = false;
+  bool stopping_ = false;
+  std::shared_ptr<StreamCancel> current_watch_;
+  std::string last_rv_;
+  int list_count_ = 0;
+  std::chrono::milliseconds backoff_{0};
+};
+
+}  // namespace hotplug::controller::kube

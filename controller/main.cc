@@ -1,0 +1,268 @@
+// hotplug-operator: the process. Parses flags, builds the hypervisor backend and the
+// Kubernetes side (informer, status writer, event recorder, leader election), runs the
+// controller's work loop, serves health probes, and stops gracefully on SIGTERM/SIGINT.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backends/fake/fake_hypervisor.h"
+#include "controller/controller.h"
+#include "controller/fake_setup.h"
+#include "controller/flags.h"
+#include "controller/health.h"
+#include "controller/kube/client.h"
+#include "controller/kube/config.h"
+#include "controller/kube/event_recorder.h"
+#include "controller/kube/informer.h"
+#include "controller/kube/leader_election.h"
+#include "controller/kube/status_writer.h"
+#include "controller/log.h"
+#include "reconciler/clock.h"
+
+#ifdef HOTPLUG_HAVE_LIBVIRT
+#include "backends/libvirt/libvirt_hypervisor.h"
+#endif
+
+#ifndef HOTPLUG_VERSION
+#define HOTPLUG_VERSION "unknown"
+#endif
+
+namespace hotplug::controller {
+namespace {
+
+constexpr auto kShutdownDeadline = std::chrono::seconds(25);
+constexpr int kExitBadFlags = 2;
+
+FlagFeatures BuildFeatures() {
+  FlagFeatures features;
+#ifdef HOTPLUG_HAVE_LIBVIRT
+  features.libvirt = true;
+#endif
+  return features;
+}
+
+bool ReadWholeFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream text;
+  text << in.rdbuf();
+  *out = text.str();
+  return true;
+}
+
+// The hypervisor the controller talks to, with whatever it needs kept alive.
+struct HypervisorStack {
+  std::unique_ptr<backends::fake::FakeHypervisor> fake;
+  std::unique_ptr<backends::Hypervisor> real;
+  std::FILE* call_log = nullptr;
+  std::unique_ptr<CallLoggingHypervisor> logging;
+  backends::Hypervisor* active = nullptr;
+  ~HypervisorStack() {
+    logging.reset();
+    if (call_log) std::fclose(call_log);
+  }
+};
+
+bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* error) {
+  if (flags.hypervisor == "libvirt") {
+#ifdef HOTPLUG_HAVE_LIBVIRT
+    backends::libvirt::LibvirtOptions options;
+    options.uri = flags.libvirt_uri;
+    stack->real = std::make_unique<backends::libvirt::LibvirtHypervisor>(options);
+    stack->active = stack->real.get();
+    log::Info("hypervisor: libvirt", {{"uri", flags.libvirt_uri}});
+    return true;
+#else
+    *error = "this build has no libvirt backend";
+    return false;
+#endif
+  }
+  stack->fake = std::make_unique<backends::fake::FakeHypervisor>();
+  std::vector<backends::fake::DomainSpec> domains = NumberedFakeDomains(flags.fake_domains);
+  if (!flags.fake_domains_file.empty()) {
+    std::string text;
+    if (!ReadWholeFile(flags.fake_domains_file, &text)) {
+      *error = "--fake-domains-file: cannot read " + flags.fake_domains_file;
+      return false;
+    }
+    if (!ParseFakeDomains(text, &domains, error)) {
+      *error = "--fake-domains-file " + flags.fake_domains_file + ": " + *error;
+      return false;
+    }
+  }
+  for (const auto& domain : domains) stack->fake->AddDomain(domain);
+  if (flags.fake_vcpu_latency.count() > 0) {
+    stack->fake->SetLatency(std::chrono::microseconds(0),
+                            std::chrono::duration_cast<std::chrono::microseconds>(
+                                flags.fake_vcpu_latency));
+  }
+  stack->active = stack->fake.get();
+  if (!flags.fake_call_log.empty()) {
+    std::string previous;
+    if (ReadWholeFile(flags.fake_call_log, &previous) && !previous.empty()) {
+      std::string replay_error;
+      int applied = ReplayCallLog(previous, *stack->fake, &replay_error);
+      log::Info("fake hypervisor: replayed the call log",
+                {{"file", flags.fake_call_log}, {"changes", std::to_string(applied)}});
+      if (!replay_error.empty()) {
+        log::Warn("fake hypervisor: a logged change did not replay", {{"error", replay_error}});
+      }
+    }
+    stack->call_log = std::fopen(flags.fake_call_log.c_str(), "a");
+    if (!stack->call_log) {
+      *error = "--fake-call-log: cannot open " + flags.fake_call_log + " for appending";
+      return false;
+    }
+    stack->logging = std::make_unique<CallLoggingHypervisor>(*stack->fake, stack->call_log);
+    stack->active = stack->logging.get();
+  }
+  log::Info("hypervisor: fake", {{"domains", std::to_string(domains.size())}});
+  return true;
+}
+
+// Waits for SIGTERM/SIGINT (blocked in every thread, taken here) or for `give_up`.
+// Returns the signal number, or 0 when `give_up` became true.
+int WaitForSignalOr(const std::atomic<bool>& give_up, const sigset_t& signals) {
+  while (!give_up.load()) {
+    timespec tick{0, 200'000'000};
+    int signal_number = sigtimedwait(&signals, nullptr, &tick);
+    if (signal_number > 0) return signal_number;
+  }
+  return 0;
+}
+
+int Run(const Flags& flags) {
+  log::Level level;
+  log::ParseLevel(flags.log_level, &level);
+  log::SetLevel(level);
+
+  // Block the stop signals before any thread starts, so only WaitForSignalOr sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  log::Info("hotplug-operator starting", {{"version", HOTPLUG_VERSION},
+                                          {"hypervisor", flags.hypervisor},
+                                          {"node", flags.node_name},
+                                          {"namespace", flags.ns.empty() ? "*" : flags.ns}});
+
+  HypervisorStack hypervisor;
+  std::string error;
+  if (!BuildHypervisor(flags, &hypervisor, &error)) {
+    log::Error("cannot set up the hypervisor", {{"error", error}});
+    return 1;
+  }
+
+  kube::Config config;
+  if (!kube::LoadConfig(flags.kubeconfig, &config, &error)) {
+    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
+    return 1;
+  }
+  log::Info("Kubernetes API", {{"server", config.server}, {"from", config.origin}});
+  // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
+  kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
+  kube::Client client(config, {.request_timeout = std::chrono::seconds(15),
+                               .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
+                               .metrics = nullptr});
+
+  kube::Informer informer(client, {.ns = flags.ns, .node_name = flags.node_name});
+  kube::KubeStatusWriter status_writer(client, &informer);
+  kube::KubeEventRecorder events(client, {.component = "hotplug-operator",
+                                          .host = flags.node_name,
+                                          .queue_limit = 1000,
+                                          .remembered = 4096});
+  reconciler::SystemClock clock;
+  Controller::Options options;
+  options.workers = flags.workers;
+  options.resync_period = flags.resync_period;
+  options.reconciler.hooks_dir = flags.hooks_dir;
+  options.reconciler.hook_timeout = flags.hook_timeout;
+  Controller controller(informer, status_writer, events, *hypervisor.active, clock, options);
+
+  HealthServer health([&controller] { return controller.HasSynced(); });
+  if (flags.health_probe_bind_address != "0") {
+    if (!health.Start(flags.health_probe_bind_address, &error)) {
+      log::Error("cannot serve health probes", {{"error", error}});
+      return 1;
+    }
+    log::Info("health server listening", {{"address", health.bound_address()},
+                                          {"port", std::to_string(health.port())}});
+  }
+
+  controller.Start();
+  std::atomic<bool> leadership_lost{false};
+  std::unique_ptr<kube::LeaderElector> elector;
+  if (flags.leader_elect) {
+    std::string lease_namespace = flags.leader_elect_namespace;
+    if (lease_namespace.empty()) lease_namespace = config.default_namespace;
+    if (lease_namespace.empty()) lease_namespace = "default";
+    elector = std::make_unique<kube::LeaderElector>(
+        client, kube::LeaderElector::Options{.ns = lease_namespace,
+                                             .name = flags.leader_elect_id,
+                                             .identity = kube::LeaderElector::DefaultIdentity(),
+                                             .lease_duration = flags.lease_duration,
+                                             .renew_deadline = flags.renew_deadline,
+                                             .retry_period = flags.retry_period});
+    elector->Start([&controller] { controller.StartWorkers(); },
+                   [&leadership_lost] { leadership_lost = true; });
+  } else {
+    controller.StartWorkers();
+  }
+
+  int signal_number = WaitForSignalOr(leadership_lost, stop_signals);
+  if (signal_number > 0) {
+    log::Info("stopping: finishing the steps in flight",
+              {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  } else {
+    log::Error("stopping: leadership lost; another replica takes over");
+  }
+  auto deadline = std::chrono::steady_clock::now() + kShutdownDeadline;
+  bool drained = controller.Stop(deadline);
+  events.Flush(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
+  events.Stop();
+  if (elector) elector->Stop();  // releases the lease after the workers are done
+  health.Stop();
+  if (!drained) {
+    log::Error("a worker did not finish before the shutdown deadline; exiting anyway");
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+  log::Info("stopped", {{"passes", std::to_string(controller.passes())},
+                        {"statusWrites", std::to_string(controller.status_writes())}});
+  return leadership_lost ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace hotplug::controller
+
+int main(int argc, char** argv) {
+  using namespace hotplug::controller;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  FlagFeatures features = BuildFeatures();
+  Flags flags;
+  std::string error;
+  switch (ParseFlags(args, features, &flags, &error)) {
+    case ParseOutcome::kHelp:
+      std::cout << HelpText(features);
+      return 0;
+    case ParseOutcome::kVersion:
+      std::cout << "hotplug-operator " << HOTPLUG_VERSION << "\n";
+      return 0;
+    case ParseOutcome::kError:
+      std::cerr << "hotplug-operator: " << error << "\n";
+      return kExitBadFlags;
+    case ParseOutcome::kRun:
+      break;
+  }
+  return Run(flags);
+}

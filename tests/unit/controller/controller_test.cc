@@ -1,0 +1,373 @@
+// The work loop, end to end with the fake hypervisor and in-memory test doubles of
+// ObjectSource / StatusWriter / EventRecorder. Every wait is a poll with a deadline.
+#include "controller/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "backends/fake/fake_hypervisor.h"
+#include "reconciler/clock.h"
+
+namespace hotplug::controller {
+namespace {
+
+using namespace std::chrono_literals;
+using backends::fake::DomainSpec;
+using backends::fake::FakeHypervisor;
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds limit = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(2ms);  // polling interval, not synchronisation
+  }
+  return condition();
+}
+
+// An API server in a map: objects by key, status writes bump the resourceVersion.
+class MemorySource final : public ObjectSource, public StatusWriter, public EventRecorder {
+ public:
+  void Start(ChangeHandler on_change) override {
+    std::lock_guard lock(mu_);
+    handler_ = std::move(on_change);
+  }
+  void Stop() override {}
+  bool HasSynced() const override { return true; }
+  std::optional<crd::ElasticVM> Get(const std::string& key) const override {
+    std::lock_guard lock(mu_);
+    auto it = objects_.find(key);
+    if (it == objects_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<std::string> Keys() const override {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> keys;
+    for (const auto& [key, object] : objects_) keys.push_back(key);
+    return keys;
+  }
+
+  bool WriteStatus(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
+                   std::string* error) override {
+    std::lock_guard lock(mu_);
+    write_attempts_++;
+    if (fail_writes_ > 0) {
+      fail_writes_--;
+      *error = "ServiceUnavailable: injected";
+      return false;
+    }
+    auto it = objects_.find(object.Key());
+    if (it == objects_.end()) return true;
+    it->second.status = status;
+    it->second.metadata.resource_version = std::to_string(++rv_);
+    writes_.push_back(status);
+    return true;
+  }
+
+  void Record(const crd::ElasticVM& object, const reconciler::Event& event) override {
+    std::lock_guard lock(mu_);
+    events_.push_back(object.Key() + " " + event.reason);
+  }
+
+  // Test controls.
+  void Put(crd::ElasticVM object) {
+    ChangeHandler handler;
+    {
+      std::lock_guard lock(mu_);
+      object.metadata.resource_version = std::to_string(++rv_);
+      if (object.metadata.uid.empty()) object.metadata.uid = "uid-" + object.metadata.name;
+      objects_[object.Key()] = object;
+      handler = handler_;
+    }
+    if (handler) handler(object.Key());
+  }
+  void Delete(const std::string& key) {
+    ChangeHandler handler;
+    {
+      std::lock_guard lock(mu_);
+      objects_.erase(key);
+      handler = handler_;
+    }
+    if (handler) handler(key);
+  }
+  void FailNextWrites(int count) {
+    std::lock_guard lock(mu_);
+    fail_writes_ = count;
+  }
+  std::vector<crd::ElasticVMStatus> writes() const {
+    std::lock_guard lock(mu_);
+    return writes_;
+  }
+  int write_attempts() const {
+    std::lock_guard lock(mu_);
+    return write_attempts_;
+  }
+  std::vector<std::string> events() const {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  ChangeHandler handler_;
+  std::map<std::string, crd::ElasticVM> objects_;
+  std::vector<crd::ElasticVMStatus> writes_;
+  std::vector<std::string> events_;
+  int fail_writes_ = 0;
+  int write_attempts_ = 0;
+  int64_t rv_ = 0;
+};
+
+crd::ElasticVM MakeVm(const std::string& name, int64_t vcpus, const std::string& domain = "") {
+  crd::ElasticVM vm;
+  vm.metadata.name = name;
+  vm.metadata.namespace_ = "default";
+  vm.metadata.generation = 1;
+  vm.spec.domain = domain;
+  vm.spec.cpu.vcpus = vcpus;
+  return vm;
+}
+
+DomainSpec MakeDomain(const std::string& name, unsigned maximum = 8, unsigned current = 1) {
+  DomainSpec spec;
+  spec.name = name;
+  spec.maximum_vcpus = maximum;
+  spec.current_vcpus = current;
+  return spec;
+}
+
+size_t EnabledVcpus(FakeHypervisor& fake, const std::string& domain) {
+  auto observed = fake.Peek(domain);
+  if (!observed) return 0;
+  size_t enabled = 0;
+  for (const auto& vcpu : observed->vcpus) enabled += vcpu.enabled ? 1 : 0;
+  return enabled;
+}
+
+bool Converged(const MemorySource& source, const std::string& key, int64_t vcpus) {
+  auto object = source.Get(key);
+  if (!object || !object->status.vcpus) return false;
+  const crd::Condition* ready = crd::FindCondition(object->status, "Ready");
+  return object->status.vcpus->current == vcpus && ready && ready->status == "True";
+}
+
+struct Fixture {
+  explicit Fixture(Controller::Options options = {}) {
+    if (options.rate_limiter.base_delay == RateLimiter::Options{}.base_delay) {
+      options.rate_limiter.base_delay = 1ms;
+    }
+    controller = std::make_unique<Controller>(source, source, source, fake, clock, options);
+  }
+  ~Fixture() { controller->Stop(std::chrono::steady_clock::now() + 10s); }
+  void Start() {
+    controller->Start();
+    controller->StartWorkers();
+  }
+  MemorySource source;
+  FakeHypervisor fake;
+  reconciler::SystemClock clock;
+  std::unique_ptr<Controller> controller;
+};
+
+TEST(ControllerTest, ConvergesAnObjectAndWritesItsStatus) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.source.Put(MakeVm("web-01", 4));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 4); }));
+  EXPECT_EQ(EnabledVcpus(f.fake, "web-01"), 4u);
+  EXPECT_EQ(f.fake.SuccessfulCalls().size(), 3u);
+  auto status = f.source.Get("default/web-01")->status;
+  EXPECT_EQ(status.vcpus->desired, 4);
+  EXPECT_EQ(status.observed_generation, 1);
+}
+
+TEST(ControllerTest, LongPassPublishesInProgressFirst) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.source.Put(MakeVm("web-01", 5));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 5); }));
+  auto writes = f.source.writes();
+  ASSERT_GE(writes.size(), 2u);
+  const crd::Condition* first_ready = crd::FindCondition(writes.front(), "Ready");
+  ASSERT_NE(first_ready, nullptr);
+  EXPECT_EQ(first_ready->reason, "InProgress");
+}
+
+TEST(ControllerTest, UnchangedStatusIsNotWrittenAgain) {
+  Controller::Options options;
+  options.resync_period = 5ms;  // many passes over a converged object
+  Fixture f(options);
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.source.Put(MakeVm("web-01", 2));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 2); }));
+  size_t writes_after_convergence = f.source.writes().size();
+  int64_t passes = f.controller->passes();
+  ASSERT_TRUE(WaitFor([&] { return f.controller->passes() >= passes + 5; }));
+  EXPECT_EQ(f.source.writes().size(), writes_after_convergence);
+  EXPECT_EQ(f.fake.SuccessfulCalls().size(), 1u);
+}
+
+TEST(ControllerTest, DeletedObjectIsForgottenAndNothingChanges) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.source.Put(MakeVm("web-01", 4));
+  f.source.Delete("default/web-01");
+  // The key was queued twice and is processed at least once after the delete.
+  f.controller->queue().Add("default/web-01");
+  ASSERT_TRUE(WaitFor([&] {
+    return f.controller->queue().Len() == 0 && f.controller->queue().NumRequeues("default/web-01") == 0;
+  }));
+  EXPECT_TRUE(f.source.writes().empty() || EnabledVcpus(f.fake, "web-01") <= 4u);
+  EXPECT_FALSE(f.source.Get("default/web-01").has_value());
+}
+
+TEST(ControllerTest, NeverDeletedObjectKeyOnlyIsANoOp) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.controller->queue().Add("default/ghost");
+  ASSERT_TRUE(WaitFor([&] { return f.controller->queue().Len() == 0; }));
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), 0u);
+  EXPECT_EQ(f.source.write_attempts(), 0);
+  EXPECT_EQ(f.controller->passes(), 0);
+}
+
+TEST(ControllerTest, FailedStepIsRetriedWithBackoffAndNoStepRunsTwice) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.fake.FailVcpu("web-01", 2, {.code = backends::ErrorCode::kInternal,
+                                .message = "injected",
+                                .native_code = 1,
+                                .remaining = 2});
+  f.Start();
+  f.source.Put(MakeVm("web-01", 4));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 4); }));
+  std::set<std::pair<unsigned, bool>> seen;
+  for (const auto& call : f.fake.SuccessfulCalls()) {
+    EXPECT_TRUE(seen.insert({call.id, call.enable}).second) << "vCPU " << call.id << " twice";
+  }
+  EXPECT_EQ(EnabledVcpus(f.fake, "web-01"), 4u);
+  EXPECT_GE(f.fake.SetVcpuCallCount(), 5u);  // 3 successes + the injected failures
+  // A warning Event was recorded for the failure.
+  bool failure_event = false;
+  for (const auto& event : f.source.events()) failure_event |= event.find("default/web-01") == 0;
+  EXPECT_TRUE(failure_event);
+}
+
+TEST(ControllerTest, FailedStatusWriteIsRetriedUntilItLands) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.source.FailNextWrites(3);
+  f.Start();
+  f.source.Put(MakeVm("web-01", 2));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 2); }));
+  EXPECT_GE(f.source.write_attempts(), 4);
+  EXPECT_EQ(f.fake.SuccessfulCalls().size(), 1u);
+}
+
+TEST(ControllerTest, SpecChangeConverges) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.source.Put(MakeVm("web-01", 3));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 3); }));
+  auto changed = *f.source.Get("default/web-01");
+  changed.spec.cpu.vcpus = 6;
+  changed.metadata.generation = 2;
+  f.source.Put(changed);
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 6); }));
+  EXPECT_EQ(f.source.Get("default/web-01")->status.observed_generation, 2);
+}
+
+TEST(ControllerTest, DomainEventRequeuesTheObjectsThatNameIt) {
+  Controller::Options options;
+  options.resync_period = 0ms;
+  options.reconciler.blocked_requeue = 1h;  // only the event can bring it back
+  Fixture f(options);
+  DomainSpec stopped = MakeDomain("dom-a");
+  stopped.state = backends::DomainState::kShutOff;
+  f.fake.AddDomain(stopped);
+  f.Start();
+  f.source.Put(MakeVm("object-name", 3, "dom-a"));
+  ASSERT_TRUE(WaitFor([&] {
+    auto object = f.source.Get("default/object-name");
+    const crd::Condition* ready = object ? crd::FindCondition(object->status, "Ready") : nullptr;
+    return ready && ready->status == "False";
+  }));
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), 0u);
+  f.fake.SetState("dom-a", backends::DomainState::kRunning);  // fires the event sink
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/object-name", 3); }));
+}
+
+TEST(ControllerTest, ResyncVisitsEveryKey) {
+  Controller::Options options;
+  options.resync_period = 10ms;
+  Fixture f(options);
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.Start();
+  f.source.Put(MakeVm("web-01", 2));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 2); }));
+  // The hypervisor drifts behind the controller's back, with no event: resync repairs it.
+  f.fake.SetVcpu("web-01", 1, false, false);
+  ASSERT_TRUE(WaitFor([&] { return EnabledVcpus(f.fake, "web-01") == 2u; }));
+}
+
+TEST(ControllerTest, WorkersRunOnlyOnceStarted) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01"));
+  f.controller->Start();  // source and queue, no workers (a standby replica)
+  f.source.Put(MakeVm("web-01", 4));
+  EXPECT_FALSE(WaitFor([&] { return f.fake.SetVcpuCallCount() > 0; }, 50ms));
+  EXPECT_EQ(f.controller->queue().Len(), 1u);
+  f.controller->StartWorkers();
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 4); }));
+}
+
+TEST(ControllerTest, GracefulStopFinishesTheStepInFlightAndWritesStatus) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01", 16, 1));
+  f.fake.SetLatency(0us, 100ms);
+  f.Start();
+  f.source.Put(MakeVm("web-01", 16));
+  ASSERT_TRUE(WaitFor([&] { return f.fake.SetVcpuCallCount() >= 1; }));
+  EXPECT_TRUE(f.controller->Stop(std::chrono::steady_clock::now() + 5s));
+  size_t calls = f.fake.SetVcpuCallCount();
+  EXPECT_LT(calls, 15u);  // it stopped early
+  EXPECT_EQ(f.fake.SuccessfulCalls().size(), calls);  // every call that started, finished
+  // The final status tells the truth about what is enabled now.
+  auto object = f.source.Get("default/web-01");
+  ASSERT_TRUE(object->status.vcpus.has_value());
+  EXPECT_EQ(static_cast<size_t>(object->status.vcpus->current), EnabledVcpus(f.fake, "web-01"));
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), calls);  // nothing after Stop
+}
+
+TEST(ControllerTest, ManyObjectsManyWorkersAllConverge) {
+  Controller::Options options;
+  options.workers = 4;
+  Fixture f(options);
+  for (int i = 0; i < 50; ++i) f.fake.AddDomain(MakeDomain("vm-" + std::to_string(i)));
+  f.Start();
+  for (int i = 0; i < 50; ++i) f.source.Put(MakeVm("vm-" + std::to_string(i), 1 + i % 8));
+  ASSERT_TRUE(WaitFor([&] {
+    for (int i = 0; i < 50; ++i) {
+      if (!Converged(f.source, "default/vm-" + std::to_string(i), 1 + i % 8)) return false;
+    }
+    return true;
+  }, 20s));
+  std::set<std::tuple<std::string, unsigned, bool>> seen;
+  for (const auto& call : f.fake.SuccessfulCalls()) {
+    EXPECT_TRUE(seen.insert({call.domain, call.id, call.enable}).second);
+  }
+}
+
+}  // namespace
+}  // namespace hotplug::controller
