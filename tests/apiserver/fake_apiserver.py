@@ -1845,6 +1845,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 wait = deadline - now
                 if bookmarks and interval > 0:
                     wait = min(wait, max(0.0, interval - (now - last_bookmark)))
+                fell_behind = None   # written after the lock is released, like all output
                 with store.lock:
                     store.changed.wait_for(lambda: store.stopping or store.rv > last_rv,
                                            timeout=max(wait, 0.0))
@@ -1853,9 +1854,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                     try:
                         events = store.events_after(last_rv)
                     except ApiError as error:
-                        self._write_chunk(json.dumps({"type": "ERROR",
-                                                      "object": error.status()}).encode() + b"\n")
-                        return
+                        events, fell_behind = [], error
                     for event in events:
                         if event.rtype_key != (rtype.group, rtype.plural):
                             continue
@@ -1871,6 +1870,11 @@ class ApiHandler(BaseHTTPRequestHandler):
                         elif now_match:
                             pending.append((event.type, event.obj, event))
                     last_rv = store.rv
+                if fell_behind is not None:
+                    self._write_chunk(json.dumps({"type": "ERROR",
+                                                  "object": fell_behind.status()}).encode()
+                                      + b"\n")
+                    return
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             abrupt = True
         finally:
