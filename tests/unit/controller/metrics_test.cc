@@ -51,6 +51,18 @@ std::string HttpGet(int port, const std::string& path) {
   return answer;
 }
 
+// Connects to 127.0.0.1:port and hangs up at once.
+void Knock(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  close(fd);
+}
+
 // Destroys `metrics` and so its Exposer. civetweb's listener polls with a 2 s quantum and
 // notices the stop only when the poll returns: knocking on the port wakes it, so a test's
 // teardown takes milliseconds instead of up to 2 s.
@@ -59,7 +71,7 @@ void StopServing(std::unique_ptr<PrometheusMetrics> metrics) {
   std::atomic<bool> stopped{false};
   std::thread knocker([&] {
     for (int i = 0; i < 500 && !stopped.load(); ++i) {  // at most ~5 s
-      HttpGet(port, "/");
+      Knock(port);
       std::this_thread::sleep_for(10ms);
     }
   });

@@ -1,0 +1,590 @@
+#include "controller/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <cctype>
+#include <exception>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "controller/log.h"
+
+namespace hotplug::controller {
+namespace {
+
+using prometheus::Histogram;
+
+// 1 ms to 60 s: a vCPU plug takes 11-23 ms, a TCG unplug times out after 5 s.
+const Histogram::BucketBoundaries kOperationBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+// A spec change to Ready spans queueing, several steps and the status write.
+const Histogram::BucketBoundaries kSyncBuckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                                  5,    10,    30,   60,  120, 300, 600};
+// controller-runtime's work-queue buckets: 10 ns to 10 s, ten per decade.
+const Histogram::BucketBoundaries kQueueBuckets = {1e-8, 1e-7, 1e-6, 1e-5, 1e-4,
+                                                   1e-3, 1e-2, 1e-1, 1,    10};
+const Histogram::BucketBoundaries kRestBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                  0.5,   1,    2.5,   5,    10,  30};
+
+constexpr const char* kQueueName = "elasticvm";
+
+// Condition reasons the reconciler writes; any other (a hand-edited status) is "Other",
+// so the label set stays bounded.
+const std::set<std::string, std::less<>> kKnownReasons = {
+    reconciler::reason::kSynced,
+    reconciler::reason::kInProgress,
+    reconciler::reason::kPartialFailure,
+    reconciler::reason::kUnplugPending,
+    reconciler::reason::kOutOfSync,
+    reconciler::reason::kReplugRefused,
+    reconciler::reason::kExceedsMaximum,
+    reconciler::reason::kBelowMinimum,
+    reconciler::reason::kHostLimit,
+    reconciler::reason::kTopologyMismatch,
+    reconciler::reason::kDomainNotFound,
+    reconciler::reason::kDomainNotRunning,
+    reconciler::reason::kMigrationInProgress,
+    reconciler::reason::kJobInProgress,
+    reconciler::reason::kGuestAgentUnavailable,
+    reconciler::reason::kHypervisorUnavailable,
+    reconciler::reason::kInvalidSpec,
+    reconciler::reason::kSuspended,
+    reconciler::reason::kHookFailed,
+    reconciler::reason::kNotManaged,
+    reconciler::reason::kShrinkNotAllowed,
+    reconciler::reason::kBlockMisaligned,
+    reconciler::reason::kMemoryUnsupported,
+    reconciler::reason::kMemoryFloor,
+};
+const char* const kConditionStatuses[] = {"True", "False", "Unknown"};
+
+// A label value taken from code-defined words (reasons, operations): kept when it is one
+// short word, else "Other".
+std::string Word(std::string_view value) {
+  if (value.empty() || value.size() > 64) return "Other";
+  for (char c : value) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return "Other";
+  }
+  return std::string(value);
+}
+
+std::string ConditionStatus(const crd::ElasticVMStatus& status, std::string_view type,
+                            std::string* reason = nullptr) {
+  for (const auto& condition : status.conditions) {
+    if (condition.type != type) continue;
+    if (reason) *reason = condition.reason;
+    if (condition.status == "True" || condition.status == "False") return condition.status;
+    return "Unknown";
+  }
+  return "Unknown";
+}
+
+bool ReadyFor(const crd::ElasticVMStatus& status, int64_t generation) {
+  return status.observed_generation >= generation && ConditionStatus(status, "Ready") == "True";
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start,
+                    std::chrono::steady_clock::time_point now) {
+  return std::chrono::duration<double>(now - start).count();
+}
+
+// ":8080" -> "0.0.0.0:8080" (civetweb wants a host or none); "host:port" and "port" as they
+// are. False when there is no numeric port.
+bool CivetAddress(const std::string& bind_address, std::string* out) {
+  auto colon = bind_address.rfind(':');
+  std::string host = colon == std::string::npos ? "" : bind_address.substr(0, colon);
+  std::string port = colon == std::string::npos ? bind_address : bind_address.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoi(port) > 65535) {
+    return false;
+  }
+  if (colon != std::string::npos && host.empty()) host = "0.0.0.0";
+  *out = host.empty() ? port : host + ":" + port;
+  return true;
+}
+
+}  // namespace
+
+// Refreshes the gauges derived from state just before each scrape collects the registry.
+class PrometheusMetrics::ScrapeTimeCollectable final : public prometheus::Collectable {
+ public:
+  explicit ScrapeTimeCollectable(PrometheusMetrics& owner) : owner_(owner) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    owner_.RefreshDerivedGauges();
+    return owner_.registry_->Collect();
+  }
+
+ private:
+  PrometheusMetrics& owner_;
+};
+
+PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Clock& clock)
+    : clock_(clock), registry_(std::make_shared<prometheus::Registry>()) {
+  auto& registry = *registry_;
+  vcpu_duration_ = &prometheus::BuildHistogram()
+                        .Name("hotplug_vcpu_operation_duration_seconds")
+                        .Help("Time of one per-vCPU hypervisor call, by operation "
+                              "(plug|unplug|online) and result (success|failure|pending).")
+                        .Register(registry);
+  memory_duration_ = &prometheus::BuildHistogram()
+                          .Name("hotplug_memory_operation_duration_seconds")
+                          .Help("Time of one memory step, by operation "
+                                "(attach|detach|resize|balloon) and result.")
+                          .Register(registry);
+  vcpu_total_ = &prometheus::BuildCounter()
+                     .Name("hotplug_vcpu_operations_total")
+                     .Help("Per-vCPU hypervisor calls, by operation and result.")
+                     .Register(registry);
+  memory_total_ = &prometheus::BuildCounter()
+                       .Name("hotplug_memory_operations_total")
+                       .Help("Memory steps, by operation and result.")
+                       .Register(registry);
+  failures_total_ = &prometheus::BuildCounter()
+                         .Name("hotplug_operation_failures_total")
+                         .Help("Failures recorded in status.failures, by resource "
+                               "(vcpu|memory) and reason.")
+                         .Register(registry);
+  sync_duration_ = &prometheus::BuildHistogram()
+                        .Name("hotplug_sync_duration_seconds")
+                        .Help("From the watch delivering a new generation of an ElasticVM to "
+                              "the status write saying Ready=True for it.")
+                        .Register(registry)
+                        .Add({}, kSyncBuckets);
+  reconcile_total_ = &prometheus::BuildCounter()
+                          .Name("hotplug_reconcile_total")
+                          .Help("Reconcile passes, by result "
+                                "(success|requeue|error|deleted|skipped).")
+                          .Register(registry);
+  reconcile_duration_ = &prometheus::BuildHistogram()
+                             .Name("hotplug_reconcile_duration_seconds")
+                             .Help("Time of one reconcile pass, status write included.")
+                             .Register(registry)
+                             .Add({}, kOperationBuckets);
+  status_writes_total_ = &prometheus::BuildCounter()
+                              .Name("hotplug_status_writes_total")
+                              .Help("Status writes, by result (success|failure).")
+                              .Register(registry);
+  events_total_ = &prometheus::BuildCounter()
+                       .Name("hotplug_events_total")
+                       .Help("Kubernetes Events recorded, by type and reason.")
+                       .Register(registry);
+  active_workers_ = &prometheus::BuildGauge()
+                         .Name("hotplug_active_workers")
+                         .Help("Reconcile workers running.")
+                         .Register(registry)
+                         .Add({});
+  leader_ = &prometheus::BuildGauge()
+                 .Name("hotplug_leader")
+                 .Help("1 while this process runs the workers (leader, or no election).")
+                 .Register(registry)
+                 .Add({});
+  elasticvms_ = &prometheus::BuildGauge()
+                     .Name("hotplug_elasticvms")
+                     .Help("ElasticVMs in the cache, by condition "
+                           "(Ready|VCPUsSynced|MemorySynced) and status (True|False|Unknown).")
+                     .Register(registry);
+  elasticvms_ready_reason_ = &prometheus::BuildGauge()
+                                  .Name("hotplug_elasticvms_ready_reason")
+                                  .Help("ElasticVMs by the reason of their Ready condition "
+                                        "(\"None\" when there is none yet).")
+                                  .Register(registry);
+  vcpu_drift_ = &prometheus::BuildGauge()
+                     .Name("hotplug_vcpu_drift")
+                     .Help("Sum over ElasticVMs of |spec.cpu.vcpus - status.vcpus.current|.")
+                     .Register(registry)
+                     .Add({});
+  informer_reconnects_ = &prometheus::BuildCounter()
+                              .Name("hotplug_informer_reconnects_total")
+                              .Help("Watch streams that ended and were reopened, by reason "
+                                    "(closed|broken|gone|error|http_error).")
+                              .Register(registry);
+  auto& lists = prometheus::BuildCounter()
+                    .Name("hotplug_informer_lists_total")
+                    .Help("Full LISTs of ElasticVMs, the first included.")
+                    .Register(registry);
+  informer_lists_ = &lists.Add({});
+  informer_relists_ = &prometheus::BuildCounter()
+                           .Name("hotplug_informer_relists_total")
+                           .Help("LISTs after the first (410 Gone, an ERROR event).")
+                           .Register(registry)
+                           .Add({});
+  informer_events_ = &prometheus::BuildCounter()
+                          .Name("hotplug_informer_watch_events_total")
+                          .Help("Watch events received, by type.")
+                          .Register(registry);
+  informer_cache_objects_ = &prometheus::BuildGauge()
+                                 .Name("hotplug_informer_cache_objects")
+                                 .Help("ElasticVMs in the informer's cache.")
+                                 .Register(registry)
+                                 .Add({});
+  informer_last_activity_ = &prometheus::BuildGauge()
+                                 .Name("hotplug_informer_last_activity_timestamp_seconds")
+                                 .Help("Unix time of the informer's last LIST or watch event "
+                                       "(bookmarks included).")
+                                 .Register(registry)
+                                 .Add({});
+  rest_requests_ = &prometheus::BuildCounter()
+                        .Name("rest_client_requests_total")
+                        .Help("Kubernetes API requests, by HTTP code (\"<error>\": no answer) "
+                              "and method.")
+                        .Register(registry);
+  rest_duration_ = &prometheus::BuildHistogram()
+                        .Name("rest_client_request_duration_seconds")
+                        .Help("Kubernetes API request latency, by verb.")
+                        .Register(registry);
+  const prometheus::Labels queue = {{"name", kQueueName}};
+  queue_depth_ = &prometheus::BuildGauge()
+                      .Name("workqueue_depth")
+                      .Help("Current depth of workqueue")
+                      .Register(registry)
+                      .Add(queue);
+  queue_adds_ = &prometheus::BuildCounter()
+                     .Name("workqueue_adds_total")
+                     .Help("Total number of adds handled by workqueue")
+                     .Register(registry)
+                     .Add(queue);
+  queue_duration_ = &prometheus::BuildHistogram()
+                         .Name("workqueue_queue_duration_seconds")
+                         .Help("How long in seconds an item stays in workqueue before being "
+                               "requested")
+                         .Register(registry)
+                         .Add(queue, kQueueBuckets);
+  work_duration_ = &prometheus::BuildHistogram()
+                        .Name("workqueue_work_duration_seconds")
+                        .Help("How long in seconds processing an item from workqueue takes.")
+                        .Register(registry)
+                        .Add(queue, kQueueBuckets);
+  queue_retries_ = &prometheus::BuildCounter()
+                        .Name("workqueue_retries_total")
+                        .Help("Total number of retries handled by workqueue")
+                        .Register(registry)
+                        .Add(queue);
+  queue_unfinished_ = &prometheus::BuildGauge()
+                           .Name("workqueue_unfinished_work_seconds")
+                           .Help("How many seconds of work has been done that is in progress "
+                                 "and hasn't been observed by work_duration.")
+                           .Register(registry)
+                           .Add(queue);
+  queue_longest_running_ = &prometheus::BuildGauge()
+                                .Name("workqueue_longest_running_processor_seconds")
+                                .Help("How many seconds has the longest running processor for "
+                                      "workqueue been running.")
+                                .Register(registry)
+                                .Add(queue);
+  prometheus::BuildGauge()
+      .Name("hotplug_build_info")
+      .Help("Always 1; the version of this build is a label.")
+      .Register(registry)
+      .Add({{"version", std::move(version)}})
+      .Set(1);
+
+  // Every series of a bounded label set exists from the start, so rate() and alerts see a
+  // 0 before the first event instead of nothing.
+  for (const char* operation : {"plug", "unplug", "online"}) {
+    for (const char* result : {"success", "failure", "pending"}) {
+      vcpu_duration_->Add({{"operation", operation}, {"result", result}}, kOperationBuckets);
+      vcpu_total_->Add({{"operation", operation}, {"result", result}});
+    }
+  }
+  for (const char* operation : {"attach", "detach", "resize", "balloon"}) {
+    for (const char* result : {"success", "failure"}) {
+      memory_duration_->Add({{"operation", operation}, {"result", result}}, kOperationBuckets);
+      memory_total_->Add({{"operation", operation}, {"result", result}});
+    }
+  }
+  for (const char* result : {"success", "requeue", "error", "deleted", "skipped"}) {
+    reconcile_total_->Add({{"result", result}});
+  }
+  for (const char* result : {"success", "failure"}) status_writes_total_->Add({{"result", result}});
+  for (const char* condition : {"Ready", "VCPUsSynced", "MemorySynced"}) {
+    for (const char* status : kConditionStatuses) {
+      elasticvms_->Add({{"condition", condition}, {"status", status}});
+    }
+  }
+
+  collectable_ = std::make_shared<ScrapeTimeCollectable>(*this);
+}
+
+PrometheusMetrics::~PrometheusMetrics() {
+  // Stop serving before the registry and the state a scrape reads go away.
+  exposer_.reset();
+}
+
+bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* error) {
+  std::string address;
+  if (!CivetAddress(bind_address, &address)) {
+    *error = "metrics bind address \"" + bind_address +
+             "\" is not host:port, :port or port (e.g. :8080, 127.0.0.1:0)";
+    return false;
+  }
+  try {
+    // Two civetweb threads ("metrics server"): a scrape is cheap, two let a second client
+    // in while Prometheus holds one.
+    exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+  } catch (const std::exception& e) {
+    *error = "cannot serve metrics on " + bind_address + ": " + e.what();
+    return false;
+  }
+  exposer_->RegisterCollectable(collectable_);
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  port_ = ports.empty() ? 0 : ports.front();
+  log::Info("serving metrics", {{"address", bind_address},
+                                {"port", std::to_string(port_)},
+                                {"path", "/metrics"}});
+  return true;
+}
+
+int PrometheusMetrics::port() const { return port_; }
+
+std::string PrometheusMetrics::Scrape() const {
+  return prometheus::TextSerializer().Serialize(collectable_->Collect());
+}
+
+void PrometheusMetrics::Snapshot(const crd::ElasticVM& object,
+                                 const crd::ElasticVMStatus& status, ObjectState* state) {
+  std::string reason;
+  state->ready_status = ConditionStatus(status, reconciler::condition::kReady, &reason);
+  state->ready_reason = reason;
+  state->vcpus_synced_status = ConditionStatus(status, reconciler::condition::kVcpusSynced);
+  state->memory_synced_status = ConditionStatus(status, reconciler::condition::kMemorySynced);
+  state->vcpu_drift = 0;
+  if (object.spec.cpu.vcpus && status.vcpus) {
+    state->vcpu_drift = *object.spec.cpu.vcpus > status.vcpus->current
+                            ? *object.spec.cpu.vcpus - status.vcpus->current
+                            : status.vcpus->current - *object.spec.cpu.vcpus;
+  }
+}
+
+void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::ElasticVM* object) {
+  std::lock_guard lock(mu_);
+  if (!object) {
+    objects_.erase(key);
+    return;
+  }
+  auto [it, inserted] = objects_.try_emplace(key);
+  ObjectState& state = it->second;
+  const int64_t generation = object->metadata.generation;
+  if (inserted || generation > state.generation) {
+    state.generation = generation;
+    // Already Ready for it (a restart, a relist): nothing to wait for.
+    if (ReadyFor(object->status, generation)) {
+      state.waiting_since.reset();
+    } else {
+      state.waiting_since = clock_.Monotonic();
+    }
+  }
+  Snapshot(*object, object->status, &state);
+}
+
+void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
+                                      const crd::ElasticVMStatus& status) {
+  // Failures this write added: those not already in the status it replaces (a multiset
+  // difference, so a retried write of the same failure is not counted again).
+  std::map<std::pair<std::string, std::string>, int> added;
+  std::vector<const crd::Failure*> previous;
+  for (const auto& failure : object.status.failures) previous.push_back(&failure);
+  for (const auto& failure : status.failures) {
+    auto match = std::find_if(previous.begin(), previous.end(),
+                              [&](const crd::Failure* old) { return old && *old == failure; });
+    if (match != previous.end()) {
+      *match = nullptr;  // each old entry pairs with one new one
+      continue;
+    }
+    added[{Word(failure.resource), Word(failure.reason)}]++;
+  }
+  for (const auto& [labels, count] : added) {
+    failures_total_->Add({{"resource", labels.first}, {"reason", labels.second}})
+        .Increment(count);
+  }
+
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = objects_.try_emplace(object.Key());
+  ObjectState& state = it->second;
+  if (inserted) state.generation = object.metadata.generation;
+  if (state.waiting_since && ReadyFor(status, state.generation)) {
+    sync_duration_->Observe(SecondsSince(*state.waiting_since, clock_.Monotonic()));
+    state.waiting_since.reset();
+  }
+  Snapshot(object, status, &state);
+}
+
+void PrometheusMetrics::RefreshDerivedGauges() {
+  std::map<std::pair<std::string, std::string>, int64_t> by_condition;
+  std::map<std::string, int64_t> by_reason;
+  int64_t drift = 0;
+  double unfinished = 0, longest = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, state] : objects_) {
+      by_condition[{"Ready", state.ready_status}]++;
+      by_condition[{"VCPUsSynced", state.vcpus_synced_status}]++;
+      by_condition[{"MemorySynced", state.memory_synced_status}]++;
+      std::string reason = state.ready_reason.empty()           ? "None"
+                           : kKnownReasons.count(state.ready_reason) ? state.ready_reason
+                                                                     : "Other";
+      by_reason[reason]++;
+      drift += state.vcpu_drift;
+    }
+    auto now = clock_.Monotonic();
+    for (auto start : in_flight_) unfinished += SecondsSince(start, now);
+    if (!in_flight_.empty()) longest = SecondsSince(*in_flight_.begin(), now);
+  }
+  for (const char* condition : {"Ready", "VCPUsSynced", "MemorySynced"}) {
+    for (const char* status : kConditionStatuses) {
+      auto it = by_condition.find({condition, status});
+      elasticvms_->Add({{"condition", condition}, {"status", status}})
+          .Set(static_cast<double>(it == by_condition.end() ? 0 : it->second));
+    }
+  }
+  // Reasons seen once keep their series at 0 afterwards (bounded by kKnownReasons).
+  for (auto& [reason, count] : by_reason) {
+    elasticvms_ready_reason_->Add({{"reason", reason}}).Set(static_cast<double>(count));
+  }
+  for (const auto& reason : kKnownReasons) {
+    if (!by_reason.count(reason) && elasticvms_ready_reason_->Has({{"reason", reason}})) {
+      elasticvms_ready_reason_->Add({{"reason", reason}}).Set(0);
+    }
+  }
+  for (const char* reason : {"None", "Other"}) {
+    if (!by_reason.count(reason) && elasticvms_ready_reason_->Has({{"reason", reason}})) {
+      elasticvms_ready_reason_->Add({{"reason", reason}}).Set(0);
+    }
+  }
+  vcpu_drift_->Set(static_cast<double>(drift));
+  queue_unfinished_->Set(unfinished);
+  queue_longest_running_->Set(longest);
+}
+
+// --- ControllerMetrics
+
+void PrometheusMetrics::ReconcileDone(std::string_view result, double seconds) {
+  reconcile_total_->Add({{"result", Word(result)}}).Increment();
+  reconcile_duration_->Observe(seconds);
+}
+
+void PrometheusMetrics::StatusWrite(std::string_view result) {
+  status_writes_total_->Add({{"result", Word(result)}}).Increment();
+}
+
+void PrometheusMetrics::EventRecorded(std::string_view type, std::string_view reason) {
+  events_total_->Add({{"type", Word(type)}, {"reason", Word(reason)}}).Increment();
+}
+
+void PrometheusMetrics::ActiveWorkers(int workers) { active_workers_->Set(workers); }
+
+void PrometheusMetrics::Leading(bool leading) { leader_->Set(leading ? 1 : 0); }
+
+// --- WorkQueueMetrics
+
+void PrometheusMetrics::Added() { queue_adds_->Increment(); }
+
+void PrometheusMetrics::Depth(size_t depth) { queue_depth_->Set(static_cast<double>(depth)); }
+
+void PrometheusMetrics::QueueLatency(double seconds) {
+  queue_duration_->Observe(seconds);
+  std::lock_guard lock(mu_);
+  in_flight_.insert(clock_.Monotonic());
+}
+
+void PrometheusMetrics::WorkDuration(double seconds) {
+  work_duration_->Observe(seconds);
+  std::lock_guard lock(mu_);
+  if (in_flight_.empty()) return;
+  auto started = clock_.Monotonic() - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::duration<double>(seconds));
+  auto it = in_flight_.lower_bound(started);
+  if (it == in_flight_.end() ||
+      (it != in_flight_.begin() && started - *std::prev(it) < *it - started)) {
+    it = std::prev(it);
+  }
+  in_flight_.erase(it);
+}
+
+void PrometheusMetrics::Retried() { queue_retries_->Increment(); }
+
+// --- reconciler::Metrics
+
+void PrometheusMetrics::VcpuOperation(std::string_view operation, std::string_view result,
+                                      double seconds) {
+  const prometheus::Labels labels = {{"operation", Word(operation)}, {"result", Word(result)}};
+  vcpu_duration_->Add(labels, kOperationBuckets).Observe(seconds);
+  vcpu_total_->Add(labels).Increment();
+}
+
+void PrometheusMetrics::MemoryOperation(std::string_view operation, std::string_view result,
+                                        double seconds) {
+  const prometheus::Labels labels = {{"operation", Word(operation)}, {"result", Word(result)}};
+  memory_duration_->Add(labels, kOperationBuckets).Observe(seconds);
+  memory_total_->Add(labels).Increment();
+}
+
+// --- kube::InformerMetrics
+
+namespace {
+double UnixSeconds(const reconciler::Clock& clock) {
+  return std::chrono::duration<double>(clock.Now().time_since_epoch()).count();
+}
+}  // namespace
+
+void PrometheusMetrics::Listed(size_t objects, double seconds) {
+  (void)seconds;
+  informer_lists_->Increment();
+  {
+    std::lock_guard lock(mu_);
+    if (++lists_ > 1) informer_relists_->Increment();
+  }
+  informer_cache_objects_->Set(static_cast<double>(objects));
+  informer_last_activity_->Set(UnixSeconds(clock_));
+}
+
+void PrometheusMetrics::WatchEvent(std::string_view type) {
+  informer_events_->Add({{"type", Word(type)}}).Increment();
+  informer_last_activity_->Set(UnixSeconds(clock_));
+}
+
+void PrometheusMetrics::WatchRestarted(std::string_view why) {
+  informer_reconnects_->Add({{"reason", Word(why)}}).Increment();
+}
+
+void PrometheusMetrics::CacheSize(size_t objects) {
+  informer_cache_objects_->Set(static_cast<double>(objects));
+}
+
+// --- kube::ClientMetrics
+
+void PrometheusMetrics::Request(std::string_view verb, int http_status, double seconds) {
+  const std::string method = Word(verb);
+  rest_requests_
+      ->Add({{"code", http_status > 0 ? std::to_string(http_status) : "<error>"},
+             {"method", method}})
+      .Increment();
+  rest_duration_->Add({{"verb", method}}, kRestBuckets).Observe(seconds);
+}
+
+// --- decorators
+
+void MeteredSource::Start(ChangeHandler on_change) {
+  inner_.Start([this, on_change = std::move(on_change)](const std::string& key) {
+    std::optional<crd::ElasticVM> object = inner_.Get(key);
+    metrics_.ObjectChanged(key, object ? &*object : nullptr);
+    on_change(key);
+  });
+}
+
+bool MeteredStatusWriter::WriteStatus(const crd::ElasticVM& object,
+                                      const crd::ElasticVMStatus& status, std::string* error) {
+  if (!inner_.WriteStatus(object, status, error)) return false;
+  metrics_.StatusWritten(object, status);
+  return true;
+}
+
+}  // namespace hotplug::controller
