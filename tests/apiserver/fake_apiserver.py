@@ -189,6 +189,9 @@ class ResourceType:
         return entries
 
 
+OBJECT_REFERENCE = "<kind/name of involvedObject>"   # a pseudo-path for the events table
+
+
 def column(name, json_path, column_type="string"):
     return {"name": name, "type": column_type, "jsonPath": json_path}
 
@@ -201,7 +204,7 @@ def builtin_types():
     events = ResourceType("", "v1", "events", "Event", True, short_names=["ev"])
     events.printer_columns = [column("Last Seen", ".lastTimestamp", "date"),
                               column("Type", ".type"), column("Reason", ".reason"),
-                              column("Object", ".involvedObject.name"),
+                              column("Object", OBJECT_REFERENCE),
                               column("Message", ".message")]
     leases = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True)
     leases.printer_columns = [column("Holder", ".spec.holderIdentity"),
@@ -1193,19 +1196,27 @@ AGE_COLUMN = {"name": "Age", "type": "date", "format": "", "priority": 0,
 def table_columns(rtype):
     if not rtype.printer_columns:
         return [NAME_COLUMN, AGE_COLUMN], [None, ".metadata.creationTimestamp"]
-    columns, paths = [NAME_COLUMN], [None]
+    # kube's event printer shows the name only with -o wide, last.
+    name_last = rtype.plural == "events"
+    columns, paths = ([], []) if name_last else ([NAME_COLUMN], [None])
     for column in rtype.printer_columns:
         columns.append({"name": column.get("name", ""), "type": column.get("type", "string"),
                         "format": column.get("format", ""),
                         "description": column.get("description", ""),
                         "priority": column.get("priority", 0)})
         paths.append(column.get("jsonPath", ""))
+    if name_last:
+        columns.append({**NAME_COLUMN, "priority": 1})
+        paths.append(None)
     return columns, paths
 
 
 def table_cell(obj, column, path):
     if path is None:
         return obj.get("metadata", {}).get("name", "")
+    if path == OBJECT_REFERENCE:
+        reference = obj.get("involvedObject") or {}
+        return f'{str(reference.get("kind", "")).lower()}/{reference.get("name", "")}'
     values = jsonpath_values(obj, path)
     if not values:
         return None
