@@ -26,6 +26,7 @@ CRD = os.path.join(REPO, "crd", "hotplug.dev_elasticvms.yaml")
 
 RENDER = None  # path of the renderer binary, from --render
 KUBECTL = None  # path of kubectl, from --kubectl
+OPERATOR = None  # path of the built hotplug-operator, from --binary
 
 # The API calls the operator makes (design: controller/), and so all RBAC may grant.
 EXPECTED_CLUSTER_RULES = {
@@ -711,14 +712,49 @@ class KustomizeTest(unittest.TestCase):
                         self.assertEqual(len(self.kubectl_decodes(path)), len(yaml_files(path)))
 
 
+class BinaryFlagsTest(unittest.TestCase):
+    """Every flag the manifests and the chart pass is one the built binary knows: an
+    unknown flag makes it exit 2, and the pods would crash-loop."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not OPERATOR:
+            raise unittest.SkipTest("no --binary given")
+        result = run([OPERATOR, "--help"], timeout=30)
+        cls.known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", result.stdout + result.stderr))
+        if not cls.known:
+            raise AssertionError("`%s --help` listed no flags:\n%s%s"
+                                 % (OPERATOR, result.stdout, result.stderr))
+
+    def assert_known(self, args, where):
+        unknown = sorted({arg_name(a) for a in args} - self.known)
+        self.assertEqual(unknown, [], "%s passes flags the binary does not know" % where)
+
+    def test_plain_manifests(self):
+        for path in (os.path.join(DEPLOY, "daemonset.yaml"),
+                     os.path.join(DEPLOY, "central", "deployment.yaml")):
+            (workload,) = yaml_files(path)
+            self.assert_known(container(workload)["args"], os.path.relpath(path, REPO))
+
+    def test_chart(self):
+        for overrides in ((), (ALL_TOGGLES,)):
+            objects, _, _ = render(*overrides)
+            for obj in objects:
+                if obj["kind"] in ("DaemonSet", "Deployment"):
+                    self.assert_known(container(obj)["args"],
+                                      "chart %s with %s" % (obj["kind"], overrides or "defaults"))
+
+
 def main():
-    global RENDER, KUBECTL
+    global RENDER, KUBECTL, OPERATOR
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--render", required=True, help="the renderer built from render.go")
     parser.add_argument("--kubectl", help="kubectl, for the kustomize tests")
+    parser.add_argument("--binary", help="the built hotplug-operator, for BinaryFlagsTest")
     args, rest = parser.parse_known_args()
     RENDER = os.path.abspath(args.render)
     KUBECTL = args.kubectl
+    OPERATOR = args.binary
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
 
 
