@@ -1387,7 +1387,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 "time": now_rfc3339(), "method": self.command, "path": self.url_path,
                 "query": self.query, "verb": None,
                 "user_agent": self.headers.get("User-Agent", ""),
-                "authorization": self._auth_kind(), "code": None})
+                "authorization": self._auth_kind(), "client_cert": self._client_cert(),
+                "code": None})
             self._api()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -1406,9 +1407,19 @@ class ApiHandler(BaseHTTPRequestHandler):
             return "bearer"
         if header.startswith("Basic "):
             return "basic"
-        if getattr(self.connection, "getpeercert", None) and self.connection.getpeercert():
-            return "client-cert"
         return "none"
+
+    def _client_cert(self):
+        """The verified client certificate's subject CN, or None."""
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        certificate = getpeercert() if getpeercert else None
+        if not certificate:
+            return None
+        for rdn in certificate.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return ""
 
     # -- admin API ---------------------------------------------------------------------
 

@@ -805,14 +805,27 @@ class Suite:
             handle.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
         openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
+                "-out", "client.csr", "-subj", "/CN=hotplug-operator")
+        openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", "client.pem", "-days", "1")
         with ApiServerProcess(extra_args=[
                 "--tls-cert", os.path.join(tls_dir, "server.pem"),
                 "--tls-key", os.path.join(tls_dir, "server.key"),
+                "--tls-client-ca", os.path.join(tls_dir, "ca.pem"),
                 "--token", "tls-token", "--crd", CRD_FILE], scheme="https") as server:
             context = ssl.create_default_context(cafile=os.path.join(tls_dir, "ca.pem"))
             status, body, _ = Http(server.port, token="tls-token",
                                    tls_context=context).request("GET", "/version")
             expect(status == 200 and body["minor"] == "32", f"HTTPS /version: {status}")
+            context.load_cert_chain(os.path.join(tls_dir, "client.pem"),
+                                    os.path.join(tls_dir, "client.key"))
+            Http(server.port, token="tls-token", tls_context=context).request(
+                "GET", "/api/v1/namespaces/default")
+            client_certs = [e["client_cert"] for e in
+                            server.admin("GET", "/_admin/requests")["items"]]
+            expect(client_certs == [None, "hotplug-operator"],
+                   f"client certificates recorded: {client_certs}")
             # kubectl sends a bearer token only over HTTPS (client-go drops it over HTTP).
             kubectls = {}
             for token in ("tls-token", "wrong"):
