@@ -37,16 +37,31 @@ mapfile -t cmake_files < <(cd "$root" && find . \( -path ./tests -o -path ./.git
 calls=$(cd "$root" && cat "${cmake_files[@]}" | sed 's/#.*//' | tr '\n' ' ' |
         { grep -oE '(find_package|pkg_check_modules)\([^)]*\)' || true; })
 
-owner_of() {  # owner_of FILE -> the Debian package that ships it
-  local file=$1 candidate owner
-  for candidate in "$file" "$(readlink -f "$file")" "/usr${file#/usr}" "${file#/usr}"; do
-    owner=$(dpkg-query -S "$candidate" 2>/dev/null | head -n1) || true
-    if [[ -n $owner ]]; then
-      owner=${owner%%: *}
-      echo "${owner%%[:,]*}"
+# dpkg -S is slow (it reads every package's file list), so it is asked once, about every
+# file at once, in every spelling merged /usr or a symlink may give it.
+spellings_of() {
+  local file=$1 real
+  real=$(readlink -f "$file")
+  printf '%s\n' "$file" "$real" "/usr${file#/usr}" "${file#/usr}" "/usr${real#/usr}" "${real#/usr}"
+}
+declare -A owner_of_path=()
+index_owners() {  # index_owners FILE... -> fills owner_of_path
+  local line owners
+  while IFS= read -r line; do
+    [[ $line == diversion* || $line != *': '* ]] && continue
+    owners=${line%%: *}
+    owner_of_path[${line#*: }]=${owners%%[:,]*}
+  done < <(for file in "$@"; do spellings_of "$file"; done | sort -u |
+           xargs -r dpkg-query -S 2>/dev/null || true)
+}
+owner_of() {  # owner_of FILE -> the Debian package that ships it (after index_owners)
+  local candidate
+  while IFS= read -r candidate; do
+    if [[ -n ${owner_of_path[$candidate]:-} ]]; then
+      echo "${owner_of_path[$candidate]}"
       return 0
     fi
-  done
+  done < <(spellings_of "$1")
   return 1
 }
 
@@ -59,6 +74,7 @@ config_file_of() {  # config_file_of Name -> its CMake package configuration fil
 
 declare -A needed=()  # package -> what needs it
 unresolved=()
+wanted=()  # "what<TAB>file": files whose owning package is needed, resolved below
 while read -r call; do
   [[ -n $call ]] || continue
   arguments=${call#*(}
@@ -70,8 +86,8 @@ while read -r call; do
       [[ $module =~ ^(REQUIRED|QUIET|IMPORTED_TARGET|GLOBAL|NO_CMAKE_PATH|NO_CMAKE_ENVIRONMENT_PATH)$ ]] && continue
       module=${module%%[<>=]*}
       pc_dir=$(pkg-config --variable=pcfiledir "$module" 2>/dev/null) || pc_dir=""
-      if [[ -n $pc_dir ]] && package=$(owner_of "$pc_dir/$module.pc"); then
-        needed[$package]+=" pkg-config:$module"
+      if [[ -n $pc_dir ]]; then
+        wanted+=("pkg-config:$module"$'\t'"$pc_dir/$module.pc")
       else
         unresolved+=("pkg-config module $module (not installed here?)")
       fi
@@ -81,8 +97,8 @@ while read -r call; do
     [[ -n ${test_only[$name]:-} ]] && continue
     if [[ -n ${module_package[$name]:-} ]]; then
       needed[${module_package[$name]}]+=" find_package:$name"
-    elif config=$(config_file_of "$name") && [[ -n $config ]] && package=$(owner_of "$config"); then
-      needed[$package]+=" find_package:$name"
+    elif config=$(config_file_of "$name") && [[ -n $config ]]; then
+      wanted+=("find_package:$name"$'\t'"$config")
     else
       unresolved+=("find_package($name): no config file here and not in this test's table")
     fi
@@ -97,14 +113,21 @@ mapfile -t headers < <(cd "$root" && find . \( -path ./tests -o -path ./.git -o 
 for header in "${headers[@]}"; do
   for directory in /usr/include /usr/include/x86_64-linux-gnu; do
     if [[ -f $directory/$header ]]; then
-      if package=$(owner_of "$directory/$header"); then
-        needed[$package]+=" <$header>"
-      else
-        unresolved+=("<$header> (in $directory but no package owns it)")
-      fi
+      wanted+=("<$header>"$'\t'"$directory/$header")
       break
     fi
   done
+done
+
+index_owners "${wanted[@]#*$'\t'}"
+for entry in "${wanted[@]}"; do
+  what=${entry%%$'\t'*}
+  file=${entry#*$'\t'}
+  if package=$(owner_of "$file"); then
+    needed[$package]+=" $what"
+  else
+    unresolved+=("$what: no Debian package owns $file")
+  fi
 done
 
 if [[ ${#unresolved[@]} -gt 0 ]]; then
