@@ -348,6 +348,9 @@ class ChartAllTogglesTest(unittest.TestCase):
             self.assertIn(expected, args)
         self.assertTrue(any(a.startswith("--libvirt-uri=qemu+tls://") for a in args))
         self.assertFalse(any(a.startswith("--node-name") for a in args))
+        # Its own scope, apart from the agents' (which watch "vms").
+        self.assertIn("--namespace=remote-vms", args)
+        self.assertNotIn("--namespace=vms", args)
         pod = deployment["spec"]["template"]["spec"]
         self.assertTrue(pod["securityContext"]["runAsNonRoot"])
         self.assertFalse(any("hostPath" in v for v in pod.get("volumes", [])))
@@ -556,6 +559,11 @@ class DeployManifestsTest(unittest.TestCase):
             self.assertEqual(example["apiVersion"], "hotplug.dev/v1alpha1", name)
             self.assertEqual(example["kind"], "ElasticVM", name)
             self.assertEqual(validate(schema, example), [], name)
+            # Agents reconcile only ElasticVMs naming their node; a sample naming none
+            # would do nothing on the DaemonSet install.
+            self.assertTrue(example["spec"].get("nodeName") or
+                            example["metadata"].get("labels", {}).get("hotplug.dev/node"),
+                            name + " names no node")
             examples[name] = example["spec"]
         self.assertGreaterEqual(len(examples), 2)
         self.assertTrue(any(s.get("suspend") for s in examples.values()))

@@ -71,9 +71,6 @@ leader-election Role. With serviceAccount.create false it shares the given one.
 - --workers={{ .Values.workers }}
 - --resync-period={{ .Values.resyncPeriod }}
 - --log-level={{ .Values.logLevel }}
-{{- with .Values.watchNamespace }}
-- --namespace={{ . }}
-{{- end }}
 {{- end }}
 
 {{/* Hook flags; the caller decides whether its pods have the hooks directory. */}}
