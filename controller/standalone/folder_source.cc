@@ -1,0 +1,550 @@
+#include "controller/standalone/folder_source.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "controller/log.h"
+#include "crd/codec.h"
+
+namespace hotplug::controller::standalone {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
+                                IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+// Keep gathering events for at most this long before acting on them.
+constexpr auto kMaxCoalesce = std::chrono::milliseconds(200);
+
+bool EndsWith(const std::string& text, std::string_view suffix) {
+  return text.size() >= suffix.size() &&
+         std::string_view(text).substr(text.size() - suffix.size()) == suffix;
+}
+
+std::string NewUid() {
+  static std::mutex mu;
+  static std::mt19937_64 random{std::random_device{}()};
+  uint64_t high, low;
+  {
+    std::lock_guard lock(mu);
+    high = random();
+    low = random();
+  }
+  // Version 4, variant 1, like a Kubernetes uid.
+  high = (high & ~0xF000ull) | 0x4000ull;
+  low = (low & ~(0xC000ull << 48)) | (0x8000ull << 48);
+  char text[40];
+  std::snprintf(text, sizeof(text), "%08llx-%04llx-%04llx-%04llx-%012llx",
+                static_cast<unsigned long long>(high >> 32),
+                static_cast<unsigned long long>((high >> 16) & 0xFFFF),
+                static_cast<unsigned long long>(high & 0xFFFF),
+                static_cast<unsigned long long>(low >> 48),
+                static_cast<unsigned long long>(low & 0xFFFFFFFFFFFFull));
+  return text;
+}
+
+// What the generation follows: the spec as written, and whether it could be used.
+std::string SpecFingerprint(const crd::ElasticVM& object) {
+  return crd::EncodeJson(object)["spec"].dump() + "\n" + object.spec_error.value_or("");
+}
+
+bool HasStatus(const crd::ElasticVMStatus& status) {
+  return status.observed_generation != 0 || !status.conditions.empty() || status.vcpus ||
+         status.memory || !status.failures.empty();
+}
+
+}  // namespace
+
+FolderSource::FolderSource(std::string dir, StatusDir& status_dir, const reconciler::Clock& clock,
+                           Options options)
+    : dir_(std::move(dir)), status_dir_(status_dir), clock_(clock), options_(options) {}
+
+FolderSource::~FolderSource() {
+  Stop();
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+bool FolderSource::Init(std::string* error) {
+  struct stat info {};
+  if (stat(dir_.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    *error = dir_ + " is not a folder";
+    return false;
+  }
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0) {
+    *error = std::string("inotify_init1: ") + std::strerror(errno);
+    return false;
+  }
+  if (inotify_add_watch(inotify_fd_, dir_.c_str(), kWatchMask) < 0) {
+    *error = "cannot watch " + dir_ + " with inotify: " + std::strerror(errno) +
+             (errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : "");
+    return false;
+  }
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    *error = std::string("eventfd: ") + std::strerror(errno);
+    return false;
+  }
+  previous_ = status_dir_.LoadObjects();
+  // Error files of an earlier life: rewritten or removed by the first pass over the folder.
+  for (auto& file : status_dir_.FilesWithErrors()) error_files_[std::move(file)] = {};
+  return true;
+}
+
+void FolderSource::Start(ChangeHandler on_change) {
+  if (thread_.joinable() || wake_fd_ < 0) return;
+  on_change_ = std::move(on_change);
+  thread_ = std::thread([this] { Run(); });
+}
+
+void FolderSource::Stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof(one)) < 0) {
+    log::Error("standalone: cannot wake the folder watch", {{"error", std::strerror(errno)}});
+  }
+  thread_.join();
+}
+
+bool FolderSource::HasSynced() const { return synced_.load(); }
+
+std::optional<crd::ElasticVM> FolderSource::Get(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  return it->second.object;
+}
+
+std::vector<std::string> FolderSource::Keys() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> keys;
+  keys.reserve(cache_.size());
+  for (const auto& [key, entry] : cache_) keys.push_back(key);
+  return keys;
+}
+
+bool FolderSource::CommitStatus(const std::string& key, const std::string& uid,
+                                const crd::ElasticVMStatus& status, const Persist& persist,
+                                std::string* error) {
+  std::lock_guard write_lock(write_mu_);
+  crd::ElasticVM record;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end() || it->second.object.metadata.uid != uid) {
+      log::Debug("standalone: object removed; its status is not written", {{"object", key}});
+      return true;
+    }
+    record = it->second.object;
+    record.metadata.annotations[kSourceFileAnnotation] = it->second.file;
+  }
+  record.status = status;
+  if (!persist(record, error)) return false;
+  std::lock_guard lock(mu_);
+  cache_[key].object.status = status;  // present: removals wait for write_mu_
+  return true;
+}
+
+bool FolderSource::IsInputFile(const std::string& name) const {
+  return !name.empty() && name[0] != '.' && (EndsWith(name, ".yaml") || EndsWith(name, ".yml"));
+}
+
+std::string FolderSource::Now() const { return reconciler::FormatRfc3339(clock_.Now()); }
+
+void FolderSource::Run() {
+  pthread_setname_np(pthread_self(), "folder-watch");
+  ScanAll();
+  Apply();
+  synced_ = true;
+  log::Info("standalone: folder read", {{"dir", dir_}, {"objects", std::to_string(Keys().size())}});
+
+  std::set<std::string> dirty;
+  std::map<std::string, Steady::time_point> settling;  // created, not yet closed
+  bool rescan_all = false;
+  bool watch_lost = false;
+  std::optional<Steady::time_point> first_dirty;
+  alignas(inotify_event) char buffer[64 * 1024];
+
+  while (true) {
+    auto now = Steady::now();
+    int timeout_ms = -1;
+    auto wait_until = [&](Steady::time_point when) {
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
+      int bounded = static_cast<int>(std::max<int64_t>(0, ms));
+      timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
+    };
+    for (const auto& [name, due] : settling) wait_until(due);
+    if (first_dirty) wait_until(std::min(now + options_.coalesce, *first_dirty + kMaxCoalesce));
+
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
+    int ready = poll(fds, 2, timeout_ms);
+    if (ready < 0 && errno != EINTR) {
+      log::Error("standalone: poll failed; edits are no longer followed",
+                 {{"error", std::strerror(errno)}});
+      return;
+    }
+    if (fds[0].revents & POLLIN) return;
+
+    now = Steady::now();
+    bool got_events = false;
+    if (ready > 0 && (fds[1].revents & POLLIN)) {
+      while (true) {
+        ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
+        if (length <= 0) break;
+        got_events = true;
+        for (char* at = buffer; at < buffer + length;) {
+          const auto* event = reinterpret_cast<const inotify_event*>(at);
+          at += sizeof(inotify_event) + event->len;
+          if (event->mask & IN_Q_OVERFLOW) {
+            log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
+            rescan_all = true;
+            continue;
+          }
+          if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+            if (!watch_lost) {
+              log::Error(
+                  "standalone: the folder was removed or moved; its objects are kept as last "
+                  "read and edits are no longer followed",
+                  {{"dir", dir_}});
+            }
+            watch_lost = true;
+            continue;
+          }
+          if (event->len == 0 || (event->mask & IN_ISDIR)) continue;
+          std::string name = event->name;
+          if (!IsInputFile(name)) continue;
+          if ((event->mask & IN_CREATE) &&
+              !(event->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
+            settling[name] = now + options_.created_settle;
+            continue;
+          }
+          settling.erase(name);
+          dirty.insert(name);
+        }
+      }
+    }
+    for (auto it = settling.begin(); it != settling.end();) {
+      if (it->second <= now) {
+        dirty.insert(it->first);
+        it = settling.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if ((!dirty.empty() || rescan_all) && !first_dirty) first_dirty = now;
+    // Act once the burst is over (no event in the last poll) or has lasted long enough.
+    bool burst_over = !got_events || (first_dirty && now - *first_dirty >= kMaxCoalesce);
+    if (first_dirty && burst_over) {
+      if (rescan_all || watch_lost) {
+        ScanAll();
+      } else {
+        for (const auto& name : dirty) ReadFile(name);
+      }
+      Apply();
+      dirty.clear();
+      rescan_all = false;
+      first_dirty.reset();
+    }
+  }
+}
+
+void FolderSource::ScanAll() {
+  std::set<std::string> names;
+  for (const auto& [name, contents] : files_) names.insert(name);
+  if (DIR* handle = opendir(dir_.c_str())) {
+    while (dirent* entry = readdir(handle)) {
+      if (IsInputFile(entry->d_name)) names.insert(entry->d_name);
+    }
+    closedir(handle);
+  } else {
+    // Keep what was read: a folder that vanished changes nothing on the VMs.
+    log::Error("standalone: cannot list the folder; keeping the objects as last read",
+               {{"dir", dir_}, {"error", std::strerror(errno)}});
+    return;
+  }
+  for (const auto& name : names) ReadFile(name);
+}
+
+void FolderSource::ReadFile(const std::string& name) {
+  const std::string path = dir_ + "/" + name;
+  struct stat info {};
+  if (stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    files_.erase(name);
+    return;
+  }
+  FileContents& contents = files_[name];  // the previous documents stay until replaced
+  contents.parse_error.clear();
+  std::string text;
+  if (static_cast<size_t>(info.st_size) > crd::kMaxDocumentBytes) {
+    contents.parse_error = "the file is larger than 4 MiB";
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    if (!in && !in.eof()) {
+      contents.parse_error = std::string("cannot read it: ") + std::strerror(errno);
+    }
+    text = buffer.str();
+  }
+  if (!contents.parse_error.empty()) return;
+
+  std::vector<crd::DecodeResult> results = crd::DecodeYamlText(text);
+  // A whole-file failure names no document: the file is not YAML (any more).
+  if (results.size() == 1 && !results[0].ok() && results[0].error.rfind("document ", 0) != 0) {
+    contents.parse_error = results[0].error;
+    return;
+  }
+  contents.documents.clear();
+  contents.errors.clear();
+  for (size_t i = 0; i < results.size(); ++i) {
+    const int index = static_cast<int>(i) + 1;
+    if (!results[i].ok()) {
+      contents.errors.push_back(results[i].error);
+      continue;
+    }
+    crd::ElasticVM object = std::move(*results[i].object);
+    const std::string where = "document " + std::to_string(index) + ": ";
+    if (!IsValidNamespace(object.metadata.namespace_)) {
+      contents.errors.push_back(where + "metadata.namespace \"" + object.metadata.namespace_ +
+                                "\" is not a valid namespace (lowercase letters, digits and "
+                                "'-', at most 63 characters)");
+      continue;
+    }
+    if (!IsValidName(object.metadata.name)) {
+      contents.errors.push_back(where + "metadata.name \"" + object.metadata.name +
+                                "\" is not a valid name (lowercase letters, digits, '-' and "
+                                "'.', at most 253 characters)");
+      continue;
+    }
+    // What Kubernetes would own is the source's to set; a status in the file is ignored.
+    object.metadata.uid.clear();
+    object.metadata.resource_version.clear();
+    object.metadata.generation = 0;
+    object.metadata.creation_timestamp.clear();
+    object.status = {};
+    contents.documents.push_back({index, std::move(object)});
+  }
+}
+
+void FolderSource::Apply() {
+  rescans_++;
+  std::map<std::string, std::vector<std::string>> errors_by_file;
+  // Every document that names a key, files in name order, documents in file order.
+  struct Claim {
+    const std::string* file;
+    const Document* document;
+  };
+  std::map<std::string, std::vector<Claim>> claims;
+  for (const auto& [file, contents] : files_) {
+    auto& errors = errors_by_file[file];
+    errors = contents.errors;
+    if (!contents.parse_error.empty()) {
+      errors.insert(errors.begin(),
+                    contents.parse_error + (contents.documents.empty()
+                                                ? ""
+                                                : "; its objects are kept as last read and "
+                                                  "nothing is changed on them until it is fixed"));
+    }
+    for (const auto& document : contents.documents) {
+      claims[document.object.Key()].push_back({&file, &document});
+    }
+  }
+
+  std::map<std::string, std::string> current_files;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, entry] : cache_) current_files[key] = entry.file;
+  }
+  struct Wanted {
+    std::string file;
+    crd::ElasticVM object;
+  };
+  std::map<std::string, Wanted> wanted;
+  for (const auto& [key, list] : claims) {
+    // The object stays with the file it was first seen in; otherwise the first claim wins.
+    size_t owner = 0;
+    if (auto it = current_files.find(key); it != current_files.end()) {
+      for (size_t i = 0; i < list.size(); ++i) {
+        if (*list[i].file == it->second) {
+          owner = i;
+          break;
+        }
+      }
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (i == owner) continue;
+      errors_by_file[*list[i].file].push_back(
+          "document " + std::to_string(list[i].document->index) + ": " + key +
+          " is already defined in " + *list[owner].file + " (document " +
+          std::to_string(list[owner].document->index) +
+          "); this document is ignored while that one exists");
+    }
+    Wanted w{*list[owner].file, list[owner].document->object};
+    const FileContents& contents = files_.at(w.file);
+    if (!contents.parse_error.empty()) {
+      w.object.spec_error = w.file + " cannot be read any more (" + contents.parse_error +
+                            "); the object is kept as last read and nothing is changed until "
+                            "the file is fixed";
+    }
+    wanted.emplace(key, std::move(w));
+  }
+
+  std::vector<std::string> changed;
+  {
+    std::lock_guard write_lock(write_mu_);
+    // Removed objects: forget them, change nothing on their VMs, mark their status files.
+    std::vector<std::pair<std::string, Entry>> removed;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = cache_.begin(); it != cache_.end();) {
+        if (wanted.count(it->first)) {
+          ++it;
+          continue;
+        }
+        removed.emplace_back(it->first, std::move(it->second));
+        it = cache_.erase(it);
+      }
+    }
+    for (auto& [key, entry] : removed) {
+      log::Info(
+          "standalone: object removed; it is no longer reconciled and its VM is left as "
+          "it is",
+          {{"object", key}, {"file", entry.file}});
+      crd::ElasticVM record = std::move(entry.object);
+      record.metadata.annotations[kSourceFileAnnotation] = entry.file;
+      record.metadata.annotations[kRemovedAnnotation] = Now();
+      std::string error;
+      if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
+        log::Warn("standalone: cannot mark the status file of a removed object",
+                  {{"object", key}, {"error", error}});
+      }
+      previous_[key] = std::move(record);
+      changed.push_back(key);
+    }
+
+    for (auto& [key, w] : wanted) {
+      std::unique_lock lock(mu_);
+      auto it = cache_.find(key);
+      if (it != cache_.end()) {
+        crd::ElasticVM& cached = it->second.object;
+        const bool spec_changed = SpecFingerprint(cached) != SpecFingerprint(w.object);
+        const bool meta_changed = cached.metadata.labels != w.object.metadata.labels ||
+                                  cached.metadata.annotations != w.object.metadata.annotations;
+        it->second.file = w.file;
+        if (!spec_changed && !meta_changed) continue;
+        cached.metadata.labels = w.object.metadata.labels;
+        cached.metadata.annotations = w.object.metadata.annotations;
+        cached.spec = w.object.spec;
+        cached.spec_error = w.object.spec_error;
+        if (spec_changed) cached.metadata.generation++;
+        const std::string generation = std::to_string(cached.metadata.generation);
+        lock.unlock();
+        if (spec_changed) {
+          log::Info("standalone: object changed",
+                    {{"object", key}, {"file", w.file}, {"generation", generation}});
+        }
+        changed.push_back(key);
+        continue;
+      }
+
+      // New to this process: continue from what an earlier life (or a removal) left.
+      crd::ElasticVM object = std::move(w.object);
+      bool clear_removed_mark = false;
+      if (auto prev = previous_.find(key); prev != previous_.end()) {
+        const crd::ElasticVM& before = prev->second;
+        object.metadata.uid = before.metadata.uid;
+        object.metadata.creation_timestamp = before.metadata.creation_timestamp;
+        object.metadata.generation = std::max<int64_t>(before.metadata.generation, 1);
+        if (SpecFingerprint(before) != SpecFingerprint(object)) object.metadata.generation++;
+        object.status = before.status;
+        clear_removed_mark =
+            before.metadata.annotations.count(kRemovedAnnotation) && HasStatus(before.status);
+        previous_.erase(prev);
+      } else {
+        object.metadata.generation = 1;
+      }
+      if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
+      if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
+      const std::string generation = std::to_string(object.metadata.generation);
+      crd::ElasticVM record = object;
+      cache_[key] = Entry{object, w.file};
+      lock.unlock();
+      if (clear_removed_mark) {
+        record.metadata.annotations[kSourceFileAnnotation] = w.file;
+        std::string error;
+        if (!status_dir_.WriteObject(record, &error)) {
+          log::Warn("standalone: cannot unmark the status file of a returning object",
+                    {{"object", key}, {"error", error}});
+        }
+      }
+      log::Info("standalone: object added",
+                {{"object", key}, {"file", w.file}, {"generation", generation}});
+      changed.push_back(key);
+    }
+
+    // Status files of objects no YAML defines any more (seen at start): mark them once.
+    for (auto& [key, record] : previous_) {
+      if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
+      record.metadata.annotations[kRemovedAnnotation] = Now();
+      std::string error;
+      if (!status_dir_.WriteObject(record, &error)) {
+        log::Warn("standalone: cannot mark the status file of a removed object",
+                  {{"object", key}, {"error", error}});
+      }
+      log::Info("standalone: status file of an object no file defines any more; marked removed",
+                {{"object", key}});
+    }
+  }
+
+  // Problems no object carries: one file each in .status (rewritten only when they change),
+  // one log line per new problem.
+  for (const auto& [file, errors] : errors_by_file) {
+    if (errors.empty()) continue;
+    auto& written = error_files_[file];
+    if (written == errors) continue;
+    for (const auto& text : errors) {
+      if (std::find(written.begin(), written.end(), text) == written.end()) {
+        log::Warn("standalone: bad input ignored", {{"file", file}, {"error", text}});
+      }
+    }
+    std::string error;
+    if (!status_dir_.WriteFileErrors(file, errors, Now(), &error)) {
+      log::Warn("standalone: cannot write the error file", {{"file", file}, {"error", error}});
+    }
+    written = errors;
+  }
+  for (auto it = error_files_.begin(); it != error_files_.end();) {
+    auto errors = errors_by_file.find(it->first);
+    if (errors != errors_by_file.end() && !errors->second.empty()) {
+      ++it;
+      continue;
+    }
+    std::string error;
+    if (!status_dir_.RemoveFileErrors(it->first, &error)) {
+      log::Warn("standalone: cannot remove the error file",
+                {{"file", it->first}, {"error", error}});
+    }
+    if (!it->second.empty()) log::Info("standalone: file fixed or removed", {{"file", it->first}});
+    it = error_files_.erase(it);
+  }
+
+  if (on_change_) {
+    for (const auto& key : changed) on_change_(key);
+  }
+}
+
+}  // namespace hotplug::controller::standalone
