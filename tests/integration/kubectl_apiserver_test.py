@@ -3,7 +3,7 @@
 raw HTTP clients: discovery, OpenAPI-driven validation, printer columns, watch, status
 subresource, optimistic concurrency, 410 Expired, auth, TLS and every fault-injection mode.
 
-Run: python3 tests/integration/kubectl_apiserver_test.py [-k substring] [-v]
+Run: python3 tests/integration/kubectl_apiserver_test.py [-k substring] [--keep]
 Each check is a rule; the run fails if any rule does not hold. Every wait polls with a
 deadline; every process started here is stopped by its PID.
 """
