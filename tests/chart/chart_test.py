@@ -720,6 +720,50 @@ class KustomizeTest(unittest.TestCase):
                         self.assertEqual(len(self.kubectl_decodes(path)), len(yaml_files(path)))
 
 
+class ExamplesApplyTest(unittest.TestCase):
+    """A user's first steps against the test API server (tests/apiserver), which validates
+    against the CRD's schema as kube does: apply the CRD copy, then the examples."""
+
+    def test_crd_and_examples_apply_and_list(self):
+        if not KUBECTL:
+            self.skipTest("kubectl not given")
+        sys.path.insert(0, os.path.join(REPO, "tests", "apiserver"))
+        sys.dont_write_bytecode = True  # leave no __pycache__ in another folder
+        from launch import ApiServerProcess  # pylint: disable=import-outside-toplevel
+
+        server = ApiServerProcess()
+        self.addCleanup(lambda: server.process and server.process.stdout and
+                        server.process.stdout.close())
+        with tempfile.TemporaryDirectory() as directory, server as api:
+            kubeconfig = os.path.join(directory, "kubeconfig")
+            result = run([sys.executable, os.path.join(REPO, "tests", "apiserver", "kubeconfig.py"),
+                          "--port", str(api.port), "--out", kubeconfig])
+            self.assertEqual(result.returncode, 0, result.stderr)
+            env = dict(os.environ, KUBECONFIG=kubeconfig,
+                       KUBECACHEDIR=os.path.join(directory, "cache"))
+
+            def kubectl(*args):
+                outcome = run([KUBECTL, *args], env=env, timeout=60)
+                self.assertEqual(outcome.returncode, 0,
+                                 "kubectl %s: %s" % (" ".join(args), outcome.stderr))
+                return outcome.stdout
+
+            kubectl("apply", "-f", os.path.join(DEPLOY, "crd", "hotplug.dev_elasticvms.yaml"))
+            applied = kubectl("apply", "-f", os.path.join(DEPLOY, "examples"))
+            examples = [n for n in os.listdir(os.path.join(DEPLOY, "examples")) if n.endswith(".yaml")]
+            self.assertEqual(applied.count(" created"), len(examples), applied)
+
+            listed = json.loads(kubectl("get", "elasticvms", "-A", "-o", "json"))
+            self.assertEqual(len(listed["items"]), len(examples))
+            for item in listed["items"]:
+                # The CRD's defaults were applied, so the schema really was in force.
+                self.assertIn(item["spec"]["cpu"]["guestOnline"], ("auto", "agent", "none"))
+                self.assertIn("persist", item["spec"])
+            table = kubectl("get", "evm", "-A")
+            for column in ("DOMAIN", "NODE", "VCPUS", "READY"):
+                self.assertIn(column, table.splitlines()[0])
+
+
 class BinaryFlagsTest(unittest.TestCase):
     """Every flag the manifests and the chart pass is one the built binary knows: an
     unknown flag makes it exit 2, and the pods would crash-loop."""
