@@ -213,12 +213,19 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     metrics_->EventRecorded(EventTypeName(event.type), event.reason);
   }
   for (const auto& step : result.steps) {
-    log::Info(step.result.ok() ? "step done" : "step failed",
-              {{"object", key},
-               {"resource", step.resource},
-               {"operation", step.operation},
-               {"id", std::to_string(step.id)},
-               {"error", step.result.ok() ? "" : step.result.ToString()}});
+    std::string id = step.id >= 0 ? std::to_string(step.id) : std::to_string(step.bytes) + "B";
+    if (step.result.ok()) {
+      log::Info("step done", {{"object", key},
+                              {"resource", step.resource},
+                              {"operation", step.operation},
+                              {"id", id}});
+    } else {
+      log::Warn("step failed", {{"object", key},
+                                {"resource", step.resource},
+                                {"operation", step.operation},
+                                {"id", id},
+                                {"error", step.result.ToString()}});
+    }
   }
 
   // Write the status when it differs from what the object (or this pass) last said. The

@@ -95,24 +95,82 @@ std::vector<backends::fake::DomainSpec> NumberedFakeDomains(int count) {
   return domains;
 }
 
-void CallLoggingHypervisor::Append(const std::string& line) {
+CallLoggingHypervisor::~CallLoggingHypervisor() {
+  if (log_) std::fclose(log_);
+}
+
+bool CallLoggingHypervisor::Open(int* replayed, std::string* error) {
   std::lock_guard lock(mu_);
-  std::fputs(line.c_str(), log_);
-  std::fputc('\n', log_);
+  log_ = std::fopen(path_.c_str(), "a+");
+  if (!log_) {
+    *error = "cannot open " + path_ + " for appending";
+    return false;
+  }
+  std::string replay_error;
+  std::fseek(log_, 0, SEEK_END);
+  long size = std::ftell(log_);
+  std::string text(static_cast<size_t>(size), '\0');
+  std::fseek(log_, 0, SEEK_SET);
+  size_t got = std::fread(text.data(), 1, text.size(), log_);
+  text.resize(got);
+  // Only whole lines count: a writer may be mid-line.
+  size_t whole = text.rfind('\n');
+  text.resize(whole == std::string::npos ? 0 : whole + 1);
+  *replayed = ReplayCallLog(text, fake_, &replay_error);
+  offset_ = static_cast<long>(text.size());
+  if (!replay_error.empty()) *error = replay_error;
+  return true;
+}
+
+void CallLoggingHypervisor::CatchUpLocked() {
+  if (!log_) return;
   std::fflush(log_);
+  std::fseek(log_, 0, SEEK_END);
+  long size = std::ftell(log_);
+  if (size <= offset_) return;
+  std::string text(static_cast<size_t>(size - offset_), '\0');
+  std::fseek(log_, offset_, SEEK_SET);
+  size_t got = std::fread(text.data(), 1, text.size(), log_);
+  text.resize(got);
+  size_t whole = text.rfind('\n');
+  if (whole == std::string::npos) return;
+  text.resize(whole + 1);
+  std::string ignored;
+  ReplayCallLog(text, fake_, &ignored);
+  offset_ += static_cast<long>(text.size());
+}
+
+void CallLoggingHypervisor::AppendLocked(const std::string& line) {
+  if (!log_) return;
+  std::string text = line + "\n";
+  std::fseek(log_, 0, SEEK_END);  // "a+" appends anyway; keep our offset honest
+  std::fwrite(text.data(), 1, text.size(), log_);
+  std::fflush(log_);
+  offset_ = std::ftell(log_);
+}
+
+backends::Result<backends::DomainObservation> CallLoggingHypervisor::Observe(
+    const std::string& domain) {
+  {
+    std::lock_guard lock(mu_);
+    CatchUpLocked();
+  }
+  return inner_.Observe(domain);
 }
 
 backends::Status CallLoggingHypervisor::SetVcpu(const std::string& domain, unsigned id,
                                                 bool enable, bool persist) {
+  std::lock_guard lock(mu_);
+  CatchUpLocked();
   backends::Status status = inner_.SetVcpu(domain, id, enable, persist);
   if (status.ok()) {
-    Append(json{{"op", "vcpu"},
-                {"domain", domain},
-                {"id", id},
-                {"enable", enable},
-                {"persist", persist},
-                {"time", reconciler::FormatRfc3339(std::chrono::system_clock::now())}}
-               .dump());
+    AppendLocked(json{{"op", "vcpu"},
+                      {"domain", domain},
+                      {"id", id},
+                      {"enable", enable},
+                      {"persist", persist},
+                      {"time", reconciler::FormatRfc3339(std::chrono::system_clock::now())}}
+                     .dump());
   }
   return status;
 }
@@ -120,18 +178,20 @@ backends::Status CallLoggingHypervisor::SetVcpu(const std::string& domain, unsig
 backends::Status CallLoggingHypervisor::ApplyMemoryStep(const std::string& domain,
                                                         const backends::MemoryStep& step,
                                                         bool persist) {
+  std::lock_guard lock(mu_);
+  CatchUpLocked();
   backends::Status status = inner_.ApplyMemoryStep(domain, step, persist);
   if (status.ok()) {
-    Append(json{{"op", "memory"},
-                {"domain", domain},
-                {"step", static_cast<int>(step.op)},
-                {"stepName", backends::MemoryStepOpName(step.op)},
-                {"alias", step.alias},
-                {"bytes", step.bytes},
-                {"node", step.node},
-                {"persist", persist},
-                {"time", reconciler::FormatRfc3339(std::chrono::system_clock::now())}}
-               .dump());
+    AppendLocked(json{{"op", "memory"},
+                      {"domain", domain},
+                      {"step", static_cast<int>(step.op)},
+                      {"stepName", backends::MemoryStepOpName(step.op)},
+                      {"alias", step.alias},
+                      {"bytes", step.bytes},
+                      {"node", step.node},
+                      {"persist", persist},
+                      {"time", reconciler::FormatRfc3339(std::chrono::system_clock::now())}}
+                     .dump());
   }
   return status;
 }

@@ -22,16 +22,21 @@ bool ParseFakeDomains(const std::string& yaml_text, std::vector<backends::fake::
 // vm-0 .. vm-<count-1>: 8 vCPU slots, 1 enabled, 1Gi boot memory of 4Gi.
 std::vector<backends::fake::DomainSpec> NumberedFakeDomains(int count);
 
-// Passes every call through to `inner` and appends each successful change to a file, one
+// Passes every call through to `fake` and appends each successful change to a file, one
 // JSON object per line: {"op":"vcpu","domain":..,"id":..,"enable":..,"persist":..,"time":..}
 // or {"op":"memory","domain":..,"step":..,"alias":..,"bytes":..,"node":..,"persist":..}.
+// Several processes may share the file (leader-election tests): before each call, lines
+// that others appended since are replayed onto `fake`, so the file acts as one hypervisor.
 class CallLoggingHypervisor final : public backends::Hypervisor {
  public:
-  CallLoggingHypervisor(backends::Hypervisor& inner, std::FILE* log) : inner_(inner), log_(log) {}
+  // `path` is opened for appending; lines already in it are replayed now.
+  CallLoggingHypervisor(backends::fake::FakeHypervisor& fake, std::string path)
+      : inner_(fake), fake_(fake), path_(std::move(path)) {}
+  ~CallLoggingHypervisor() override;
+  // Opens the file and replays what it holds; false with `error` when it cannot be opened.
+  bool Open(int* replayed, std::string* error);
 
-  backends::Result<backends::DomainObservation> Observe(const std::string& domain) override {
-    return inner_.Observe(domain);
-  }
+  backends::Result<backends::DomainObservation> Observe(const std::string& domain) override;
   backends::Status SetVcpu(const std::string& domain, unsigned id, bool enable,
                            bool persist) override;
   backends::Status OnlineGuestVcpus(const std::string& domain,
@@ -43,10 +48,15 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
   void SetEventSink(DomainEventSink sink) override { inner_.SetEventSink(std::move(sink)); }
 
  private:
-  void Append(const std::string& line);
+  // Replays lines appended by other processes. Called with mu_ held.
+  void CatchUpLocked();
+  void AppendLocked(const std::string& line);
   backends::Hypervisor& inner_;
-  std::mutex mu_;
-  std::FILE* log_;  // guarded by mu_
+  backends::fake::FakeHypervisor& fake_;
+  const std::string path_;
+  std::mutex mu_;  // serialises calls, so the file and the fake move together
+  std::FILE* log_ = nullptr;  // guarded by mu_
+  long offset_ = 0;           // guarded by mu_: bytes of the file already applied
 };
 
 // Re-applies the changes recorded in `log_text` to `fake`. Returns how many were applied;

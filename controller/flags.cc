@@ -257,7 +257,8 @@ std::string HelpText(const FlagFeatures& features) {
          "  --fake-call-log F        append each successful vCPU/memory change as a JSON line\n"
          "                           to F; at start, replay the lines already in F onto the\n"
          "                           fake domains, so a restarted process finds them as the\n"
-         "                           previous one left them (like a real hypervisor).\n"
+         "                           previous one left them (like a real hypervisor). Processes\n"
+         "                           sharing F replay each other's lines before each call.\n"
          "  --fake-vcpu-latency D    each vCPU change takes this long. Default: 0.\n";
   if (features.standalone) {
     out << "\nStandalone:\n"

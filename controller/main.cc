@@ -29,6 +29,9 @@
 #ifdef HOTPLUG_HAVE_LIBVIRT
 #include "backends/libvirt/libvirt_hypervisor.h"
 #endif
+#ifdef HOTPLUG_HAVE_METRICS
+#include "controller/metrics.h"
+#endif
 
 #ifndef HOTPLUG_VERSION
 #define HOTPLUG_VERSION "unknown"
@@ -44,6 +47,9 @@ FlagFeatures BuildFeatures() {
   FlagFeatures features;
 #ifdef HOTPLUG_HAVE_LIBVIRT
   features.libvirt = true;
+#endif
+#ifdef HOTPLUG_HAVE_METRICS
+  features.metrics = true;
 #endif
   return features;
 }
@@ -61,13 +67,8 @@ bool ReadWholeFile(const std::string& path, std::string* out) {
 struct HypervisorStack {
   std::unique_ptr<backends::fake::FakeHypervisor> fake;
   std::unique_ptr<backends::Hypervisor> real;
-  std::FILE* call_log = nullptr;
   std::unique_ptr<CallLoggingHypervisor> logging;
   backends::Hypervisor* active = nullptr;
-  ~HypervisorStack() {
-    logging.reset();
-    if (call_log) std::fclose(call_log);
-  }
 };
 
 bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* error) {
@@ -105,22 +106,18 @@ bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* er
   }
   stack->active = stack->fake.get();
   if (!flags.fake_call_log.empty()) {
-    std::string previous;
-    if (ReadWholeFile(flags.fake_call_log, &previous) && !previous.empty()) {
-      std::string replay_error;
-      int applied = ReplayCallLog(previous, *stack->fake, &replay_error);
-      log::Info("fake hypervisor: replayed the call log",
-                {{"file", flags.fake_call_log}, {"changes", std::to_string(applied)}});
-      if (!replay_error.empty()) {
-        log::Warn("fake hypervisor: a logged change did not replay", {{"error", replay_error}});
-      }
-    }
-    stack->call_log = std::fopen(flags.fake_call_log.c_str(), "a");
-    if (!stack->call_log) {
-      *error = "--fake-call-log: cannot open " + flags.fake_call_log + " for appending";
+    stack->logging = std::make_unique<CallLoggingHypervisor>(*stack->fake, flags.fake_call_log);
+    int replayed = 0;
+    std::string replay_error;
+    if (!stack->logging->Open(&replayed, &replay_error)) {
+      *error = "--fake-call-log: " + replay_error;
       return false;
     }
-    stack->logging = std::make_unique<CallLoggingHypervisor>(*stack->fake, stack->call_log);
+    log::Info("fake hypervisor: replayed the call log",
+              {{"file", flags.fake_call_log}, {"changes", std::to_string(replayed)}});
+    if (!replay_error.empty()) {
+      log::Warn("fake hypervisor: a logged change did not replay", {{"error", replay_error}});
+    }
     stack->active = stack->logging.get();
   }
   log::Info("hypervisor: fake", {{"domains", std::to_string(domains.size())}});
@@ -169,13 +166,30 @@ int Run(const Flags& flags) {
     return 1;
   }
   log::Info("Kubernetes API", {{"server", config.server}, {"from", config.origin}});
+  // Metrics first: everything below reports to it, so it must outlive them.
+  ControllerMetrics* controller_metrics = nullptr;
+  kube::ClientMetrics* client_metrics = nullptr;
+  kube::InformerMetrics* informer_metrics = nullptr;
+#ifdef HOTPLUG_HAVE_METRICS
+  reconciler::SystemClock metrics_clock;
+  PrometheusMetrics metrics(HOTPLUG_VERSION, metrics_clock);
+  if (flags.metrics_bind_address != "0" && !metrics.Serve(flags.metrics_bind_address, &error)) {
+    log::Error("cannot serve metrics", {{"error", error}});
+    return 1;
+  }
+  controller_metrics = &metrics;
+  client_metrics = &metrics;
+  informer_metrics = &metrics;
+#endif
   // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
   kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
   kube::Client client(config, {.request_timeout = std::chrono::seconds(15),
                                .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                               .metrics = nullptr});
+                               .metrics = client_metrics});
 
-  kube::Informer informer(client, {.ns = flags.ns, .node_name = flags.node_name});
+  kube::Informer informer(client, {.ns = flags.ns,
+                                   .node_name = flags.node_name,
+                                   .metrics = informer_metrics});
   kube::KubeStatusWriter status_writer(client, &informer);
   kube::KubeEventRecorder events(client, {.component = "hotplug-operator",
                                           .host = flags.node_name,
@@ -187,7 +201,17 @@ int Run(const Flags& flags) {
   options.resync_period = flags.resync_period;
   options.reconciler.hooks_dir = flags.hooks_dir;
   options.reconciler.hook_timeout = flags.hook_timeout;
-  Controller controller(informer, status_writer, events, *hypervisor.active, clock, options);
+  options.metrics = controller_metrics;
+  ObjectSource* source = &informer;
+  StatusWriter* writer = &status_writer;
+#ifdef HOTPLUG_HAVE_METRICS
+  // Sync latency and the per-object gauges see what the watch delivers and what is written.
+  MeteredSource metered_source(informer, metrics);
+  MeteredStatusWriter metered_writer(status_writer, metrics);
+  source = &metered_source;
+  writer = &metered_writer;
+#endif
+  Controller controller(*source, *writer, events, *hypervisor.active, clock, options);
 
   HealthServer health([&controller] { return controller.HasSynced(); });
   if (flags.health_probe_bind_address != "0") {
@@ -213,9 +237,17 @@ int Run(const Flags& flags) {
                                              .lease_duration = flags.lease_duration,
                                              .renew_deadline = flags.renew_deadline,
                                              .retry_period = flags.retry_period});
-    elector->Start([&controller] { controller.StartWorkers(); },
-                   [&leadership_lost] { leadership_lost = true; });
+    elector->Start(
+        [&controller, controller_metrics] {
+          if (controller_metrics) controller_metrics->Leading(true);
+          controller.StartWorkers();
+        },
+        [&leadership_lost, controller_metrics] {
+          if (controller_metrics) controller_metrics->Leading(false);
+          leadership_lost = true;
+        });
   } else {
+    if (controller_metrics) controller_metrics->Leading(true);
     controller.StartWorkers();
   }
 

@@ -311,6 +311,10 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
     }
     return true;
   }
+  if (log::Enabled(log::Level::kDebug)) {
+    log::Debug("watch event", {{"type", type}, {"object", decoded.object->Key()},
+                               {"resourceVersion", rv}});
+  }
   if (type == "ADDED" || type == "MODIFIED") {
     if (InScope(*decoded.object)) {
       Upsert(std::move(*decoded.object));
