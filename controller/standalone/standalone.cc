@@ -1,7 +1,5 @@
 #include "controller/standalone/standalone.h"
 
-#include "controller/log.h"
-
 namespace hotplug::controller::standalone {
 
 std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir,
@@ -28,7 +26,6 @@ std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir,
   mode->status_writer_ = std::make_unique<FileStatusWriter>(*mode->source_, *mode->status_dir_);
   mode->events_ = std::make_unique<LogEventRecorder>(
       options.events_file ? mode->status_dir_->EventsLogPath() : "", clock);
-  log::Info("standalone mode", {{"dir", folder}, {"status", mode->status_dir_->path()}});
   return mode;
 }
 
