@@ -230,8 +230,7 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                                  .Name("hotplug_informer_last_activity_timestamp_seconds")
                                  .Help("Unix time of the informer's last LIST or watch event "
                                        "(bookmarks included).")
-                                 .Register(registry)
-                                 .Add({});
+                                 .Register(registry);
   rest_requests_ = &prometheus::BuildCounter()
                         .Name("rest_client_requests_total")
                         .Help("Kubernetes API requests, by HTTP code (\"<error>\": no answer) "
@@ -543,12 +542,12 @@ void PrometheusMetrics::Listed(size_t objects, double seconds) {
     if (++lists_ > 1) informer_relists_->Increment();
   }
   informer_cache_objects_->Set(static_cast<double>(objects));
-  informer_last_activity_->Set(UnixSeconds(clock_));
+  informer_last_activity_->Add({}).Set(UnixSeconds(clock_));
 }
 
 void PrometheusMetrics::WatchEvent(std::string_view type) {
   informer_events_->Add({{"type", Word(type)}}).Increment();
-  informer_last_activity_->Set(UnixSeconds(clock_));
+  informer_last_activity_->Add({}).Set(UnixSeconds(clock_));
 }
 
 void PrometheusMetrics::WatchRestarted(std::string_view why) {

@@ -142,7 +142,9 @@ class PrometheusMetrics final : public ControllerMetrics,
   prometheus::Counter* informer_lists_;
   prometheus::Family<prometheus::Counter>* informer_events_;
   prometheus::Gauge* informer_cache_objects_;
-  prometheus::Gauge* informer_last_activity_;
+  // Its series appears with the first LIST, so a process without an informer (standalone)
+  // has none and the watch-stalled alert cannot fire there.
+  prometheus::Family<prometheus::Gauge>* informer_last_activity_;
   prometheus::Family<prometheus::Counter>* rest_requests_;
   prometheus::Family<prometheus::Histogram>* rest_duration_;
   prometheus::Gauge* queue_depth_;

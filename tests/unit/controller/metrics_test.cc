@@ -363,6 +363,8 @@ TEST_F(MetricsTest, ControllerMetricsReconcilesLeaderAndWorkers) {
 }
 
 TEST_F(MetricsTest, InformerCountsReconnectsAndRelistsButNotTheFirstList) {
+  // No informer activity yet (or none at all: standalone): no timestamp to alert on.
+  EXPECT_FALSE(ScrapeOverHttp().Get("hotplug_informer_last_activity_timestamp_seconds"));
   metrics_.Listed(10, 0.1);
   metrics_.WatchEvent("BOOKMARK");
   metrics_.WatchRestarted("closed");
