@@ -16,7 +16,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
+import urllib.error
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(REPO, "charts", "hotplug-operator")
@@ -795,6 +799,100 @@ class BinaryFlagsTest(unittest.TestCase):
                 if obj["kind"] in ("DaemonSet", "Deployment"):
                     self.assert_known(container(obj)["args"],
                                       "chart %s with %s" % (obj["kind"], overrides or "defaults"))
+
+
+class BinarySmokeTest(unittest.TestCase):
+    """The built binary, started with the chart's DaemonSet args, answers the probes the
+    chart declares and serves metrics. Against the test API server and the fake hypervisor
+    (no libvirtd here), on ports chosen by the kernel."""
+
+    def test_probes_and_metrics_answer(self):
+        if not OPERATOR:
+            self.skipTest("no --binary given")
+        sys.path.insert(0, os.path.join(REPO, "tests", "apiserver"))
+        sys.dont_write_bytecode = True
+        from launch import ApiServerProcess  # pylint: disable=import-outside-toplevel
+
+        objects, _, _ = render()
+        agent = container(one(objects, "DaemonSet"))
+        args = []
+        for arg in agent["args"]:
+            name = arg_name(arg)
+            if name in ("--metrics-bind-address", "--health-probe-bind-address"):
+                arg = name + "=127.0.0.1:0"
+            elif name == "--node-name":
+                arg = "--node-name=node-a"  # what kube makes of $(NODE_NAME)
+            args.append(arg)
+
+        server = ApiServerProcess(extra_args=["--crd", CRD])
+        self.addCleanup(lambda: server.process and server.process.stdout and
+                        server.process.stdout.close())
+        with tempfile.TemporaryDirectory() as directory, server as api:
+            kubeconfig = os.path.join(directory, "kubeconfig")
+            result = run([sys.executable, os.path.join(REPO, "tests", "apiserver", "kubeconfig.py"),
+                          "--port", str(api.port), "--out", kubeconfig])
+            self.assertEqual(result.returncode, 0, result.stderr)
+            process = subprocess.Popen([OPERATOR, *args, "--kubeconfig", kubeconfig,
+                                        "--hypervisor=fake"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            log_lines = []
+            reader = threading.Thread(target=lambda: log_lines.extend(process.stderr), daemon=False)
+            reader.start()
+            try:
+                ports = self.wait_for_ports(log_lines, process)
+                health = "http://127.0.0.1:%d" % ports["health server listening"]
+                for probe in ("livenessProbe", "readinessProbe"):
+                    path = agent[probe]["httpGet"]["path"]
+                    self.assertEqual(self.poll_status(health + path), 200, "%s %s" % (probe, path))
+                metrics = "http://127.0.0.1:%d/metrics" % ports["metrics server listening"]
+                self.assertEqual(self.poll_status(metrics), 200)
+                with urllib.request.urlopen(metrics, timeout=5) as response:
+                    self.assertIn("# TYPE", response.read().decode())
+            finally:
+                process.terminate()
+                code = process.wait(timeout=30)
+                reader.join(timeout=10)
+                process.stderr.close()
+            self.assertEqual(code, 0, "".join(log_lines[-20:]))
+
+    @staticmethod
+    def wait_for_ports(log_lines, process, timeout_s=20.0):
+        """Ports of the servers, from their "... listening" JSON log lines."""
+        deadline = time.monotonic() + timeout_s
+        wanted = ("health server listening", "metrics server listening")
+        while time.monotonic() < deadline:
+            ports = {}
+            for line in list(log_lines):
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("msg") in wanted:
+                    ports[entry["msg"]] = int(entry["port"])
+            if len(ports) == len(wanted):
+                return ports
+            if process.poll() is not None:
+                raise AssertionError("the operator exited: " + "".join(log_lines[-20:]))
+            time.sleep(0.05)
+        raise AssertionError("no listening ports logged: " + "".join(log_lines[-20:]))
+
+    @staticmethod
+    def poll_status(url, timeout_s=20.0):
+        """The first 200 within the deadline, else the last status seen."""
+        deadline = time.monotonic() + timeout_s
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            except OSError:
+                status = None
+            if status == 200:
+                return status
+            time.sleep(0.05)
+        return status
 
 
 def main():
