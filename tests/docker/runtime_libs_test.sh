@@ -10,10 +10,17 @@
 #      the image has;
 #   4. any package from step 2 missing from step 3 is reported, and the test fails.
 #
-# Usage: runtime_libs_test.sh BINARY [DOCKERFILE]
+# Usage: runtime_libs_test.sh [--ignore-sanitizers] BINARY [DOCKERFILE]
+#   --ignore-sanitizers: the binary is a sanitizer build; its libasan/libubsan (which no
+#   release image carries) are left out, everything else is checked as usual.
 set -euo pipefail
 
-binary=${1:?usage: runtime_libs_test.sh BINARY [DOCKERFILE]}
+ignore_sanitizers=false
+if [[ ${1:-} == --ignore-sanitizers ]]; then
+  ignore_sanitizers=true
+  shift
+fi
+binary=${1:?usage: runtime_libs_test.sh [--ignore-sanitizers] BINARY [DOCKERFILE]}
 dockerfile=${2:-$(cd "$(dirname "$0")/../.." && pwd)/Dockerfile}
 
 [[ -x $binary ]] || { echo "FAIL: $binary is not an executable file"; exit 1; }
@@ -35,6 +42,9 @@ fi
 mapfile -t libraries < <(awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' \
                          <<<"$ldd_output" | sort -u)
 [[ ${#libraries[@]} -gt 0 ]] || { echo "FAIL: ldd listed no libraries (static binary?)"; exit 1; }
+if $ignore_sanitizers; then
+  mapfile -t libraries < <(printf '%s\n' "${libraries[@]}" | grep -vE '/lib(a|ub|l|t|hwa)san\.so')
+fi
 
 # ---- 2. the package of each library
 # With merged /usr, ldd may print /lib/... where dpkg recorded /usr/lib/... (or the
