@@ -589,6 +589,23 @@ class CrdCopiesTest(unittest.TestCase):
                                    os.path.relpath(copy, REPO)))
 
 
+class DashboardCopyTest(unittest.TestCase):
+    """The chart's dashboard is deploy/monitoring/dashboard.json, once that exists (until
+    then files/dashboard.json is a placeholder)."""
+
+    def test_chart_dashboard_is_the_monitoring_one(self):
+        source = os.path.join(DEPLOY, "monitoring", "dashboard.json")
+        copy = os.path.join(CHART, "files", "dashboard.json")
+        with open(copy) as handle:
+            json.load(handle)  # valid JSON either way
+        if not os.path.exists(source):
+            self.skipTest("deploy/monitoring/dashboard.json does not exist yet")
+        self.assertTrue(read_bytes(copy) == read_bytes(source),
+                        "%s differs from deploy/monitoring/dashboard.json; refresh it: cp %s %s"
+                        % (os.path.relpath(copy, REPO), os.path.relpath(source, REPO),
+                           os.path.relpath(copy, REPO)))
+
+
 class ValuesSchemaTest(unittest.TestCase):
     """values.schema.json describes every value and rejects bad ones, as helm would."""
 
