@@ -444,19 +444,16 @@ void PrometheusMetrics::RefreshDerivedGauges() {
           .Set(static_cast<double>(it == by_condition.end() ? 0 : it->second));
     }
   }
-  // Reasons seen once keep their series at 0 afterwards (bounded by kKnownReasons).
-  for (auto& [reason, count] : by_reason) {
-    elasticvms_ready_reason_->Add({{"reason", reason}}).Set(static_cast<double>(count));
-  }
+  // Every known reason has a series (bounded, and a 0 graphs better than a gap).
   for (const auto& reason : kKnownReasons) {
-    if (!by_reason.count(reason) && elasticvms_ready_reason_->Has({{"reason", reason}})) {
-      elasticvms_ready_reason_->Add({{"reason", reason}}).Set(0);
-    }
+    auto it = by_reason.find(reason);
+    elasticvms_ready_reason_->Add({{"reason", reason}})
+        .Set(static_cast<double>(it == by_reason.end() ? 0 : it->second));
   }
   for (const char* reason : {"None", "Other"}) {
-    if (!by_reason.count(reason) && elasticvms_ready_reason_->Has({{"reason", reason}})) {
-      elasticvms_ready_reason_->Add({{"reason", reason}}).Set(0);
-    }
+    auto it = by_reason.find(reason);
+    elasticvms_ready_reason_->Add({{"reason", reason}})
+        .Set(static_cast<double>(it == by_reason.end() ? 0 : it->second));
   }
   vcpu_drift_->Set(static_cast<double>(drift));
   queue_unfinished_->Set(unfinished);

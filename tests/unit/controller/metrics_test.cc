@@ -207,6 +207,8 @@ TEST_F(MetricsTest, EveryBoundedSeriesExistsAtZeroBeforeTheFirstEvent) {
   EXPECT_EQ(scrape.Get("hotplug_vcpu_drift"), 0);
   EXPECT_EQ(scrape.Get("hotplug_elasticvms{condition=\"Ready\",status=\"True\"}"), 0);
   EXPECT_EQ(scrape.Get("hotplug_sync_duration_seconds_count"), 0);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"PartialFailure\"}"), 0);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"Other\"}"), 0);
 }
 
 TEST_F(MetricsTest, MemoryOperationsHaveTheirOwnHistogram) {
