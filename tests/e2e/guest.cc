@@ -4,9 +4,10 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
-#include <regex>
+#include <string_view>
 #include <sstream>
 #include <thread>
 
@@ -124,21 +125,33 @@ std::unique_ptr<Guest> Guest::Boot(const std::string& name,
 
 Guest::~Guest() { RunGuestScript({"destroy", name_}); }
 
+std::optional<GuestReport> ParseReportLine(const std::string& line) {
+  // "HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 uptime=12.34"
+  constexpr std::string_view kCpus = "HOTPLUG-GUEST cpus=";
+  constexpr std::string_view kMemTotal = " memtotal_kb=";
+  if (line.compare(0, kCpus.size(), kCpus) != 0) return std::nullopt;
+  const size_t cpus_end = line.find(' ', kCpus.size());
+  if (cpus_end == std::string::npos || line.compare(cpus_end, kMemTotal.size(), kMemTotal) != 0) {
+    return std::nullopt;
+  }
+  GuestReport report;
+  report.cpus = line.substr(kCpus.size(), cpus_end - kCpus.size());
+  report.online_cpus = CountCpuList(report.cpus);
+  const size_t digits = cpus_end + kMemTotal.size();
+  size_t end = digits;
+  while (end < line.size() && std::isdigit(static_cast<unsigned char>(line[end]))) ++end;
+  if (end == digits) return std::nullopt;
+  report.memtotal_kb = std::stoull(line.substr(digits, end - digits));
+  return report;
+}
+
 std::optional<GuestReport> Guest::LatestReport() const {
-  static const std::regex kReport(R"(^HOTPLUG-GUEST cpus=(\S+) memtotal_kb=(\d+))");
   std::ifstream log(serial_log_);
   std::string line;
   std::optional<GuestReport> latest;
   while (std::getline(log, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    std::smatch match;
-    if (std::regex_search(line, match, kReport)) {
-      GuestReport report;
-      report.cpus = match[1];
-      report.online_cpus = CountCpuList(report.cpus);
-      report.memtotal_kb = std::stoull(match[2]);
-      latest = report;
-    }
+    if (auto report = ParseReportLine(line)) latest = report;
   }
   return latest;
 }

@@ -38,6 +38,9 @@ struct GuestReport {
   uint64_t memtotal_kb = 0;   // MemTotal from /proc/meminfo
 };
 
+// The report in one serial-console line, nullopt when the line is not a report.
+std::optional<GuestReport> ParseReportLine(const std::string& line);
+
 class Guest {
  public:
   // Boots `name` with guest.sh domain options (e.g. {"--max-vcpus", "8"}); nullptr and
