@@ -286,48 +286,63 @@ void FolderSource::ReadFile(const std::string& name) {
     files_.erase(name);
     return;
   }
-  FileContents& contents = files_[name];  // the previous documents stay until replaced
-  contents.parse_error.clear();
-  std::string text;
+  FileContents& contents = files_[name];  // the previous documents, if any
+  // What can be read applies; what the file showed before and no longer shows is kept stale.
+  auto keep_stale = [&](const std::string& why, std::vector<Document> readable) {
+    std::set<std::string> seen;
+    for (const auto& document : readable) seen.insert(document.object.Key());
+    for (auto& document : contents.documents) {
+      if (seen.count(document.object.Key())) continue;
+      document.stale = true;
+      readable.push_back(std::move(document));
+    }
+    contents.documents = std::move(readable);
+    contents.parse_error = why;
+  };
   if (static_cast<size_t>(info.st_size) > crd::kMaxDocumentBytes) {
-    contents.parse_error = "the file is larger than 4 MiB";
-  } else {
+    keep_stale("the file is larger than 4 MiB", {});
+    return;
+  }
+  std::string text;
+  {
     std::ifstream in(path, std::ios::binary);
     std::ostringstream buffer;
     buffer << in.rdbuf();
-    if (!in && !in.eof()) {
-      contents.parse_error = std::string("cannot read it: ") + std::strerror(errno);
+    if (!in) {
+      keep_stale(std::string("cannot read it: ") + std::strerror(errno), {});
+      return;
     }
     text = buffer.str();
   }
-  if (!contents.parse_error.empty()) return;
 
-  std::vector<crd::DecodeResult> results = crd::DecodeYamlText(text);
-  // A whole-file failure names no document: the file is not YAML (any more).
-  if (results.size() == 1 && !results[0].ok() && results[0].error.rfind("document ", 0) != 0) {
-    contents.parse_error = results[0].error;
-    return;
-  }
-  contents.documents.clear();
-  contents.errors.clear();
+  std::vector<Document> readable;
+  std::vector<std::string> errors;
+  std::string syntax_error;
+  const std::vector<crd::DecodeResult> results = crd::DecodeYamlText(text);
   for (size_t i = 0; i < results.size(); ++i) {
     const int index = static_cast<int>(i) + 1;
     if (!results[i].ok()) {
-      contents.errors.push_back(results[i].error);
+      // A syntax error ends what can be read of the file; other errors are one document's.
+      const std::string& error = results[i].error;
+      if (error.find("not valid YAML") != std::string::npos || error.rfind("document ", 0) != 0) {
+        syntax_error = error;
+        break;
+      }
+      errors.push_back(error);
       continue;
     }
-    crd::ElasticVM object = std::move(*results[i].object);
+    crd::ElasticVM object = *results[i].object;
     const std::string where = "document " + std::to_string(index) + ": ";
     if (!IsValidNamespace(object.metadata.namespace_)) {
-      contents.errors.push_back(where + "metadata.namespace \"" + object.metadata.namespace_ +
-                                "\" is not a valid namespace (lowercase letters, digits and "
-                                "'-', at most 63 characters)");
+      errors.push_back(where + "metadata.namespace \"" + object.metadata.namespace_ +
+                       "\" is not a valid namespace (lowercase letters, digits and '-', at most "
+                       "63 characters)");
       continue;
     }
     if (!IsValidName(object.metadata.name)) {
-      contents.errors.push_back(where + "metadata.name \"" + object.metadata.name +
-                                "\" is not a valid name (lowercase letters, digits, '-' and "
-                                "'.', at most 253 characters)");
+      errors.push_back(where + "metadata.name \"" + object.metadata.name +
+                       "\" is not a valid name (lowercase letters, digits, '-' and '.', at most "
+                       "253 characters)");
       continue;
     }
     // What Kubernetes would own is the source's to set; a status in the file is ignored.
@@ -336,8 +351,15 @@ void FolderSource::ReadFile(const std::string& name) {
     object.metadata.generation = 0;
     object.metadata.creation_timestamp.clear();
     object.status = {};
-    contents.documents.push_back({index, std::move(object)});
+    readable.push_back({index, std::move(object), false});
   }
+  contents.errors = std::move(errors);
+  if (!syntax_error.empty()) {
+    keep_stale(syntax_error, std::move(readable));
+    return;
+  }
+  contents.documents = std::move(readable);
+  contents.parse_error.clear();
 }
 
 void FolderSource::Apply() {
@@ -353,11 +375,13 @@ void FolderSource::Apply() {
     auto& errors = errors_by_file[file];
     errors = contents.errors;
     if (!contents.parse_error.empty()) {
+      bool any_stale = false;
+      for (const auto& document : contents.documents) any_stale |= document.stale;
       errors.insert(errors.begin(),
-                    contents.parse_error + (contents.documents.empty()
-                                                ? ""
-                                                : "; its objects are kept as last read and "
-                                                  "nothing is changed on them until it is fixed"));
+                    contents.parse_error +
+                        (any_stale ? "; the objects it no longer shows are kept as last read "
+                                     "and nothing is changed on them until it is fixed"
+                                   : ""));
     }
     for (const auto& document : contents.documents) {
       claims[document.object.Key()].push_back({&file, &document});
@@ -394,9 +418,8 @@ void FolderSource::Apply() {
           "); this document is ignored while that one exists");
     }
     Wanted w{*list[owner].file, list[owner].document->object};
-    const FileContents& contents = files_.at(w.file);
-    if (!contents.parse_error.empty()) {
-      w.object.spec_error = w.file + " cannot be read any more (" + contents.parse_error +
+    if (list[owner].document->stale) {
+      w.object.spec_error = w.file + " cannot be read any more (" + files_.at(w.file).parse_error +
                             "); the object is kept as last read and nothing is changed until "
                             "the file is fixed";
     }

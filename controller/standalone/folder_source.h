@@ -13,8 +13,9 @@
 //    defined earlier (the object keeps the file it was first seen in; at start, files in name
 //    order) is ignored and reported in .status/_file_<file>.yaml and a log line.
 //  - A document whose spec is bad is kept and reported as InvalidSpec on its own status.
-//  - A file that stops parsing as YAML keeps its objects as last read, each marked with a spec
-//    error (InvalidSpec, nothing changed on the VM) until the file is fixed or removed.
+//  - A file that stops parsing as YAML keeps the objects it no longer shows (those after the
+//    syntax error) as last read, each marked with a spec error (InvalidSpec, nothing changed
+//    on the VM) until the file is fixed or removed; the documents before the error apply.
 //  - A removed document stops its object's reconciliation and changes nothing on the VM; its
 //    status file stays, marked with the hotplug.dev/removed annotation, and is picked up
 //    again if the object comes back.
@@ -88,11 +89,15 @@ class FolderSource final : public ObjectSource {
   struct Document {
     int index = 0;  // 1-based position in the file
     crd::ElasticVM object;
+    // Not in the part of the file that could be read now: kept as last read, not applied.
+    bool stale = false;
   };
   struct FileContents {
     std::vector<Document> documents;
     std::vector<std::string> errors;  // per document, "document N: ..."
-    std::string parse_error;          // the whole file did not parse; documents kept as before
+    // The file could not be read (or not past a syntax error); what it no longer shows is
+    // kept stale.
+    std::string parse_error;
   };
   struct Entry {
     crd::ElasticVM object;  // with metadata the source owns and the last written status

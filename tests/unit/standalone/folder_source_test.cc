@@ -201,7 +201,7 @@ TEST_F(FolderSourceTest, RenameIntoPlaceIsSeenWithinOneSecondAndBumpsTheGenerati
 
   dir_.Replace("vm.yaml", VmYaml("web-01", 3));
   EXPECT_TRUE(WaitFor([&] { return Vcpus("default/web-01") == 3; }, kEditSeenWithin));
-  EXPECT_TRUE(Notified("default/web-01"));
+  EXPECT_TRUE(WaitFor([&] { return Notified("default/web-01"); }));
   auto object = Get("default/web-01");
   EXPECT_EQ(object->metadata.generation, 2);
   EXPECT_EQ(object->metadata.uid, uid);
@@ -323,6 +323,24 @@ TEST_F(FolderSourceTest, FileThatStopsParsingKeepsItsObjectsWithASpecErrorUntilF
   EXPECT_FALSE(Get("default/web-01")->spec_error);
   EXPECT_EQ(Get("default/web-01")->metadata.generation, 3);
   EXPECT_TRUE(WaitFor([&] { return !dir_.Exists(".status/_file_vm.yaml.yaml"); }));
+}
+
+TEST_F(FolderSourceTest, SyntaxErrorMidFileAppliesWhatComesBeforeAndKeepsTheRestStale) {
+  dir_.Write("vms.yaml",
+             VmYaml("one", 1) + "---\n" + VmYaml("two", 2) + "---\n" + VmYaml("three", 3));
+  StartSource();
+  dir_.Replace("vms.yaml",
+               VmYaml("one", 4) + "---\nmetadata: {name: [unclosed\n---\n" + VmYaml("three", 5));
+  ASSERT_TRUE(WaitFor([&] { return Vcpus("default/one") == 4; }, kEditSeenWithin));
+  EXPECT_FALSE(Get("default/one")->spec_error);
+  for (const char* key : {"default/two", "default/three"}) {
+    ASSERT_TRUE(WaitFor([&] { return Get(key) && Get(key)->spec_error.has_value(); })) << key;
+    EXPECT_NE(Get(key)->spec_error->find("cannot be read any more"), std::string::npos);
+  }
+  EXPECT_EQ(Vcpus("default/three"), 3);  // as last read: what follows the error is unknown
+  EXPECT_TRUE(WaitFor([&] {
+    return dir_.Read(".status/_file_vms.yaml.yaml").find("not valid YAML") != std::string::npos;
+  }));
 }
 
 TEST_F(FolderSourceTest, StatusWriteReachesTheFileAndTheCache) {
