@@ -303,6 +303,8 @@ cmd_wait_log() {
 
 cmd_destroy() {
   local name=${1:?domain name}
+  # "absent" must not be concluded from an unreachable daemon
+  virsh -q -c "$URI" version >/dev/null 2>&1 || die "libvirt at $URI does not answer"
   if virsh -q -c "$URI" domstate "$name" >/dev/null 2>&1; then
     virsh -q -c "$URI" destroy "$name" >/dev/null 2>&1 || true
     virsh -q -c "$URI" undefine "$name" >/dev/null 2>&1 || true

@@ -123,7 +123,15 @@ std::unique_ptr<Guest> Guest::Boot(const std::string& name,
   return std::unique_ptr<Guest>(new Guest(name, serial_log));
 }
 
-Guest::~Guest() { RunGuestScript({"destroy", name_}); }
+Guest::~Guest() {
+  if (RunGuestScript({"destroy", name_}).exit_code == 0) return;
+  // A test may leave libvirtd down (the restart test): bring it back, then try again.
+  RunGuestScript({"ensure-daemons", "--timeout", "60"});
+  CommandResult retried = RunGuestScript({"destroy", name_});
+  if (retried.exit_code != 0) {
+    std::fprintf(stderr, "could not destroy guest %s: %s\n", name_.c_str(), retried.output.c_str());
+  }
+}
 
 std::optional<GuestReport> ParseReportLine(const std::string& line) {
   // "HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 uptime=12.34"
