@@ -1,5 +1,6 @@
 #include "crd/codec.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -166,89 +167,157 @@ void DecodeMetadata(const json& doc, ObjectMeta* meta, std::string* error) {
   reader.StringMap("annotations", &meta->annotations);
 }
 
-// Converts one YAML node to JSON; `budget` counts nodes so alias bombs stop early.
-bool ConvertYaml(const YAML::Node& node, size_t depth, size_t* budget, json* out,
-                 std::string* error) {
-  if (depth > kMaxDocumentDepth) {
-    *error = "document is nested deeper than " + std::to_string(kMaxDocumentDepth) + " levels";
-    return false;
-  }
-  if (*budget == 0) {
-    *error = "document has more than " + std::to_string(kMaxDocumentNodes) +
-             " nodes (after expanding aliases)";
-    return false;
-  }
-  --*budget;
-  switch (node.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      *out = nullptr;
-      return true;
-    case YAML::NodeType::Sequence: {
-      *out = json::array();
-      for (const auto& item : node) {
-        json child;
-        if (!ConvertYaml(item, depth + 1, budget, &child, error)) return false;
-        out->push_back(std::move(child));
-      }
-      return true;
-    }
-    case YAML::NodeType::Map: {
-      *out = json::object();
-      for (const auto& entry : node) {
-        if (!entry.first.IsScalar()) {
-          *error = "map keys must be plain strings";
-          return false;
-        }
-        const std::string& key = entry.first.Scalar();
-        if (out->contains(key)) {
-          *error = "duplicate key \"" + key + "\"";
-          return false;
-        }
-        json child;
-        if (!ConvertYaml(entry.second, depth + 1, budget, &child, error)) return false;
-        (*out)[key] = std::move(child);
-      }
-      return true;
-    }
-    case YAML::NodeType::Scalar:
-      break;
-  }
-  const std::string& text = node.Scalar();
-  const std::string& tag = node.Tag();
-  if (tag == "!" || tag == "tag:yaml.org,2002:str") {  // quoted or explicitly a string
-    *out = text;
-    return true;
-  }
-  // YAML 1.2 core schema for plain scalars.
+// Why a YAML document cannot be converted; thrown inside the event handler only.
+struct YamlError {
+  std::string message;
+};
+
+// Resolves a plain (unquoted, untagged) scalar by YAML 1.2's core schema.
+json ResolvePlainScalar(const std::string& text) {
   static const std::regex kNull("^(null|Null|NULL|~|)$");
   static const std::regex kBool("^(true|True|TRUE|false|False|FALSE)$");
   static const std::regex kInt("^[-+]?[0-9]+$");
   static const std::regex kFloat("^[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?$");
-  if (std::regex_match(text, kNull)) {
-    *out = nullptr;
-  } else if (std::regex_match(text, kBool)) {
-    *out = text[0] == 't' || text[0] == 'T';
-  } else if (std::regex_match(text, kInt)) {
-    int64_t value = 0;
+  if (text.size() > 64) return text;  // no number is that long; skip the regexes
+  if (std::regex_match(text, kNull)) return nullptr;
+  if (std::regex_match(text, kBool)) return text[0] == 't' || text[0] == 'T';
+  if (std::regex_match(text, kInt)) {
     const char* begin = text.data() + (text[0] == '+' ? 1 : 0);
-    auto [ptr, ec] = std::from_chars(begin, text.data() + text.size(), value);
-    if (ec == std::errc() && ptr == text.data() + text.size()) {
-      *out = value;
-    } else {
-      uint64_t big = 0;
-      auto [uptr, uec] = std::from_chars(begin, text.data() + text.size(), big);
-      if (uec == std::errc() && uptr == text.data() + text.size()) {
-        *out = big;
-      } else {
-        *out = std::stod(text);  // beyond 64 bits: keep it as a (rejected later) number
-      }
+    const char* end = text.data() + text.size();
+    int64_t value = 0;
+    if (auto [ptr, ec] = std::from_chars(begin, end, value); ec == std::errc() && ptr == end) {
+      return value;
     }
-  } else if (text.size() < 64 && std::regex_match(text, kFloat)) {
-    *out = std::stod(text);
-  } else {
-    *out = text;
+    uint64_t big = 0;
+    if (auto [ptr, ec] = std::from_chars(begin, end, big); ec == std::errc() && ptr == end) {
+      return big;
+    }
+    return std::stod(text);  // beyond 64 bits: a number that field checks will reject
   }
+  if (std::regex_match(text, kFloat)) return std::stod(text);
+  return text;
+}
+
+// Builds JSON from yaml-cpp's parse events. Working on events rather than YAML::Node keeps
+// memory bounded: aliases are expanded against a node budget, and an alias to an anchor
+// that is still open (a cycle) is refused instead of building a cyclic graph.
+class JsonBuilder final : public YAML::EventHandler {
+ public:
+  explicit JsonBuilder(size_t budget) : budget_(budget) {}
+
+  bool done() const { return done_; }
+  json& result() { return result_; }
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override { done_ = true; }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Add(mark, nullptr, anchor, 1);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) {
+      Fail(mark, "an alias refers to an anchor that is not complete (a cycle)");
+    }
+    Add(mark, it->second.first, 0, it->second.second);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    // "!" marks a quoted scalar, tag:yaml.org,2002:str an explicit string: both stay text.
+    const bool text = tag == "!" || tag == "tag:yaml.org,2002:str";
+    Add(mark, text ? json(value) : ResolvePlainScalar(value), anchor, 1);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, json::array(), anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, json::object(), anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct Frame {
+    json value;
+    YAML::anchor_t anchor;
+    size_t nodes;  // nodes inside, for aliases' budget
+    std::optional<std::string> key;  // maps: the key waiting for its value
+  };
+
+  [[noreturn]] static void Fail(const YAML::Mark& mark, const std::string& what) {
+    throw YamlError{what + " at line " + std::to_string(mark.line + 1) + ", column " +
+                    std::to_string(mark.column + 1)};
+  }
+  void Spend(const YAML::Mark& mark, size_t nodes) {
+    if (nodes > budget_) {
+      Fail(mark, "document has more than " + std::to_string(kMaxDocumentNodes) +
+                     " nodes (after expanding aliases)");
+    }
+    budget_ -= nodes;
+  }
+  void Open(const YAML::Mark& mark, json value, YAML::anchor_t anchor) {
+    Spend(mark, 1);
+    if (stack_.size() >= kMaxDocumentDepth) {
+      Fail(mark, "document is nested deeper than " + std::to_string(kMaxDocumentDepth) +
+                     " levels");
+    }
+    if (!stack_.empty() && stack_.back().value.is_object() && !stack_.back().key) {
+      Fail(mark, "map keys must be plain strings");
+    }
+    stack_.push_back({std::move(value), anchor, 1, std::nullopt});
+    marks_.push_back(mark);
+  }
+  void Close() {
+    Frame frame = std::move(stack_.back());
+    YAML::Mark mark = marks_.back();
+    stack_.pop_back();
+    marks_.pop_back();
+    Place(mark, std::move(frame.value), frame.anchor, frame.nodes);
+  }
+  void Add(const YAML::Mark& mark, json value, YAML::anchor_t anchor, size_t nodes) {
+    Spend(mark, nodes);
+    Place(mark, std::move(value), anchor, nodes);
+  }
+  // Puts a finished value into its parent (or makes it the document).
+  void Place(const YAML::Mark& mark, json value, YAML::anchor_t anchor, size_t nodes) {
+    if (anchor != 0) anchors_[anchor] = {value, nodes};
+    if (stack_.empty()) {
+      result_ = std::move(value);
+      return;
+    }
+    Frame& parent = stack_.back();
+    parent.nodes += nodes;
+    if (parent.value.is_array()) {
+      parent.value.push_back(std::move(value));
+    } else if (!parent.key) {
+      if (!value.is_string() && !value.is_number() && !value.is_boolean()) {
+        Fail(mark, "map keys must be plain strings");
+      }
+      parent.key = value.is_string() ? value.get<std::string>() : value.dump();
+    } else {
+      if (parent.value.contains(*parent.key)) {
+        Fail(mark, "duplicate key \"" + *parent.key + "\"");
+      }
+      parent.value[*parent.key] = std::move(value);
+      parent.key.reset();
+    }
+  }
+
+  size_t budget_;
+  bool done_ = false;
+  json result_;
+  std::vector<Frame> stack_;
+  std::vector<YAML::Mark> marks_;
+  std::map<YAML::anchor_t, std::pair<json, size_t>> anchors_;
+};
+
+// Reads the next document of `parser` into `out`. Returns false at the end of the stream.
+// Throws YamlError or YAML::Exception on bad input.
+bool NextDocument(YAML::Parser& parser, json* out) {
+  JsonBuilder builder(kMaxDocumentNodes);
+  if (!parser.HandleNextDocument(builder)) return false;
+  *out = std::move(builder.result());
   return true;
 }
 
@@ -280,17 +349,10 @@ void EmitYaml(YAML::Emitter& out, const json& value) {
     case json::value_t::string: {
       const std::string& text = value.get_ref<const std::string&>();
       // Quote strings that would read back as another type ("True", "123", "").
-      size_t budget = 1;
       json reread;
       std::string ignored;
-      bool plain_is_string = false;
-      try {
-        YAML::Node node = YAML::Load(text);
-        plain_is_string = ConvertYaml(node, 0, &budget, &reread, &ignored) &&
-                          reread.is_string() && reread == value;
-      } catch (const YAML::Exception&) {
-        plain_is_string = false;
-      }
+      const bool plain_is_string =
+          !text.empty() && YamlToJson(text, &reread, &ignored) && reread == value;
       if (plain_is_string) {
         out << text;
       } else {
@@ -394,13 +456,16 @@ DecodeResult DecodeJsonText(std::string_view text) {
 
 bool YamlToJson(std::string_view text, json* out, std::string* error) {
   try {
-    YAML::Node node = YAML::Load(std::string(text));
-    size_t budget = kMaxDocumentNodes;
-    return ConvertYaml(node, 0, &budget, out, error);
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    if (!NextDocument(parser, out)) *out = nullptr;
+    return true;
+  } catch (const YamlError& e) {
+    *error = e.message;
   } catch (const YAML::Exception& e) {
     *error = std::string("not valid YAML: ") + e.what();
-    return false;
   }
+  return false;
 }
 
 std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
@@ -409,25 +474,26 @@ std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
     results.push_back({std::nullopt, "file is larger than 4 MiB"});
     return results;
   }
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    results.push_back({std::nullopt, std::string("not valid YAML: ") + e.what()});
-    return results;
-  }
-  for (size_t i = 0; i < documents.size(); ++i) {
-    if (documents[i].IsNull()) continue;  // an empty document between "---" separators
+  std::istringstream in{std::string(text)};
+  YAML::Parser parser(in);
+  for (size_t index = 1;; ++index) {
     json doc;
-    std::string error;
-    size_t budget = kMaxDocumentNodes;
     DecodeResult result;
-    if (!ConvertYaml(documents[i], 0, &budget, &doc, &error)) {
-      result.error = error;
-    } else {
-      result = DecodeJson(doc);
+    try {
+      if (!NextDocument(parser, &doc)) break;
+    } catch (const YamlError& e) {
+      result.error = e.message;
+    } catch (const YAML::Exception& e) {
+      result.error = std::string("not valid YAML: ") + e.what();
     }
-    if (!result.ok()) result.error = "document " + std::to_string(i + 1) + ": " + result.error;
+    if (!result.error.empty()) {
+      // The parser stopped inside this document and cannot find the next one.
+      results.push_back({std::nullopt, "document " + std::to_string(index) + ": " + result.error});
+      break;
+    }
+    if (doc.is_null()) continue;  // an empty document between "---" separators
+    result = DecodeJson(doc);
+    if (!result.ok()) result.error = "document " + std::to_string(index) + ": " + result.error;
     results.push_back(std::move(result));
   }
   return results;
