@@ -32,6 +32,9 @@
 #ifdef HOTPLUG_HAVE_METRICS
 #include "controller/metrics.h"
 #endif
+#ifdef HOTPLUG_HAVE_STANDALONE
+#include "controller/standalone/standalone.h"
+#endif
 
 #ifndef HOTPLUG_VERSION
 #define HOTPLUG_VERSION "unknown"
@@ -50,6 +53,9 @@ FlagFeatures BuildFeatures() {
 #endif
 #ifdef HOTPLUG_HAVE_METRICS
   features.metrics = true;
+#endif
+#ifdef HOTPLUG_HAVE_STANDALONE
+  features.standalone = true;
 #endif
   return features;
 }
@@ -160,58 +166,98 @@ int Run(const Flags& flags) {
     return 1;
   }
 
-  kube::Config config;
-  if (!kube::LoadConfig(flags.kubeconfig, &config, &error)) {
-    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
-    return 1;
-  }
-  log::Info("Kubernetes API", {{"server", config.server}, {"from", config.origin}});
-  // Metrics first: everything below reports to it, so it must outlive them.
-  ControllerMetrics* controller_metrics = nullptr;
-  kube::ClientMetrics* client_metrics = nullptr;
-  kube::InformerMetrics* informer_metrics = nullptr;
-#ifdef HOTPLUG_HAVE_METRICS
-  reconciler::SystemClock metrics_clock;
-  PrometheusMetrics metrics(HOTPLUG_VERSION, metrics_clock);
-  if (flags.metrics_bind_address != "0" && !metrics.Serve(flags.metrics_bind_address, &error)) {
-    log::Error("cannot serve metrics", {{"error", error}});
-    return 1;
-  }
-  controller_metrics = &metrics;
-  client_metrics = &metrics;
-  informer_metrics = &metrics;
-#endif
-  // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
-  kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
-  kube::Client client(config, {.request_timeout = std::chrono::seconds(15),
-                               .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                               .metrics = client_metrics});
-
-  kube::Informer informer(client, {.ns = flags.ns,
-                                   .node_name = flags.node_name,
-                                   .metrics = informer_metrics});
-  kube::KubeStatusWriter status_writer(client, &informer);
-  kube::KubeEventRecorder events(client, {.component = "hotplug-operator",
-                                          .host = flags.node_name,
-                                          .queue_limit = 1000,
-                                          .remembered = 4096});
   reconciler::SystemClock clock;
+
+  // Metrics: one object behind every measurement seam, served on its own port.
+#ifdef HOTPLUG_HAVE_METRICS
+  PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
+  if (flags.metrics_bind_address != "0") {
+    if (!metrics.Serve(flags.metrics_bind_address, &error)) {
+      log::Error("cannot serve metrics", {{"error", error}});
+      return 1;
+    }
+    log::Info("metrics server listening", {{"address", flags.metrics_bind_address},
+                                           {"port", std::to_string(metrics.port())}});
+  }
+  ControllerMetrics* controller_metrics = &metrics;
+  kube::InformerMetrics* informer_metrics = &metrics;
+  kube::ClientMetrics* client_metrics = &metrics;
+#else
+  ControllerMetrics* controller_metrics = nullptr;
+  kube::InformerMetrics* informer_metrics = nullptr;
+  kube::ClientMetrics* client_metrics = nullptr;
+#endif
+
+  // Where objects come from and where their status and Events go: Kubernetes, or a folder.
+  ObjectSource* source = nullptr;
+  StatusWriter* status_writer = nullptr;
+  EventRecorder* event_recorder = nullptr;
+  kube::Config config;
+  std::unique_ptr<kube::Client> client;
+  std::unique_ptr<kube::Informer> informer;
+  std::unique_ptr<kube::KubeStatusWriter> kube_status_writer;
+  std::unique_ptr<kube::KubeEventRecorder> kube_events;
+#ifdef HOTPLUG_HAVE_STANDALONE
+  std::unique_ptr<standalone::StandaloneMode> folder;
+  if (!flags.standalone_dir.empty()) {
+    if (flags.leader_elect) {
+      log::Error("--leader-elect needs Kubernetes; it cannot be used with --standalone");
+      return 2;
+    }
+    folder = standalone::MakeStandalone(flags.standalone_dir, &error);
+    if (!folder) {
+      log::Error("cannot use the standalone folder", {{"error", error}});
+      return 1;
+    }
+    log::Info("standalone mode", {{"dir", flags.standalone_dir}});
+    source = &folder->source();
+    status_writer = &folder->status_writer();
+    event_recorder = &folder->events();
+  }
+#endif
+  if (source == nullptr) {
+    if (!kube::LoadConfig(flags.kubeconfig, &config, &error)) {
+      log::Error("cannot load the Kubernetes configuration", {{"error", error}});
+      return 1;
+    }
+    log::Info("Kubernetes API", {{"server", config.server}, {"from", config.origin}});
+    // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
+    kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
+    client = std::make_unique<kube::Client>(
+        config, kube::Client::Options{
+                    .request_timeout = std::chrono::seconds(15),
+                    .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
+                    .metrics = client_metrics});
+    kube::Informer::Options informer_options;
+    informer_options.ns = flags.ns;
+    informer_options.node_name = flags.node_name;
+    informer_options.metrics = informer_metrics;
+    informer = std::make_unique<kube::Informer>(*client, informer_options);
+    kube_status_writer = std::make_unique<kube::KubeStatusWriter>(*client, informer.get());
+    kube_events = std::make_unique<kube::KubeEventRecorder>(
+        *client, kube::KubeEventRecorder::Options{.component = "hotplug-operator",
+                                                  .host = flags.node_name,
+                                                  .queue_limit = 1000,
+                                                  .remembered = 4096});
+    source = informer.get();
+    status_writer = kube_status_writer.get();
+    event_recorder = kube_events.get();
+  }
+#ifdef HOTPLUG_HAVE_METRICS
+  MeteredSource metered_source(*source, metrics);
+  MeteredStatusWriter metered_status_writer(*status_writer, metrics);
+  source = &metered_source;
+  status_writer = &metered_status_writer;
+#endif
+
   Controller::Options options;
   options.workers = flags.workers;
   options.resync_period = flags.resync_period;
   options.reconciler.hooks_dir = flags.hooks_dir;
   options.reconciler.hook_timeout = flags.hook_timeout;
   options.metrics = controller_metrics;
-  ObjectSource* source = &informer;
-  StatusWriter* writer = &status_writer;
-#ifdef HOTPLUG_HAVE_METRICS
-  // Sync latency and the per-object gauges see what the watch delivers and what is written.
-  MeteredSource metered_source(informer, metrics);
-  MeteredStatusWriter metered_writer(status_writer, metrics);
-  source = &metered_source;
-  writer = &metered_writer;
-#endif
-  Controller controller(*source, *writer, events, *hypervisor.active, clock, options);
+  Controller controller(*source, *status_writer, *event_recorder, *hypervisor.active, clock,
+                        options);
 
   HealthServer health([&controller] { return controller.HasSynced(); });
   if (flags.health_probe_bind_address != "0") {
@@ -231,12 +277,13 @@ int Run(const Flags& flags) {
     if (lease_namespace.empty()) lease_namespace = config.default_namespace;
     if (lease_namespace.empty()) lease_namespace = "default";
     elector = std::make_unique<kube::LeaderElector>(
-        client, kube::LeaderElector::Options{.ns = lease_namespace,
-                                             .name = flags.leader_elect_id,
-                                             .identity = kube::LeaderElector::DefaultIdentity(),
-                                             .lease_duration = flags.lease_duration,
-                                             .renew_deadline = flags.renew_deadline,
-                                             .retry_period = flags.retry_period});
+        *client, kube::LeaderElector::Options{.ns = lease_namespace,
+                                              .name = flags.leader_elect_id,
+                                              .identity = kube::LeaderElector::DefaultIdentity(),
+                                              .lease_duration = flags.lease_duration,
+                                              .renew_deadline = flags.renew_deadline,
+                                              .retry_period = flags.retry_period});
+    if (controller_metrics) controller_metrics->Leading(false);
     elector->Start(
         [&controller, controller_metrics] {
           if (controller_metrics) controller_metrics->Leading(true);
@@ -260,8 +307,11 @@ int Run(const Flags& flags) {
   }
   auto deadline = std::chrono::steady_clock::now() + kShutdownDeadline;
   bool drained = controller.Stop(deadline);
-  events.Flush(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
-  events.Stop();
+  if (kube_events) {
+    kube_events->Flush(
+        std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
+    kube_events->Stop();
+  }
   if (elector) elector->Stop();  // releases the lease after the workers are done
   health.Stop();
   if (!drained) {
