@@ -67,6 +67,10 @@ class Operator:
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.args = [operator_binary(), f"--kubeconfig={kubeconfig}",
                      "--health-probe-bind-address=127.0.0.1:0", "--hypervisor=fake"] + args
+        help_text = subprocess.run([self.args[0], "--help"], capture_output=True, text=True,
+                                   timeout=10).stdout
+        if "--metrics-bind-address" in help_text:
+            self.args.insert(3, "--metrics-bind-address=127.0.0.1:0")
         self.process = None
 
     def start(self):
@@ -200,9 +204,19 @@ class Cluster:
                     "metadata": {"name": name, "namespace": namespace}, "spec": spec}
         self.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
 
-    def patch_vcpus(self, name, vcpus, namespace="default"):
-        self.kubectl("-n", namespace, "patch", "evm", name, "--type=merge",
-                     "-p", json.dumps({"spec": {"cpu": {"vcpus": vcpus}}}))
+    def patch_vcpus(self, name, vcpus, namespace="default", timeout_s=30.0):
+        """kubectl patch, retried while the API answers 5xx (as a person would retry)."""
+        args = ("-n", namespace, "patch", "evm", name, "--type=merge",
+                "-p", json.dumps({"spec": {"cpu": {"vcpus": vcpus}}}))
+
+        def attempt():
+            result = self.kubectl(*args, check=False)
+            if result.returncode == 0:
+                return True
+            if any(word in result.stderr for word in ("InternalError", "ServiceUnavailable")):
+                return False
+            raise CheckFailed(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        poll(attempt, f"kubectl patch of {name} to succeed", timeout_s, 0.2)
 
     def get_vm(self, name, namespace="default"):
         result = self.kubectl("-n", namespace, "get", "evm", name, "-o", "json", check=False)
