@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -176,7 +177,10 @@ void FolderSource::Run() {
   std::map<std::string, Steady::time_point> settling;  // created, not yet closed
   bool rescan_all = false;
   bool watch_lost = false;
-  std::optional<Steady::time_point> first_dirty;
+  // When the changes not acted on yet began (valid while `pending`). Not an optional: GCC 12
+  // warns maybe-uninitialized on one at -O2.
+  bool pending = false;
+  Steady::time_point first_dirty{};
   alignas(inotify_event) char buffer[64 * 1024];
 
   while (true) {
@@ -188,7 +192,7 @@ void FolderSource::Run() {
       timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
     };
     for (const auto& [name, due] : settling) wait_until(due);
-    if (first_dirty) wait_until(std::min(now + options_.coalesce, *first_dirty + kMaxCoalesce));
+    if (pending) wait_until(std::min(now + options_.coalesce, first_dirty + kMaxCoalesce));
 
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     int ready = poll(fds, 2, timeout_ms);
@@ -245,10 +249,13 @@ void FolderSource::Run() {
         ++it;
       }
     }
-    if ((!dirty.empty() || rescan_all) && !first_dirty) first_dirty = now;
+    if ((!dirty.empty() || rescan_all) && !pending) {
+      pending = true;
+      first_dirty = now;
+    }
     // Act once the burst is over (no event in the last poll) or has lasted long enough.
-    bool burst_over = !got_events || (first_dirty && now - *first_dirty >= kMaxCoalesce);
-    if (first_dirty && burst_over) {
+    bool burst_over = !got_events || now - first_dirty >= kMaxCoalesce;
+    if (pending && burst_over) {
       if (rescan_all || watch_lost) {
         ScanAll();
       } else {
@@ -257,7 +264,7 @@ void FolderSource::Run() {
       Apply();
       dirty.clear();
       rescan_all = false;
-      first_dirty.reset();
+      pending = false;
     }
   }
 }

@@ -142,6 +142,16 @@ bool StatusDir::Create(std::string* error) {
   return true;
 }
 
+bool StatusDir::Write(const std::string& path, std::string_view text, std::string* error) const {
+  if (WriteFileAtomically(path, text, error)) return true;
+  // Someone removed the folder while we run: make it again, once.
+  struct stat info {};
+  if (stat(path_.c_str(), &info) == 0) return false;
+  log::Warn("standalone: the status folder disappeared; creating it again", {{"dir", path_}});
+  if (mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST) return false;
+  return WriteFileAtomically(path, text, error);
+}
+
 std::string StatusDir::ObjectPath(const std::string& ns, const std::string& name) const {
   return path_ + "/" + ns + "_" + name + ".yaml";
 }
@@ -165,8 +175,7 @@ bool StatusDir::WriteObject(const crd::ElasticVM& object, std::string* error) co
                      ", written by hotplug-operator --standalone. Do not edit: it is replaced "
                      "on every change.\n" +
                      crd::EncodeYamlText(record);
-  return WriteFileAtomically(ObjectPath(object.metadata.namespace_, object.metadata.name), text,
-                             error);
+  return Write(ObjectPath(object.metadata.namespace_, object.metadata.name), text, error);
 }
 
 std::map<std::string, crd::ElasticVM> StatusDir::LoadObjects() const {
@@ -218,7 +227,7 @@ bool StatusDir::WriteFileErrors(const std::string& input_file,
   std::string text = "# Problems of " + input_file +
                      " that no object can carry, written by hotplug-operator --standalone.\n" +
                      out.c_str() + "\n";
-  return WriteFileAtomically(FileErrorPath(input_file), text, error);
+  return Write(FileErrorPath(input_file), text, error);
 }
 
 bool StatusDir::RemoveFileErrors(const std::string& input_file, std::string* error) const {

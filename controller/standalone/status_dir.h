@@ -60,6 +60,8 @@ class StatusDir {
   std::vector<std::string> FilesWithErrors() const;
 
  private:
+  // WriteFileAtomically, recreating the folder if it was removed meanwhile.
+  bool Write(const std::string& path, std::string_view text, std::string* error) const;
   std::string path_;
 };
 

@@ -114,6 +114,19 @@ TEST(StatusDirTest, ObjectsReadBackAsWritten) {
   EXPECT_EQ(back.status, vm.status);
 }
 
+TEST(StatusDirTest, AStatusFolderRemovedAtRunTimeIsMadeAgain) {
+  TempDir dir;
+  StatusDir status(dir.path());
+  std::string error;
+  ASSERT_TRUE(status.Create(&error));
+  std::filesystem::remove_all(dir.File(".status"));
+  crd::ElasticVM vm;
+  vm.metadata.name = "web-01";
+  vm.metadata.namespace_ = "default";
+  EXPECT_TRUE(status.WriteObject(vm, &error)) << error;
+  EXPECT_TRUE(dir.Exists(".status/default_web-01.yaml"));
+}
+
 TEST(StatusDirTest, UnreadableOrMisnamedStatusFilesAreSkipped) {
   TempDir dir;
   StatusDir status(dir.path());
