@@ -136,34 +136,73 @@ Result<std::string> MemoryDeviceXml(std::string_view domain_xml, const std::stri
   return NodeToString(document.value().doc.get(), nodes.front());
 }
 
-Result<std::string> VirtioMemRequestXml(std::string_view domain_xml, const std::string& alias,
-                                        uint64_t requested_bytes) {
-  if (!ValidAlias(alias)) {
-    return Status::Error(ErrorCode::kOperationInvalid, "invalid memory device alias '" + alias + "'");
-  }
-  auto document = ParseXml(domain_xml, "the domain XML");
-  if (!document.ok()) return document.status();
-  const XmlDocument& xml = document.value();
-  auto nodes = XPathNodes(xml, AliasXPath(alias).c_str());
-  if (nodes.empty() || XPathText(xml, "@model", nodes.front()).value_or("") != "virtio-mem") {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "the domain has no virtio-mem device with alias '" + alias + "'");
-  }
-  auto requested = XPathNodes(xml, "target/requested", nodes.front());
-  if (requested.empty()) {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "virtio-mem device '" + alias + "' has no <requested> element");
-  }
+Result<std::string> WithRequestedSize(std::string_view device_xml, uint64_t requested_bytes) {
   if (requested_bytes % 1024 != 0) {
     return Status::Error(ErrorCode::kOperationInvalid,
                          "virtio-mem requested size " + std::to_string(requested_bytes) +
                              " bytes is not a whole number of KiB");
   }
+  auto document = ParseXml(device_xml, "the memory device XML");
+  if (!document.ok()) return document.status();
+  const XmlDocument& xml = document.value();
+  xmlNodePtr root = xmlDocGetRootElement(xml.doc.get());
+  if (XPathText(xml, "@model", root).value_or("") != "virtio-mem") {
+    return Status::Error(ErrorCode::kOperationInvalid, "the memory device is not virtio-mem");
+  }
+  auto requested = XPathNodes(xml, "target/requested", root);
+  if (requested.empty()) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "the virtio-mem device has no <requested> element");
+  }
   const std::string kib = std::to_string(requested_bytes / 1024);
   xmlNodeSetContent(requested.front(), reinterpret_cast<const xmlChar*>(kib.c_str()));
   xmlSetProp(requested.front(), reinterpret_cast<const xmlChar*>("unit"),
              reinterpret_cast<const xmlChar*>("KiB"));
-  return NodeToString(xml.doc.get(), nodes.front());
+  return NodeToString(xml.doc.get(), root);
+}
+
+Result<std::string> VirtioMemRequestXml(std::string_view domain_xml, const std::string& alias,
+                                        uint64_t requested_bytes) {
+  auto device = MemoryDeviceXml(domain_xml, alias);
+  if (!device.ok()) return device.status();
+  auto updated = WithRequestedSize(device.value(), requested_bytes);
+  if (!updated.ok()) {
+    return Status::Error(updated.status().code(),
+                         "memory device '" + alias + "': " + updated.status().message());
+  }
+  return updated;
+}
+
+Result<std::string> InactiveMemoryDeviceXml(std::string_view inactive_xml,
+                                            std::string_view live_xml, const std::string& alias) {
+  if (!ValidAlias(alias)) {
+    return Status::Error(ErrorCode::kOperationInvalid, "invalid memory device alias '" + alias + "'");
+  }
+  auto live = ParseXml(live_xml, "the live domain XML");
+  if (!live.ok()) return live.status();
+  auto live_nodes = XPathNodes(live.value(), AliasXPath(alias).c_str());
+  if (live_nodes.empty()) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "the domain has no memory device with alias '" + alias + "'");
+  }
+  std::string match = "/domain/devices/memory[@model='" +
+                      XPathText(live.value(), "@model", live_nodes.front()).value_or("") + "']";
+  for (const char* attribute : {"type", "domain", "bus", "slot", "function"}) {
+    const std::string expr = std::string("address/@") + attribute;
+    auto value = XPathText(live.value(), expr.c_str(), live_nodes.front());
+    if (value && value->find('\'') == std::string::npos) {
+      match += "[" + expr + "='" + *value + "']";
+    }
+  }
+  auto inactive = ParseXml(inactive_xml, "the inactive domain XML");
+  if (!inactive.ok()) return inactive.status();
+  auto nodes = XPathNodes(inactive.value(), match.c_str());
+  if (nodes.size() != 1) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "memory device '" + alias + "' has " + std::to_string(nodes.size()) +
+                             " twins in the persistent definition (by address); expected one");
+  }
+  return NodeToString(inactive.value().doc.get(), nodes.front());
 }
 
 std::string DimmXml(uint64_t size_bytes, int node) {

@@ -41,6 +41,15 @@ Result<std::string> MemoryDeviceXml(std::string_view domain_xml, const std::stri
 Result<std::string> VirtioMemRequestXml(std::string_view domain_xml, const std::string& alias,
                                         uint64_t requested_bytes);
 
+// The persistent twin of live memory device `alias`: the device in `inactive_xml` with the
+// same model and <address> (the inactive definition has no aliases). Needed because libvirt
+// matches AFFECT_CONFIG updates/detaches against the inactive definition.
+Result<std::string> InactiveMemoryDeviceXml(std::string_view inactive_xml,
+                                            std::string_view live_xml, const std::string& alias);
+
+// One virtio-mem device XML with <requested> set to `requested_bytes`.
+Result<std::string> WithRequestedSize(std::string_view device_xml, uint64_t requested_bytes);
+
 // A new DIMM of `size_bytes` on NUMA node `node`.
 std::string DimmXml(uint64_t size_bytes, int node);
 

@@ -477,13 +477,44 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
   auto live_xml = impl_->DomainXml(session, 0);
   if (!live_xml.ok()) return live_xml.status();
 
+  // libvirt matches AFFECT_CONFIG changes against the persistent definition, where the
+  // live device (with its alias) is not found ("memory not found", measured): the live
+  // change and the persistent one are two calls, each with its own device XML.
+  const bool also_config = (flags & VIR_DOMAIN_AFFECT_CONFIG) != 0;
+  std::string inactive_device;
+  if (also_config && step.op != MemoryStep::Op::kAttachDimm) {
+    auto inactive_xml = impl_->DomainXml(session, VIR_DOMAIN_XML_INACTIVE);
+    if (!inactive_xml.ok()) return inactive_xml.status();
+    auto twin = InactiveMemoryDeviceXml(inactive_xml.value(), live_xml.value(), step.alias);
+    if (!twin.ok()) return twin.status();
+    inactive_device = twin.value();
+  }
+  auto config_failed = [&](const char* call) {
+    Status status = impl_->Fail(session.conn, std::string(call) + "(" + domain + ", " +
+                                                  step.alias + ", persistent definition)");
+    return Status::Error(status.code(),
+                         "the live change was made, the persistent one failed: " +
+                             status.message(),
+                         status.native_code());
+  };
+
   if (step.op == MemoryStep::Op::kSetVirtioMemRequested) {
     auto device = VirtioMemRequestXml(live_xml.value(), step.alias, step.bytes);
     if (!device.ok()) return device.status();
-    if (virDomainUpdateDeviceFlags(dom, device.value().c_str(), flags) < 0) {
+    std::string persistent_device;
+    if (also_config) {
+      auto updated = WithRequestedSize(inactive_device, step.bytes);
+      if (!updated.ok()) return updated.status();
+      persistent_device = updated.value();
+    }
+    if (virDomainUpdateDeviceFlags(dom, device.value().c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0) {
       return impl_->Fail(session.conn, "virDomainUpdateDeviceFlags(" + domain + ", " +
                                            step.alias + " requested=" +
                                            std::to_string(step.bytes) + " bytes)");
+    }
+    if (also_config && virDomainUpdateDeviceFlags(dom, persistent_device.c_str(),
+                                                  VIR_DOMAIN_AFFECT_CONFIG) < 0) {
+      return config_failed("virDomainUpdateDeviceFlags");
     }
     return Status::Ok();
   }
@@ -518,15 +549,20 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
   if (step.op == MemoryStep::Op::kDetachDimm) {
     auto device = MemoryDeviceXml(live_xml.value(), step.alias);
     if (!device.ok()) return device.status();
-    if (virDomainDetachDeviceFlags(dom, device.value().c_str(), flags) < 0) {
+    if (virDomainDetachDeviceFlags(dom, device.value().c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0) {
       return impl_->Fail(session.conn, "virDomainDetachDeviceFlags(" + domain + ", " + step.alias + ")");
     }
-    // libvirt returns 0 also when the guest has not answered within its wait: look again.
+    // libvirt returns 0 also when the guest has not answered within its wait: look again,
+    // and leave the persistent definition alone until the live device is really gone.
     auto after = impl_->DomainXml(session, 0);
     if (after.ok() && MemoryDeviceXml(after.value(), step.alias).ok()) {
       return Status::Error(ErrorCode::kTimeout,
                            "detach of " + step.alias + " from '" + domain +
                                "' requested; the guest has not released it yet");
+    }
+    if (also_config && virDomainDetachDeviceFlags(dom, inactive_device.c_str(),
+                                                  VIR_DOMAIN_AFFECT_CONFIG) < 0) {
+      return config_failed("virDomainDetachDeviceFlags");
     }
     return Status::Ok();
   }

@@ -188,5 +188,63 @@ TEST_F(RejectingGuestE2E, DimmDetachTheGuestRejectsIsAnError) {
   EXPECT_EQ(DomainStateOf(guest_->name()), "running");
 }
 
+class PersistentMemoryE2E : public MemoryGuestE2E {
+ protected:
+  void SetUp() override {
+    if (!SkipReason().empty()) GTEST_SKIP() << SkipReason();
+    owned_ = Guest::Boot(UniqueDomainName("mempersist"),
+                         {"--max-vcpus", "2", "--vcpus", "1", "--virtio-mem-mib", "1024",
+                          "--persistent"},
+                         &boot_error_);
+    StartWith(owned_.get(), boot_error_);
+  }
+  void TearDown() override {
+    backend_.reset();
+    owned_.reset();
+  }
+  std::string Inactive() { return Virsh({"dumpxml", "--inactive", guest_->name()}).output; }
+  static size_t Count(const std::string& text, const std::string& part) {
+    size_t count = 0;
+    for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+      ++count;
+    }
+    return count;
+  }
+  std::unique_ptr<Guest> owned_;
+  std::string boot_error_;
+};
+
+TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDefinition) {
+  auto device = FindDevice(ObserveOk(), MemoryMethod::kVirtioMem);
+  ASSERT_TRUE(device.has_value());
+  MemoryStep live_only{MemoryStep::Op::kSetVirtioMemRequested, device->alias, 128 * kMiB, 0};
+  const std::string before = Inactive();
+  backends::Status status = backend_->ApplyMemoryStep(guest_->name(), live_only, false);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(Inactive(), before) << "persist=false changed the persistent definition";
+
+  MemoryStep persisted{MemoryStep::Op::kSetVirtioMemRequested, device->alias, 256 * kMiB, 0};
+  status = backend_->ApplyMemoryStep(guest_->name(), persisted, true);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_NE(Inactive().find("<requested unit='KiB'>262144</requested>"), std::string::npos)
+      << Inactive();
+
+  const uint64_t before_kb = MemTotalKb();
+  MemoryStep attach{MemoryStep::Op::kAttachDimm, "", 256 * kMiB, 0};
+  status = backend_->ApplyMemoryStep(guest_->name(), attach, true);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(Count(Inactive(), "<memory model='dimm'>"), 1u) << Inactive();
+  auto dimm = FindDevice(ObserveOk(), MemoryMethod::kDimm);
+  ASSERT_TRUE(dimm.has_value());
+  // The guest must have onlined it (movable) before it can give it back.
+  ASSERT_TRUE(guest_->WaitForReport(
+      [&](const GuestReport& report) { return report.memtotal_kb == before_kb + 256 * 1024; },
+      30s));
+  MemoryStep detach{MemoryStep::Op::kDetachDimm, dimm->alias, 0, 0};
+  status = backend_->ApplyMemoryStep(guest_->name(), detach, true);
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(Count(Inactive(), "<memory model='dimm'>"), 0u) << Inactive();
+}
+
 }  // namespace
 }  // namespace hotplug::e2e
