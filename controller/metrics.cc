@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/hypervisor.h"
 #include "controller/log.h"
 
 namespace hotplug::controller {
@@ -299,6 +300,17 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
       memory_duration_->Add({{"operation", operation}, {"result", result}}, kOperationBuckets);
       memory_total_->Add({{"operation", operation}, {"result", result}});
     }
+  }
+  // Failures by every reason a step can fail with (the hypervisor's error codes, or a
+  // hook), so increase() sees the first failure of a kind as a step up from 0.
+  for (const char* resource : {"vcpu", "memory"}) {
+    for (int code = static_cast<int>(backends::ErrorCode::kDomainNotFound);
+         code <= static_cast<int>(backends::ErrorCode::kInternal); ++code) {
+      failures_total_->Add(
+          {{"resource", resource},
+           {"reason", backends::ErrorCodeName(static_cast<backends::ErrorCode>(code))}});
+    }
+    failures_total_->Add({{"resource", resource}, {"reason", reconciler::reason::kHookFailed}});
   }
   for (const char* result : {"success", "requeue", "error", "deleted", "skipped"}) {
     reconcile_total_->Add({{"result", result}});

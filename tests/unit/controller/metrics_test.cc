@@ -209,6 +209,14 @@ TEST_F(MetricsTest, EveryBoundedSeriesExistsAtZeroBeforeTheFirstEvent) {
   EXPECT_EQ(scrape.Get("hotplug_sync_duration_seconds_count"), 0);
   EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"PartialFailure\"}"), 0);
   EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"Other\"}"), 0);
+  for (const char* reason : {"OperationInvalid", "Timeout", "GuestAgentUnavailable", "HookFailed"}) {
+    for (const char* resource : {"vcpu", "memory"}) {
+      EXPECT_EQ(scrape.Get(std::string("hotplug_operation_failures_total{reason=\"") + reason +
+                           "\",resource=\"" + resource + "\"}"),
+                0)
+          << reason << " " << resource;
+    }
+  }
 }
 
 TEST_F(MetricsTest, MemoryOperationsHaveTheirOwnHistogram) {
