@@ -217,6 +217,8 @@ class PersistentMemoryE2E : public MemoryGuestE2E {
 TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDefinition) {
   auto device = FindDevice(ObserveOk(), MemoryMethod::kVirtioMem);
   ASSERT_TRUE(device.has_value());
+  ASSERT_EQ(device->requested_bytes, 0u);
+  const uint64_t base_kb = MemTotalKb();
   MemoryStep live_only{MemoryStep::Op::kSetVirtioMemRequested, device->alias, 128 * kMiB, 0};
   const std::string before = Inactive();
   backends::Status status = backend_->ApplyMemoryStep(guest_->name(), live_only, false);
@@ -229,7 +231,9 @@ TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDef
   EXPECT_NE(Inactive().find("<requested unit='KiB'>262144</requested>"), std::string::npos)
       << Inactive();
 
-  const uint64_t before_kb = MemTotalKb();
+  ASSERT_TRUE(guest_->WaitForReport(
+      [&](const GuestReport& report) { return report.memtotal_kb == base_kb + 256 * 1024; },
+      30s));
   MemoryStep attach{MemoryStep::Op::kAttachDimm, "", 256 * kMiB, 0};
   status = backend_->ApplyMemoryStep(guest_->name(), attach, true);
   ASSERT_TRUE(status.ok()) << status.ToString();
@@ -238,7 +242,7 @@ TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDef
   ASSERT_TRUE(dimm.has_value());
   // The guest must have onlined it (movable) before it can give it back.
   ASSERT_TRUE(guest_->WaitForReport(
-      [&](const GuestReport& report) { return report.memtotal_kb == before_kb + 256 * 1024; },
+      [&](const GuestReport& report) { return report.memtotal_kb == base_kb + 512 * 1024; },
       30s));
   MemoryStep detach{MemoryStep::Op::kDetachDimm, dimm->alias, 0, 0};
   status = backend_->ApplyMemoryStep(guest_->name(), detach, true);
