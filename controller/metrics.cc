@@ -27,8 +27,8 @@ using prometheus::Histogram;
 const Histogram::BucketBoundaries kOperationBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 // A spec change to Ready spans queueing, several steps and the status write.
-const Histogram::BucketBoundaries kSyncBuckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                  5,    10,    30,   60,  120, 300, 600};
+const Histogram::BucketBoundaries kSyncBuckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,  2.5,
+                                                  5,    10,    30,   60,  120,  300, 600};
 // controller-runtime's work-queue buckets: 10 ns to 10 s, ten per decade.
 const Histogram::BucketBoundaries kQueueBuckets = {1e-8, 1e-7, 1e-6, 1e-5, 1e-4,
                                                    1e-3, 1e-2, 1e-1, 1,    10};
@@ -133,13 +133,15 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
   auto& registry = *registry_;
   vcpu_duration_ = &prometheus::BuildHistogram()
                         .Name("hotplug_vcpu_operation_duration_seconds")
-                        .Help("Time of one per-vCPU hypervisor call, by operation "
-                              "(plug|unplug|online) and result (success|failure|pending).")
+                        .Help(
+                            "Time of one per-vCPU hypervisor call, by operation "
+                            "(plug|unplug|online) and result (success|failure|pending).")
                         .Register(registry);
   memory_duration_ = &prometheus::BuildHistogram()
                           .Name("hotplug_memory_operation_duration_seconds")
-                          .Help("Time of one memory step, by operation "
-                                "(attach|detach|resize|balloon) and result.")
+                          .Help(
+                              "Time of one memory step, by operation "
+                              "(attach|detach|resize|balloon) and result.")
                           .Register(registry);
   vcpu_total_ = &prometheus::BuildCounter()
                      .Name("hotplug_vcpu_operations_total")
@@ -151,19 +153,22 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                        .Register(registry);
   failures_total_ = &prometheus::BuildCounter()
                          .Name("hotplug_operation_failures_total")
-                         .Help("Failures recorded in status.failures, by resource "
-                               "(vcpu|memory) and reason.")
+                         .Help(
+                             "Failures recorded in status.failures, by resource "
+                             "(vcpu|memory) and reason.")
                          .Register(registry);
   sync_duration_ = &prometheus::BuildHistogram()
                         .Name("hotplug_sync_duration_seconds")
-                        .Help("From the watch delivering a new generation of an ElasticVM to "
-                              "the status write saying Ready=True for it.")
+                        .Help(
+                            "From the watch delivering a new generation of an ElasticVM to "
+                            "the status write saying Ready=True for it.")
                         .Register(registry)
                         .Add({}, kSyncBuckets);
   reconcile_total_ = &prometheus::BuildCounter()
                           .Name("hotplug_reconcile_total")
-                          .Help("Reconcile passes, by result "
-                                "(success|requeue|error|deleted|skipped).")
+                          .Help(
+                              "Reconcile passes, by result "
+                              "(success|requeue|error|deleted|skipped).")
                           .Register(registry);
   reconcile_duration_ = &prometheus::BuildHistogram()
                              .Name("hotplug_reconcile_duration_seconds")
@@ -190,13 +195,15 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                  .Add({});
   elasticvms_ = &prometheus::BuildGauge()
                      .Name("hotplug_elasticvms")
-                     .Help("ElasticVMs in the cache, by condition "
-                           "(Ready|VCPUsSynced|MemorySynced) and status (True|False|Unknown).")
+                     .Help(
+                         "ElasticVMs in the cache, by condition "
+                         "(Ready|VCPUsSynced|MemorySynced) and status (True|False|Unknown).")
                      .Register(registry);
   elasticvms_ready_reason_ = &prometheus::BuildGauge()
                                   .Name("hotplug_elasticvms_ready_reason")
-                                  .Help("ElasticVMs by the reason of their Ready condition "
-                                        "(\"None\" when there is none yet).")
+                                  .Help(
+                                      "ElasticVMs by the reason of their Ready condition "
+                                      "(\"None\" when there is none yet).")
                                   .Register(registry);
   vcpu_drift_ = &prometheus::BuildGauge()
                      .Name("hotplug_vcpu_drift")
@@ -205,8 +212,9 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                      .Add({});
   informer_reconnects_ = &prometheus::BuildCounter()
                               .Name("hotplug_informer_reconnects_total")
-                              .Help("Watch streams that ended and were reopened, by reason "
-                                    "(closed|broken|gone|error|http_error).")
+                              .Help(
+                                  "Watch streams that ended and were reopened, by reason "
+                                  "(closed|broken|gone|error|http_error).")
                               .Register(registry);
   auto& lists = prometheus::BuildCounter()
                     .Name("hotplug_informer_lists_total")
@@ -229,13 +237,15 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                                  .Add({});
   informer_last_activity_ = &prometheus::BuildGauge()
                                  .Name("hotplug_informer_last_activity_timestamp_seconds")
-                                 .Help("Unix time of the informer's last LIST or watch event "
-                                       "(bookmarks included).")
+                                 .Help(
+                                     "Unix time of the informer's last LIST or watch event "
+                                     "(bookmarks included).")
                                  .Register(registry);
   rest_requests_ = &prometheus::BuildCounter()
                         .Name("rest_client_requests_total")
-                        .Help("Kubernetes API requests, by HTTP code (\"<error>\": no answer) "
-                              "and method.")
+                        .Help(
+                            "Kubernetes API requests, by HTTP code (\"<error>\": no answer) "
+                            "and method.")
                         .Register(registry);
   rest_duration_ = &prometheus::BuildHistogram()
                         .Name("rest_client_request_duration_seconds")
@@ -254,8 +264,9 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                      .Add(queue);
   queue_duration_ = &prometheus::BuildHistogram()
                          .Name("workqueue_queue_duration_seconds")
-                         .Help("How long in seconds an item stays in workqueue before being "
-                               "requested")
+                         .Help(
+                             "How long in seconds an item stays in workqueue before being "
+                             "requested")
                          .Register(registry)
                          .Add(queue, kQueueBuckets);
   work_duration_ = &prometheus::BuildHistogram()
@@ -270,14 +281,16 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                         .Add(queue);
   queue_unfinished_ = &prometheus::BuildGauge()
                            .Name("workqueue_unfinished_work_seconds")
-                           .Help("How many seconds of work has been done that is in progress "
-                                 "and hasn't been observed by work_duration.")
+                           .Help(
+                               "How many seconds of work has been done that is in progress "
+                               "and hasn't been observed by work_duration.")
                            .Register(registry)
                            .Add(queue);
   queue_longest_running_ = &prometheus::BuildGauge()
                                 .Name("workqueue_longest_running_processor_seconds")
-                                .Help("How many seconds has the longest running processor for "
-                                      "workqueue been running.")
+                                .Help(
+                                    "How many seconds has the longest running processor for "
+                                    "workqueue been running.")
                                 .Register(registry)
                                 .Add(queue);
   prometheus::BuildGauge()
@@ -348,9 +361,8 @@ bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* erro
   exposer_->RegisterCollectable(collectable_);
   std::vector<int> ports = exposer_->GetListeningPorts();
   port_ = ports.empty() ? 0 : ports.front();
-  log::Info("serving metrics", {{"address", bind_address},
-                                {"port", std::to_string(port_)},
-                                {"path", "/metrics"}});
+  log::Info("serving metrics",
+            {{"address", bind_address}, {"port", std::to_string(port_)}, {"path", "/metrics"}});
   return true;
 }
 
@@ -360,8 +372,8 @@ std::string PrometheusMetrics::Scrape() const {
   return prometheus::TextSerializer().Serialize(collectable_->Collect());
 }
 
-void PrometheusMetrics::Snapshot(const crd::ElasticVM& object,
-                                 const crd::ElasticVMStatus& status, ObjectState* state) {
+void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
+                                 ObjectState* state) {
   std::string reason;
   state->ready_status = ConditionStatus(status, reconciler::condition::kReady, &reason);
   state->ready_reason = reason;
@@ -413,8 +425,7 @@ void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
     added[{Word(failure.resource), Word(failure.reason)}]++;
   }
   for (const auto& [labels, count] : added) {
-    failures_total_->Add({{"resource", labels.first}, {"reason", labels.second}})
-        .Increment(count);
+    failures_total_->Add({{"resource", labels.first}, {"reason", labels.second}}).Increment(count);
   }
 
   std::lock_guard lock(mu_);
@@ -439,7 +450,7 @@ void PrometheusMetrics::RefreshDerivedGauges() {
       by_condition[{"Ready", state.ready_status}]++;
       by_condition[{"VCPUsSynced", state.vcpus_synced_status}]++;
       by_condition[{"MemorySynced", state.memory_synced_status}]++;
-      std::string reason = state.ready_reason.empty()           ? "None"
+      std::string reason = state.ready_reason.empty()                ? "None"
                            : kKnownReasons.count(state.ready_reason) ? state.ready_reason
                                                                      : "Other";
       by_reason[reason]++;
@@ -572,8 +583,8 @@ void PrometheusMetrics::CacheSize(size_t objects) {
 void PrometheusMetrics::Request(std::string_view verb, int http_status, double seconds) {
   const std::string method = Word(verb);
   rest_requests_
-      ->Add({{"code", http_status > 0 ? std::to_string(http_status) : "<error>"},
-             {"method", method}})
+      ->Add(
+          {{"code", http_status > 0 ? std::to_string(http_status) : "<error>"}, {"method", method}})
       .Increment();
   rest_duration_->Add({{"verb", method}}, kRestBuckets).Observe(seconds);
 }

@@ -84,8 +84,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   void Retried() override;
 
   // --- reconciler::Metrics
-  void VcpuOperation(std::string_view operation, std::string_view result,
-                     double seconds) override;
+  void VcpuOperation(std::string_view operation, std::string_view result, double seconds) override;
   void MemoryOperation(std::string_view operation, std::string_view result,
                        double seconds) override;
 

@@ -185,8 +185,7 @@ TEST_F(MetricsTest, VcpuHistogramHasBucketsFromOneMillisecondToSixtySeconds) {
   EXPECT_EQ(scrape.Get("hotplug_vcpu_operation_duration_seconds_bucket{operation=\"unplug\","
                        "result=\"pending\",le=\"5\"}"),
             1);
-  EXPECT_EQ(scrape.Get("hotplug_vcpu_operations_total{operation=\"plug\",result=\"success\"}"),
-            2);
+  EXPECT_EQ(scrape.Get("hotplug_vcpu_operations_total{operation=\"plug\",result=\"success\"}"), 2);
 }
 
 TEST_F(MetricsTest, EveryBoundedSeriesExistsAtZeroBeforeTheFirstEvent) {
@@ -209,7 +208,8 @@ TEST_F(MetricsTest, EveryBoundedSeriesExistsAtZeroBeforeTheFirstEvent) {
   EXPECT_EQ(scrape.Get("hotplug_sync_duration_seconds_count"), 0);
   EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"PartialFailure\"}"), 0);
   EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"Other\"}"), 0);
-  for (const char* reason : {"OperationInvalid", "Timeout", "GuestAgentUnavailable", "HookFailed"}) {
+  for (const char* reason :
+       {"OperationInvalid", "Timeout", "GuestAgentUnavailable", "HookFailed"}) {
     for (const char* resource : {"vcpu", "memory"}) {
       EXPECT_EQ(scrape.Get(std::string("hotplug_operation_failures_total{reason=\"") + reason +
                            "\",resource=\"" + resource + "\"}"),
@@ -333,8 +333,7 @@ TEST_F(MetricsTest, WorkQueueMetricsCarryControllerRuntimeNamesAndTheQueueName) 
   EXPECT_EQ(scrape.Get("workqueue_adds_total{name=\"elasticvm\"}"), 2);
   EXPECT_EQ(scrape.Get("workqueue_depth{name=\"elasticvm\"}"), 1);
   EXPECT_EQ(scrape.Get("workqueue_queue_duration_seconds_count{name=\"elasticvm\"}"), 2);
-  EXPECT_EQ(scrape.Get("workqueue_queue_duration_seconds_bucket{name=\"elasticvm\",le=\"1\"}"),
-            2);
+  EXPECT_EQ(scrape.Get("workqueue_queue_duration_seconds_bucket{name=\"elasticvm\",le=\"1\"}"), 2);
   EXPECT_NEAR(*scrape.Get("workqueue_unfinished_work_seconds{name=\"elasticvm\"}"), 4 + 1, 1e-6);
   EXPECT_NEAR(*scrape.Get("workqueue_longest_running_processor_seconds{name=\"elasticvm\"}"), 4,
               1e-6);
@@ -408,17 +407,15 @@ TEST_F(MetricsTest, NoSeriesCarriesAPerObjectLabel) {
   metrics_.StatusWritten(Object("web-01", 1, 4), object.status);
   metrics_.VcpuOperation("plug", "failure", 0.01);
   metrics_.Listed(1, 0.1);
-  const std::set<std::string> allowed = {"operation", "result", "le",   "name",
-                                         "condition", "status", "reason", "resource",
-                                         "type",      "version", "code",  "method",
-                                         "verb"};
+  const std::set<std::string> allowed = {"operation", "result", "le",       "name", "condition",
+                                         "status",    "reason", "resource", "type", "version",
+                                         "code",      "method", "verb"};
   const std::regex label_name(R"(([a-z_]+)=")");
   for (const auto& [series, value] : ScrapeOverHttp().samples) {
     auto name = series.substr(0, series.find('{'));
     if (name.rfind("exposer_", 0) == 0) continue;  // prometheus-cpp's own, about scrapes
     EXPECT_EQ(series.find("web-01"), std::string::npos) << series;
-    for (std::sregex_iterator it(series.begin(), series.end(), label_name), end; it != end;
-         ++it) {
+    for (std::sregex_iterator it(series.begin(), series.end(), label_name), end; it != end; ++it) {
       EXPECT_TRUE(allowed.count((*it)[1].str())) << series;
     }
     EXPECT_TRUE(name.rfind("hotplug_", 0) == 0 || name.rfind("workqueue_", 0) == 0 ||
@@ -484,8 +481,7 @@ TEST_F(MetricsTest, MeteredSourceAndWriterReportWhatPassesThrough) {
   inner.object = Object("web-01", 1, 4);
   inner.handler("default/web-01");
   EXPECT_EQ(delivered, std::vector<std::string>{"default/web-01"});
-  EXPECT_EQ(ScrapeOverHttp().Get("hotplug_elasticvms{condition=\"Ready\",status=\"Unknown\"}"),
-            1);
+  EXPECT_EQ(ScrapeOverHttp().Get("hotplug_elasticvms{condition=\"Ready\",status=\"Unknown\"}"), 1);
   clock_.Advance(2s);
   std::string error;
   inner.fail = true;
