@@ -1597,7 +1597,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         if method in ("GET", "HEAD") and self.query.get("watch") in ("1", "true", "True"):
             if name:
                 self.query["fieldSelector"] = f"metadata.name={name}"
-            self._watch(rtype, namespace if rtype.namespaced else None)
+            # A cluster-wide path reaches here with namespace "": watch every namespace.
+            self._watch(rtype, (namespace or None) if rtype.namespaced else None)
             return
         if method in ("GET", "HEAD") and name:
             self._answer_object(rtype, store.get(rtype, namespace, name))
