@@ -26,9 +26,7 @@ OpenConnection::~OpenConnection() {
   virResetLastError();  // deregistering on a dead connection fails; nobody needs to know
 }
 
-bool OpenConnection::alive() const {
-  return !closed_.load() && virConnectIsAlive(conn_) == 1;
-}
+bool OpenConnection::alive() const { return !closed_.load() && virConnectIsAlive(conn_) == 1; }
 
 void OpenConnection::OnClosed(virConnectPtr /*conn*/, int /*reason*/, void* opaque) {
   static_cast<OpenConnection*>(opaque)->closed_.store(true);
@@ -51,8 +49,8 @@ Result<ConnectionRef> Connection::Get() {
         std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now).count();
     return Status::Error(ErrorCode::kHypervisorUnavailable,
                          "not connected to " + options_.uri + ", next attempt in " +
-                             std::to_string(wait_ms) + " ms; last error: " +
-                             last_open_error_.message(),
+                             std::to_string(wait_ms) +
+                             " ms; last error: " + last_open_error_.message(),
                          last_open_error_.native_code());
   }
   virConnectPtr conn = virConnectOpen(options_.uri.c_str());
@@ -66,8 +64,7 @@ Result<ConnectionRef> Connection::Get() {
     return last_open_error_;
   }
   auto opened = std::make_shared<OpenConnection>(conn);
-  if (virConnectSetKeepAlive(conn, options_.keepalive_interval_s, options_.keepalive_count) <
-      0) {
+  if (virConnectSetKeepAlive(conn, options_.keepalive_interval_s, options_.keepalive_count) < 0) {
     virResetLastError();  // works without keepalive too; a dead peer is then seen on EOF
   }
   if (on_open_) on_open_(*opened);

@@ -47,7 +47,7 @@ class OpenConnection {
 
   virConnectPtr conn_;
   bool close_callback_registered_ = false;
-  std::atomic<bool> closed_{false};  // written by libvirt's event-loop thread
+  std::atomic<bool> closed_{false};      // written by libvirt's event-loop thread
   std::vector<int> event_callback_ids_;  // written only before the connection is shared
 };
 

@@ -34,8 +34,7 @@ void OnMemorySizeChange(virConnectPtr, virDomainPtr domain, const char*, unsigne
   Notify(domain, opaque);
 }
 
-void OnJobCompleted(virConnectPtr, virDomainPtr domain, virTypedParameterPtr, int,
-                    void* opaque) {
+void OnJobCompleted(virConnectPtr, virDomainPtr domain, virTypedParameterPtr, int, void* opaque) {
   Notify(domain, opaque);
 }
 
@@ -65,16 +64,16 @@ void DomainEvents::RegisterOn(const std::shared_ptr<DomainEvents>& events,
       {VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, VIR_DOMAIN_EVENT_CALLBACK(OnDevice),
        "device-removal-failed"},
       {VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, VIR_DOMAIN_EVENT_CALLBACK(OnDevice), "device-added"},
-      {VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE,
-       VIR_DOMAIN_EVENT_CALLBACK(OnMemorySizeChange), "memory-device-size-change"},
+      {VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(OnMemorySizeChange),
+       "memory-device-size-change"},
       {VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, VIR_DOMAIN_EVENT_CALLBACK(OnJobCompleted),
        "job-completed"},
   };
   for (const Registration& registration : registrations) {
     auto* reference = new EventsRef(events);
-    const int id = virConnectDomainEventRegisterAny(connection.get(), nullptr,
-                                                    registration.event_id, registration.callback,
-                                                    reference, FreeReference);
+    const int id =
+        virConnectDomainEventRegisterAny(connection.get(), nullptr, registration.event_id,
+                                         registration.callback, reference, FreeReference);
     if (id < 0) {
       // Not deleted: whether libvirt already called FreeReference on this path differs
       // between versions, and a leaked pointer is cheaper than a double free.

@@ -22,8 +22,7 @@ class DomainEvents {
 
   // Registers the callbacks on `connection` (all domains); each keeps `events` alive until
   // libvirt lets go of it.
-  static void RegisterOn(const std::shared_ptr<DomainEvents>& events,
-                         OpenConnection& connection);
+  static void RegisterOn(const std::shared_ptr<DomainEvents>& events, OpenConnection& connection);
 
  private:
   std::mutex mutex_;

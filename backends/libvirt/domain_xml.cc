@@ -124,7 +124,8 @@ std::vector<VcpuInfo> ImpliedVcpuMap(unsigned maximum, unsigned current) {
 
 Result<std::string> MemoryDeviceXml(std::string_view domain_xml, const std::string& alias) {
   if (!ValidAlias(alias)) {
-    return Status::Error(ErrorCode::kOperationInvalid, "invalid memory device alias '" + alias + "'");
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "invalid memory device alias '" + alias + "'");
   }
   auto document = ParseXml(domain_xml, "the domain XML");
   if (!document.ok()) return document.status();
@@ -138,9 +139,9 @@ Result<std::string> MemoryDeviceXml(std::string_view domain_xml, const std::stri
 
 Result<std::string> WithRequestedSize(std::string_view device_xml, uint64_t requested_bytes) {
   if (requested_bytes % 1024 != 0) {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "virtio-mem requested size " + std::to_string(requested_bytes) +
-                             " bytes is not a whole number of KiB");
+    return Status::Error(ErrorCode::kOperationInvalid, "virtio-mem requested size " +
+                                                           std::to_string(requested_bytes) +
+                                                           " bytes is not a whole number of KiB");
   }
   auto document = ParseXml(device_xml, "the memory device XML");
   if (!document.ok()) return document.status();
@@ -176,7 +177,8 @@ Result<std::string> VirtioMemRequestXml(std::string_view domain_xml, const std::
 Result<std::string> InactiveMemoryDeviceXml(std::string_view inactive_xml,
                                             std::string_view live_xml, const std::string& alias) {
   if (!ValidAlias(alias)) {
-    return Status::Error(ErrorCode::kOperationInvalid, "invalid memory device alias '" + alias + "'");
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "invalid memory device alias '" + alias + "'");
   }
   auto live = ParseXml(live_xml, "the live domain XML");
   if (!live.ok()) return live.status();

@@ -65,8 +65,8 @@ Status StatusFromLastError(std::string_view what) {
                          std::string(what) + ": failed without a libvirt error");
   }
   const std::string message = error->message != nullptr ? error->message : "no message";
-  return Status::Error(MapLibvirtError(error->code, message),
-                       std::string(what) + ": " + message, error->code);
+  return Status::Error(MapLibvirtError(error->code, message), std::string(what) + ": " + message,
+                       error->code);
 }
 
 bool IsConnectionLost(ErrorCode code) { return code == ErrorCode::kHypervisorUnavailable; }

@@ -13,8 +13,8 @@
 namespace hotplug::backends::libvirt {
 namespace {
 
-std::mutex acquire_mutex;                // guards current_loop
-std::weak_ptr<EventLoop> current_loop;   // the running loop, if anyone holds it
+std::mutex acquire_mutex;               // guards current_loop
+std::weak_ptr<EventLoop> current_loop;  // the running loop, if anyone holds it
 // Held by the thread running the loop: a loop started while the previous one is still
 // stopping waits here, so two threads never run libvirt's loop at once.
 std::mutex run_mutex;

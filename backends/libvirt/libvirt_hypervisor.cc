@@ -53,24 +53,24 @@ DomainState MapState(int state) {
 std::string StateReason(int state, int reason) {
   switch (state) {
     case VIR_DOMAIN_RUNNING: {
-      static const char* const kReasons[] = {"unknown",  "booted",   "migrated",
-                                             "restored", "from snapshot", "unpaused",
-                                             "migration canceled", "save canceled", "wakeup",
-                                             "crashed", "post-copy", "post-copy failed"};
+      static const char* const kReasons[] = {
+          "unknown",       "booted",   "migrated",           "restored",
+          "from snapshot", "unpaused", "migration canceled", "save canceled",
+          "wakeup",        "crashed",  "post-copy",          "post-copy failed"};
       if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
       break;
     }
     case VIR_DOMAIN_PAUSED: {
       static const char* const kReasons[] = {
-          "unknown",       "user",     "migrating",      "saving",   "dumping",
-          "ioerror",       "watchdog", "from snapshot",  "shutting down", "snapshot",
-          "crashed",       "starting up", "post-copy",   "post-copy failed", "api error"};
+          "unknown", "user",        "migrating",     "saving",           "dumping",
+          "ioerror", "watchdog",    "from snapshot", "shutting down",    "snapshot",
+          "crashed", "starting up", "post-copy",     "post-copy failed", "api error"};
       if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
       break;
     }
     case VIR_DOMAIN_SHUTOFF: {
-      static const char* const kReasons[] = {"unknown", "shutdown",  "destroyed",
-                                             "crashed", "migrated",  "saved",
+      static const char* const kReasons[] = {"unknown", "shutdown",      "destroyed",
+                                             "crashed", "migrated",      "saved",
                                              "failed",  "from snapshot", "daemon"};
       if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
       break;
@@ -119,8 +119,9 @@ std::optional<std::vector<unsigned>> ParseCpuList(const std::string& text) {
     const size_t dash = item.find('-');
     try {
       const unsigned first = static_cast<unsigned>(std::stoul(item.substr(0, dash)));
-      const unsigned last =
-          dash == std::string::npos ? first : static_cast<unsigned>(std::stoul(item.substr(dash + 1)));
+      const unsigned last = dash == std::string::npos
+                                ? first
+                                : static_cast<unsigned>(std::stoul(item.substr(dash + 1)));
       if (last < first || last - first > 4096) return std::nullopt;
       for (unsigned cpu = first; cpu <= last; ++cpu) cpus.push_back(cpu);
     } catch (const std::exception&) {
@@ -233,8 +234,8 @@ struct LibvirtHypervisor::Impl {
   Result<std::set<unsigned>> ReadQemuVcpus(Session& session) {
     char* reply = nullptr;
     if (virDomainQemuMonitorCommand(session.domain.get(), kQueryCpusFast, &reply, 0) < 0) {
-      return Fail(session.conn, "virDomainQemuMonitorCommand(" + session.name +
-                                    ", query-cpus-fast)");
+      return Fail(session.conn,
+                  "virDomainQemuMonitorCommand(" + session.name + ", query-cpus-fast)");
     }
     return ParseQueryCpusFast(TakeString(reply));
   }
@@ -242,8 +243,8 @@ struct LibvirtHypervisor::Impl {
   JobKind ActiveJob(Session& session) {
     int type = VIR_DOMAIN_JOB_NONE;
     TypedParams params;
-    if (virDomainGetJobStats(session.domain.get(), &type, params.out_params(),
-                             params.out_count(), 0) < 0) {
+    if (virDomainGetJobStats(session.domain.get(), &type, params.out_params(), params.out_count(),
+                             0) < 0) {
       virResetLastError();
       virDomainJobInfo info{};
       if (virDomainGetJobInfo(session.domain.get(), &info) < 0) {
@@ -254,8 +255,8 @@ struct LibvirtHypervisor::Impl {
     }
     if (type == VIR_DOMAIN_JOB_NONE) return JobKind::kNone;
     int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
-    if (virTypedParamsGetInt(params.get(), params.count(), VIR_DOMAIN_JOB_OPERATION,
-                             &operation) <= 0) {
+    if (virTypedParamsGetInt(params.get(), params.count(), VIR_DOMAIN_JOB_OPERATION, &operation) <=
+        0) {
       virResetLastError();
       return JobKind::kOther;
     }
@@ -305,7 +306,9 @@ LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
 
 LibvirtHypervisor::~LibvirtHypervisor() = default;
 
-void LibvirtHypervisor::SetEventSink(DomainEventSink sink) { impl_->events->SetSink(std::move(sink)); }
+void LibvirtHypervisor::SetEventSink(DomainEventSink sink) {
+  impl_->events->SetSink(std::move(sink));
+}
 
 Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) {
   auto opened = impl_->Open(domain);
@@ -349,8 +352,8 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
     observation.vcpus = ImpliedVcpuMap(parsed.maximum_vcpus, current);
   }
   const int host_max = virConnectGetMaxVcpus(
-      session.conn->get(), parsed.tcg || parsed.domain_type.empty() ? "qemu"
-                                                                    : parsed.domain_type.c_str());
+      session.conn->get(),
+      parsed.tcg || parsed.domain_type.empty() ? "qemu" : parsed.domain_type.c_str());
   if (host_max < 0) virResetLastError();
   observation.host_max_vcpus = host_max > 0 ? static_cast<unsigned>(host_max) : 0;
 
@@ -490,11 +493,10 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
     inactive_device = twin.value();
   }
   auto config_failed = [&](const char* call) {
-    Status status = impl_->Fail(session.conn, std::string(call) + "(" + domain + ", " +
-                                                  step.alias + ", persistent definition)");
+    Status status = impl_->Fail(session.conn, std::string(call) + "(" + domain + ", " + step.alias +
+                                                  ", persistent definition)");
     return Status::Error(status.code(),
-                         "the live change was made, the persistent one failed: " +
-                             status.message(),
+                         "the live change was made, the persistent one failed: " + status.message(),
                          status.native_code());
   };
 
@@ -508,12 +510,11 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
       persistent_device = updated.value();
     }
     if (virDomainUpdateDeviceFlags(dom, device.value().c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0) {
-      return impl_->Fail(session.conn, "virDomainUpdateDeviceFlags(" + domain + ", " +
-                                           step.alias + " requested=" +
-                                           std::to_string(step.bytes) + " bytes)");
+      return impl_->Fail(session.conn, "virDomainUpdateDeviceFlags(" + domain + ", " + step.alias +
+                                           " requested=" + std::to_string(step.bytes) + " bytes)");
     }
-    if (also_config && virDomainUpdateDeviceFlags(dom, persistent_device.c_str(),
-                                                  VIR_DOMAIN_AFFECT_CONFIG) < 0) {
+    if (also_config &&
+        virDomainUpdateDeviceFlags(dom, persistent_device.c_str(), VIR_DOMAIN_AFFECT_CONFIG) < 0) {
       return config_failed("virDomainUpdateDeviceFlags");
     }
     return Status::Ok();
@@ -550,7 +551,8 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
     auto device = MemoryDeviceXml(live_xml.value(), step.alias);
     if (!device.ok()) return device.status();
     if (virDomainDetachDeviceFlags(dom, device.value().c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0) {
-      return impl_->Fail(session.conn, "virDomainDetachDeviceFlags(" + domain + ", " + step.alias + ")");
+      return impl_->Fail(session.conn,
+                         "virDomainDetachDeviceFlags(" + domain + ", " + step.alias + ")");
     }
     // libvirt returns 0 also when the guest has not answered within its wait: look again,
     // and leave the persistent definition alone until the live device is really gone.
@@ -560,15 +562,15 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
                            "detach of " + step.alias + " from '" + domain +
                                "' requested; the guest has not released it yet");
     }
-    if (also_config && virDomainDetachDeviceFlags(dom, inactive_device.c_str(),
-                                                  VIR_DOMAIN_AFFECT_CONFIG) < 0) {
+    if (also_config &&
+        virDomainDetachDeviceFlags(dom, inactive_device.c_str(), VIR_DOMAIN_AFFECT_CONFIG) < 0) {
       return config_failed("virDomainDetachDeviceFlags");
     }
     return Status::Ok();
   }
-  return Status::Error(ErrorCode::kUnsupported,
-                       std::string("memory step ") + MemoryStepOpName(step.op) +
-                           " is not supported by the libvirt backend");
+  return Status::Error(ErrorCode::kUnsupported, std::string("memory step ") +
+                                                    MemoryStepOpName(step.op) +
+                                                    " is not supported by the libvirt backend");
 }
 
 Result<std::set<unsigned>> LibvirtHypervisor::UnpluggedVcpus(const std::string& domain) {

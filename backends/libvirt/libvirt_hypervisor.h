@@ -52,8 +52,7 @@ class LibvirtHypervisor final : public Hypervisor {
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
   // DIMM attach/detach on a TCG domain after a vCPU unplug in the same QEMU process is
   // refused (kUnsupported): QEMU 7.2 corrupted its heap and died on it on this machine.
-  Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
-                         bool persist) override;
+  Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
   void SetEventSink(DomainEventSink sink) override;
 
   // The vCPUs recorded as unplugged in the domain's current QEMU process (TCG only).

@@ -56,9 +56,8 @@ std::optional<std::string> XPathText(const XmlDocument& document, const char* ex
                                      xmlNodePtr node) {
   document.xpath->node = node != nullptr ? node : xmlDocGetRootElement(document.doc.get());
   std::string wrapped = std::string("string(") + expr + ")";
-  XPathObject result(
-      xmlXPathEvalExpression(reinterpret_cast<const xmlChar*>(wrapped.c_str()),
-                             document.xpath.get()));
+  XPathObject result(xmlXPathEvalExpression(reinterpret_cast<const xmlChar*>(wrapped.c_str()),
+                                            document.xpath.get()));
   if (!result || result->type != XPATH_STRING || result->stringval == nullptr ||
       result->stringval[0] == '\0') {
     return std::nullopt;
@@ -66,8 +65,7 @@ std::optional<std::string> XPathText(const XmlDocument& document, const char* ex
   return std::string(reinterpret_cast<const char*>(result->stringval));
 }
 
-std::vector<xmlNodePtr> XPathNodes(const XmlDocument& document, const char* expr,
-                                   xmlNodePtr node) {
+std::vector<xmlNodePtr> XPathNodes(const XmlDocument& document, const char* expr, xmlNodePtr node) {
   document.xpath->node = node != nullptr ? node : xmlDocGetRootElement(document.doc.get());
   XPathObject result(
       xmlXPathEvalExpression(reinterpret_cast<const xmlChar*>(expr), document.xpath.get()));
@@ -86,8 +84,7 @@ std::optional<uint64_t> XPathUnsigned(const XmlDocument& document, const char* e
   return ParseUnsigned(*text);
 }
 
-std::optional<uint64_t> XPathBytes(const XmlDocument& document, const char* expr,
-                                   xmlNodePtr node) {
+std::optional<uint64_t> XPathBytes(const XmlDocument& document, const char* expr, xmlNodePtr node) {
   auto value = XPathUnsigned(document, expr, node);
   if (!value) return std::nullopt;
   const std::string unit_expr = std::string(expr) + "/@unit";

@@ -32,8 +32,8 @@ using Clock = std::chrono::steady_clock;
 double Percentile(std::vector<double> values, double percentile) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1,
-                                static_cast<size_t>(percentile / 100.0 * values.size()));
+  const size_t index =
+      std::min(values.size() - 1, static_cast<size_t>(percentile / 100.0 * values.size()));
   return values[index];
 }
 
@@ -88,10 +88,11 @@ int main(int argc, char** argv) {
     std::string error;
     const std::string name =
         "hotplug-bench-" + std::to_string(getpid()) + "-" + std::to_string(guest_index++);
-    std::unique_ptr<Guest> guest = Guest::Boot(
-        name, {"--max-vcpus", std::to_string(max_vcpus), "--vcpus", "1", "--virtio-mem-mib", "0",
-               "--memory-mib", "512"},
-        &error);
+    std::unique_ptr<Guest> guest =
+        Guest::Boot(name,
+                    {"--max-vcpus", std::to_string(max_vcpus), "--vcpus", "1", "--virtio-mem-mib",
+                     "0", "--memory-mib", "512"},
+                    &error);
     if (!guest) {
       std::fprintf(stderr, "%s\n", error.c_str());
       return 1;
@@ -137,10 +138,10 @@ int main(int argc, char** argv) {
               Percentile(backend_ms, 99));
   std::printf("  bare virDomainSetVcpu p50 %8.3f ms  p99 %8.3f ms\n", bare_p50,
               Percentile(bare_ms, 99));
-  std::printf("  ratio backend/bare    p50 %8.3f      p99 %8.3f\n",
-              bare_p50 > 0 ? backend_p50 / bare_p50 : 0,
-              Percentile(bare_ms, 99) > 0 ? Percentile(backend_ms, 99) / Percentile(bare_ms, 99)
-                                          : 0);
+  std::printf(
+      "  ratio backend/bare    p50 %8.3f      p99 %8.3f\n",
+      bare_p50 > 0 ? backend_p50 / bare_p50 : 0,
+      Percentile(bare_ms, 99) > 0 ? Percentile(backend_ms, 99) / Percentile(bare_ms, 99) : 0);
   std::printf("  plug -> guest online  p50 %8.3f s   p99 %8.3f s   (n=%zu)\n",
               Percentile(online_s, 50), Percentile(online_s, 99), online_s.size());
   return 0;

@@ -7,8 +7,8 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
-#include <string_view>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 namespace hotplug::e2e {
@@ -106,8 +106,8 @@ unsigned CountCpuList(const std::string& list) {
   return count;
 }
 
-std::unique_ptr<Guest> Guest::Boot(const std::string& name,
-                                   const std::vector<std::string>& options, std::string* error) {
+std::unique_ptr<Guest> Guest::Boot(const std::string& name, const std::vector<std::string>& options,
+                                   std::string* error) {
   std::vector<std::string> args = {"boot", name};
   args.insert(args.end(), options.begin(), options.end());
   CommandResult booted = RunGuestScript(args);

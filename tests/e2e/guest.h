@@ -33,9 +33,9 @@ unsigned CountCpuList(const std::string& list);
 
 // What the guest last printed on its serial console.
 struct GuestReport {
-  std::string cpus;           // the guest's /sys/devices/system/cpu/online
-  unsigned online_cpus = 0;   // how many that is
-  uint64_t memtotal_kb = 0;   // MemTotal from /proc/meminfo
+  std::string cpus;          // the guest's /sys/devices/system/cpu/online
+  unsigned online_cpus = 0;  // how many that is
+  uint64_t memtotal_kb = 0;  // MemTotal from /proc/meminfo
 };
 
 // The report in one serial-console line, nullopt when the line is not a report.

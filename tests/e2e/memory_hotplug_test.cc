@@ -28,11 +28,11 @@ class MemoryGuestE2E : public ::testing::Test {
  protected:
   static std::unique_ptr<Guest> BootGuest(const std::string& suffix, const char* online_mode,
                                           std::string* error) {
-    return Guest::Boot(UniqueDomainName(suffix),
-                       {"--max-vcpus", "2", "--vcpus", "1", "--memory-mib", "512",
-                        "--max-memory-mib", "4096", "--slots", "8", "--virtio-mem-mib", "1024",
-                        "--online-mode", online_mode},
-                       error);
+    return Guest::Boot(
+        UniqueDomainName(suffix),
+        {"--max-vcpus", "2", "--vcpus", "1", "--memory-mib", "512", "--max-memory-mib", "4096",
+         "--slots", "8", "--virtio-mem-mib", "1024", "--online-mode", online_mode},
+        error);
   }
 
   void StartWith(Guest* guest, const std::string& boot_error) {
@@ -65,8 +65,7 @@ class MemoryGuestE2E : public ::testing::Test {
     EXPECT_TRUE(seen.has_value()) << label << ": guest MemTotal stayed at " << MemTotalKb()
                                   << " kB, expected " << expect_kb;
     Measure(std::string(label) + "_call_ms", call_ms, "ms");
-    Measure(std::string(label) + "_to_guest_s", (MillisecondsSince(start) - call_ms) / 1000.0,
-            "s");
+    Measure(std::string(label) + "_to_guest_s", (MillisecondsSince(start) - call_ms) / 1000.0, "s");
     return status;
   }
 
@@ -115,8 +114,8 @@ TEST_F(MemoryHotplugE2E, VirtioMemGrowsAndShrinksGuestMemory) {
   EXPECT_TRUE(PollUntil([&] { return events_.load() > 0; }, 10s))
       << "no MEMORY_DEVICE_SIZE_CHANGE event reached the sink";
 
-  MemoryStep shrink{MemoryStep::Op::kSetVirtioMemRequested, device->alias,
-                    device->requested_bytes, 0};
+  MemoryStep shrink{MemoryStep::Op::kSetVirtioMemRequested, device->alias, device->requested_bytes,
+                    0};
   status = ApplyAndWait(shrink, before_kb, "virtio_mem_shrink");
   EXPECT_TRUE(status.ok()) << status.ToString();
 }
@@ -131,7 +130,8 @@ TEST_F(MemoryHotplugE2E, DimmAttachGrowsAndMovableDetachShrinksGuestMemory) {
   DomainObservation after = ObserveOk();
   std::optional<MemoryDevice> dimm;
   for (const MemoryDevice& device : after.memory.devices) {
-    if (device.model == MemoryMethod::kDimm && !FindDevice(before, MemoryMethod::kDimm, device.alias)) {
+    if (device.model == MemoryMethod::kDimm &&
+        !FindDevice(before, MemoryMethod::kDimm, device.alias)) {
       dimm = device;
     }
   }
@@ -192,10 +192,10 @@ class PersistentMemoryE2E : public MemoryGuestE2E {
  protected:
   void SetUp() override {
     if (!SkipReason().empty()) GTEST_SKIP() << SkipReason();
-    owned_ = Guest::Boot(UniqueDomainName("mempersist"),
-                         {"--max-vcpus", "2", "--vcpus", "1", "--virtio-mem-mib", "1024",
-                          "--persistent"},
-                         &boot_error_);
+    owned_ = Guest::Boot(
+        UniqueDomainName("mempersist"),
+        {"--max-vcpus", "2", "--vcpus", "1", "--virtio-mem-mib", "1024", "--persistent"},
+        &boot_error_);
     StartWith(owned_.get(), boot_error_);
   }
   void TearDown() override {
@@ -232,8 +232,7 @@ TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDef
       << Inactive();
 
   ASSERT_TRUE(guest_->WaitForReport(
-      [&](const GuestReport& report) { return report.memtotal_kb == base_kb + 256 * 1024; },
-      30s));
+      [&](const GuestReport& report) { return report.memtotal_kb == base_kb + 256 * 1024; }, 30s));
   MemoryStep attach{MemoryStep::Op::kAttachDimm, "", 256 * kMiB, 0};
   status = backend_->ApplyMemoryStep(guest_->name(), attach, true);
   ASSERT_TRUE(status.ok()) << status.ToString();
@@ -242,8 +241,7 @@ TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDef
   ASSERT_TRUE(dimm.has_value());
   // The guest must have onlined it (movable) before it can give it back.
   ASSERT_TRUE(guest_->WaitForReport(
-      [&](const GuestReport& report) { return report.memtotal_kb == base_kb + 512 * 1024; },
-      30s));
+      [&](const GuestReport& report) { return report.memtotal_kb == base_kb + 512 * 1024; }, 30s));
   MemoryStep detach{MemoryStep::Op::kDetachDimm, dimm->alias, 0, 0};
   status = backend_->ApplyMemoryStep(guest_->name(), detach, true);
   EXPECT_TRUE(status.ok()) << status.ToString();

@@ -76,8 +76,8 @@ TEST_F(ReconcilerE2E, PlugsOneToThreeVcpusAndTheGuestOnlinesThem) {
   object_.metadata.generation = 2;
   reconciler::Result result = reconciler_.Reconcile(object_);
   object_.status = result.status;
-  const crd::Condition* after = crd::FindCondition(object_.status,
-                                                   reconciler::condition::kVcpusSynced);
+  const crd::Condition* after =
+      crd::FindCondition(object_.status, reconciler::condition::kVcpusSynced);
   ASSERT_NE(after, nullptr);
   std::printf("after unplug: VCPUsSynced=%s reason=%s message=%s\n", after->status.c_str(),
               after->reason.c_str(), after->message.c_str());

@@ -179,8 +179,7 @@ TEST_F(VcpuHotplugE2E, PersistTrueWritesTheInactiveDefinition) {
   const unsigned online = guest_->LatestReport()->online_cpus;
   const unsigned id = PlugFresh(online + 1, /*persist=*/true);
   const std::string inactive = Virsh({"dumpxml", "--inactive", domain()}).output;
-  EXPECT_NE(inactive.find("<vcpu id='" + std::to_string(id) + "' enabled='yes'"),
-            std::string::npos)
+  EXPECT_NE(inactive.find("<vcpu id='" + std::to_string(id) + "' enabled='yes'"), std::string::npos)
       << inactive;
 }
 
@@ -248,8 +247,8 @@ TEST_F(VcpuHotplugE2E, UnplugUnderTcgTimesOutButQemuTellsTheTruth) {
       << "QEMU still lists the unplugged vCPUs";
   for (unsigned id : {first, second}) {
     // libvirt's view is stale (design §4): it still says enabled; QEMU says gone.
-    std::printf("vCPU %u after unplug: libvirt enabled=%d, QEMU present=%d, replug_unsafe=%d\n",
-                id, observation.vcpus[id].enabled, *observation.vcpus[id].present_in_qemu,
+    std::printf("vCPU %u after unplug: libvirt enabled=%d, QEMU present=%d, replug_unsafe=%d\n", id,
+                observation.vcpus[id].enabled, *observation.vcpus[id].present_in_qemu,
                 observation.vcpus[id].replug_unsafe);
     EXPECT_TRUE(observation.vcpus[id].replug_unsafe);
   }
@@ -258,7 +257,6 @@ TEST_F(VcpuHotplugE2E, UnplugUnderTcgTimesOutButQemuTellsTheTruth) {
   EXPECT_TRUE(recorded.value().count(first) && recorded.value().count(second));
   EXPECT_EQ(DomainStateOf(domain()), "running");
 }
-
 
 TEST_F(VcpuHotplugE2E, ReplugOfAnUnpluggedVcpuIsRefusedAndTheVmStaysAlive) {
   auto recorded = backend_->UnpluggedVcpus(domain());
@@ -295,7 +293,6 @@ TEST_F(VcpuHotplugE2E, ReplugOfAnUnpluggedVcpuIsRefusedAndTheVmStaysAlive) {
   }
   EXPECT_EQ(DomainStateOf(domain()), "running");
 }
-
 
 }  // namespace
 }  // namespace hotplug::e2e
