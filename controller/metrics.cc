@@ -325,6 +325,9 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
     }
     failures_total_->Add({{"resource", resource}, {"reason", reconciler::reason::kHookFailed}});
   }
+  for (const char* why : {"closed", "broken", "gone", "error", "http_error"}) {
+    informer_reconnects_->Add({{"reason", why}});
+  }
   for (const char* result : {"success", "requeue", "error", "deleted", "skipped"}) {
     reconcile_total_->Add({{"result", result}});
   }

@@ -384,6 +384,7 @@ TEST_F(MetricsTest, InformerCountsReconnectsAndRelistsButNotTheFirstList) {
   EXPECT_EQ(scrape.Get("hotplug_informer_relists_total"), 1);
   EXPECT_EQ(scrape.Get("hotplug_informer_reconnects_total{reason=\"closed\"}"), 1);
   EXPECT_EQ(scrape.Get("hotplug_informer_reconnects_total{reason=\"gone\"}"), 1);
+  EXPECT_EQ(scrape.Get("hotplug_informer_reconnects_total{reason=\"http_error\"}"), 0);
   EXPECT_EQ(scrape.Get("hotplug_informer_watch_events_total{type=\"BOOKMARK\"}"), 1);
   EXPECT_EQ(scrape.Get("hotplug_informer_cache_objects"), 12);
   auto unix_now = std::chrono::duration<double>(clock_.Now().time_since_epoch()).count();
