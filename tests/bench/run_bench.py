@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""Runs the benchmarks of tests/bench/ (built in --build-dir), starts the API servers they
+need, collects their RESULT lines and writes BENCHMARKS.md. scripts/bench builds and calls
+it; ctest calls it with --smoke --only NAME --no-report (label `bench`).
+
+    run_bench.py --build-dir DIR [--smoke] [--only throughput,memory,...] [--out FILE]
+                 [--no-report] [--command "what the user ran"]
+
+Benchmarks: throughput, memory, apply_latency, restart, libvirt (needs root + libvirtd),
+virsh (needs root + libvirtd), profile (perf, on the throughput bench).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "apiserver"))
+from launch import ApiServerProcess  # noqa: E402
+from kubeconfig import write_kubeconfig  # noqa: E402
+
+ALL = ["throughput", "memory", "apply_latency", "restart", "libvirt", "virsh", "profile"]
+CRD = os.path.join(ROOT, "crd", "hotplug.dev_elasticvms.yaml")
+
+
+def load_average():
+    with open("/proc/loadavg") as handle:
+        return " ".join(handle.read().split()[:3])
+
+
+def run(command, log, timeout, env=None):
+    """Runs a benchmark, echoing its stdout; returns (exit code, RESULT objects)."""
+    print("$ " + " ".join(command), flush=True)
+    results = []
+    with open(log, "ab") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env=env)
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            for line in process.stdout:
+                if line.startswith("RESULT "):
+                    results.append(json.loads(line[len("RESULT "):]))
+                else:
+                    print(line, end="", flush=True)
+            code = process.wait()
+        finally:
+            timer.cancel()
+    if code != 0:
+        print(f"(exit {code}; stderr in {log})", flush=True)
+    return code, results
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SyntheticServer:
+    """tests/bench/synthetic_apiserver.py, started on port 0."""
+
+    def __enter__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "synthetic_apiserver.py"), "--port", "0"],
+            stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if not line.startswith("LISTENING "):
+            self.process.kill()
+            raise RuntimeError("synthetic_apiserver.py did not start")
+        self.url = "http://127.0.0.1:" + line.split()[1]
+        return self
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --- one function per benchmark: returns {"results": [...], "command": ..., "note": ...} ---
+
+def bench_throughput(ctx):
+    args = (["--objects", "100", "--rounds", "1", "--slow-objects", "16", "--slow-workers",
+             "1,4"] if ctx.smoke else
+            ["--objects", "2000", "--rounds", "5", "--slow-objects", "256",
+             "--slow-latency-ms", "50", "--slow-workers", "1,2,4,8,16,32,64"])
+    command = [ctx.binary("tests/bench/throughput_bench")] + args
+    code, results = run(command, ctx.log("throughput"), 600)
+    return {"code": code, "results": results, "command": command}
+
+
+def bench_memory(ctx):
+    sizes = "0,100,1000" if ctx.smoke else "0,1000,10000,100000"
+    with SyntheticServer() as server:
+        command = [ctx.binary("tests/bench/memory_bench"), "--server", server.url,
+                   "--sizes", sizes]
+        code, results = run(command, ctx.log("memory"), 1200)
+    return {"code": code, "results": results, "command": command}
+
+
+def bench_apply_latency(ctx):
+    args = (["--objects", "200", "--rate", "10", "--seconds", "3"] if ctx.smoke else
+            ["--objects", "10000", "--rate", "20", "--seconds", "60"])
+    args += ["--workers", "2", "--observe-ms", "1", "--set-vcpu-ms", "15"]
+    server_args = ["--crd", CRD] if shutil.which("kubectl") else []
+    with ApiServerProcess(extra_args=server_args, start_timeout_s=60) as api:
+        command = [ctx.binary("tests/bench/apply_latency_bench"), "--server", api.url] + args
+        code, results = run(command, ctx.log("apply_latency"), 1800)
+    note = ("test API server with the CRD's schema validation" if server_args else
+            "test API server WITHOUT schema validation (no kubectl to convert the CRD)")
+    return {"code": code, "results": results, "command": command, "note": note}
+
+
+def scrape(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            return answer.read().decode()
+    except OSError:
+        return None
+
+
+def metric_sum(text, name):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def create_objects(api, namespace, count, threads=8):
+    """POSTs vm-0 .. vm-<count-1> (1 vCPU) into `namespace` with a few threads."""
+    def worker(start):
+        for i in range(start, count, threads):
+            body = json.dumps({"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+                               "metadata": {"name": f"vm-{i}", "namespace": namespace},
+                               "spec": {"cpu": {"vcpus": 1}}}).encode()
+            request = urllib.request.Request(
+                f"{api.url}/apis/hotplug.dev/v1alpha1/namespaces/{namespace}/elasticvms",
+                data=body, method="POST", headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answer.read()
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def operator_run(ctx, kubeconfig, count, log_name, stop_when):
+    """Starts hotplug-operator on the fake hypervisor, polls its /metrics every 10 ms until
+    stop_when(metrics text) or 600 s; returns (seconds from spawn to that moment, or None)."""
+    port = free_port()
+    command = [ctx.binary("hotplug-operator"), "--hypervisor=fake", f"--fake-domains={count}",
+               f"--kubeconfig={kubeconfig}", "--namespace=restart", "--workers=2",
+               f"--metrics-bind-address=127.0.0.1:{port}", "--health-probe-bind-address=0"]
+    with open(ctx.log(log_name), "ab") as stderr:
+        start = time.monotonic()
+        process = subprocess.Popen(command, stdout=stderr, stderr=stderr)
+        reached = None
+        try:
+            while time.monotonic() - start < 600 and process.poll() is None:
+                text = scrape(port)
+                if text is not None and stop_when(text):
+                    reached = time.monotonic() - start
+                    break
+                time.sleep(0.01)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return command, reached
+
+
+def bench_restart(ctx):
+    count = 300 if ctx.smoke else 10000
+    runs = 1 if ctx.smoke else 3
+    results = []
+    server_args = ["--namespace", "restart"] + (["--crd", CRD] if shutil.which("kubectl") else [])
+    with ApiServerProcess(extra_args=server_args, start_timeout_s=60) as api, \
+            tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = write_kubeconfig(os.path.join(tmp, "kubeconfig"), api.port,
+                                      namespace="restart")
+        created = time.monotonic()
+        create_objects(api, "restart", count)
+        print(f"restart: {count} ElasticVMs created in {time.monotonic() - created:.1f} s",
+              flush=True)
+
+        # First run: every object gets its status, as a long-running operator leaves them.
+        def converged(text):
+            return (metric_sum(text, "hotplug_status_writes_total") >= count and
+                    metric_sum(text, "workqueue_depth") == 0)
+        _, prime = operator_run(ctx, kubeconfig, count, "restart", converged)
+        print(f"restart: first start converged {count} objects in "
+              f"{prime if prime is not None else float('nan'):.1f} s", flush=True)
+
+        # Restarts: from spawn until the cache holds every object and each was queued.
+        def requeued(text):
+            return (metric_sum(text, "hotplug_informer_cache_objects") >= count and
+                    metric_sum(text, "workqueue_adds_total") >= count)
+        for attempt in range(runs):
+            command, seconds = operator_run(ctx, kubeconfig, count, "restart", requeued)
+            shown = f"{seconds:.3f} s" if seconds is not None else "never"
+            print(f"restart {attempt + 1}: {count} objects cached and queued {shown} after "
+                  f"spawn", flush=True)
+            results.append({"bench": "restart", "objects": count, "attempt": attempt + 1,
+                            "seconds": seconds, "first_start_converged_seconds": prime})
+    code = 0 if all(r["seconds"] is not None for r in results) else 1
+    return {"code": code, "results": results, "command": command}
+
+
+def libvirt_ready():
+    if os.geteuid() != 0:
+        return "needs root"
+    if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode != 0:
+        return "libvirtd is not running"
+    return None
+
+
+def bench_libvirt(ctx):
+    binary = ctx.binary("tests/bench/libvirt_setvcpu_bench")
+    if not os.path.exists(binary):
+        return {"skipped": "libvirt_setvcpu_bench is not built (tests/bench/libvirt.cmake "
+                           "needs the libvirt backend and the e2e guest)"}
+    why = libvirt_ready()
+    if why:
+        return {"skipped": why}
+    args = ["--samples", "2", "--max-vcpus", "8"] if ctx.smoke else []
+    command = [binary] + args
+    print("$ " + " ".join(command), flush=True)
+    with open(ctx.log("libvirt"), "ab") as stderr:
+        process = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                 timeout=1800)
+    print(process.stdout, flush=True)
+    return {"code": process.returncode, "results": [], "command": command,
+            "text": process.stdout}
+
+
+def bench_virsh(ctx):
+    binary = ctx.binary("tests/bench/virsh_setvcpus_bench")
+    if not os.path.exists(binary):
+        return {"skipped": "virsh_setvcpus_bench is not built (needs the e2e guest library)"}
+    why = libvirt_ready()
+    if why:
+        return {"skipped": why}
+    args = ["--samples", "1"] if ctx.smoke else ["--samples", "5"]
+    command = [binary] + args
+    code, results = run(command, ctx.log("virsh"), 1800)
+    return {"code": code, "results": results, "command": command}
+
+
+def bench_profile(ctx):
+    if shutil.which("perf") is None or subprocess.run(
+            ["perf", "stat", "-e", "instructions", "true"], capture_output=True).returncode != 0:
+        return {"skipped": "perf cannot count instructions here"}
+    data = os.path.join(ctx.logs, "perf.data")
+    args = (["--objects", "100", "--rounds", "1"] if ctx.smoke else
+            ["--objects", "2000", "--rounds", "10"])
+    command = ["perf", "record", "-F", "999", "-g", "-o", data, "--",
+               ctx.binary("tests/bench/throughput_bench")] + args + [
+               "--slow-objects", "1", "--slow-workers", "1", "--slow-latency-ms", "1"]
+    code, _ = run(command, ctx.log("profile"), 900)
+    report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                             "--sort", "dso,symbol", "--percent-limit", "1.5", "-g", "none"],
+                            capture_output=True, text=True)
+    lines = [line for line in report.stdout.splitlines()
+             if line.strip() and not line.startswith("#")]
+    text = "\n".join(lines[:30])
+    print(text, flush=True)
+    return {"code": code, "results": [], "command": command, "text": text}
+
+
+BENCHES = {"throughput": bench_throughput, "memory": bench_memory,
+           "apply_latency": bench_apply_latency, "restart": bench_restart,
+           "libvirt": bench_libvirt, "virsh": bench_virsh, "profile": bench_profile}
+
+
+class Context:
+    def __init__(self, build_dir, smoke, logs):
+        self.build_dir = build_dir
+        self.smoke = smoke
+        self.logs = logs
+
+    def binary(self, relative):
+        return os.path.join(self.build_dir, relative)
+
+    def log(self, name):
+        return os.path.join(self.logs, name + ".stderr.log")
+
+
+# --- BENCHMARKS.md ---
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu}
+
+
+def fmt(value, digits=1):
+    return f"{value:,.{digits}f}" if isinstance(value, (int, float)) else str(value)
+
+
+def verdict(value, target, lower_is_better=True):
+    if value is None:
+        return "not measured"
+    met = value <= target if lower_is_better else value >= target
+    ratio = value / target if target else float("inf")
+    return (f"**met** ({ratio:.2f}x of the target)" if met else
+            f"**missed** by {value - target:,.2f} ({ratio:.2f}x the target)")
+
+
+def section_throughput(out, entry):
+    rows = [r for r in entry["results"] if r.get("mode") != "slow"]
+    slow = [r for r in entry["results"] if r.get("mode") == "slow"]
+    out.append("| mode | workers | passes/s | CPU µs/pass | status writes | SetVcpu calls |")
+    out.append("|---|---|---|---|---|---|")
+    for r in rows:
+        out.append(f"| {r['mode']} | {r['workers']} | {fmt(r['passes_per_second'], 0)} | "
+                   f"{fmt(r['cpu_us_per_pass'])} | {r['status_writes']} | "
+                   f"{r['set_vcpu_calls']} |")
+    if slow:
+        out.append("")
+        out.append(f"Slow plugs: every SetVcpu takes {slow[0]['latency_ms']} ms, "
+                   f"{slow[0]['objects']} objects each need one plug.")
+        out.append("")
+        out.append("| workers | passes/s | ideal (workers × 1000/latency) | of ideal | "
+                   "max SetVcpu in flight |")
+        out.append("|---|---|---|---|---|")
+        for r in slow:
+            out.append(f"| {r['workers']} | {fmt(r['passes_per_second'])} | "
+                       f"{fmt(r['ideal_passes_per_second'])} | "
+                       f"{100 * r['passes_per_second'] / r['ideal_passes_per_second']:.0f}% | "
+                       f"{r['max_in_flight']} |")
+
+
+def section_memory(out, entry):
+    out.append("| objects cached | RSS MiB | above empty MiB | bytes/object | time to cache s |")
+    out.append("|---|---|---|---|---|")
+    worst = None
+    for r in entry["results"]:
+        above = (r["rss_bytes"] - r["baseline_bytes"]) / 1048576
+        if r["phase"] == "deleted":
+            out.append(f"| 0 (after deleting all) | {fmt(r['rss_bytes'] / 1048576)} | "
+                       f"{fmt(above)} | | |")
+            continue
+        per = r["bytes_per_object"]
+        if r["objects"] > 0:
+            worst = per if worst is None else max(worst, per)
+        out.append(f"| {r['objects']:,} | {fmt(r['rss_bytes'] / 1048576)} | {fmt(above)} | "
+                   f"{fmt(per, 0) if r['objects'] else ''} | {fmt(r['seconds_to_cache'])} |")
+    sample = next((r for r in entry["results"] if "object_json_bytes" in r), None)
+    if sample:
+        out.append("")
+        out.append(f"Each object is {sample['object_json_bytes']:,} bytes of JSON as served "
+                   "(labels, last-applied annotation, managedFields, spec, status with three "
+                   "conditions).")
+    out.append("")
+    out.append(f"Target ≤ 2,048 bytes/object above the empty process: "
+               f"{verdict(worst, 2048)} (worst size).")
+
+
+def section_apply(out, entry):
+    for r in entry["results"]:
+        out.append(f"{r['objects']:,} ElasticVMs, {r['workers']} workers, Observe "
+                   f"{r['observe_ms']} ms, SetVcpu {r['set_vcpu_ms']} ms, "
+                   f"{r['rate_per_second']} changes/s; {r['done']} changes done, "
+                   f"{r['unfinished']} unfinished, {r['failed']} failed. Start: cache synced "
+                   f"in {fmt(r['synced_seconds'], 2)} s, first statuses written by "
+                   f"{fmt(r['converged_seconds'])} s (objects created in "
+                   f"{fmt(r['load_seconds'])} s).")
+        out.append("")
+        out.append("| interval | n | p50 ms | p90 ms | p99 ms | max ms |")
+        out.append("|---|---|---|---|---|---|")
+        for key, label in [("acked_to_call", "PATCH answered → SetVcpu entered"),
+                           ("sent_to_call", "PATCH sent → SetVcpu entered"),
+                           ("seen_to_call", "watch event decoded → SetVcpu entered"),
+                           ("sent_to_seen", "PATCH sent → watch event decoded"),
+                           ("sent_to_acked", "PATCH sent → PATCH answered"),
+                           ("acked_to_ready", "PATCH answered → Ready=True written"),
+                           ("sent_to_ready", "PATCH sent → Ready=True written")]:
+            s = r[key]
+            out.append(f"| {label} | {s['n']} | {fmt(s['p50_ms'], 2)} | {fmt(s['p90_ms'], 2)} | "
+                       f"{fmt(s['p99_ms'], 2)} | {fmt(s['max_ms'], 2)} |")
+        out.append("")
+        out.append("The API server accepted each change between *sent* and *answered*; "
+                   "the target is measured from *answered* (the lower bound) and, stricter, "
+                   "from *sent*.")
+        out.append("")
+        out.append(f"Target p99 ≤ 20 ms apply → first SetVcpu: from answered "
+                   f"{verdict(r['acked_to_call']['p99_ms'], 20)}; from sent "
+                   f"{verdict(r['sent_to_call']['p99_ms'], 20)}.")
+    if entry.get("note"):
+        out.append("")
+        out.append(f"Server: {entry['note']}.")
+
+
+def section_restart(out, entry):
+    out.append("| attempt | objects | spawn → all cached and queued (s) |")
+    out.append("|---|---|---|")
+    values = []
+    for r in entry["results"]:
+        values.append(r["seconds"])
+        out.append(f"| {r['attempt']} | {r['objects']:,} | "
+                   f"{fmt(r['seconds'], 3) if r['seconds'] is not None else 'never'} |")
+    if entry["results"]:
+        prime = entry["results"][0]["first_start_converged_seconds"]
+        out.append("")
+        out.append(f"Before the restarts, a first start wrote every object's status in "
+                   f"{fmt(prime) if prime is not None else 'n/a'} s (2 workers, test API "
+                   "server).")
+    known = [v for v in values if v is not None]
+    worst = max(known) if known else None
+    out.append("")
+    out.append(f"Target ≤ 3 s: {verdict(worst, 3.0)} (worst attempt).")
+
+
+def write_report(path, entries, command, started, loads):
+    info = machine()
+    out = ["# Benchmarks", "",
+           "Written by `scripts/bench` (tests/bench/run_bench.py); do not edit by hand. What each "
+           "benchmark measures and how is at the top of its source in tests/bench/.", "",
+           f"- machine: {info['nproc']} CPUs, {info['cpu']}, kernel {info['kernel']}",
+           f"- date: {started} (UTC)",
+           f"- command: `{command}`",
+           f"- load average (1/5/15 min) before each benchmark: " +
+           "; ".join(f"{name} {load}" for name, load in loads),
+           "- the machine is shared: other builds and tests ran at the same time, so figures "
+           "are pessimistic and vary between runs", ""]
+    titles = {"throughput": "Reconcile throughput (in-memory objects, fake hypervisor)",
+              "memory": "Resident memory per cached ElasticVM",
+              "apply_latency": "Apply → first per-vCPU call, with 10k ElasticVMs watched",
+              "restart": "Restart: spawn → every object cached and requeued",
+              "libvirt": "Plug overhead on a real guest vs bare virDomainSetVcpu",
+              "virsh": "virsh setvcpus --live 1 → 4",
+              "profile": "Profile (perf, throughput bench, plug-write)"}
+    sections = {"throughput": section_throughput, "memory": section_memory,
+                "apply_latency": section_apply, "restart": section_restart}
+    for name, entry in entries:
+        out.append(f"## {titles[name]}")
+        out.append("")
+        if "skipped" in entry:
+            out.append(f"Skipped: {entry['skipped']}.")
+            out.append("")
+            continue
+        out.append("```")
+        out.append(" ".join(entry["command"]))
+        out.append("```")
+        out.append("")
+        if entry.get("code"):
+            out.append(f"**The benchmark exited with {entry['code']}**; figures may be partial.")
+            out.append("")
+        if name in sections:
+            sections[name](out, entry)
+        elif entry.get("text"):
+            out.append("```")
+            out.append(entry["text"].rstrip())
+            out.append("```")
+        for r in entry.get("results", []) if name == "virsh" else []:
+            out.append(f"- {json.dumps(r)}")
+        out.append("")
+    with open(path, "w") as handle:
+        handle.write("\n".join(out))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build-dir", required=True)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--only", default="")
+    parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--command", default=" ".join(sys.argv))
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or ALL
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(ALL)}")
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    logs = tempfile.mkdtemp(prefix="hotplug-bench-")
+    ctx = Context(os.path.abspath(args.build_dir), args.smoke, logs)
+    entries, loads, failed = [], [], []
+    for name in names:
+        loads.append((name, load_average()))
+        print(f"=== {name} (load average {loads[-1][1]})", flush=True)
+        entry = BENCHES[name](ctx)
+        if "skipped" in entry:
+            print(f"skipped: {entry['skipped']}", flush=True)
+        elif entry.get("code"):
+            failed.append(name)
+        entries.append((name, entry))
+    if not args.no_report:
+        write_report(args.out, entries, args.command, started, loads)
+        print(f"wrote {args.out}")
+    print(f"stderr of the benchmarks: {logs}")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
