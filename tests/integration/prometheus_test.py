@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """hotplug-operator's metrics, dashboard and alerts, checked by a real Prometheus.
 
-Starts the test API server, the built operator against it with the fake hypervisor (with a
-per-call latency, so the histograms have shape) and a Prometheus on 127.0.0.1 that scrapes
-the operator every second and loads deploy/monitoring's rules. kubectl grows and shrinks a
-few ElasticVMs; then Prometheus must return a number for the plug p99, every PromQL
-expression of the dashboard and of the rules must parse (and return data where its series
-exist in this run), every rule must load healthy, and `promtool check rules` must accept
-the PrometheusRule's spec. With --render (tests/chart's renderer), the chart's
-PrometheusRule must render to exactly the same spec as deploy/monitoring/prometheusrule.yaml.
+Runs the built operator with the fake hypervisor (with a per-call latency, so the
+histograms have shape) twice: against the test API server driven by kubectl, then in
+standalone mode over a folder. Each time a Prometheus on 127.0.0.1 scrapes it every second
+with deploy/monitoring's rules loaded. The ElasticVMs grow and shrink; Prometheus must then
+return a number for the plug p99 and the apply -> synced p99, no alert may be active, a run
+of real failures must make the failure alert pending, every PromQL expression of the
+dashboard and of the rules must parse (and return data where its series exist in the run),
+every rule must evaluate healthy, and `promtool check rules` must accept the PrometheusRule's
+spec. With --render (tests/chart's renderer), the chart's PrometheusRule must render to
+exactly the same spec as deploy/monitoring/prometheusrule.yaml.
 
     python3 tests/integration/prometheus_test.py --operator BUILD/hotplug-operator
     python3 tests/integration/prometheus_test.py --chart-only --render BUILD/.../chart-render
@@ -141,12 +143,12 @@ def rules_spec_text(path):
 class Operator:
     """The operator binary; its JSON log lines are kept and searched."""
 
-    def __init__(self, binary, kubeconfig, domains_file, log_path):
-        self.command = [binary, "--kubeconfig", kubeconfig, "--hypervisor=fake",
+    def __init__(self, binary, source_args, domains_file, log_path):
+        self.command = [binary, *source_args, "--hypervisor=fake",
                         f"--fake-domains-file={domains_file}",
                         f"--fake-vcpu-latency={FAKE_VCPU_LATENCY}",
                         "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=0",
-                        "--namespace=default", "--workers=2", "--log-level=info"]
+                        "--workers=2", "--log-level=info"]
         self.log_path = log_path
         self.lines = []
         self.lock = threading.Lock()
@@ -243,13 +245,37 @@ scrape_configs:
 
 
 # ----------------------------------------------------------------------------------------
-# Driving the operator with kubectl.
+# Where the ElasticVMs come from: the test API server driven with kubectl, or a folder.
 
 
-class Kubectl:
-    def __init__(self, kubeconfig):
-        self.kubeconfig = kubeconfig
+def elasticvm(name, cpu):
+    return {"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"domain": name, "cpu": cpu}}
+
+
+class KubeSource:
+    """The test API server (ending each watch after WATCH_CLOSE_AFTER events, so the informer
+    reconnects with reason "closed", which no alert counts) and the real kubectl."""
+
+    name = "kubernetes"
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.kubeconfig = os.path.join(workdir, "kubeconfig")
         self.binary = shutil.which("kubectl") or "/usr/bin/kubectl"
+        self.api = None
+
+    def start(self):
+        self.api = ApiServerProcess(extra_args=["--crd", CRD_FILE,
+                                                f"--watch-close-after={WATCH_CLOSE_AFTER}"],
+                                    log_path=os.path.join(self.workdir, "apiserver.log")).start()
+        write_kubeconfig(self.kubeconfig, self.api.port)
+        return ["--kubeconfig", self.kubeconfig, "--namespace=default"]
+
+    def stop(self):
+        if self.api is not None:
+            self.api.stop()
 
     def run(self, *args, stdin=""):
         result = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args],
@@ -259,13 +285,11 @@ class Kubectl:
         return result.stdout
 
     def apply_vms(self, names, cpu):
-        documents = [json.dumps({
-            "apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"domain": name, "cpu": cpu}}) for name in names]
+        documents = [json.dumps(elasticvm(name, cpu)) for name in names]
         self.run("apply", "-f", "-", stdin="\n".join(documents))
 
-    def all_synced(self, vcpus):
+    def all_synced(self, vcpus, metrics_port):
+        del metrics_port  # kubectl reads the status itself
         items = json.loads(self.run("get", "elasticvms", "-n", "default", "-o", "json"))["items"]
         items = [item for item in items if item["metadata"]["name"] in VMS]
         if len(items) != len(VMS):
@@ -278,6 +302,47 @@ class Kubectl:
                     or not ready or ready[0].get("status") != "True"):
                 return False
         return True
+
+
+class FolderSource:
+    """--standalone DIR: one file per ElasticVM, replaced editor-style (temp + rename). The
+    status files are the operator's business; convergence is read from its own metrics."""
+
+    name = "standalone"
+
+    def __init__(self, workdir):
+        self.folder = os.path.join(workdir, "elasticvms")
+        self.rounds = 0
+
+    def start(self):
+        os.makedirs(self.folder, exist_ok=True)
+        return ["--standalone", self.folder]
+
+    def stop(self):
+        pass
+
+    def apply_vms(self, names, cpu):
+        for name in names:
+            temp = os.path.join(self.folder, f".{name}.yaml.tmp")
+            with open(temp, "w", encoding="utf-8") as handle:
+                json.dump(elasticvm(name, cpu), handle)  # JSON is YAML
+            os.rename(temp, os.path.join(self.folder, f"{name}.yaml"))
+        self.rounds += 1
+
+    def all_synced(self, vcpus, metrics_port):
+        """Every round gives each object a new generation, and so one sync observation."""
+        del vcpus
+        status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+        if status != 200:
+            return False
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                samples[series] = float(value)
+        return (samples.get("hotplug_sync_duration_seconds_count", 0) >= self.rounds * len(VMS)
+                and samples.get("hotplug_vcpu_drift") == 0
+                and samples.get('hotplug_elasticvms{condition="Ready",status="True"}') == len(VMS))
 
 
 # ----------------------------------------------------------------------------------------
@@ -328,8 +393,7 @@ def check_expression(prometheus, where, expression, names_present, strip_thresho
     return True
 
 
-def check_with_prometheus(args, workdir):
-    kubeconfig = os.path.join(workdir, "kubeconfig")
+def check_with_prometheus(args, workdir, source):
     domains_file = os.path.join(workdir, "domains.yaml")
     with open(domains_file, "w", encoding="utf-8") as handle:
         handle.write(FAKE_DOMAINS)
@@ -342,15 +406,9 @@ def check_with_prometheus(args, workdir):
     expect(result.returncode == 0, f"promtool check rules: {result.stdout}{result.stderr}")
     print(f"ok: promtool check rules: {result.stdout.strip().splitlines()[-1]}")
 
-    api = operator = prometheus = None
+    operator = prometheus = None
     try:
-        # Each watch ends after WATCH_CLOSE_AFTER events, so the informer reconnects (reason
-        # "closed", which no alert counts) and the watch-health panels have data.
-        api = ApiServerProcess(extra_args=["--crd", CRD_FILE,
-                                           f"--watch-close-after={WATCH_CLOSE_AFTER}"],
-                               log_path=os.path.join(workdir, "apiserver.log")).start()
-        write_kubeconfig(kubeconfig, api.port)
-        operator = Operator(args.operator, kubeconfig, domains_file,
+        operator = Operator(args.operator, source.start(), domains_file,
                             os.path.join(workdir, "operator.log")).start()
         metrics_port = poll(operator.metrics_port, "the operator's metrics port", timeout_s=30)
         status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
@@ -364,11 +422,10 @@ def check_with_prometheus(args, workdir):
              "Prometheus to scrape the operator", timeout_s=30)
         print(f"ok: Prometheus on 127.0.0.1:{prometheus.port} scrapes the operator")
 
-        kubectl = Kubectl(kubeconfig)
         for vcpus in VCPU_STEPS:
-            kubectl.apply_vms(VMS, {"vcpus": vcpus})
-            poll(lambda: kubectl.all_synced(vcpus), f"every ElasticVM Ready at {vcpus} vCPUs",
-                 timeout_s=60)
+            source.apply_vms(VMS, {"vcpus": vcpus})
+            poll(lambda: source.all_synced(vcpus, metrics_port),
+                 f"every ElasticVM Ready at {vcpus} vCPUs", timeout_s=60)
             print(f"ok: {len(VMS)} ElasticVMs synced at {vcpus} vCPUs")
 
         def plug_p99():
@@ -394,10 +451,16 @@ def check_with_prometheus(args, workdir):
 
         print(f"ok: Prometheus: apply -> synced p99 = "
               f"{poll(sync_p99, 'an apply -> synced p99', timeout_s=30):.6f} s ({SYNC_P99})")
-        reconnects = 'hotplug_informer_reconnects_total{reason="closed"}'
-        poll(lambda: prometheus.query(f"{reconnects} > 0")["data"]["result"],
-             f"{reconnects} in Prometheus", timeout_s=30)
-        print(f"ok: {reconnects} counts the watches the server ended")
+        if isinstance(source, KubeSource):
+            reconnects = 'hotplug_informer_reconnects_total{reason="closed"}'
+            poll(lambda: prometheus.query(f"{reconnects} > 0")["data"]["result"],
+                 f"{reconnects} in Prometheus", timeout_s=30)
+            print(f"ok: {reconnects} counts the watches the server ended")
+        else:
+            activity = "hotplug_informer_last_activity_timestamp_seconds"
+            expect(not prometheus.query(activity)["data"]["result"],
+                   f"{activity} exists without an informer: HotplugWatchStalled would fire")
+            print(f"ok: no {activity} without an informer")
         # Nothing is wrong so far: no alert may be firing or pending (the rules are
         # evaluated every second).
         poll(lambda: prometheus.api("rules")["data"]["groups"], "Prometheus to load the rules",
@@ -418,7 +481,7 @@ def check_with_prometheus(args, workdir):
         print("ok: no alert is active while every ElasticVM is synced")
 
         # Now something fails on every pass: the failure counter and its alert must say so.
-        kubectl.apply_vms(BROKEN_VMS, {"vcpus": 2, "guestOnline": "agent"})
+        source.apply_vms(BROKEN_VMS, {"vcpus": 2, "guestOnline": "agent"})
         failures = 'hotplug_operation_failures_total{resource="vcpu",reason="GuestAgentUnavailable"}'
         poll(lambda: prometheus.query(f"{failures} > 0")["data"]["result"],
              f"{failures} in Prometheus", timeout_s=60)
@@ -459,7 +522,7 @@ def check_with_prometheus(args, workdir):
               "without their threshold")
         return p99
     finally:
-        for process in (prometheus, operator, api):
+        for process in (prometheus, operator, source):
             if process is not None:
                 process.stop()
 
@@ -501,6 +564,8 @@ def main(argv):
     parser.add_argument("--render", help="tests/chart's renderer: also check the chart")
     parser.add_argument("--chart-only", action="store_true",
                         help="only the chart check (needs --render)")
+    parser.add_argument("--mode", choices=["kubernetes", "standalone", "both"], default="both",
+                        help="where the ElasticVMs come from (default: both, one after the other)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     if not args.chart_only and not args.operator:
@@ -515,7 +580,13 @@ def main(argv):
         if not args.chart_only:
             for tool in (args.prometheus, args.promtool, args.operator):
                 expect(shutil.which(tool) or os.access(tool, os.X_OK), f"{tool} not found")
-            check_with_prometheus(args, workdir)
+            sources = {"kubernetes": [KubeSource], "standalone": [FolderSource],
+                       "both": [KubeSource, FolderSource]}[args.mode]
+            for source_type in sources:
+                run_dir = os.path.join(workdir, source_type.name)
+                os.makedirs(run_dir)
+                print(f"--- {source_type.name}")
+                check_with_prometheus(args, run_dir, source_type(run_dir))
     except Exception:  # noqa: BLE001 - report every failure the same way
         traceback.print_exc()
         print(f"FAILED (logs in {workdir})")
