@@ -13,6 +13,20 @@ namespace hotplug::controller::kube {
 
 using json = nlohmann::json;
 
+namespace {
+
+// What the cache keeps of an object (tests/bench/memory_bench measures it per object).
+// kubectl's last-applied-configuration annotation repeats the spec as JSON, often the
+// largest field, and nothing here reads it: status writes go to the /status subresource,
+// which ignores metadata. Decoding grows vectors by doubling: cut them to their size.
+void TrimForCache(crd::ElasticVM& object) {
+  object.metadata.annotations.erase("kubectl.kubernetes.io/last-applied-configuration");
+  object.status.conditions.shrink_to_fit();
+  object.status.failures.shrink_to_fit();
+}
+
+}  // namespace
+
 Informer::Informer(Client& client, Options options)
     : client_(client),
       options_(std::move(options)),
@@ -67,6 +81,7 @@ void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_
   auto it = cache_.find(updated.Key());
   if (it != cache_.end() && it->second.metadata.resource_version == based_on_rv) {
     it->second = updated;
+    TrimForCache(it->second);
   }
 }
 
@@ -155,6 +170,7 @@ bool Informer::List(std::string* resource_version) {
           continue;
         }
         if (!InScope(*decoded.object)) continue;
+        TrimForCache(*decoded.object);
         std::string key = decoded.object->Key();
         listed.emplace(std::move(key), std::move(*decoded.object));
       }
@@ -312,8 +328,11 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
     return true;
   }
   if (log::Enabled(log::Level::kDebug)) {
-    log::Debug("watch event", {{"type", type}, {"object", decoded.object->Key()},
-                               {"resourceVersion", rv}});
+    log::Debug("watch event",
+               {{"type", type},
+                {"object", decoded.object->Key()},
+                {"resourceVersion", rv},
+                {"generation", std::to_string(decoded.object->metadata.generation)}});
   }
   if (type == "ADDED" || type == "MODIFIED") {
     if (InScope(*decoded.object)) {
@@ -332,6 +351,7 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
 }
 
 void Informer::Upsert(crd::ElasticVM object) {
+  TrimForCache(object);
   std::string key = object.Key();
   size_t size;
   {

@@ -7,6 +7,8 @@ answer, and SIGTERM ends the process with exit code 0.
 Run: python3 tests/integration/operator_converge_test.py [path/to/hotplug-operator] [-k NAME]
 """
 
+import datetime
+import json
 import signal
 import statistics
 import sys
@@ -43,21 +45,63 @@ def check_apply_patch_and_shutdown():
               f"median {statistics.median(latencies) * 1000:.0f} ms, "
               f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes")
 
+        report_event_to_step_latency(operator)
+
         calls = read_call_log(calls_path)
         final = check_no_step_twice(calls, {"web-01": 1})
         expect(len(final["web-01"]) == 12, f"fake domain has {len(final['web-01'])} enabled")
         # Minimal number of steps: 1->4->7->3->9->2->12 is 3+3+4+6+7+10 = 33 changes.
         expect(len(calls) == 33, f"{len(calls)} vCPU calls for 33 needed changes")
 
-        # Events on the object, visible to kubectl.
-        events = cluster.kubectl("get", "events", "-o", "json").stdout
-        expect("VcpuPlugged" in events or "Plugged" in events, "no plug Event recorded")
+        # Events on the object, visible to kubectl; a repeated event is one Event whose
+        # count grows (vCPU 3 was plugged three times in the sequence above).
+        events = poll(lambda: json.loads(cluster.kubectl("get", "events", "-o", "json").stdout)
+                      ["items"], "Events")
+        seen = {}
+        for event in events:
+            expect(event["involvedObject"]["kind"] == "ElasticVM", f"event on {event}")
+            identity = (event["reason"], event["message"])
+            expect(identity not in seen, f"Event {identity} recorded twice, not aggregated")
+            seen[identity] = event
+        plugged_3 = [e for e in events if e["reason"] == "VcpuPlugged" and
+                     e["message"].startswith("plugged vCPU 3 ")]
+        expect(plugged_3, f"no 'plugged vCPU 3' Event among {list(seen)}")
+        # (The message carries the call's duration, so the three may split across Events
+        # with different messages; their counts add up.)
+        poll(lambda: sum(e.get("count", 1) for e in
+                         json.loads(cluster.kubectl("get", "events", "-o", "json").stdout)
+                         ["items"] if e["reason"] == "VcpuPlugged" and
+                         e["message"].startswith("plugged vCPU 3 ")) >= 3,
+             "the 'plugged vCPU 3' Events to count 3", 10)
 
         # SIGTERM: a clean exit, code 0.
         operator.signal(signal.SIGTERM)
         code = operator.wait_exit(30)
         expect(code == 0, f"exit code after SIGTERM: {code}")
         expect(operator.logged("stopped"), "no 'stopped' log line")
+
+
+def log_time(line):
+    stamp = datetime.datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp.timestamp()
+
+
+def report_event_to_step_latency(operator):
+    """From the operator's own log: a watch event carrying a new generation -> the log line of
+    the first vCPU step of the pass it caused (logged when the pass returns)."""
+    seen_generation, waiting_since, latencies = 0, None, []
+    for line in operator.lines():
+        if line.get("msg") == "watch event" and line.get("object") == "default/web-01":
+            generation = int(line.get("generation", 0))
+            if generation > seen_generation:
+                seen_generation, waiting_since = generation, log_time(line)
+        elif line.get("msg") == "step done" and waiting_since is not None:
+            latencies.append(log_time(line) - waiting_since)
+            waiting_since = None
+    expect(latencies, "no watch event -> step pairs in the debug log")
+    print(f"  watch event (new generation) -> pass done with its steps logged: "
+          f"median {statistics.median(latencies) * 1000:.1f} ms, "
+          f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} changes")
 
 
 def check_bad_flags_exit_2():
