@@ -93,6 +93,18 @@ def poll(predicate, what, timeout_s, interval_s=0.25):
         time.sleep(interval_s)
 
 
+def scrape(port):
+    """The operator's /metrics as {series: value}, or {} when it does not answer."""
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    samples = {}
+    if status == 200:
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                samples[series] = float(value)
+    return samples
+
+
 def free_port():
     # Prometheus cannot report a port it picked itself: take one the kernel just gave out.
     with socket.socket() as probe:
@@ -332,14 +344,7 @@ class FolderSource:
     def all_synced(self, vcpus, metrics_port):
         """Every round gives each object a new generation, and so one sync observation."""
         del vcpus
-        status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
-        if status != 200:
-            return False
-        samples = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                series, _, value = line.rpartition(" ")
-                samples[series] = float(value)
+        samples = scrape(metrics_port)
         return (samples.get("hotplug_sync_duration_seconds_count", 0) >= self.rounds * len(VMS)
                 and samples.get("hotplug_vcpu_drift") == 0
                 and samples.get('hotplug_elasticvms{condition="Ready",status="True"}') == len(VMS))
@@ -427,6 +432,25 @@ def check_with_prometheus(args, workdir, source):
             poll(lambda: source.all_synced(vcpus, metrics_port),
                  f"every ElasticVM Ready at {vcpus} vCPUs", timeout_s=60)
             print(f"ok: {len(VMS)} ElasticVMs synced at {vcpus} vCPUs")
+
+        # The counts are exact: one sync per object and generation, one call per vCPU.
+        samples = scrape(metrics_port)
+        expected = {"hotplug_sync_duration_seconds_count": len(VMS) * len(VCPU_STEPS)}
+        plugs = unplugs = 0
+        for before, after in zip([1] + VCPU_STEPS, VCPU_STEPS):
+            plugs += max(after - before, 0)
+            unplugs += max(before - after, 0)
+        expected['hotplug_vcpu_operations_total{operation="plug",result="success"}'] = (
+            plugs * len(VMS))
+        expected['hotplug_vcpu_operations_total{operation="unplug",result="success"}'] = (
+            unplugs * len(VMS))
+        expected['hotplug_vcpu_operation_duration_seconds_count{operation="plug",'
+                 'result="success"}'] = plugs * len(VMS)
+        for series, value in expected.items():
+            expect(samples.get(series) == value,
+                   f"{series} is {samples.get(series)}, expected {value}")
+        print(f"ok: {len(VMS) * len(VCPU_STEPS)} syncs, {plugs * len(VMS)} plugs and "
+              f"{unplugs * len(VMS)} unplugs counted exactly")
 
         def plug_p99():
             answer = prometheus.query(PLUG_P99)
