@@ -3,10 +3,12 @@
 // synthetic_apiserver.py, which serves realistic objects generated from their index. The
 // bench stands in for idle workers (it takes each key from the queue and hands it back), so
 // nothing but the objects grows. At each size: VmRSS after malloc_trim, minus the empty
-// process. Then every object is deleted and the RSS is read again.
+// process. Then every object is deleted and the RSS is read again. --informer-only leaves
+// the Controller out (the informer's cache alone, for the breakdown).
 //
-//   memory_bench --server http://127.0.0.1:PORT [--sizes 0,1000,10000,100000]
+//   memory_bench --server http://127.0.0.1:PORT [--sizes 0,1000,10000,100000] [--informer-only]
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -29,7 +31,7 @@ using controller::kube::Informer;
 
 // Asks the server for `count` objects and waits until the informer holds exactly that many
 // and the queue is empty. Returns false after `timeout`.
-bool Resize(Client& client, Informer& informer, controller::Controller& controller, size_t count,
+bool Resize(Client& client, Informer& informer, controller::Controller* controller, size_t count,
             std::chrono::seconds timeout) {
   auto answer = client.Post("/_bench/count", nlohmann::json{{"count", count}}.dump());
   if (!answer.ok()) {
@@ -39,7 +41,8 @@ bool Resize(Client& client, Informer& informer, controller::Controller& controll
   std::string target_rv = nlohmann::json::parse(answer.body).value("resourceVersion", "");
   auto deadline = SteadyClock::now() + timeout;
   while (SteadyClock::now() < deadline) {
-    if (informer.LastResourceVersion() == target_rv && controller.queue().Len() == 0) {
+    if (informer.LastResourceVersion() == target_rv &&
+        (controller == nullptr || controller->queue().Len() == 0)) {
       if (informer.Keys().size() == count) return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -80,12 +83,20 @@ int main(int argc, char** argv) {
   reconciler::SystemClock clock;
   controller::Controller::Options options;
   options.resync_period = std::chrono::milliseconds(0);
-  controller::Controller controller(informer, writer, events, fake, clock, options);
-  controller.Start();
-  // Idle workers: take every key and give it back, so the queue holds nothing.
-  std::thread drain([&] {
-    while (auto key = controller.queue().Get()) controller.queue().Done(*key);
-  });
+  const bool informer_only = flags.Has("informer-only");
+  std::optional<controller::Controller> controller;
+  std::thread drain;
+  if (informer_only) {
+    informer.Start([](const std::string&) {});
+  } else {
+    controller.emplace(informer, writer, events, fake, clock, options);
+    controller->Start();
+    // Idle workers: take every key and give it back, so the queue holds nothing.
+    drain = std::thread([&] {
+      while (auto key = controller->queue().Get()) controller->queue().Done(*key);
+    });
+  }
+  controller::Controller* running = controller ? &*controller : nullptr;
 
   auto sample = client.Get("/_bench/object");
   size_t object_json_bytes = sample.ok() ? sample.body.size() : 0;
@@ -96,11 +107,11 @@ int main(int argc, char** argv) {
   }
   size_t baseline = 0;
   bool ok = true;
-  std::printf("memory: Informer + Controller index, objects of %zu bytes of JSON each\n",
-              object_json_bytes);
+  std::printf("memory: %s, objects of %zu bytes of JSON each\n",
+              informer_only ? "Informer alone" : "Informer + Controller", object_json_bytes);
   for (size_t size : sizes) {
     auto start = SteadyClock::now();
-    if (!bench::Resize(client, informer, controller, size, std::chrono::seconds(600))) {
+    if (!bench::Resize(client, informer, running, size, std::chrono::seconds(600))) {
       ok = false;
       break;
     }
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
                 per_object, seconds);
     bench::Report({{"bench", "memory"},
                    {"phase", "cached"},
+                   {"scope", informer_only ? "informer" : "informer+controller"},
                    {"objects", size},
                    {"rss_bytes", rss},
                    {"baseline_bytes", baseline},
@@ -123,18 +135,23 @@ int main(int argc, char** argv) {
                    {"object_json_bytes", object_json_bytes},
                    {"seconds_to_cache", seconds}});
   }
-  if (ok && bench::Resize(client, informer, controller, 0, std::chrono::seconds(600))) {
+  if (ok && bench::Resize(client, informer, running, 0, std::chrono::seconds(600))) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     size_t rss = bench::ResidentBytes();
     std::printf("deleted all    RSS %8.1f MiB  +%8.1f MiB over empty\n", rss / 1048576.0,
                 (static_cast<double>(rss) - baseline) / 1048576.0);
     bench::Report({{"bench", "memory"},
                    {"phase", "deleted"},
+                   {"scope", informer_only ? "informer" : "informer+controller"},
                    {"objects", 0},
                    {"rss_bytes", rss},
                    {"baseline_bytes", baseline}});
   }
-  controller.Stop(SteadyClock::now() + std::chrono::seconds(10));
-  drain.join();
+  if (controller) {
+    controller->Stop(SteadyClock::now() + std::chrono::seconds(10));
+    drain.join();
+  } else {
+    informer.Stop();
+  }
   return ok ? 0 : 1;
 }
