@@ -1,5 +1,7 @@
 #include "controller/controller.h"
 
+#include <pthread.h>
+
 #include <exception>
 
 #include "controller/log.h"
@@ -135,6 +137,7 @@ void Controller::OnDomainEvent(const std::string& domain) {
 }
 
 void Controller::Resync() {
+  pthread_setname_np(pthread_self(), "resync");
   std::unique_lock lock(stop_mu_);
   while (!stop_cv_.wait_for(lock, options_.resync_period, [&] { return stopping_; })) {
     lock.unlock();
@@ -146,7 +149,8 @@ void Controller::Resync() {
 }
 
 void Controller::Worker(int index) {
-  (void)index;
+  std::string name = "worker-" + std::to_string(index);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   reconciler::Reconciler reconciler(hypervisor_, clock_, options_.reconciler,
                                     metrics_->ReconcilerMetrics());
   while (std::optional<std::string> key = queue_.Get()) {

@@ -1,5 +1,7 @@
 #include "controller/health.h"
 
+#include <pthread.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -109,6 +111,7 @@ void HealthServer::Stop() {
 }
 
 void HealthServer::Serve() {
+  pthread_setname_np(pthread_self(), "health");
   while (true) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {

@@ -1,5 +1,7 @@
 #include "controller/kube/event_recorder.h"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <cstdio>
 
@@ -52,6 +54,7 @@ bool KubeEventRecorder::Flush(std::chrono::steady_clock::time_point deadline) {
 }
 
 void KubeEventRecorder::Run() {
+  pthread_setname_np(pthread_self(), "event-recorder");
   std::unique_lock lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });

@@ -1,5 +1,7 @@
 #include "controller/kube/informer.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <random>
 #include <set>
@@ -114,6 +116,7 @@ void Informer::Backoff() {
 }
 
 void Informer::Run() {
+  pthread_setname_np(pthread_self(), "informer");
   while (!Stopping()) {
     std::string resource_version;
     if (!List(&resource_version)) {

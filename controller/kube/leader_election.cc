@@ -1,5 +1,7 @@
 #include "controller/kube/leader_election.h"
 
+#include <pthread.h>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -76,6 +78,7 @@ bool LeaderElector::Wait(std::chrono::milliseconds period, bool jitter) {
 }
 
 void LeaderElector::Run() {
+  pthread_setname_np(pthread_self(), "leader-elect");
   log::Info("leader election: trying to acquire the lease",
             {{"lease", options_.ns + "/" + options_.name}, {"identity", options_.identity}});
   // Acquire.
