@@ -3,6 +3,7 @@
 // controller's work loop, serves health probes, and stops gracefully on SIGTERM/SIGINT.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -271,13 +272,24 @@ int Run(const Flags& flags) {
 
   controller.Start();
   std::atomic<bool> leadership_lost{false};
+  std::unique_ptr<kube::Client> lease_client;
   std::unique_ptr<kube::LeaderElector> elector;
   if (flags.leader_elect) {
     std::string lease_namespace = flags.leader_elect_namespace;
     if (lease_namespace.empty()) lease_namespace = config.default_namespace;
     if (lease_namespace.empty()) lease_namespace = "default";
+    // Lease requests get their own client whose timeout fits inside the renew deadline, so
+    // a hung renewal cannot hold leadership past it.
+    auto lease_timeout = std::max<std::chrono::seconds>(
+        std::chrono::seconds(1),
+        std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
+    lease_client = std::make_unique<kube::Client>(
+        config, kube::Client::Options{
+                    .request_timeout = lease_timeout,
+                    .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
+                    .metrics = client_metrics});
     elector = std::make_unique<kube::LeaderElector>(
-        *client, kube::LeaderElector::Options{.ns = lease_namespace,
+        *lease_client, kube::LeaderElector::Options{.ns = lease_namespace,
                                               .name = flags.leader_elect_id,
                                               .identity = kube::LeaderElector::DefaultIdentity(),
                                               .lease_duration = flags.lease_duration,

@@ -58,7 +58,14 @@ void KubeEventRecorder::Run() {
   std::unique_lock lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping and nothing left
+    if (stopping_) {
+      // Flush() is the way to drain; Stop must not wait on an API that may be down.
+      if (!queue_.empty()) {
+        log::Warn("events dropped at shutdown", {{"count", std::to_string(queue_.size())}});
+        queue_.clear();
+      }
+      return;
+    }
     Pending pending = std::move(queue_.front());
     queue_.pop_front();
     sending_ = true;

@@ -30,7 +30,8 @@ class KubeEventRecorder final : public EventRecorder {
   ~KubeEventRecorder() override;
 
   void Record(const crd::ElasticVM& object, const reconciler::Event& event) override;
-  // Sends what is queued, then stops the thread (bounded by the client's timeouts).
+  // Stops the thread after the event being sent (bounded by the client's timeout); what is
+  // still queued is dropped (call Flush first to send it).
   void Stop();
   // Waits until the queue is empty or the deadline passes (tests).
   bool Flush(std::chrono::steady_clock::time_point deadline);
