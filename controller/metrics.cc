@@ -1,5 +1,7 @@
 #include "controller/metrics.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/family.h>
@@ -7,11 +9,15 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <exception>
 #include <map>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -95,6 +101,38 @@ bool ReadyFor(const crd::ElasticVMStatus& status, int64_t generation) {
 double SecondsSince(std::chrono::steady_clock::time_point start,
                     std::chrono::steady_clock::time_point now) {
   return std::chrono::duration<double>(now - start).count();
+}
+
+// Connects to host:port and hangs up at once (see ~PrometheusMetrics). `host` is an IPv4
+// or a bracketed IPv6 literal; anything else is not knocked on.
+void Knock(const std::string& host, int port) {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    length = sizeof *v4;
+  } else if (host.size() > 2 && host.front() == '[' && host.back() == ']' &&
+             inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    length = sizeof *v6;
+  } else {
+    return;
+  }
+  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  connect(fd, reinterpret_cast<sockaddr*>(&address), length);
+  close(fd);
+}
+
+// Where to knock to reach a server bound to `host`: the wildcard is reached on loopback.
+std::string KnockHost(const std::string& host) {
+  if (host.empty() || host == "0.0.0.0") return "127.0.0.1";
+  if (host == "[::]") return "[::1]";
+  return host;
 }
 
 // ":8080" -> "0.0.0.0:8080" (civetweb wants a host or none); "host:port" and "port" as they
@@ -342,8 +380,21 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
 }
 
 PrometheusMetrics::~PrometheusMetrics() {
-  // Stop serving before the registry and the state a scrape reads go away.
+  // Stop serving before the registry and the state a scrape reads go away. civetweb's
+  // listener polls its socket with a 2 s quantum and notices the stop only when the poll
+  // returns: a thread ("metrics-stop") knocks on the port until the server is gone, so the
+  // process exits in milliseconds instead of up to 2 s later.
+  if (!exposer_) return;
+  std::atomic<bool> stopped{false};
+  std::thread knocker([this, &stopped] {
+    for (int i = 0; i < 300 && !stopped.load(); ++i) {  // gives up after ~3 s
+      Knock(knock_host_, port_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
   exposer_.reset();
+  stopped = true;
+  knocker.join();
 }
 
 bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* error) {
@@ -364,6 +415,8 @@ bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* erro
   exposer_->RegisterCollectable(collectable_);
   std::vector<int> ports = exposer_->GetListeningPorts();
   port_ = ports.empty() ? 0 : ports.front();
+  auto colon = address.rfind(':');
+  knock_host_ = KnockHost(colon == std::string::npos ? "" : address.substr(0, colon));
   log::Info("serving metrics",
             {{"address", bind_address}, {"port", std::to_string(port_)}, {"path", "/metrics"}});
   return true;

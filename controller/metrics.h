@@ -120,6 +120,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   std::shared_ptr<ScrapeTimeCollectable> collectable_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
+  std::string knock_host_;  // where to connect to wake the server when stopping
 
   prometheus::Family<prometheus::Histogram>* vcpu_duration_;
   prometheus::Family<prometheus::Histogram>* memory_duration_;

@@ -10,15 +10,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <map>
-#include <memory>
 #include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "reconciler/clock.h"
@@ -49,35 +46,6 @@ std::string HttpGet(int port, const std::string& path) {
   }
   close(fd);
   return answer;
-}
-
-// Connects to 127.0.0.1:port and hangs up at once.
-void Knock(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  close(fd);
-}
-
-// Destroys `metrics` and so its Exposer. civetweb's listener polls with a 2 s quantum and
-// notices the stop only when the poll returns: knocking on the port wakes it, so a test's
-// teardown takes milliseconds instead of up to 2 s.
-void StopServing(std::unique_ptr<PrometheusMetrics> metrics) {
-  const int port = metrics->port();
-  std::atomic<bool> stopped{false};
-  std::thread knocker([&] {
-    for (int i = 0; i < 500 && !stopped.load(); ++i) {  // at most ~5 s
-      Knock(port);
-      std::this_thread::sleep_for(10ms);
-    }
-  });
-  metrics.reset();
-  stopped = true;
-  knocker.join();
 }
 
 // The body of a scrape as a map "name{labels}" -> value, and the # TYPE of each family.
@@ -115,7 +83,6 @@ class MetricsTest : public ::testing::Test {
     ASSERT_TRUE(metrics_.Serve("127.0.0.1:0", &error)) << error;
     ASSERT_GT(metrics_.port(), 0);
   }
-  void TearDown() override { StopServing(std::move(owned_metrics_)); }
 
   Exposition ScrapeOverHttp() {
     std::string answer = HttpGet(metrics_.port(), "/metrics");
@@ -145,9 +112,7 @@ class MetricsTest : public ::testing::Test {
   }
 
   reconciler::FakeClock clock_;
-  std::unique_ptr<PrometheusMetrics> owned_metrics_ =
-      std::make_unique<PrometheusMetrics>("1.2.3", clock_);
-  PrometheusMetrics& metrics_ = *owned_metrics_;
+  PrometheusMetrics metrics_{"1.2.3", clock_};
 };
 
 TEST_F(MetricsTest, ServesOnAnEphemeralPortOfLoopbackWithBuildInfo) {
@@ -433,23 +398,20 @@ TEST(MetricsServeTest, RefusesAMalformedAddressAndAPortInUse) {
     EXPECT_FALSE(metrics.Serve(address, &error)) << address;
     EXPECT_NE(error.find("metrics bind address"), std::string::npos) << error;
   }
-  auto first = std::make_unique<PrometheusMetrics>("x", clock);
-  PrometheusMetrics second("x", clock);
-  ASSERT_TRUE(first->Serve("127.0.0.1:0", &error)) << error;
+  PrometheusMetrics first("x", clock), second("x", clock);
+  ASSERT_TRUE(first.Serve("127.0.0.1:0", &error)) << error;
   error.clear();
-  EXPECT_FALSE(second.Serve("127.0.0.1:" + std::to_string(first->port()), &error));
+  EXPECT_FALSE(second.Serve("127.0.0.1:" + std::to_string(first.port()), &error));
   EXPECT_NE(error.find("cannot serve metrics"), std::string::npos) << error;
   EXPECT_EQ(second.port(), 0);
-  StopServing(std::move(first));
 }
 
 TEST(MetricsServeTest, AColonPortAddressListensOnEveryInterface) {
   reconciler::FakeClock clock;
-  auto metrics = std::make_unique<PrometheusMetrics>("x", clock);
+  PrometheusMetrics metrics("x", clock);
   std::string error;
-  ASSERT_TRUE(metrics->Serve(":0", &error)) << error;
-  EXPECT_NE(HttpGet(metrics->port(), "/metrics").find("hotplug_build_info"), std::string::npos);
-  StopServing(std::move(metrics));
+  ASSERT_TRUE(metrics.Serve(":0", &error)) << error;
+  EXPECT_NE(HttpGet(metrics.port(), "/metrics").find("hotplug_build_info"), std::string::npos);
 }
 
 // The decorators report and pass everything on unchanged.
