@@ -6,7 +6,6 @@
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 
 namespace hotplug::crd {
@@ -172,16 +171,49 @@ struct YamlError {
   std::string message;
 };
 
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// Skips digits from `pos`; returns how many there were.
+size_t SkipDigits(std::string_view text, size_t& pos) {
+  size_t start = pos;
+  while (pos < text.size() && IsDigit(text[pos])) ++pos;
+  return pos - start;
+}
+
+// YAML 1.2 core schema: [-+]?[0-9]+
+bool IsYamlInt(std::string_view text) {
+  size_t pos = (!text.empty() && (text[0] == '-' || text[0] == '+')) ? 1 : 0;
+  return SkipDigits(text, pos) > 0 && pos == text.size();
+}
+
+// YAML 1.2 core schema: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool IsYamlFloat(std::string_view text) {
+  size_t pos = (!text.empty() && (text[0] == '-' || text[0] == '+')) ? 1 : 0;
+  size_t digits = SkipDigits(text, pos);
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    size_t fraction = SkipDigits(text, pos);
+    if (digits == 0 && fraction == 0) return false;
+  } else if (digits == 0) {
+    return false;
+  }
+  if (pos < text.size() && (text[pos] == 'e' || text[pos] == 'E')) {
+    ++pos;
+    if (pos < text.size() && (text[pos] == '-' || text[pos] == '+')) ++pos;
+    if (SkipDigits(text, pos) == 0) return false;
+  }
+  return pos == text.size();
+}
+
 // Resolves a plain (unquoted, untagged) scalar by YAML 1.2's core schema.
 json ResolvePlainScalar(const std::string& text) {
-  static const std::regex kNull("^(null|Null|NULL|~|)$");
-  static const std::regex kBool("^(true|True|TRUE|false|False|FALSE)$");
-  static const std::regex kInt("^[-+]?[0-9]+$");
-  static const std::regex kFloat("^[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?$");
-  if (text.size() > 64) return text;  // no number is that long; skip the regexes
-  if (std::regex_match(text, kNull)) return nullptr;
-  if (std::regex_match(text, kBool)) return text[0] == 't' || text[0] == 'T';
-  if (std::regex_match(text, kInt)) {
+  if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL") {
+    return nullptr;
+  }
+  if (text == "true" || text == "True" || text == "TRUE") return true;
+  if (text == "false" || text == "False" || text == "FALSE") return false;
+  if (text.size() > 64) return text;  // no number is that long
+  if (IsYamlInt(text)) {
     const char* begin = text.data() + (text[0] == '+' ? 1 : 0);
     const char* end = text.data() + text.size();
     int64_t value = 0;
@@ -194,7 +226,7 @@ json ResolvePlainScalar(const std::string& text) {
     }
     return std::stod(text);  // beyond 64 bits: a number that field checks will reject
   }
-  if (std::regex_match(text, kFloat)) return std::stod(text);
+  if (IsYamlFloat(text)) return std::stod(text);
   return text;
 }
 

@@ -196,3 +196,22 @@ TEST(CodecTest, MalformedYamlSaysWhere) {
 
 }  // namespace
 }  // namespace hotplug::crd
+
+namespace hotplug::crd {
+namespace {
+
+TEST(CodecTest, PlainScalarsResolveByTheYaml12CoreSchema) {
+  nlohmann::json out;
+  std::string error;
+  ASSERT_TRUE(YamlToJson("[1, -2, +3, 1.5, .5, 1e3, 2., True, FALSE, ~, null, '', x1, '1', "
+                         "1_000, 1.2.3, 18446744073709551615, .e3]",
+                         &out, &error))
+      << error;
+  nlohmann::json expected = nlohmann::json::parse(
+      R"([1, -2, 3, 1.5, 0.5, 1000.0, 2.0, true, false, null, null, "", "x1", "1", "1_000",
+          "1.2.3", 18446744073709551615, ".e3"])");
+  EXPECT_EQ(out, expected) << out.dump();
+}
+
+}  // namespace
+}  // namespace hotplug::crd
