@@ -57,9 +57,13 @@ std::string NewUid() {
   return text;
 }
 
-// What the generation follows: the spec as written, and whether it could be used.
+// What the generation follows: the spec as written, and whether it could be used. A file's
+// strings need not be UTF-8: replace bad bytes rather than throw (a throw here ended the
+// process: "type_error.316 invalid UTF-8 byte").
 std::string SpecFingerprint(const crd::ElasticVM& object) {
-  return crd::EncodeJson(object)["spec"].dump() + "\n" + object.spec_error.value_or("");
+  return crd::EncodeJson(object)["spec"].dump(-1, ' ', false,
+                                              nlohmann::json::error_handler_t::replace) +
+         "\n" + object.spec_error.value_or("");
 }
 
 bool HasStatus(const crd::ElasticVMStatus& status) {
