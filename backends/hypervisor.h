@@ -86,8 +86,10 @@ struct VcpuInfo {
   // QEMU's own view when the backend read it (after an unplug timeout libvirt's `enabled`
   // can be stale: QEMU removed the CPU and libvirt never noticed). nullopt = not read.
   std::optional<bool> present_in_qemu;
-  // Under TCG a vCPU unplugged once must never be plugged again in the same QEMU process
-  // (QEMU aborts on it). The backend remembers such vCPUs for the life of the process.
+  // Plugging this vCPU would crash QEMU. Under TCG, once any vCPU was unplugged in a QEMU
+  // process, QEMU 7.2 aborted on the next plug of that vCPU and of never-used slots alike
+  // (measured), so backends mark every vCPU that QEMU does not have. It lasts as long as the
+  // QEMU process: a restart of the domain clears it.
   bool replug_unsafe = false;
 };
 

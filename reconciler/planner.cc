@@ -80,9 +80,9 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
       } else if (!view.replug_unsafe.empty()) {
         plan.shortfall_reason = reason::kReplugRefused;
         plan.shortfall_message =
-            "vCPU " + FormatRangeList(view.replug_unsafe) +
-            " were unplugged earlier in this QEMU process; under TCG (software emulation) "
-            "plugging them again crashes QEMU, so they are refused until the domain restarts";
+            "plugging vCPU " + FormatRangeList(view.replug_unsafe) +
+            " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
+            "(software emulation) QEMU crashes on the next plug; restart the domain to grow it";
       } else {
         plan.shortfall_reason = reason::kExceedsMaximum;
         plan.shortfall_message = "no free hotpluggable vCPU slot left";

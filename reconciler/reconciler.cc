@@ -327,6 +327,7 @@ void Pass::ReportVcpus(const DomainObservation& domain, const VcpuView& view,
                    ? "the guest has the desired " + std::to_string(desired) + " vCPUs"
                    : "the guest has " + std::to_string(effective) + ", desired " +
                          std::to_string(desired);
+    if (!plan.shortfall_message.empty()) message += "; " + plan.shortfall_message;
     return Set(condition::kVcpusSynced, false, reason::kOutOfSync, message);
   }
   if (effective == desired) {

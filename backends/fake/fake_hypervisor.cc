@@ -282,8 +282,11 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
       d->pending_unplugs.insert(id);
       if (d->spec.tcg) {
         v.present_in_qemu = false;  // QEMU removed it; libvirt never hears
-        v.replug_unsafe = true;
         d->guest_online.erase(id);
+        // After any TCG unplug QEMU dies on the next plug of any vCPU (measured).
+        for (auto& other : d->vcpus) {
+          if (!other.enabled || other.id == id) other.replug_unsafe = true;
+        }
       } else {
         v.present_in_qemu = true;  // the guest has not let go yet
       }

@@ -301,7 +301,7 @@ TEST_F(ReconcilerTest, TcgStaleViewIsOutOfSyncAndReplugIsRefused) {
   EXPECT_EQ(hv_.Peek("tcg")->state, DomainState::kRunning);
 }
 
-TEST_F(ReconcilerTest, ReplugUnsafeSlotsAreSkippedForSafeOnes) {
+TEST_F(ReconcilerTest, AfterATcgUnplugNoVcpuIsPluggedAgain) {
   DomainSpec spec;
   spec.name = "tcg";
   spec.current_vcpus = 1;
@@ -315,10 +315,14 @@ TEST_F(ReconcilerTest, ReplugUnsafeSlotsAreSkippedForSafeOnes) {
   Pass(vm);  // unplug 2 times out: QEMU removed it, libvirt did not notice
   EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kOutOfSync);
   SetDesired(vm, 4);
-  Pass(vm);  // needs 2 more: 3 and 4 are safe, 2 is not
-  EXPECT_EQ(Calls(), (std::vector<std::pair<unsigned, bool>>{
-                         {1, true}, {2, true}, {3, true}, {4, true}}));
-  EXPECT_EQ(vm.status.vcpus->qemu, 4);
+  const size_t calls_before = hv_.SetVcpuCallCount();
+  Pass(vm);  // 3, 4 and 5 were never used, but QEMU would still crash on them
+  EXPECT_EQ(hv_.SetVcpuCallCount(), calls_before);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kOutOfSync);
+  EXPECT_NE(Cond(vm, condition::kVcpusSynced).message.find("plugging vCPU 2-5 is refused"),
+            std::string::npos)
+      << Cond(vm, condition::kVcpusSynced).message;
+  EXPECT_EQ(Calls(), (std::vector<std::pair<unsigned, bool>>{{1, true}, {2, true}}));
   EXPECT_EQ(hv_.Peek("tcg")->state, DomainState::kRunning);
 }
 
