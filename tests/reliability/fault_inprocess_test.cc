@@ -130,6 +130,38 @@ TEST(InProcessFaults, DomainDestroyedMidPlanStopsKeepsWhatWasDoneAndResumesWhenI
   EXPECT_TRUE(HasEvent(api, "default/web-01", "Synced"));
 }
 
+// libvirtd itself killed and restarted is in tests/e2e (BackendReconnectsAfterLibvirtdIsKilled
+// AndRestarted); here the connection drops in the middle of a pass.
+TEST(InProcessFaults, HypervisorGoneMidPlanIsReportedAndThePlanResumesWhereItStopped) {
+  FakeHypervisor fake;
+  InMemoryApi api;
+  fake.AddDomain(Domain("web-01", 8, 1));
+  fake.SetLatency(0us, 40'000us);  // 40 ms per vCPU call: a window between two calls
+  Operator op(api, fake);
+  api.Apply(MakeElasticVM("web-01", 7));
+  ASSERT_TRUE(PollUntil([&] { return fake.SuccessfulCalls().size() >= 2; }, kDeadline));
+  fake.SetUnavailable(true);
+  ASSERT_TRUE(PollUntil([&] { return ReadyReason(api.Get("default/web-01")).find(
+                                         "HypervisorUnavailable") != std::string::npos ||
+                                     ReadyReason(api.Get("default/web-01")) ==
+                                         "False/PartialFailure"; }, kDeadline))
+      << Describe(api.Get("default/web-01"));
+  size_t done_before = fake.SuccessfulCalls().size();
+  EXPECT_LT(done_before, 6u);
+  auto vm = api.Get("default/web-01");
+  ASSERT_TRUE(vm && vm->status.vcpus);
+  EXPECT_EQ(vm->status.vcpus->current, static_cast<int64_t>(Enabled(fake, "web-01").size()))
+      << "the status is not true to the hypervisor";
+
+  fake.SetUnavailable(false);
+  ASSERT_TRUE(PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 7); },
+                        kDeadline))
+      << Describe(api.Get("default/web-01"));
+  EXPECT_EQ(fake.SuccessfulCalls().size(), 6u);
+  ExpectNoStepTwiceNorVcpuZero(fake, "web-01", 1);
+  EXPECT_TRUE(HasEvent(api, "default/web-01", "Synced"));
+}
+
 TEST(InProcessFaults, MigrationJobBlocksEveryStepUntilItEnds) {
   FakeHypervisor fake;
   InMemoryApi api;
