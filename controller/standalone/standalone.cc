@@ -1,5 +1,7 @@
 #include "controller/standalone/standalone.h"
 
+#include <sys/stat.h>
+
 namespace hotplug::controller::standalone {
 
 std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir,
@@ -11,6 +13,12 @@ std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir,
   }
   std::string folder = dir;
   while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+  struct stat info {};
+  if (stat(folder.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    *error =
+        "--standalone " + dir + ": not a folder (create it and put ElasticVM YAML files in it)";
+    return nullptr;
+  }
   std::unique_ptr<StandaloneMode> mode(new StandaloneMode());
   const reconciler::Clock& clock = options.clock ? *options.clock : mode->system_clock_;
   mode->status_dir_ = std::make_unique<StatusDir>(folder);

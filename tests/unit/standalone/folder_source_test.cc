@@ -412,7 +412,10 @@ TEST_F(FolderSourceTest, FixedFileLosesItsErrorFile) {
 TEST_F(FolderSourceTest, MissingFolderIsAClearError) {
   std::string error;
   EXPECT_FALSE(MakeStandalone(dir_.File("nope"), &error));
-  EXPECT_NE(error.find("nope"), std::string::npos) << error;
+  EXPECT_NE(error.find("nope: not a folder"), std::string::npos) << error;
+  dir_.Write("file.yaml", "");
+  EXPECT_FALSE(MakeStandalone(dir_.File("file.yaml"), &error));
+  EXPECT_NE(error.find("not a folder"), std::string::npos) << error;
 }
 
 }  // namespace
