@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -78,14 +79,48 @@ class ObservedStatusWriter final : public controller::StatusWriter {
       : inner_(inner), hook_(std::move(hook)) {}
   bool WriteStatus(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
                    std::string* error) override {
+    TimePoint start = SteadyClock::now();
     bool ok = inner_.WriteStatus(object, status, error);
-    if (ok) hook_(object, status, SteadyClock::now());
+    TimePoint end = SteadyClock::now();
+    {
+      std::lock_guard lock(mu_);
+      durations_ms_.push_back(MillisBetween(start, end));
+    }
+    if (ok) hook_(object, status, end);
     return ok;
+  }
+  // How long each write took (the PUT, and its conflict retries), since the last call.
+  std::vector<double> TakeDurations() {
+    std::lock_guard lock(mu_);
+    return std::exchange(durations_ms_, {});
   }
 
  private:
   controller::StatusWriter& inner_;
   Hook hook_;
+  std::mutex mu_;
+  std::vector<double> durations_ms_;  // guarded by mu_
+};
+
+// The work queue's own timings: how long keys waited for a worker, how long passes took.
+class QueueTimings final : public controller::ControllerMetrics, public controller::WorkQueueMetrics {
+ public:
+  void QueueLatency(double seconds) override { Add(&waited_ms_, seconds); }
+  void WorkDuration(double seconds) override { Add(&worked_ms_, seconds); }
+  controller::WorkQueueMetrics* QueueMetrics() override { return this; }
+  // Samples since the last call: {queue wait, pass duration} in ms.
+  std::pair<std::vector<double>, std::vector<double>> Take() {
+    std::lock_guard lock(mu_);
+    return {std::exchange(waited_ms_, {}), std::exchange(worked_ms_, {})};
+  }
+
+ private:
+  void Add(std::vector<double>* samples, double seconds) {
+    std::lock_guard lock(mu_);
+    samples->push_back(seconds * 1000);
+  }
+  std::mutex mu_;
+  std::vector<double> waited_ms_, worked_ms_;  // guarded by mu_
 };
 
 bool IsReadyAt(const crd::ElasticVMStatus& status, int64_t vcpus) {
@@ -307,6 +342,8 @@ int main(int argc, char** argv) {
   reconciler::SystemClock clock;
   controller::Controller::Options options;
   options.workers = workers;
+  bench::QueueTimings timings;
+  options.metrics = &timings;
   controller::Controller controller(source, writer, events, timed, clock, options);
 
   // Start and converge: every object gets its first status (Ready=True at 1 vCPU).
@@ -322,15 +359,25 @@ int main(int argc, char** argv) {
     std::lock_guard lock(ready_mu);
     return ready_keys.size() >= static_cast<size_t>(objects);
   };
-  // Objects that already had a status from an earlier run are not written again.
+  // Objects that already had a status from an earlier run are not written again. Then wait
+  // for the queue to settle (the watch echoes of those writes), so the stream starts on an
+  // idle operator.
   while (SteadyClock::now() < deadline && !converged() &&
          !(controller.queue().Len() == 0 && controller.passes() >= objects)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int64_t passes = -1; SteadyClock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    if (controller.queue().Len() == 0 && controller.passes() == passes) break;
+    passes = controller.passes();
   }
   double converged_seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
   std::printf("  start: cache synced in %.2f s, %lld passes and %lld status writes done in %.1f s\n",
               synced_seconds, static_cast<long long>(controller.passes()),
               static_cast<long long>(controller.status_writes()), converged_seconds);
+
+  writer.TakeDurations();  // the start's writes are not part of the stream's figures
+  timings.Take();
 
   // The stream of changes, on a fixed schedule.
   std::mt19937 random(42);
@@ -364,6 +411,10 @@ int main(int argc, char** argv) {
   controller.Stop(SteadyClock::now() + std::chrono::seconds(10));
   events.Stop();
 
+  nlohmann::json status_writes = bench::SummarizeMillis(writer.TakeDurations());
+  auto [waited, worked] = timings.Take();
+  nlohmann::json queue_wait = bench::SummarizeMillis(waited);
+  nlohmann::json pass_duration = bench::SummarizeMillis(worked);
   std::vector<bench::Change> done = tracker.Done();
   using C = bench::Change;
   nlohmann::json acked_call = bench::Summary(done, &C::acked, &C::call, &C::has_call);
@@ -383,6 +434,9 @@ int main(int argc, char** argv) {
   bench::Print("sent -> acked (PATCH)", sent_acked);
   bench::Print("sent -> Ready=True", sent_ready);
   bench::Print("acked -> Ready=True", acked_ready);
+  bench::Print("status write (PUT)", status_writes);
+  bench::Print("key waiting in queue", queue_wait);
+  bench::Print("pass (Get..Done)", pass_duration);
   bench::Report({{"bench", "apply_latency"},
                  {"objects", objects},
                  {"workers", workers},
@@ -403,6 +457,11 @@ int main(int argc, char** argv) {
                  {"sent_to_seen", sent_seen},
                  {"sent_to_acked", sent_acked},
                  {"sent_to_ready", sent_ready},
-                 {"acked_to_ready", acked_ready}});
+                 {"acked_to_ready", acked_ready},
+                 {"status_write", status_writes},
+                 {"queue_wait", queue_wait},
+                 {"pass_duration", pass_duration},
+                 {"passes", controller.passes()},
+                 {"status_writes", controller.status_writes()}});
   return unfinished == 0 && tracker.failed() == 0 ? 0 : 1;
 }
