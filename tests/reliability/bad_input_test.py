@@ -194,7 +194,7 @@ def check_standalone_folder():
                     return ready_answer(read_status_file(folder, f"default_{obj_name}"))
                 return None
             try:
-                answers[name] = poll(answer, f"an answer about {name}", 10, 0.1)
+                answers[name] = poll(answer, f"an answer about {name}", 5, 0.1)
             except CheckFailed:
                 answers[name] = None
         folder.write("good.yaml", standalone_test.vm_yaml(GOOD_NAME, 6))
@@ -369,7 +369,12 @@ def summary():
     for way, answers in ANSWERS.items():
         kinds = {}
         for got in answers.values():
-            kind = "no answer" if got is None else got.split(":")[0][:40]
+            if got is None:
+                kind = "no answer"
+            elif way == "kubectl":
+                kind = "accepted" if got == "ACCEPTED" else "rejected"
+            else:
+                kind = got.split(":")[0]
             kinds[kind] = kinds.get(kind, 0) + 1
         print(f"  {way}: " + ", ".join(f"{count} {kind}" for kind, count in
                                        sorted(kinds.items(), key=lambda item: -item[1])))
