@@ -168,22 +168,50 @@ def create_objects(api, namespace, count, threads=8):
         thread.join()
 
 
-def operator_run(ctx, kubeconfig, count, log_name, stop_when):
-    """Starts hotplug-operator on the fake hypervisor, polls its /metrics every 10 ms until
-    stop_when(metrics text) or 600 s; returns (seconds from spawn to that moment, or None)."""
+def paged_list_seconds(api, namespace, page_size=500):
+    """How long the test API server takes to answer the informer's paged LIST by itself."""
+    start = time.monotonic()
+    token = ""
+    while True:
+        url = (f"{api.url}/apis/hotplug.dev/v1alpha1/namespaces/{namespace}/elasticvms"
+               f"?limit={page_size}" + (f"&continue={token}" if token else ""))
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            body = json.loads(answer.read())
+        token = body["metadata"].get("continue", "")
+        if not token:
+            return time.monotonic() - start
+
+
+def operator_run(ctx, kubeconfig, count, log_name, stop_when, wait_for_log=None):
+    """Starts hotplug-operator on the fake hypervisor and polls its /metrics until
+    stop_when(metrics text) or 600 s; returns (command, seconds from spawn to that moment or
+    None). With wait_for_log, /metrics is polled only once that text is in the operator's
+    log (read every 5 ms), so scraping does not load the process while it starts."""
     port = free_port()
     command = [ctx.binary("hotplug-operator"), "--hypervisor=fake", f"--fake-domains={count}",
                f"--kubeconfig={kubeconfig}", "--namespace=restart", "--workers=2",
                f"--metrics-bind-address=127.0.0.1:{port}", "--health-probe-bind-address=0"]
-    with open(ctx.log(log_name), "ab") as stderr:
+    log_path = ctx.log(log_name)
+    with open(log_path, "ab") as stderr, open(log_path, "rb") as reader:
+        reader.seek(0, os.SEEK_END)
         start = time.monotonic()
         process = subprocess.Popen(command, stdout=stderr, stderr=stderr)
         reached = None
+        cpu_seconds = None
+        needle = wait_for_log.encode() if wait_for_log else b""
+        recent = b""  # the log's newest bytes, enough to hold a needle cut by a read
         try:
             while time.monotonic() - start < 600 and process.poll() is None:
+                if needle:
+                    recent = recent[-len(needle):] + reader.read()
+                    if needle not in recent:
+                        time.sleep(0.005)
+                        continue
+                    needle = b""
                 text = scrape(port)
                 if text is not None and stop_when(text):
                     reached = time.monotonic() - start
+                    cpu_seconds = process_cpu_seconds(process.pid)
                     break
                 time.sleep(0.01)
         finally:
@@ -193,7 +221,14 @@ def operator_run(ctx, kubeconfig, count, log_name, stop_when):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    return command, reached
+    return command, reached, cpu_seconds
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_restart(ctx):
@@ -214,7 +249,7 @@ def bench_restart(ctx):
         def converged(text):
             return (metric_sum(text, "hotplug_status_writes_total") >= count and
                     metric_sum(text, "workqueue_depth") == 0)
-        _, prime = operator_run(ctx, kubeconfig, count, "restart", converged)
+        _, prime, _ = operator_run(ctx, kubeconfig, count, "restart", converged)
         print(f"restart: first start converged {count} objects in "
               f"{prime if prime is not None else float('nan'):.1f} s", flush=True)
 
@@ -223,12 +258,17 @@ def bench_restart(ctx):
             return (metric_sum(text, "hotplug_informer_cache_objects") >= count and
                     metric_sum(text, "workqueue_adds_total") >= count)
         for attempt in range(runs):
-            command, seconds = operator_run(ctx, kubeconfig, count, "restart", requeued)
+            list_seconds = paged_list_seconds(api, "restart")
+            command, seconds, cpu = operator_run(ctx, kubeconfig, count, "restart", requeued,
+                                                 wait_for_log='"msg":"listed elasticvms"')
             shown = f"{seconds:.3f} s" if seconds is not None else "never"
             print(f"restart {attempt + 1}: {count} objects cached and queued {shown} after "
-                  f"spawn", flush=True)
+                  f"spawn; the server alone answers the same paged LIST in "
+                  f"{list_seconds:.3f} s; the operator used {cpu or 0:.2f} s of CPU", flush=True)
             results.append({"bench": "restart", "objects": count, "attempt": attempt + 1,
-                            "seconds": seconds, "first_start_converged_seconds": prime})
+                            "seconds": seconds, "server_list_seconds": list_seconds,
+                            "operator_cpu_seconds": cpu,
+                            "first_start_converged_seconds": prime})
     code = 0 if all(r["seconds"] is not None for r in results) else 1
     return {"code": code, "results": results, "command": command}
 
@@ -445,13 +485,18 @@ def section_apply(out, entry):
 
 
 def section_restart(out, entry):
-    out.append("| attempt | objects | spawn → all cached and queued (s) |")
-    out.append("|---|---|---|")
+    out.append("| attempt | objects | spawn → all cached and queued (s) | the test API server "
+               "alone answering the same paged LIST (s) | the rest (s) | operator CPU used by then (s) |")
+    out.append("|---|---|---|---|---|---|")
     values = []
     for r in entry["results"]:
         values.append(r["seconds"])
+        own = (fmt(r["seconds"] - r["server_list_seconds"], 3)
+               if r["seconds"] is not None else "")
         out.append(f"| {r['attempt']} | {r['objects']:,} | "
-                   f"{fmt(r['seconds'], 3) if r['seconds'] is not None else 'never'} |")
+                   f"{fmt(r['seconds'], 3) if r['seconds'] is not None else 'never'} | "
+                   f"{fmt(r['server_list_seconds'], 3)} | {own} | "
+                   f"{fmt(r.get('operator_cpu_seconds'), 2)} |")
     if entry["results"]:
         prime = entry["results"][0]["first_start_converged_seconds"]
         out.append("")
@@ -461,7 +506,29 @@ def section_restart(out, entry):
     known = [v for v in values if v is not None]
     worst = max(known) if known else None
     out.append("")
-    out.append(f"Target ≤ 3 s: {verdict(worst, 3.0)} (worst attempt).")
+    out.append(f"Target ≤ 3 s: {verdict(worst, 3.0)} (worst attempt). The LIST is paged "
+               "500 objects at a time as client-go's reflector does; the test API server "
+               "copies and filters its whole store for every page, so its time grows with the "
+               "square of the object count — a real API server answers from its watch cache.")
+
+
+def section_virsh(out, entry):
+    for r in entry["results"]:
+        out.append(f"{r['samples']} TCG guest(s), each: one path 1 → 4 vCPUs, the other 4 → 7, "
+                   "alternating which goes first.")
+        out.append("")
+        out.append("| path | n | p50 ms | max ms |")
+        out.append("|---|---|---|---|")
+        for key, label in [("virsh_call", "`virsh setvcpus N --live` returned"),
+                           ("pass_call", "reconcile pass (observe + 3 × SetVcpu) returned"),
+                           ("virsh_online", "virsh → guest reports all CPUs online"),
+                           ("pass_online", "reconcile → guest reports all CPUs online")]:
+            s = r[key]
+            out.append(f"| {label} | {s['n']} | {fmt(s['p50_ms'], 2)} | {fmt(s['max_ms'], 2)} |")
+        out.append("")
+        out.append(f"Ratio reconcile pass / virsh (returned, p50): "
+                   f"{r['ratio_pass_to_virsh_p50']:.2f}. virsh's figure includes starting the "
+                   "virsh process and opening its connection, as a user typing it pays.")
 
 
 def write_report(path, entries, command, started, loads):
@@ -484,7 +551,8 @@ def write_report(path, entries, command, started, loads):
               "virsh": "virsh setvcpus --live 1 → 4",
               "profile": "Profile (perf, throughput bench, plug-write)"}
     sections = {"throughput": section_throughput, "memory": section_memory,
-                "apply_latency": section_apply, "restart": section_restart}
+                "apply_latency": section_apply, "restart": section_restart,
+                "virsh": section_virsh}
     for name, entry in entries:
         out.append(f"## {titles[name]}")
         out.append("")
@@ -505,8 +573,6 @@ def write_report(path, entries, command, started, loads):
             out.append("```")
             out.append(entry["text"].rstrip())
             out.append("```")
-        for r in entry.get("results", []) if name == "virsh" else []:
-            out.append(f"- {json.dumps(r)}")
         out.append("")
     with open(path, "w") as handle:
         handle.write("\n".join(out))
