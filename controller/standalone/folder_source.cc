@@ -172,8 +172,20 @@ std::string FolderSource::Now() const { return reconciler::FormatRfc3339(clock_.
 
 void FolderSource::Run() {
   pthread_setname_np(pthread_self(), "folder-watch");
-  ScanAll();
-  Apply();
+  // A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
+  // folder is read again on the next change.
+  auto guarded = [this](const char* what, const std::function<void()>& step) {
+    try {
+      step();
+    } catch (const std::exception& e) {
+      log::Error("standalone: unexpected error; the folder is read again on the next change",
+                 {{"while", what}, {"error", e.what()}});
+    }
+  };
+  guarded("reading the folder", [this] {
+    ScanAll();
+    Apply();
+  });
   synced_ = true;
   log::Info("standalone: folder read", {{"dir", dir_}, {"objects", std::to_string(Keys().size())}});
 
@@ -260,12 +272,14 @@ void FolderSource::Run() {
     // Act once the burst is over (no event in the last poll) or has lasted long enough.
     bool burst_over = !got_events || now - first_dirty >= kMaxCoalesce;
     if (pending && burst_over) {
-      if (rescan_all || watch_lost) {
-        ScanAll();
-      } else {
-        for (const auto& name : dirty) ReadFile(name);
-      }
-      Apply();
+      guarded("applying a change", [&] {
+        if (rescan_all || watch_lost) {
+          ScanAll();
+        } else {
+          for (const auto& name : dirty) ReadFile(name);
+        }
+        Apply();
+      });
       dirty.clear();
       rescan_all = false;
       pending = false;
