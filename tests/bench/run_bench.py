@@ -355,6 +355,16 @@ class Context:
 
 # --- BENCHMARKS.md ---
 
+def revision():
+    """The commit measured, and whether the working tree differed from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True,
+                              text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head + (" plus uncommitted changes in the working tree" if dirty else "")
+
+
 def machine():
     cpu = "unknown"
     with open("/proc/cpuinfo") as handle:
@@ -531,13 +541,14 @@ def section_virsh(out, entry):
                    "virsh process and opening its connection, as a user typing it pays.")
 
 
-def write_report(path, entries, command, started, loads):
+def write_report(path, entries, command, started, source, loads):
     info = machine()
     out = ["# Benchmarks", "",
            "Written by `scripts/bench` (tests/bench/run_bench.py); do not edit by hand. What each "
            "benchmark measures and how is at the top of its source in tests/bench/.", "",
            f"- machine: {info['nproc']} CPUs, {info['cpu']}, kernel {info['kernel']}",
            f"- date: {started} (UTC)",
+           f"- source: {source}",
            f"- command: `{command}`",
            f"- load average (1/5/15 min) before each benchmark: " +
            "; ".join(f"{name} {load}" for name, load in loads),
@@ -592,6 +603,7 @@ def main():
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(ALL)}")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    source = revision()
     logs = tempfile.mkdtemp(prefix="hotplug-bench-")
     ctx = Context(os.path.abspath(args.build_dir), args.smoke, logs)
     entries, loads, failed = [], [], []
@@ -605,7 +617,7 @@ def main():
             failed.append(name)
         entries.append((name, entry))
     if not args.no_report:
-        write_report(args.out, entries, args.command, started, loads)
+        write_report(args.out, entries, args.command, started, source, loads)
         print(f"wrote {args.out}")
     print(f"stderr of the benchmarks: {logs}")
     if failed:
