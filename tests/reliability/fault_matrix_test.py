@@ -21,7 +21,7 @@ import sys
 import time
 
 from reliability_lib import (Cluster, check_honest, expect, injected, poll, read_call_log,
-                             run_checks, wait_events)
+                             run_checks, stop_cleanly, wait_events)
 
 OUTAGE_S = float(os.environ.get("RELIABILITY_OUTAGE_S", "6"))
 COUNTS = {}  # case -> what it survived, printed at the end
@@ -84,6 +84,7 @@ def check_api_500_window():
         # a known bug); those from before it must be there.
         wait_events(cluster, "web-01", ["VcpuPlugged", "Synced"])
         expect(operator.process.poll() is None, "the operator died")
+        stop_cleanly(operator)
         print(f"  {len(failed)} requests answered 500 in {OUTAGE_S:.0f}s ({len(status_writes)} "
               f"status writes, {len(informer)} list/watch, {len(events)} Events); converged "
               f"{catch_up:.1f}s after the outage ended")
@@ -95,7 +96,7 @@ def check_watch_closed_every_n_events():
     last resourceVersion each time and misses no change across 3 objects and 12 patches."""
     domains = [{"name": f"vm-{i}", "maximumVcpus": 8, "currentVcpus": 1} for i in range(3)]
     with Cluster("fault-watch-close") as cluster:
-        _, calls_path = start(cluster, domains=domains)
+        operator, calls_path = start(cluster, domains=domains)
         cluster.faults(watch_close_after_events=2)
         targets = {f"vm-{i}": 1 for i in range(3)}
         for round_number, abrupt in enumerate((False, False, True, True)):
@@ -113,6 +114,7 @@ def check_watch_closed_every_n_events():
         for name in targets:
             wait_events(cluster, name, ["VcpuPlugged", "Synced"])
         expect(len(watches) >= 4, f"only {len(watches)} watches: the fault did not bite")
+        stop_cleanly(operator)
         print(f"  {len(watches)} watches opened for 12 changes")
         COUNTS["watch_closed"] = len(watches)
 
@@ -125,7 +127,7 @@ def check_gone_on_every_reconnect():
         # Set before the operator's first watch: a watch reads these faults when it opens.
         cluster.faults(watch_close_after_events=1, watch_gone_on_reconnect=True,
                        watch_gone_mode="event")
-        _, calls_path = start(cluster)
+        operator, calls_path = start(cluster)
         cluster.apply_vm("web-01", 2)
         poll(lambda: cluster.converged("web-01", 2), "web-01 on 2 vCPUs")
         since = 0
@@ -142,6 +144,7 @@ def check_gone_on_every_reconnect():
         check_honest(cluster, "web-01", "web-01", calls_path, 1, want)
         wait_events(cluster, "web-01", ["VcpuPlugged", "VcpuUnplugged", "Synced"])
         expect(len(lists) >= 2, f"the informer relisted {len(lists)} times")
+        stop_cleanly(operator)
         print(f"  {len(lists)} relists after 410s ({len(gone)} answered as HTTP 410)")
         COUNTS["gone"] = len(lists)
 
@@ -150,7 +153,7 @@ def check_conflict_every_other_status_write():
     """Every other /status write answers 409 Conflict: the writer re-reads and retries; the
     final status is the truth and observedGeneration follows the spec."""
     with Cluster("fault-conflict") as cluster:
-        _, calls_path = start(cluster)
+        operator, calls_path = start(cluster)
         cluster.faults(status_conflict_every=2)
         cluster.apply_vm("web-01", 3)
         want = 3
@@ -162,6 +165,7 @@ def check_conflict_every_other_status_write():
         check_honest(cluster, "web-01", "web-01", calls_path, 1, want)
         wait_events(cluster, "web-01", ["VcpuPlugged", "VcpuUnplugged", "Synced"])
         expect(conflicts, "no status write got 409: the fault did not bite")
+        stop_cleanly(operator)
         print(f"  {len(conflicts)} status writes answered 409")
         COUNTS["conflict"] = len(conflicts)
 
@@ -186,6 +190,7 @@ def check_sigkill_between_vcpu_calls():
         replayed = restarted.logged("fake hypervisor: replayed the call log")
         expect(replayed and replayed[0].get("changes") == str(done_before),
                f"the restart replayed {replayed}")
+        stop_cleanly(restarted)
         print(f"  killed after {done_before} of 7 plugs; the restart did the other "
               f"{7 - done_before}")
         COUNTS["sigkill"] = 1
@@ -231,6 +236,7 @@ def check_leader_election_failover():
         holder = lease["spec"].get("holderIdentity", "")
         identity = second.logged("leader election: became leader")[0].get("identity")
         expect(identity is None or holder == identity, f"lease held by {holder}, not {identity}")
+        stop_cleanly(second)
         print(f"  replica-b took over {took_over:.1f}s after replica-a was killed "
               f"(lease {lease_s:g}s)")
         COUNTS["leader"] = 1

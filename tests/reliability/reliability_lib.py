@@ -73,6 +73,12 @@ def check_honest(cluster, name, domain, calls_path, initial_enabled, want_vcpus)
     return len([c for c in calls if c.get("op") == "vcpu" and c.get("domain") == domain])
 
 
+def stop_cleanly(operator):
+    """SIGTERM by PID: the process must exit 0 (a sanitizer build also fails on a leak)."""
+    code = operator.stop()
+    expect(code == 0, f"{operator.name} exited {code} after SIGTERM:\n{operator.tail(15)}")
+
+
 def injected(cluster, since=0, code=None):
     """Requests in the API server's log that got an injected fault (optionally of `code`)."""
     return [r for r in cluster.requests(since)

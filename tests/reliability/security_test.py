@@ -198,9 +198,12 @@ def check_secrets_not_logged():
             "--namespace=default", f"--fake-domains-file={domains}", "--log-level=debug",
             "--metrics-bind-address=0", "--leader-elect"])
         stdout_path = cluster.path("operator.stdout")
+        env = dict(os.environ)  # as operator_lib starts it, but keeping stdout too
+        env.setdefault("LSAN_OPTIONS", "suppressions=" + os.path.join(operator_lib.HERE,
+                                                                      "lsan.supp"))
         with open(stdout_path, "wb") as stdout, open(operator.log_path, "ab") as stderr:
             operator.process = subprocess.Popen(operator.args, stdout=stdout, stderr=stderr,
-                                                stdin=subprocess.DEVNULL)
+                                                stdin=subprocess.DEVNULL, env=env)
         cluster.operators.append(operator)
         cluster.apply_vm("web-01", 3)
         poll(lambda: cluster.converged("web-01", 3), "web-01 on 3 vCPUs over HTTPS")
@@ -213,7 +216,8 @@ def check_secrets_not_logged():
                "the operator did not send its bearer token")
         expect(any(r.get("client_cert") == "hotplug-operator" for r in requests),
                "the operator did not present its client certificate")
-        operator.stop()
+        code = operator.stop()
+        expect(code == 0, f"exit code {code} after SIGTERM")
         with open(operator.log_path, encoding="utf-8", errors="replace") as handle:
             logs = handle.read()
         with open(stdout_path, encoding="utf-8", errors="replace") as handle:
