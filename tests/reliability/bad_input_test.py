@@ -27,7 +27,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from reliability_lib import (ROOT, CheckFailed, Cluster, expect, poll, run_checks)
+from reliability_lib import (ROOT, CheckFailed, Cluster, expect, poll, run_checks,
+                             stop_cleanly)
 import operator_lib
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
@@ -272,6 +273,7 @@ def check_raw_objects():
         cluster.patch_vcpus(GOOD_NAME, 6)
         poll(lambda: cluster.converged(GOOD_NAME, 6), "the good object after the bad ones", 30)
         expect(operator.process.poll() is None, "the operator died")
+        stop_cleanly(operator)
     judge("raw", 2)
 
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from reliability_lib import ROOT, Cluster, expect, poll, run_checks
+from reliability_lib import ROOT, Cluster, expect, poll, run_checks, stop_cleanly
 import operator_lib
 from kubeconfig import write_kubeconfig
 
@@ -114,7 +114,7 @@ def check_rbac():
         poll(lambda: second.logged("leader election: became leader"), "replica-b to lead", 15)
         cluster.patch_vcpus("web-01", 5)
         poll(lambda: cluster.converged("web-01", 5), "web-01 on 5 after the failover")
-        second.stop()  # SIGTERM: releases the lease (an update)
+        stop_cleanly(second)  # SIGTERM: releases the lease (an update)
 
         made = [r for r in cluster.requests()
                 if (r.get("user_agent") or "").startswith("hotplug-operator")]
@@ -262,6 +262,7 @@ def check_tls_verification_on_by_default():
         cluster.apply_vm("web-01", 3)
         poll(lambda: cluster.converged("web-01", 3), "web-01 on 3 vCPUs with the CA")
         expect(trusted.process.poll() is None, "the operator with the CA died")
+        stop_cleanly(trusted)
 
 
 # --- listening only on loopback -----------------------------------------------------------
