@@ -222,7 +222,7 @@ bool Quantity::IsInteger() const { return nanos_ % kNanosPerUnit == 0; }
 std::string Quantity::ToString() const {
   if (nanos_ == 0) return "0";
   __int128 magnitude = nanos_ < 0 ? -nanos_ : nanos_;
-  std::string sign = nanos_ < 0 ? "-" : "";
+  std::string out = nanos_ < 0 ? "-" : "";
 
   if (format_ == Format::kBinarySI && IsInteger() && magnitude >= 1024 * kNanosPerUnit) {
     __int128 value = magnitude / kNanosPerUnit;
@@ -233,19 +233,27 @@ std::string Quantity::ToString() const {
       value /= 1024;
       ++index;
     }
-    return sign + Int128ToString(value) + std::string(kBinary[index]);
+    out += Int128ToString(value);
+    out += kBinary[index];
+    return out;
   }
 
   // Decimal: the largest exponent (a multiple of 3, -9..18) that leaves a whole mantissa.
   int exp = 18;
   while (exp > -9 && magnitude % Pow10(exp + 9) != 0) exp -= 3;
   __int128 mantissa = magnitude / Pow10(exp + 9);
+  out += Int128ToString(mantissa);
   if (format_ == Format::kDecimalExponent) {
-    return sign + Int128ToString(mantissa) + (exp == 0 ? "" : "e" + std::to_string(exp));
+    if (exp != 0) {
+      out += 'e';
+      out += std::to_string(exp);
+    }
+    return out;
   }
   static constexpr std::array<std::string_view, 10> kDecimal{"n", "u", "m", "",  "k",
                                                              "M", "G", "T", "P", "E"};
-  return sign + Int128ToString(mantissa) + std::string(kDecimal[(exp + 9) / 3]);
+  out += kDecimal[(exp + 9) / 3];
+  return out;
 }
 
 std::string FormatBytes(uint64_t bytes) {
