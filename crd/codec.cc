@@ -21,6 +21,40 @@ std::string Show(const json& value) {
   return text;
 }
 
+// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
+bool IsValidUtf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    uint32_t code = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      length = 2, code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      length = 3, code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      length = 4, code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t kMinimum[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < kMinimum[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
 // Reads fields of one JSON object, remembering the first error with its field path.
 class FieldReader {
  public:
@@ -44,6 +78,9 @@ class FieldReader {
     const json* v = Find(field);
     if (v == nullptr) return;
     if (!v->is_string()) return Fail(field, "expected a string", *v);
+    if (!IsValidUtf8(v->get_ref<const std::string&>())) {
+      return Fail(field, "expected UTF-8 text", *v);
+    }
     *out = v->get<std::string>();
   }
   void Bool(const std::string& field, bool* out) {
@@ -76,6 +113,9 @@ class FieldReader {
     if (!v->is_object()) return Fail(field, "expected a map of strings", *v);
     for (const auto& [key, value] : v->items()) {
       if (!value.is_string()) return Fail(field + "." + key, "expected a string", value);
+      if (!IsValidUtf8(key) || !IsValidUtf8(value.get_ref<const std::string&>())) {
+        return Fail(field + "." + key, "expected UTF-8 text", value);
+      }
       (*out)[key] = value.get<std::string>();
     }
   }

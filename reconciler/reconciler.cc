@@ -491,6 +491,11 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
       const std::string done =
           (plugged_.empty() ? "" : "plugged vcpu " + FormatRangeList(plugged_) + "; ") +
           (unplugged_.empty() ? "" : "unplugged vcpu " + FormatRangeList(unplugged_) + "; ");
+      // The last view is from before the steps: move it by what they did, so the numbers
+      // agree with the message instead of showing the state before the pass.
+      for (unsigned id : plugged_) domain.vcpus[id].enabled = true;
+      for (unsigned id : unplugged_) domain.vcpus[id].enabled = false;
+      FillVcpuStatus(domain, ViewVcpus(domain, newly_pending_));
       BlockAll(ReasonForError(s.code()),
                done + "then the domain could not be observed: " + s.message());
       if (s.code() == ErrorCode::kDomainNotFound) {

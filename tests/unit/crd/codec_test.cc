@@ -215,3 +215,28 @@ TEST(CodecTest, PlainScalarsResolveByTheYaml12CoreSchema) {
 
 }  // namespace
 }  // namespace hotplug::crd
+
+namespace hotplug::crd {
+namespace {
+
+// JSON parsing already refuses broken UTF-8; YAML files reach the field checks with it.
+TEST(CodecTest, NonUtf8TextInYamlIsAnInvalidSpec) {
+  const std::pair<std::string, const char*> cases[] = {
+      {"metadata: {name: a}\nspec: {domain: \"web-\xff\"}\n", "spec.domain: expected UTF-8 text"},
+      {"metadata: {name: a}\nspec: {nodeName: \"\xc0\xaf\"}\n",  // overlong "/"
+       "spec.nodeName: expected UTF-8 text"},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    auto results = DecodeYamlText(yaml);
+    ASSERT_EQ(results.size(), 1u);
+    ASSERT_TRUE(results[0].ok()) << results[0].error;
+    ASSERT_TRUE(results[0].object->spec_error);
+    EXPECT_EQ(results[0].object->spec_error->rfind(expected, 0), 0u) << *results[0].object->spec_error;
+  }
+  auto bad_name = DecodeYamlText("metadata: {name: \"\xed\xa0\x80\"}\nspec: {}\n");  // surrogate
+  ASSERT_EQ(bad_name.size(), 1u);
+  EXPECT_FALSE(bad_name[0].ok());
+}
+
+}  // namespace
+}  // namespace hotplug::crd

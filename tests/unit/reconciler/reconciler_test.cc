@@ -335,6 +335,8 @@ TEST_F(ReconcilerTest, DomainVanishingMidPlanKeepsWhatWasDone) {
   const auto& c = Cond(vm, condition::kReady);
   EXPECT_EQ(c.reason, reason::kDomainNotFound);
   EXPECT_NE(c.message.find("plugged vcpu 1-2"), std::string::npos) << c.message;
+  EXPECT_EQ(vm.status.vcpus->current, 3);  // what the steps did, not the view before them
+  EXPECT_EQ(vm.status.vcpus->enabled, "0-2");
   EXPECT_GT(r.requeue_after.count(), 0);
 }
 
