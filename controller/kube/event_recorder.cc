@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -69,15 +70,36 @@ void KubeEventRecorder::Run() {
     Pending pending = std::move(queue_.front());
     queue_.pop_front();
     sending_ = true;
-    lock.unlock();
-    Send(pending);
-    lock.lock();
+    auto backoff = options_.retry_initial;
+    for (int attempt = 1;; ++attempt) {
+      lock.unlock();
+      const bool done = Send(pending);
+      lock.lock();
+      if (done || stopping_) break;
+      if (attempt >= options_.max_attempts) {
+        log::Warn("event dropped after retries",
+                  {{"object", pending.ns + "/" + pending.name}, {"reason", pending.event.reason}});
+        break;
+      }
+      // Wait out the backoff, but wake at once for Stop().
+      cv_.wait_for(lock, backoff, [&] { return stopping_; });
+      if (stopping_) break;
+      backoff = std::min(backoff * 2, options_.retry_max);
+    }
     sending_ = false;
     cv_.notify_all();
   }
 }
 
-void KubeEventRecorder::Send(const Pending& pending) {
+namespace {
+
+bool Retryable(const ApiResult& result) {
+  return result.http_status == 0 || result.http_status == 429 || result.http_status >= 500;
+}
+
+}  // namespace
+
+bool KubeEventRecorder::Send(const Pending& pending) {
   const char* type = pending.event.type == reconciler::Event::Type::kWarning ? "Warning" : "Normal";
   std::string identity = pending.ns + "/" + pending.name + "/" + pending.uid + "/" + type + "/" +
                          pending.event.reason + "/" + pending.event.message;
@@ -88,11 +110,11 @@ void KubeEventRecorder::Send(const Pending& pending) {
                                      patch.dump(), "application/merge-patch+json");
     if (result.ok()) {
       known->second.count++;
-      return;
+      return true;
     }
     if (!result.not_found()) {
       log::Warn("event not aggregated", {{"error", result.error}, {"reason", pending.event.reason}});
-      return;
+      return !Retryable(result);
     }
     // The Event expired (events have a TTL): create a fresh one.
     sent_.erase(known);
@@ -129,7 +151,7 @@ void KubeEventRecorder::Send(const Pending& pending) {
   ApiResult result = client_.Post(EventsPath(pending.ns), body.dump());
   if (!result.ok()) {
     log::Warn("event not recorded", {{"error", result.error}, {"reason", pending.event.reason}});
-    return;
+    return !Retryable(result);
   }
   sent_[identity] = Sent{event_name, 1};
   sent_order_.push_back(identity);
@@ -137,6 +159,7 @@ void KubeEventRecorder::Send(const Pending& pending) {
     sent_.erase(sent_order_.front());
     sent_order_.pop_front();
   }
+  return true;
 }
 
 }  // namespace hotplug::controller::kube

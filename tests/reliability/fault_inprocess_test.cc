@@ -168,12 +168,10 @@ TEST_F(HypervisorGoneMidPlan, IsReportedAndThePlanResumesWhereItStopped) {
   EXPECT_TRUE(HasEvent(api_, "default/web-01", "Synced"));
 }
 
-// KNOWN BUG (reconciler/reconciler.cc, the "could not be observed" path after the steps):
-// status.vcpus keeps the numbers observed before the pass (current 1, enabled "0") while its
-// own message says "plugged vcpu 1-2": the status is not true to the hypervisor for as long
-// as it stays unreachable. Registered apart (label known-bug) until fixed; suggested fix:
-// there, fill status.vcpus from the first view plus plugged_ minus unplugged_.
-TEST_F(HypervisorGoneMidPlan, KnownBugStatusCountsTheStepsDoneBeforeItWentAway) {
+// Regression (reconciler/reconciler.cc, the "could not be observed" path after the steps):
+// status.vcpus kept the numbers observed before the pass (current 1, enabled "0") while its
+// own message said "plugged vcpu 1-2". Now the status counts the steps that were done.
+TEST_F(HypervisorGoneMidPlan, StatusCountsTheStepsDoneBeforeItWentAway) {
   CutMidPlan();
   auto vm = api_.Get("default/web-01");
   ASSERT_TRUE(vm && vm->status.vcpus);

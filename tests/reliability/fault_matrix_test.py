@@ -243,10 +243,9 @@ def check_leader_election_failover():
 
 
 def check_events_survive_api_outage():
-    """KNOWN BUG (controller/kube/event_recorder.cc): an Event whose POST fails is logged
-    ("event not recorded") and dropped, never retried, so the unplugs done while the Events
-    API answers 500 for 2 s leave no VcpuUnplugged Event once it is back. client-go retries
-    an Event (12 tries, 10 s apart). Registered apart (label known-bug) until fixed."""
+    """Regression (controller/kube/event_recorder.cc): an Event whose POST failed was logged
+    and dropped, so the unplugs done while the Events API answered 500 for 2 s left no
+    VcpuUnplugged Event. The recorder now retries with backoff, as client-go does."""
     with Cluster("fault-events") as cluster:
         _, calls_path = start(cluster)
         cluster.apply_vm("web-01", 6)
