@@ -35,7 +35,7 @@ OPERATOR = None  # path of the built hotplug-operator, from --binary
 # The API calls the operator makes (design: controller/), and so all RBAC may grant.
 EXPECTED_CLUSTER_RULES = {
     ("hotplug.dev", "elasticvms"): {"get", "list", "watch"},
-    ("hotplug.dev", "elasticvms/status"): {"get", "update", "patch"},
+    ("hotplug.dev", "elasticvms/status"): {"update"},
     ("", "events"): {"create", "patch"},
 }
 EXPECTED_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
