@@ -3,7 +3,10 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -245,6 +248,14 @@ bool IsYamlFloat(std::string_view text) {
   return pos == text.size();
 }
 
+// A number in YAML's float syntax; one beyond a double's range stays text (never throws).
+json ParseDouble(const std::string& text) {
+  errno = 0;
+  const double value = std::strtod(text.c_str(), nullptr);
+  if (errno == ERANGE || !std::isfinite(value)) return text;
+  return value;
+}
+
 // Resolves a plain (unquoted, untagged) scalar by YAML 1.2's core schema.
 json ResolvePlainScalar(const std::string& text) {
   if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL") {
@@ -264,9 +275,9 @@ json ResolvePlainScalar(const std::string& text) {
     if (auto [ptr, ec] = std::from_chars(begin, end, big); ec == std::errc() && ptr == end) {
       return big;
     }
-    return std::stod(text);  // beyond 64 bits: a number that field checks will reject
+    return ParseDouble(text);  // beyond 64 bits: a number that field checks will reject
   }
-  if (IsYamlFloat(text)) return std::stod(text);
+  if (IsYamlFloat(text)) return ParseDouble(text);
   return text;
 }
 
@@ -511,15 +522,12 @@ DecodeResult DecodeJsonText(std::string_view text) {
     result.error = "document is larger than 4 MiB";
     return result;
   }
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    result.error = "not valid JSON";
-    try {
-      json ignored = json::parse(text);
-      (void)ignored;
-    } catch (const json::parse_error& e) {
-      result.error = std::string("not valid JSON: ") + e.what();
-    }
+  json doc;
+  try {
+    // allow_exceptions=false is not enough: a number too large for a double still throws.
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    result.error = std::string("not valid JSON: ") + e.what();
     return result;
   }
   // Depth check: nlohmann parses deep documents fine, but keep the same limit as YAML.

@@ -240,3 +240,24 @@ TEST(CodecTest, NonUtf8TextInYamlIsAnInvalidSpec) {
 
 }  // namespace
 }  // namespace hotplug::crd
+
+namespace hotplug::crd {
+namespace {
+
+// Found by the fuzzer: nlohmann's parser throws on a number beyond a double's range even
+// when asked not to throw, and std::stod throws on YAML floats such as 1e400.
+TEST(CodecTest, NumbersBeyondADoubleAreErrorsNotCrashes) {
+  auto json_result = DecodeJsonText(R"({"metadata":{"name":"a"},"spec":{"cpu":{"vcpus":1E99999}}})");
+  EXPECT_FALSE(json_result.ok());
+  EXPECT_NE(json_result.error.find("not valid JSON"), std::string::npos) << json_result.error;
+
+  auto yaml = DecodeYamlText("metadata: {name: a}\nspec: {cpu: {vcpus: 1e99999}}\n");
+  ASSERT_EQ(yaml.size(), 1u);
+  ASSERT_TRUE(yaml[0].ok()) << yaml[0].error;
+  ASSERT_TRUE(yaml[0].object->spec_error);
+  EXPECT_EQ(*yaml[0].object->spec_error,
+            "spec.cpu.vcpus: expected an integer >= 1, got \"1e99999\"");
+}
+
+}  // namespace
+}  // namespace hotplug::crd
