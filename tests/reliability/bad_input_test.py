@@ -355,7 +355,7 @@ EXPECTATIONS = {
                          "FILE: more than 100000 nodes (after expanding aliases)",
                          "REFUSED: 400 "),
     # kubectl replaces the bad bytes; so does the operator, and no such domain exists.
-    "non-utf8.yaml": ("ACCEPTED", "DomainNotFound: no libvirt domain named web-",
+    "non-utf8.yaml": ("ACCEPTED", "InvalidSpec: spec.domain: expected UTF-8 text",
                       "REFUSED: 400 "),
     "not-yaml.yaml": ("error converting YAML to JSON", "FILE: not valid YAML", "REFUSED: 400 "),
     # An empty file holds no object: nothing to report, nothing to do.
@@ -383,10 +383,10 @@ def summary():
 
 
 def check_status_files_are_utf8():
-    """KNOWN BUG: a spec string that is not UTF-8 (bad_inputs/non-utf8.yaml) is copied as is
-    into the condition message, so the standalone status file is not UTF-8 and YAML readers
-    refuse it (PyYAML, kubectl). Suggested fix: refuse such a string at decode time
-    (InvalidSpec "spec.domain: not valid UTF-8") or replace the bad bytes there."""
+    """Regression: a spec string that is not UTF-8 (bad_inputs/non-utf8.yaml) was copied as is
+    into the condition message, so the standalone status file was not UTF-8 and YAML readers
+    refused it. The decoder now refuses such text (InvalidSpec) and shows it with the bad
+    bytes replaced."""
     workdir = tempfile.mkdtemp(prefix="hotplug-bad-utf8-")
     folder = standalone_test.Folder(os.path.join(workdir, "vms"))
     os.makedirs(folder.path)
