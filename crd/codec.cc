@@ -557,6 +557,13 @@ std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
   std::istringstream in{std::string(text)};
   YAML::Parser parser(in);
   for (size_t index = 1;; ++index) {
+    if (index > kMaxDocuments) {
+      // Also the way out of a yaml-cpp state (found by fuzzing) in which the parser returns
+      // empty documents forever.
+      results.push_back({std::nullopt, "more than " + std::to_string(kMaxDocuments) +
+                                           " documents in one file"});
+      break;
+    }
     json doc;
     DecodeResult result;
     try {

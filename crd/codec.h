@@ -26,6 +26,7 @@ struct DecodeResult {
 inline constexpr size_t kMaxDocumentNodes = 100'000;
 inline constexpr size_t kMaxDocumentDepth = 64;
 inline constexpr size_t kMaxDocumentBytes = 4 * 1024 * 1024;
+inline constexpr size_t kMaxDocuments = 1000;  // per YAML file
 
 DecodeResult DecodeJsonText(std::string_view text);
 DecodeResult DecodeJson(const nlohmann::json& doc);

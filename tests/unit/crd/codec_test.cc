@@ -261,3 +261,18 @@ TEST(CodecTest, NumbersBeyondADoubleAreErrorsNotCrashes) {
 
 }  // namespace
 }  // namespace hotplug::crd
+
+namespace hotplug::crd {
+namespace {
+
+TEST(CodecTest, AFileHasABoundedNumberOfDocuments) {
+  std::string many;
+  for (size_t i = 0; i <= kMaxDocuments; ++i) many += "---\nmetadata: {name: a}\nspec: {}\n";
+  auto results = DecodeYamlText(many);
+  ASSERT_EQ(results.size(), kMaxDocuments + 1);
+  EXPECT_FALSE(results.back().ok());
+  EXPECT_NE(results.back().error.find("more than 1000 documents"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hotplug::crd
