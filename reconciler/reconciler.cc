@@ -78,7 +78,7 @@ class Pass {
   bool ExecuteVcpuStep(unsigned id, bool enable);
   void OnlineInGuest(const DomainObservation& domain);
   bool ExecuteMemoryStep(const backends::MemoryStep& step);
-  void ReportVcpus(const DomainObservation& domain, const VcpuView& view, const VcpuPlan& plan);
+  void ReportVcpus(const VcpuView& view, const VcpuPlan& plan);
   void ReportMemory(const DomainObservation& domain, const MemoryPlan& plan);
 
   const crd::ElasticVM& object_;
@@ -287,8 +287,7 @@ bool Pass::ExecuteMemoryStep(const backends::MemoryStep& step) {
   return status.ok();
 }
 
-void Pass::ReportVcpus(const DomainObservation& domain, const VcpuView& view,
-                       const VcpuPlan& plan) {
+void Pass::ReportVcpus(const VcpuView& view, const VcpuPlan& plan) {
   if (!ManagesCpu()) {
     Set(condition::kVcpusSynced, true, reason::kNotManaged,
         "spec.cpu.vcpus is not set; vCPUs are left as they are");
@@ -344,7 +343,6 @@ void Pass::ReportVcpus(const DomainObservation& domain, const VcpuView& view,
   result_.requeue_after = std::chrono::milliseconds(1);  // stopped early or more to do
   Set(condition::kVcpusSynced, false, reason::kInProgress,
       std::to_string(effective) + " of " + std::to_string(desired) + " vCPUs enabled");
-  (void)domain;
 }
 
 void Pass::ReportMemory(const DomainObservation& domain, const MemoryPlan& plan) {
@@ -523,7 +521,7 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
       memory_plan.settling = replanned.settling || replanned.step.has_value();
     }
   }
-  ReportVcpus(domain, view, vcpu_plan);
+  ReportVcpus(view, vcpu_plan);
   ReportMemory(domain, memory_plan);
   SetReady();
   EmitTransitionEvents();
