@@ -196,14 +196,28 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
   if (!object) {
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
+    {
+      std::lock_guard lock(unwritten_mu_);
+      unwritten_.erase(key);
+    }
     metrics_->ReconcileDone("deleted", seconds_since_start());
     return;
   }
   passes_++;
+  // The pass starts from the status the last pass computed when its write failed; the
+  // decision to write is still made against what the API holds (object->status).
+  crd::ElasticVM input = *object;
+  {
+    std::lock_guard lock(unwritten_mu_);
+    auto it = unwritten_.find(key);
+    if (it != unwritten_.end() && it->second.first == object->metadata.uid) {
+      input.status = it->second.second;
+    }
+  }
   std::optional<crd::ElasticVMStatus> written;  // what this pass already wrote
   bool write_failed = false;
   reconciler::Result result =
-      reconciler.Reconcile(*object, [&](const crd::ElasticVMStatus& in_progress) {
+      reconciler.Reconcile(input, [&](const crd::ElasticVMStatus& in_progress) {
         if (in_progress == object->status) return;
         if (Write(key, *object, in_progress)) {
           written = in_progress;
@@ -235,13 +249,22 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
   // Write the status when it differs from what the object (or this pass) last said. The
   // source may already hold the version our in-progress write produced.
   const crd::ElasticVMStatus& previous = written ? *written : object->status;
+  bool final_write_failed = false;
   if (result.status != previous) {
     crd::ElasticVM base = *object;
     if (written) {
       std::optional<crd::ElasticVM> latest = source_.Get(key);
       if (latest && latest->metadata.uid == object->metadata.uid) base = std::move(*latest);
     }
-    if (!Write(key, base, result.status)) write_failed = true;
+    if (!Write(key, base, result.status)) write_failed = final_write_failed = true;
+  }
+  {
+    std::lock_guard lock(unwritten_mu_);
+    if (final_write_failed) {
+      unwritten_[key] = {object->metadata.uid, result.status};
+    } else {
+      unwritten_.erase(key);
+    }
   }
 
   if (write_failed || result.requeue_with_backoff) {

@@ -111,6 +111,13 @@ class Controller {
   std::unordered_map<std::string, std::string> domain_of_key_;
   std::multimap<std::string, std::string> keys_of_domain_;
 
+  std::mutex unwritten_mu_;
+  // Guarded by unwritten_mu_: by key, the object's uid and the status its last pass computed
+  // but could not write. The next pass starts from it instead of the API's older status, so
+  // what that pass learnt (status.vcpus.pending above all: which unplug requests are still
+  // out) survives the failed write and no unplug is requested twice.
+  std::unordered_map<std::string, std::pair<std::string, crd::ElasticVMStatus>> unwritten_;
+
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;  // wakes the resync thread and Stop's wait
   bool stopping_ = false;            // guarded by stop_mu_

@@ -30,6 +30,14 @@ VcpuView ViewVcpus(const DomainObservation& domain, const std::vector<unsigned>&
   return view;
 }
 
+void ReleaseWantedPending(VcpuView& view, int64_t desired) {
+  if (view.pending.empty()) return;
+  if (desired < static_cast<int64_t>(view.effective.size() + view.pending.size())) return;
+  view.effective.insert(view.effective.end(), view.pending.begin(), view.pending.end());
+  std::sort(view.effective.begin(), view.effective.end());
+  view.pending.clear();
+}
+
 VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired) {
   VcpuPlan plan;
   const std::string wanted = std::to_string(desired);

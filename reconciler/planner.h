@@ -27,6 +27,14 @@ struct VcpuView {
 VcpuView ViewVcpus(const backends::DomainObservation& domain,
                    const std::vector<unsigned>& pending_hint);
 
+// An unplug request is waited for only while the spec still wants that vCPU gone. When
+// `desired` keeps every vCPU QEMU still has (effective + pending), the pending ones count as
+// plugged again and are no longer reported pending. If the guest releases one after all,
+// the device-removed event (or the resync) brings a pass that plugs a vCPU back. This also
+// heals a hint that a lost status write left stale: a vCPU whose unplug completed and which
+// was plugged again by a pass whose status never reached the API.
+void ReleaseWantedPending(VcpuView& view, int64_t desired);
+
 struct VcpuPlan {
   // Non-empty when nothing may be changed: the condition reason and its message.
   std::string blocked_reason;

@@ -400,6 +400,7 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
   std::vector<unsigned> pending_hint;
   if (object_.status.vcpus) pending_hint = ParseRangeList(object_.status.vcpus->pending);
   VcpuView view = ViewVcpus(domain, pending_hint);
+  if (ManagesCpu()) ReleaseWantedPending(view, *spec_.cpu.vcpus);
   FillVcpuStatus(domain, view);
   FillMemoryStatus(domain);
 

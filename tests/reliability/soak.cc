@@ -105,6 +105,8 @@ int Run(int seconds, unsigned seed) {
     api.Apply(MakeElasticVM(Name(i), desired[i]));
   }
 
+  std::printf("soak: seed %u (rerun with --seed=%u)\n", seed, seed);
+  std::fflush(stdout);
   std::vector<long> rss_kib;
   auto start = Clock::now();
   auto end = start + std::chrono::seconds(seconds);
@@ -197,8 +199,20 @@ int Run(int seconds, unsigned seed) {
     if (!converged) {
       failed++;
       not_converged++;
-      std::fprintf(stderr, "FAIL: %s did not converge on %lld vCPUs: %s\n", Key(i).c_str(),
-                   static_cast<long long>(desired[i]), ReadyReason(api.Get(Key(i))).c_str());
+      auto vm = api.Get(Key(i));
+      auto seen = fake.Peek(Name(i));
+      std::string hypervisor_enabled;
+      for (const auto& vcpu : seen ? seen->vcpus : std::vector<backends::VcpuInfo>{}) {
+        if (vcpu.enabled) hypervisor_enabled += std::to_string(vcpu.id) + " ";
+      }
+      const bool has_vcpus = vm && vm->status.vcpus;
+      std::fprintf(stderr,
+                   "FAIL: %s did not converge on %lld vCPUs: %s; status enabled \"%s\" "
+                   "pending \"%s\"; the hypervisor has vCPUs %s\n",
+                   Key(i).c_str(), static_cast<long long>(desired[i]), ReadyReason(vm).c_str(),
+                   has_vcpus ? vm->status.vcpus->enabled.c_str() : "",
+                   has_vcpus ? vm->status.vcpus->pending.c_str() : "",
+                   hypervisor_enabled.c_str());
     }
   }
   for (const auto& call : fake.SuccessfulCalls()) {

@@ -296,6 +296,25 @@ TEST(ControllerTest, FailedStatusWriteIsRetriedUntilItLands) {
   EXPECT_EQ(f.fake.SuccessfulCalls().size(), 1u);
 }
 
+TEST(ControllerTest, LostStatusWriteDoesNotRepeatAnUnplugRequest) {
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("web-01", 4, 4));
+  f.fake.SetUnplugTimesOut("web-01", true);  // the guest is slow to let go
+  f.source.FailNextWrites(2);  // the status saying so is lost (in-progress and final)
+  f.Start();
+  f.source.Put(MakeVm("web-01", 2));
+  ASSERT_TRUE(WaitFor([&] {
+    auto object = f.source.Get("default/web-01");
+    return object && object->status.vcpus && object->status.vcpus->pending == "2-3";
+  }));
+  // Only the first pass asked for the unplugs; the retry knew they were out.
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), 2u);
+  f.fake.SetUnplugTimesOut("web-01", false);
+  f.fake.CompletePendingUnplugs("web-01");
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 2); }));
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), 2u);
+}
+
 TEST(ControllerTest, SpecChangeConverges) {
   Fixture f;
   f.fake.AddDomain(MakeDomain("web-01"));

@@ -84,6 +84,22 @@ TEST(PlannerTest, StaleAndPendingVcpusAreNotCountedAsPresent) {
   EXPECT_TRUE(PlanVcpuSteps(d, view, 2).unplug.empty());
 }
 
+TEST(PlannerTest, PendingVcpusTheSpecWantsAgainCountAsPlugged) {
+  DomainObservation d = Domain(6, {0, 1, 2, 3, 4});
+  d.vcpus[4].present_in_qemu = false;  // stale: never counted, never released
+  VcpuView view = ViewVcpus(d, {2, 3});
+  ReleaseWantedPending(view, 2);  // still wants 2 and 3 gone: keep waiting
+  EXPECT_EQ(view.pending, (std::vector<unsigned>{2, 3}));
+  EXPECT_EQ(view.effective, (std::vector<unsigned>{0, 1}));
+  ReleaseWantedPending(view, 3);  // wants one of them back: still a partial wait
+  EXPECT_EQ(view.pending, (std::vector<unsigned>{2, 3}));
+  ReleaseWantedPending(view, 4);  // wants every vCPU QEMU has: nothing to wait for
+  EXPECT_TRUE(view.pending.empty());
+  EXPECT_EQ(view.effective, (std::vector<unsigned>{0, 1, 2, 3}));
+  EXPECT_EQ(view.stale, (std::vector<unsigned>{4}));
+  EXPECT_TRUE(PlanVcpuSteps(d, view, 4).unplug.empty());
+}
+
 TEST(PlannerTest, TopologyWithThreadsNeedsWholeCores) {
   DomainObservation d = Domain(8, {0, 1});
   d.topology.threads = 2;

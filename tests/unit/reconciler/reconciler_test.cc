@@ -271,6 +271,41 @@ TEST_F(ReconcilerTest, NewDesiredCountWhilePendingWaitsThenConverges) {
   EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
 }
 
+TEST_F(ReconcilerTest, RaisingDesiredBackOverAPendingUnplugStopsWaitingForIt) {
+  AddDomain("vm", 4, 4);
+  hv_.SetUnplugTimesOut("vm", true);
+  auto vm = MakeVm("vm", 3);
+  Pass(vm);
+  EXPECT_EQ(vm.status.vcpus->pending, "3");
+  SetDesired(vm, 4);  // the spec wants vCPU 3 again: nothing to wait for
+  size_t calls_before = hv_.SetVcpuCallCount();
+  Pass(vm);
+  EXPECT_EQ(hv_.SetVcpuCallCount(), calls_before);
+  EXPECT_EQ(vm.status.vcpus->pending, "");
+  EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
+  // The guest lets go after all: the next pass plugs it back.
+  hv_.SetUnplugTimesOut("vm", false);
+  hv_.CompletePendingUnplugs("vm");
+  Pass(vm);
+  EXPECT_EQ(Enabled("vm"), 4u);
+  EXPECT_EQ(Calls().back(), std::make_pair(3u, true));
+  EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
+}
+
+TEST_F(ReconcilerTest, StalePendingHintFromALostStatusWriteHeals) {
+  // status.vcpus.pending says 3, but that unplug completed long ago and vCPU 3 was plugged
+  // again by a pass whose status write was lost: 3 is an ordinary plugged vCPU.
+  AddDomain("vm", 4, 4);
+  auto vm = MakeVm("vm", 4);
+  Pass(vm);
+  vm.status.vcpus->pending = "3";
+  Pass(vm);
+  EXPECT_EQ(vm.status.vcpus->pending, "");
+  EXPECT_EQ(vm.status.vcpus->current, 4);
+  EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
+  EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
+}
+
 TEST_F(ReconcilerTest, TcgStaleViewIsOutOfSyncAndReplugIsRefused) {
   DomainSpec spec;
   spec.name = "tcg";
