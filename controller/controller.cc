@@ -101,23 +101,25 @@ bool Controller::Stop(std::chrono::steady_clock::time_point deadline) {
 
 void Controller::OnChange(const std::string& key) {
   std::optional<crd::ElasticVM> object = source_.Get(key);
+  std::optional<size_t> domain_hash;
+  if (object) domain_hash = std::hash<std::string>{}(object->EffectiveDomain());
   {
     std::lock_guard lock(index_mu_);
-    auto old = domain_of_key_.find(key);
-    std::string new_domain = object ? object->EffectiveDomain() : std::string();
-    if (old != domain_of_key_.end() && old->second != new_domain) {
-      auto range = keys_of_domain_.equal_range(old->second);
-      for (auto it = range.first; it != range.second; ++it) {
-        if (it->second == key) {
-          keys_of_domain_.erase(it);
+    auto it = domain_hash_of_key_.find(key);
+    if (it != domain_hash_of_key_.end() && it->second != domain_hash) {
+      auto range = keys_of_domain_hash_.equal_range(it->second);
+      for (auto entry = range.first; entry != range.second; ++entry) {
+        if (entry->second == &it->first) {
+          keys_of_domain_hash_.erase(entry);
           break;
         }
       }
-      domain_of_key_.erase(old);
+      domain_hash_of_key_.erase(it);
+      it = domain_hash_of_key_.end();
     }
-    if (object && !domain_of_key_.count(key)) {
-      domain_of_key_[key] = new_domain;
-      keys_of_domain_.emplace(new_domain, key);
+    if (domain_hash && it == domain_hash_of_key_.end()) {
+      it = domain_hash_of_key_.emplace(key, *domain_hash).first;
+      keys_of_domain_hash_.emplace(*domain_hash, &it->first);
     }
   }
   queue_.Add(key);
@@ -127,8 +129,8 @@ void Controller::OnDomainEvent(const std::string& domain) {
   std::vector<std::string> keys;
   {
     std::lock_guard lock(index_mu_);
-    auto range = keys_of_domain_.equal_range(domain);
-    for (auto it = range.first; it != range.second; ++it) keys.push_back(it->second);
+    auto range = keys_of_domain_hash_.equal_range(std::hash<std::string>{}(domain));
+    for (auto it = range.first; it != range.second; ++it) keys.push_back(*it->second);
   }
   for (const auto& key : keys) {
     log::Debug("domain event", {{"domain", domain}, {"object", key}});

@@ -349,6 +349,39 @@ TEST(ControllerTest, DomainEventRequeuesTheObjectsThatNameIt) {
   ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/object-name", 3); }));
 }
 
+TEST(ControllerTest, DomainEventsFollowAnObjectThatNamesAnotherDomain) {
+  Controller::Options options;
+  options.resync_period = 0ms;
+  options.reconciler.blocked_requeue = 1h;  // only events bring it back
+  Fixture f(options);
+  for (const char* name : {"dom-a", "dom-b"}) {
+    DomainSpec stopped = MakeDomain(name);
+    stopped.state = backends::DomainState::kShutOff;
+    f.fake.AddDomain(stopped);
+  }
+  f.Start();
+  auto blocked_on = [&](const std::string& domain) {
+    auto object = f.source.Get("default/web");
+    const crd::Condition* ready = object ? crd::FindCondition(object->status, "Ready") : nullptr;
+    return ready && ready->status == "False" &&
+           ready->message.find("domain " + domain + " is") != std::string::npos;
+  };
+  f.source.Put(MakeVm("web", 3, "dom-a"));
+  ASSERT_TRUE(WaitFor([&] { return blocked_on("dom-a"); }));
+  auto moved = MakeVm("web", 3, "dom-b");
+  moved.metadata.generation = 2;
+  f.source.Put(moved);
+  ASSERT_TRUE(WaitFor([&] { return blocked_on("dom-b"); }));
+  ASSERT_TRUE(WaitFor([&] { return f.controller->queue().Len() == 0; }));
+  int64_t passes = f.controller->passes();
+  f.fake.SetState("dom-a", backends::DomainState::kRunning);  // no longer its domain
+  EXPECT_FALSE(WaitFor([&] { return f.controller->passes() > passes; }, 300ms));
+  f.fake.SetState("dom-b", backends::DomainState::kRunning);
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web", 3); }));
+  EXPECT_EQ(EnabledVcpus(f.fake, "dom-a"), 1u);
+  EXPECT_EQ(EnabledVcpus(f.fake, "dom-b"), 3u);
+}
+
 TEST(ControllerTest, ResyncVisitsEveryKey) {
   Controller::Options options;
   options.resync_period = 10ms;
