@@ -1,5 +1,7 @@
 #include "backends/libvirt/domain_xml.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "backends/libvirt/xml_util.h"
@@ -20,12 +22,19 @@ bool ValidAlias(const std::string& alias) {
   return true;
 }
 
-void ParseVcpus(const XmlDocument& xml, ParsedDomainXml& parsed) {
-  parsed.maximum_vcpus = static_cast<unsigned>(XPathUnsigned(xml, "/domain/vcpu").value_or(0));
-  parsed.current_vcpus = static_cast<unsigned>(
-      XPathUnsigned(xml, "/domain/vcpu/@current").value_or(parsed.maximum_vcpus));
+Status ParseVcpus(const XmlDocument& xml, ParsedDomainXml& parsed) {
+  const uint64_t maximum = XPathUnsigned(xml, "/domain/vcpu").value_or(0);
+  const uint64_t current = XPathUnsigned(xml, "/domain/vcpu/@current").value_or(maximum);
+  if (maximum > kMaxVcpusInXml || current > maximum) {
+    return Status::Error(ErrorCode::kInternal,
+                         "the domain XML says <vcpu current='" + std::to_string(current) + "'>" +
+                             std::to_string(maximum) + "</vcpu>; expected at most " +
+                             std::to_string(kMaxVcpusInXml) + " vCPUs, current <= maximum");
+  }
+  parsed.maximum_vcpus = static_cast<unsigned>(maximum);
+  parsed.current_vcpus = static_cast<unsigned>(current);
   auto nodes = XPathNodes(xml, "/domain/vcpus/vcpu");
-  if (nodes.empty()) return;
+  if (nodes.empty()) return Status::Ok();
   parsed.vcpus.resize(parsed.maximum_vcpus);
   for (unsigned id = 0; id < parsed.maximum_vcpus; ++id) parsed.vcpus[id].id = id;
   for (xmlNodePtr node : nodes) {
@@ -34,8 +43,10 @@ void ParseVcpus(const XmlDocument& xml, ParsedDomainXml& parsed) {
     VcpuInfo& vcpu = parsed.vcpus[*id];
     vcpu.enabled = XPathText(xml, "@enabled", node).value_or("no") == "yes";
     vcpu.hotpluggable = XPathText(xml, "@hotpluggable", node).value_or("no") == "yes";
-    vcpu.order = static_cast<unsigned>(XPathUnsigned(xml, "@order", node).value_or(0));
+    vcpu.order = static_cast<unsigned>(
+        std::min<uint64_t>(XPathUnsigned(xml, "@order", node).value_or(0), UINT32_MAX));
   }
+  return Status::Ok();
 }
 
 void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
@@ -77,7 +88,12 @@ void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
     if (unit == "MiB" || unit == "M") scale = 1024ull * 1024;
     if (unit == "GiB" || unit == "G") scale = 1024ull * 1024 * 1024;
     if (unit == "b" || unit == "bytes") scale = 1;
-    cell_bytes += amount * scale;
+    uint64_t bytes = 0;
+    if (__builtin_mul_overflow(amount, scale, &bytes) ||
+        __builtin_add_overflow(cell_bytes, bytes, &cell_bytes)) {
+      cell_bytes = 0;  // nonsense sizes: fall back to the total below
+      break;
+    }
   }
   if (cell_bytes > 0) {
     memory.boot_bytes = cell_bytes;
@@ -95,7 +111,7 @@ Result<ParsedDomainXml> ParseDomainXml(std::string_view text) {
   ParsedDomainXml parsed;
   parsed.domain_type = XPathText(xml, "/domain/@type").value_or("");
   parsed.tcg = parsed.domain_type == "qemu";
-  ParseVcpus(xml, parsed);
+  if (Status vcpus = ParseVcpus(xml, parsed); !vcpus.ok()) return vcpus;
   parsed.topology.sockets =
       static_cast<unsigned>(XPathUnsigned(xml, "/domain/cpu/topology/@sockets").value_or(0));
   parsed.topology.dies =

@@ -27,6 +27,12 @@ struct ParsedDomainXml {
   bool has_agent_channel = false;  // an org.qemu.guest_agent.0 channel is defined
 };
 
+// More vCPU slots than any QEMU machine has (x86 tops out at 8192 in QEMU 7.2); a larger
+// <vcpu> is refused rather than allocated for.
+inline constexpr unsigned kMaxVcpusInXml = 16384;
+
+// An error when the text is not XML or its <vcpu> is beyond kMaxVcpusInXml; absent or
+// unreadable numbers elsewhere read as 0 (or their documented default).
 Result<ParsedDomainXml> ParseDomainXml(std::string_view xml);
 
 // The <vcpus> map libvirt implies when it does not write one: slots 0..current-1 enabled,

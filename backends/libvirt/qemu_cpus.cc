@@ -1,33 +1,48 @@
 #include "backends/libvirt/qemu_cpus.h"
 
-#include <cctype>
+#include <nlohmann/json.hpp>
+
 #include <string>
 
 namespace hotplug::backends::libvirt {
+namespace {
+
+Status Unexpected(std::string_view reply, const std::string& why) {
+  return Status::Error(ErrorCode::kInternal, "query-cpus-fast: " + why + ": " +
+                                                 std::string(reply.substr(0, 200)));
+}
+
+}  // namespace
 
 Result<std::set<unsigned>> ParseQueryCpusFast(std::string_view reply) {
-  if (reply.find("\"return\"") == std::string_view::npos) {
-    return Status::Error(ErrorCode::kInternal,
-                         "query-cpus-fast: unexpected reply: " + std::string(reply.substr(0, 200)));
+  nlohmann::json document;
+  try {
+    // No exceptions for bad syntax; numbers beyond a double's range still throw.
+    document = nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
+  } catch (const nlohmann::json::exception&) {
+    return Unexpected(reply, "not JSON");
   }
-  // The reply is QEMU's fixed JSON shape; a key scan is enough and cannot be confused by
-  // strings, as no string value in it contains this key.
-  constexpr std::string_view kKey = "\"cpu-index\"";
+  if (document.is_discarded() || !document.is_object()) return Unexpected(reply, "not JSON");
+  if (auto error = document.find("error"); error != document.end()) {
+    std::string description;
+    if (error->is_object()) {
+      auto desc = error->find("desc");
+      if (desc != error->end() && desc->is_string()) description = desc->get<std::string>();
+    }
+    return Status::Error(ErrorCode::kInternal,
+                         "query-cpus-fast failed: " +
+                             (description.empty() ? std::string(reply.substr(0, 200)) : description));
+  }
+  auto cpus = document.find("return");
+  if (cpus == document.end() || !cpus->is_array()) return Unexpected(reply, "no \"return\" list");
   std::set<unsigned> indexes;
-  size_t position = 0;
-  while ((position = reply.find(kKey, position)) != std::string_view::npos) {
-    position += kKey.size();
-    while (position < reply.size() && (reply[position] == ' ' || reply[position] == ':')) {
-      ++position;
+  for (const auto& cpu : *cpus) {
+    auto index = cpu.is_object() ? cpu.find("cpu-index") : cpu.end();
+    if (!cpu.is_object() || index == cpu.end() || !index->is_number_unsigned() ||
+        index->get<uint64_t>() > UINT32_MAX) {
+      return Unexpected(reply, "a CPU without an unsigned \"cpu-index\"");
     }
-    unsigned value = 0;
-    bool digits = false;
-    while (position < reply.size() && std::isdigit(static_cast<unsigned char>(reply[position]))) {
-      value = value * 10 + static_cast<unsigned>(reply[position] - '0');
-      digits = true;
-      ++position;
-    }
-    if (digits) indexes.insert(value);
+    indexes.insert(static_cast<unsigned>(index->get<uint64_t>()));
   }
   return indexes;
 }

@@ -13,7 +13,7 @@ namespace hotplug::backends::libvirt {
 inline constexpr const char* kQueryCpusFast = R"({"execute":"query-cpus-fast"})";
 
 // The "cpu-index" of every CPU in a query-cpus-fast reply. QEMU's cpu-index is libvirt's
-// vCPU id. An error reply or a reply without "return" is kInternal.
+// vCPU id. An error reply, or a reply that is not JSON of that shape, is kInternal.
 Result<std::set<unsigned>> ParseQueryCpusFast(std::string_view reply);
 
 }  // namespace hotplug::backends::libvirt

@@ -3,6 +3,7 @@
 #include <libxml/xmlsave.h>
 
 #include <charconv>
+#include <climits>
 #include <string>
 
 namespace hotplug::backends::libvirt {
@@ -40,6 +41,9 @@ std::optional<uint64_t> UnitMultiplier(const std::string& unit) {
 
 Result<XmlDocument> ParseXml(std::string_view xml, std::string_view what) {
   XmlDocument document;
+  if (xml.size() > static_cast<size_t>(INT_MAX)) {
+    return Status::Error(ErrorCode::kInternal, std::string(what) + " is too large to parse");
+  }
   document.doc.reset(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), nullptr, nullptr,
                                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
   if (!document.doc) {
@@ -89,8 +93,9 @@ std::optional<uint64_t> XPathBytes(const XmlDocument& document, const char* expr
   if (!value) return std::nullopt;
   const std::string unit_expr = std::string(expr) + "/@unit";
   auto multiplier = UnitMultiplier(XPathText(document, unit_expr.c_str(), node).value_or(""));
-  if (!multiplier) return std::nullopt;
-  return *value * *multiplier;
+  uint64_t bytes = 0;
+  if (!multiplier || __builtin_mul_overflow(*value, *multiplier, &bytes)) return std::nullopt;
+  return bytes;
 }
 
 std::string NodeToString(xmlDocPtr doc, xmlNodePtr node) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "controller/log.h"
+#include "controller/kube/watch_event.h"
 #include "crd/codec.h"
 
 namespace hotplug::controller::kube {
@@ -286,69 +287,47 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
 }
 
 bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
-  json event;
-  try {
-    event = json::parse(line);
-  } catch (const json::exception& e) {
-    log::Warn("watch: a line that is not JSON; listing again", {{"error", e.what()}});
+  ParsedWatchLine parsed = ParseWatchLine(line);
+  if (!parsed.event) {
+    log::Warn("watch: a line that is not a watch event; listing again",
+              {{"error", parsed.error}});
     *outcome = WatchOutcome::kRelist;
     return false;
   }
-  std::string type = event.value("type", "");
-  const json& object = event.contains("object") ? event["object"] : json::object();
-  metrics_->WatchEvent(type);
-  if (type == "ERROR") {
-    std::string reason = object.value("reason", "");
-    int code = object.value("code", 0);
-    if (code == 410 || reason == "Expired" || reason == "Gone") {
-      log::Info("watch: resourceVersion too old; listing again",
-                {{"message", object.value("message", "")}});
+  WatchEvent& event = *parsed.event;
+  metrics_->WatchEvent(WatchEventTypeName(event.type));
+  if (event.type == WatchEvent::Type::kError) {
+    if (event.code == 410 || event.reason == "Expired" || event.reason == "Gone") {
+      log::Info("watch: resourceVersion too old; listing again", {{"message", event.message}});
     } else {
       log::Warn("watch: ERROR event; listing again",
-                {{"reason", reason}, {"message", object.value("message", "")}});
+                {{"reason", event.reason}, {"message", event.message}});
     }
     *outcome = WatchOutcome::kRelist;
     return false;
   }
-  std::string rv;
-  if (object.is_object() && object.contains("metadata") && object["metadata"].is_object()) {
-    rv = object["metadata"].value("resourceVersion", "");
-  }
-  if (type == "BOOKMARK") {
-    if (!rv.empty()) {
-      std::lock_guard lock(mu_);
-      last_rv_ = rv;
+  if (event.type == WatchEvent::Type::kUnknown) {
+    log::Warn("watch: skipping an event of an unknown type");
+  } else if (event.type != WatchEvent::Type::kBookmark && !event.object) {
+    log::Warn("watch: skipping an ElasticVM that cannot be decoded",
+              {{"error", event.decode_error}});
+  } else if (event.object) {
+    crd::ElasticVM& object = *event.object;
+    if (log::Enabled(log::Level::kDebug)) {
+      log::Debug("watch event", {{"type", WatchEventTypeName(event.type)},
+                                 {"object", object.Key()},
+                                 {"resourceVersion", event.resource_version},
+                                 {"generation", std::to_string(object.metadata.generation)}});
     }
-    return true;
-  }
-  crd::DecodeResult decoded = crd::DecodeJson(object);
-  if (!decoded.ok()) {
-    log::Warn("watch: skipping an ElasticVM that cannot be decoded", {{"error", decoded.error}});
-    if (!rv.empty()) {
-      std::lock_guard lock(mu_);
-      last_rv_ = rv;
-    }
-    return true;
-  }
-  if (log::Enabled(log::Level::kDebug)) {
-    log::Debug("watch event",
-               {{"type", type},
-                {"object", decoded.object->Key()},
-                {"resourceVersion", rv},
-                {"generation", std::to_string(decoded.object->metadata.generation)}});
-  }
-  if (type == "ADDED" || type == "MODIFIED") {
-    if (InScope(*decoded.object)) {
-      Upsert(std::move(*decoded.object));
+    if (event.type == WatchEvent::Type::kDeleted || !InScope(object)) {
+      Remove(object.Key());
     } else {
-      Remove(decoded.object->Key());
+      Upsert(std::move(object));
     }
-  } else if (type == "DELETED") {
-    Remove(decoded.object->Key());
   }
-  if (!rv.empty()) {
+  if (!event.resource_version.empty()) {
     std::lock_guard lock(mu_);
-    last_rv_ = rv;
+    last_rv_ = event.resource_version;
   }
   return true;
 }

@@ -13,13 +13,27 @@ seconds=${3:-10}
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
-crd=("$src"/crd/quantity.cc "$src"/crd/codec.cc "$src"/crd/elasticvm.cc)
+crd=("$src"/crd/quantity.cc "$src"/crd/codec.cc "$src"/crd/elasticvm.cc -lyaml-cpp)
+read -r -a libxml <<<"$(pkg-config --cflags --libs libxml-2.0 libvirt)"
 total=0
-for target in quantity elasticvm_json elasticvm_yaml; do
-  corpus_name=${target#elasticvm_}
+for target in quantity elasticvm_json elasticvm_yaml domain_xml watch_stream; do
+  case $target in
+    domain_xml)
+      corpus_name=domain_xml
+      sources=("$src"/backends/libvirt/domain_xml.cc "$src"/backends/libvirt/qemu_cpus.cc
+               "$src"/backends/libvirt/xml_util.cc "$src"/backends/hypervisor.cc "${libxml[@]}") ;;
+    watch_stream)
+      corpus_name=watch
+      sources=("$src"/controller/kube/watch_event.cc "${crd[@]}") ;;
+    *)
+      corpus_name=${target#elasticvm_}
+      sources=("${crd[@]}") ;;
+  esac
   bin="$out/$target"
-  if [[ ! -x $bin || $src/tests/fuzz/${target}_fuzz.cc -nt $bin ]]; then
-    clang++ "${flags[@]}" "$src/tests/fuzz/${target}_fuzz.cc" "${crd[@]}" -lyaml-cpp -o "$bin"
+  # Rebuilt whenever any source is newer than the binary (cheap next to the fuzzing).
+  if [[ ! -x $bin ]] || [[ -n $(find "$src/tests/fuzz" "$src/crd" "$src/backends/libvirt" \
+        "$src/controller/kube" -newer "$bin" -name '*.[ch]*' -print -quit) ]]; then
+    clang++ "${flags[@]}" "$src/tests/fuzz/${target}_fuzz.cc" "${sources[@]}" -o "$bin"
   fi
   work="$out/corpus-$corpus_name"
   mkdir -p "$work"

@@ -1,0 +1,104 @@
+#include "controller/kube/watch_event.h"
+
+#include <nlohmann/json.hpp>
+
+#include "crd/codec.h"
+
+namespace hotplug::controller::kube {
+namespace {
+
+using json = nlohmann::json;
+
+std::string StringField(const json& object, const char* name) {
+  auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+WatchEvent::Type TypeOf(const std::string& name) {
+  if (name == "ADDED") return WatchEvent::Type::kAdded;
+  if (name == "MODIFIED") return WatchEvent::Type::kModified;
+  if (name == "DELETED") return WatchEvent::Type::kDeleted;
+  if (name == "BOOKMARK") return WatchEvent::Type::kBookmark;
+  if (name == "ERROR") return WatchEvent::Type::kError;
+  return WatchEvent::Type::kUnknown;
+}
+
+ParsedWatchLine Malformed(std::string why) {
+  ParsedWatchLine parsed;
+  parsed.error = std::move(why);
+  return parsed;
+}
+
+}  // namespace
+
+const char* WatchEventTypeName(WatchEvent::Type type) {
+  switch (type) {
+    case WatchEvent::Type::kAdded:
+      return "ADDED";
+    case WatchEvent::Type::kModified:
+      return "MODIFIED";
+    case WatchEvent::Type::kDeleted:
+      return "DELETED";
+    case WatchEvent::Type::kBookmark:
+      return "BOOKMARK";
+    case WatchEvent::Type::kError:
+      return "ERROR";
+    case WatchEvent::Type::kUnknown:
+      break;
+  }
+  return "UNKNOWN";
+}
+
+ParsedWatchLine ParseWatchLine(std::string_view line) {
+  json document;
+  try {
+    // Bad syntax is reported without exceptions; numbers beyond a double's range still throw.
+    document = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  } catch (const json::exception& e) {
+    return Malformed(std::string("not JSON: ") + e.what());
+  }
+  if (document.is_discarded()) return Malformed("not JSON");
+  if (!document.is_object()) return Malformed("not a JSON object");
+  auto type = document.find("type");
+  if (type == document.end() || !type->is_string()) return Malformed("no \"type\" string");
+  auto object = document.find("object");
+  if (object == document.end() || !object->is_object()) {
+    return Malformed("no \"object\" object in a " + type->get<std::string>().substr(0, 64) +
+                     " event");
+  }
+
+  WatchEvent event;
+  event.type = TypeOf(type->get<std::string>());
+  if (auto metadata = object->find("metadata");
+      metadata != object->end() && metadata->is_object()) {
+    event.resource_version = StringField(*metadata, "resourceVersion");
+  }
+  switch (event.type) {
+    case WatchEvent::Type::kError: {
+      event.reason = StringField(*object, "reason");
+      event.message = StringField(*object, "message");
+      auto code = object->find("code");
+      if (code != object->end() && code->is_number_integer()) event.code = code->get<int64_t>();
+      break;
+    }
+    case WatchEvent::Type::kAdded:
+    case WatchEvent::Type::kModified:
+    case WatchEvent::Type::kDeleted: {
+      crd::DecodeResult decoded = crd::DecodeJson(*object);
+      if (decoded.ok()) {
+        event.object = std::move(decoded.object);
+      } else {
+        event.decode_error = decoded.error;
+      }
+      break;
+    }
+    case WatchEvent::Type::kBookmark:
+    case WatchEvent::Type::kUnknown:
+      break;
+  }
+  ParsedWatchLine parsed;
+  parsed.event = std::move(event);
+  return parsed;
+}
+
+}  // namespace hotplug::controller::kube
