@@ -78,10 +78,11 @@ void WorkQueue::AddLocked(const std::string& key, std::unique_lock<std::mutex>& 
   if (processing_.count(key)) return;  // Done() will queue it again
   queue_.push_back(key);
   added_at_.emplace(key, clock_.Monotonic());
-  size_t depth = queue_.size();
-  lock.unlock();
+  // The depth gauge is set under the lock: set after it, a thread holding an older depth
+  // could overwrite a newer one and leave the gauge wrong once the queue goes quiet.
   metrics_->Added();
-  metrics_->Depth(depth);
+  metrics_->Depth(queue_.size());
+  lock.unlock();
   cond_.notify_one();
   lock.lock();
 }
@@ -173,10 +174,9 @@ std::optional<std::string> WorkQueue::Get() {
     added_at_.erase(it);
   }
   started_at_[key] = now;
-  size_t depth = queue_.size();
+  metrics_->Depth(queue_.size());
   lock.unlock();
   metrics_->QueueLatency(waited);
-  metrics_->Depth(depth);
   return key;
 }
 
@@ -188,16 +188,13 @@ void WorkQueue::Done(const std::string& key) {
     started_at_.erase(it);
   }
   processing_.erase(key);
-  bool requeued = false;
   if (dirty_.count(key)) {
     queue_.push_back(key);
     added_at_.emplace(key, clock_.Monotonic());
-    requeued = true;
+    metrics_->Depth(queue_.size());
   }
-  size_t depth = queue_.size();
   lock.unlock();
   metrics_->WorkDuration(worked);
-  if (requeued) metrics_->Depth(depth);
   // Wake everyone: a Get may be waiting for this key, a drain for an empty processing set.
   cond_.notify_all();
 }

@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -258,6 +260,55 @@ TEST(WorkQueueTest, ReportsAddsRetriesAndLatencyToMetrics) {
   EXPECT_EQ(metrics.adds.load(), 1);
   EXPECT_EQ(metrics.retries.load(), 1);
   EXPECT_DOUBLE_EQ(metrics.last_latency.load(), 2.0);
+}
+
+// Holds the first Depth(1) report until a Depth(0) arrives (or 300 ms pass), to make the
+// race between an Add and a Get happen on purpose.
+class RacingDepthMetrics : public WorkQueueMetrics {
+ public:
+  void Depth(size_t depth) override {
+    std::unique_lock lock(mu_);
+    if (depth == 1 && !held_) {
+      held_ = true;
+      cv_.notify_all();
+      cv_.wait_for(lock, 300ms, [&] { return zero_seen_; });
+    }
+    if (depth == 0) {
+      zero_seen_ = true;
+      cv_.notify_all();
+    }
+    last_ = depth;
+  }
+  bool WaitUntilHeld() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, kDeadline, [&] { return held_; });
+  }
+  size_t last() {
+    std::lock_guard lock(mu_);
+    return last_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false, zero_seen_ = false;
+  size_t last_ = 99;
+};
+
+TEST(WorkQueueTest, DepthGaugeEndsAtTheTrueDepthWhenAnAddAndAGetRace) {
+  // An Add reports depth 1 and, before that report lands, a Get takes the key and reports
+  // 0. The gauge must end at 0: a stale 1 written last would stay on /metrics for good once
+  // the queue is quiet (scripts/bench's restart run waited forever on workqueue_depth 361).
+  reconciler::FakeClock clock;
+  RacingDepthMetrics metrics;
+  WorkQueue queue(clock, {.rate_limiter = {}, .metrics = &metrics});
+  std::thread adder([&] { queue.Add("ns/a"); });
+  ASSERT_TRUE(metrics.WaitUntilHeld());
+  EXPECT_EQ(queue.Get(), "ns/a");
+  adder.join();
+  queue.Done("ns/a");
+  EXPECT_EQ(queue.Len(), 0u);
+  EXPECT_EQ(metrics.last(), 0u);
 }
 
 }  // namespace
