@@ -16,20 +16,6 @@ namespace hotplug::controller::kube {
 
 using json = nlohmann::json;
 
-namespace {
-
-// What the cache keeps of an object (tests/bench/memory_bench measures it per object).
-// kubectl's last-applied-configuration annotation repeats the spec as JSON, often the
-// largest field, and nothing here reads it: status writes go to the /status subresource,
-// which ignores metadata. Decoding grows vectors by doubling: cut them to their size.
-void TrimForCache(crd::ElasticVM& object) {
-  object.metadata.annotations.erase("kubectl.kubernetes.io/last-applied-configuration");
-  object.status.conditions.shrink_to_fit();
-  object.status.failures.shrink_to_fit();
-}
-
-}  // namespace
-
 Informer::Informer(Client& client, Options options)
     : client_(client),
       options_(std::move(options)),

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
+#include <string>
+
 #include "crd/codec.h"
 
 namespace hotplug::controller::kube {
@@ -23,6 +26,12 @@ WatchEvent::Type TypeOf(const std::string& name) {
   return WatchEvent::Type::kUnknown;
 }
 
+// Keeps only the hotplug.dev/ entries of a label or annotation map.
+void KeepOurs(std::map<std::string, std::string>& entries) {
+  std::erase_if(entries,
+                [](const auto& entry) { return !entry.first.starts_with("hotplug.dev/"); });
+}
+
 ParsedWatchLine Malformed(std::string why) {
   ParsedWatchLine parsed;
   parsed.error = std::move(why);
@@ -30,6 +39,13 @@ ParsedWatchLine Malformed(std::string why) {
 }
 
 }  // namespace
+
+void TrimForCache(crd::ElasticVM& object) {
+  KeepOurs(object.metadata.labels);
+  KeepOurs(object.metadata.annotations);
+  object.status.conditions.shrink_to_fit();
+  object.status.failures.shrink_to_fit();
+}
 
 const char* WatchEventTypeName(WatchEvent::Type type) {
   switch (type) {

@@ -37,6 +37,13 @@ struct ParsedWatchLine {
   std::string error;                // why, when it is not
 };
 
+// What the informer's cache keeps of an object (tests/bench/memory_bench measures it per
+// object): labels and annotations other than hotplug.dev/ ones are dropped, because nothing
+// here reads them (the node label is hotplug.dev/node; kubectl's last-applied-configuration
+// annotation, which repeats the spec as JSON, was often the largest field) and status writes
+// go to the /status subresource, which ignores metadata. Vectors are cut to their size.
+void TrimForCache(crd::ElasticVM& object);
+
 // Not JSON, not an object, a "type" that is not a string, or an "object" that is not an
 // object: an error (the stream can no longer be trusted; the informer lists again).
 ParsedWatchLine ParseWatchLine(std::string_view line);

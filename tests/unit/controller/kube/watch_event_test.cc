@@ -87,5 +87,24 @@ TEST(WatchEventTest, LinesThatAreNotWatchEventsAreErrors) {
   }
 }
 
+TEST(WatchEventTest, TheCacheKeepsOnlyWhatTheOperatorReads) {
+  ParsedWatchLine parsed = ParseWatchLine(Line(
+      "ADDED",
+      R"({"metadata":{"name":"web-01","namespace":"default","resourceVersion":"7",)"
+      R"("labels":{"app":"web","hotplug.dev/node":"host-a"},)"
+      R"("annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}",)"
+      R"("hotplug.dev/note":"kept"}},"spec":{"cpu":{"vcpus":2}}})"));
+  ASSERT_TRUE(parsed.event && parsed.event->object) << parsed.error;
+  crd::ElasticVM object = *parsed.event->object;
+  EXPECT_EQ(object.metadata.labels.size(), 2u);
+  TrimForCache(object);
+  EXPECT_EQ(object.metadata.labels, (std::map<std::string, std::string>{{"hotplug.dev/node",
+                                                                         "host-a"}}));
+  EXPECT_EQ(object.metadata.annotations,
+            (std::map<std::string, std::string>{{"hotplug.dev/note", "kept"}}));
+  EXPECT_EQ(object.TargetNode(), "host-a");  // what the node filter reads survives
+  EXPECT_EQ(object.spec.cpu.vcpus, 2);
+}
+
 }  // namespace
 }  // namespace hotplug::controller::kube
