@@ -207,15 +207,18 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
   }
   passes_++;
   // The pass starts from the status the last pass computed when its write failed; the
-  // decision to write is still made against what the API holds (object->status).
-  crd::ElasticVM input = *object;
+  // decision to write is still made against what the API holds (object->status). The copy
+  // is made only then: the pass is a few microseconds and a copy of the object is not.
+  std::optional<crd::ElasticVM> with_unwritten;
   {
     std::lock_guard lock(unwritten_mu_);
     auto it = unwritten_.find(key);
     if (it != unwritten_.end() && it->second.first == object->metadata.uid) {
-      input.status = it->second.second;
+      with_unwritten = *object;
+      with_unwritten->status = it->second.second;
     }
   }
+  const crd::ElasticVM& input = with_unwritten ? *with_unwritten : *object;
   std::optional<crd::ElasticVMStatus> written;  // what this pass already wrote
   bool write_failed = false;
   reconciler::Result result =
@@ -264,7 +267,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     std::lock_guard lock(unwritten_mu_);
     if (final_write_failed) {
       unwritten_[key] = {object->metadata.uid, result.status};
-    } else {
+    } else if (!unwritten_.empty()) {
       unwritten_.erase(key);
     }
   }
