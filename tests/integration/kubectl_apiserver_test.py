@@ -26,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 APISERVER_DIR = os.path.join(ROOT, "tests", "apiserver")
 sys.path.insert(0, APISERVER_DIR)
 
+import check_lib  # noqa: E402
+from check_lib import expect, stop_process  # noqa: E402
 from kubeconfig import write_kubeconfig  # noqa: E402
 from launch import ApiServerProcess  # noqa: E402
 
@@ -35,25 +37,9 @@ EVM_PATH = "/apis/hotplug.dev/v1alpha1/namespaces/default/elasticvms"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 
-class CheckFailed(AssertionError):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
 def poll(predicate, what, timeout_s=10.0, interval_s=0.05):
-    """Returns predicate()'s first truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise CheckFailed(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+    """check_lib.poll with this suite's shorter default deadline."""
+    return check_lib.poll(predicate, what, timeout_s, interval_s)
 
 
 # ----------------------------------------------------------------------------------------
@@ -184,17 +170,6 @@ class Kubectl:
                                    stderr=subprocess.STDOUT, env=self.env, text=True)
         handle.close()
         return process
-
-
-def stop_process(process, timeout_s=10.0):
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout_s)
 
 
 def read_file(path):

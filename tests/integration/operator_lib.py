@@ -20,43 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 APISERVER_DIR = os.path.join(ROOT, "tests", "apiserver")
 sys.path.insert(0, APISERVER_DIR)
 
+from check_lib import CheckFailed, expect, operator_binary, poll  # noqa: E402,F401
 from kubeconfig import write_kubeconfig  # noqa: E402
 from launch import ApiServerProcess  # noqa: E402
 
 CRD_FILE = os.path.join(ROOT, "crd", "hotplug.dev_elasticvms.yaml")
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-
-
-class CheckFailed(AssertionError):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-def poll(predicate, what, timeout_s=20.0, interval_s=0.05):
-    """Returns predicate()'s first truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise CheckFailed(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def operator_binary():
-    """The binary under test: $HOTPLUG_OPERATOR, argv[1], or build/hotplug-operator."""
-    for candidate in (os.environ.get("HOTPLUG_OPERATOR"),
-                      sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-")
-                      else None,
-                      os.path.join(ROOT, "build", "hotplug-operator")):
-        if candidate and os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    raise CheckFailed("hotplug-operator binary not found: set HOTPLUG_OPERATOR or pass its path")
 
 
 class Operator:

@@ -25,12 +25,10 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 import urllib.error
 import urllib.parse
@@ -40,6 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "apiserver"))
 
+import check_lib  # noqa: E402
+from check_lib import CheckFailed, expect, free_port, http_get, stop_process  # noqa: E402
 from kubeconfig import write_kubeconfig  # noqa: E402
 from launch import ApiServerProcess  # noqa: E402
 
@@ -72,25 +72,10 @@ METRIC_NAME = re.compile(r"\b((?:hotplug|workqueue|rest_client)_[a-z_]+)\b")
 THRESHOLD = re.compile(r"^(.*?)\s*(?:>|<|==|!=|>=|<=)\s*[0-9.]+\s*$", re.S)
 
 
-class CheckFailed(AssertionError):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
 def poll(predicate, what, timeout_s, interval_s=0.25):
-    """Returns predicate()'s first truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise CheckFailed(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+    """check_lib.poll with a deadline always given and a slower interval (Prometheus
+    queries are not free)."""
+    return check_lib.poll(predicate, what, timeout_s, interval_s)
 
 
 def scrape(port):
@@ -103,36 +88,6 @@ def scrape(port):
                 series, _, value = line.rpartition(" ")
                 samples[series] = float(value)
     return samples
-
-
-def free_port():
-    # Prometheus cannot report a port it picked itself: take one the kernel just gave out.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def http_get(url, timeout_s=5.0):
-    """(status, body) or (0, error text) when nothing answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except (urllib.error.URLError, OSError) as error:
-        return 0, str(error)
-
-
-def stop_process(process, timeout_s=10.0):
-    """SIGTERM by PID, then SIGKILL when it has not ended by the deadline."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout_s)
 
 
 def rules_spec_text(path):

@@ -27,25 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-class CheckFailed(AssertionError):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-def poll(predicate, what, timeout_s=20.0, interval_s=0.05):
-    """Returns predicate()'s first truthy value; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise CheckFailed(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+from check_lib import CheckFailed, expect, operator_binary, poll  # noqa: E402,F401
 
 
 # --- The YAML the operator writes (yaml-cpp's block style), read without PyYAML. ---------
@@ -214,15 +196,6 @@ def read_calls(path):
     except FileNotFoundError:
         pass
     return calls
-
-
-def operator_binary():
-    for candidate in (os.environ.get("HOTPLUG_OPERATOR"),
-                      sys.argv[1] if len(sys.argv) > 1 else None,
-                      os.path.join(ROOT, "build", "hotplug-operator")):
-        if candidate and os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    raise CheckFailed("hotplug-operator binary not found: set HOTPLUG_OPERATOR or pass its path")
 
 
 class Operator:
