@@ -128,47 +128,98 @@ void Informer::Run() {
   }
 }
 
+std::string Informer::ListResourceVersion() const {
+  // client-go's reflector: the first LIST asks for "0", which the API server answers from its
+  // watch cache (one answer, no paging, no etcd read); a relist asks for the last version
+  // seen; after the server refused a version, a quorum read ("") from etcd.
+  if (list_rv_unavailable_) return "";
+  std::lock_guard lock(mu_);
+  return last_rv_.empty() ? "0" : last_rv_;
+}
+
+bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* listed) {
+  // Each item is decoded as soon as the parser has it and then dropped from the document, so
+  // a LIST answered whole from the watch cache (tens of MB) never becomes one DOM.
+  bool in_items = false;
+  json::parser_callback_t on_element = [&](int depth, json::parse_event_t event,
+                                           json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) {
+      in_items = parsed == "items";
+    } else if (depth == 2 && in_items && event == json::parse_event_t::object_end) {
+      crd::DecodeResult decoded = crd::DecodeJson(parsed);
+      if (!decoded.ok()) {
+        log::Warn("skipping an ElasticVM that cannot be decoded", {{"error", decoded.error}});
+      } else if (InScope(*decoded.object)) {
+        TrimForCache(*decoded.object);
+        std::string key = decoded.object->Key();
+        listed->insert_or_assign(std::move(key), std::move(*decoded.object));
+      }
+      return false;
+    }
+    return true;
+  };
+  try {
+    json document = json::parse(body, on_element);
+    const json& metadata = document.value("metadata", json::object());
+    page->resource_version = metadata.value("resourceVersion", "");
+    page->continue_token = metadata.value("continue", "");
+    return true;
+  } catch (const json::exception& e) {
+    log::Warn("list of elasticvms: bad answer", {{"error", e.what()}});
+    return false;
+  }
+}
+
+bool Informer::RefusedVersion(const ApiResult& result) {
+  // 410 (expired), 504 "Too large resource version" and any other 4xx but the ones about who
+  // we are or how fast we ask: the server will not serve that version, so read from etcd.
+  int status = result.http_status;
+  return status == 410 || status == 504 ||
+         (status >= 400 && status < 500 && status != 401 && status != 403 && status != 429);
+}
+
 bool Informer::List(std::string* resource_version) {
   auto start = std::chrono::steady_clock::now();
-  std::unordered_map<std::string, crd::ElasticVM> listed;
-  std::string continue_token;
-  std::string list_rv;
-  do {
+  CacheMap listed;
+  ListPage page;
+  std::string asked_rv = ListResourceVersion();
+  // (A loop with `continue` meaning "start the list over": a do/while would test the emptied
+  // continue token and take an empty list for the whole truth.)
+  for (;;) {
+    if (Stopping()) return false;
     std::string path = ElasticVMsPath(options_.ns) + "?limit=" +
                        std::to_string(options_.list_page_size);
-    if (!continue_token.empty()) path += "&continue=" + QueryEscape(continue_token);
+    // A continuation carries its version inside the token; the server refuses both.
+    if (!page.continue_token.empty()) {
+      path += "&continue=" + QueryEscape(page.continue_token);
+    } else if (!asked_rv.empty()) {
+      path += "&resourceVersion=" + QueryEscape(asked_rv);
+    }
     ApiResult result = client_.Get(path);
     if (!result.ok()) {
-      if (result.gone() && !continue_token.empty()) {
+      if (result.gone() && !page.continue_token.empty()) {
         // The continue token expired: start the list over.
-        continue_token.clear();
+        page = ListPage{};
+        listed.clear();
+        continue;
+      }
+      if (!asked_rv.empty() && RefusedVersion(result)) {
+        log::Info("list at a resourceVersion refused; listing from etcd",
+                  {{"resourceVersion", asked_rv}, {"error", result.error}});
+        list_rv_unavailable_ = true;
+        asked_rv.clear();
+        page = ListPage{};
         listed.clear();
         continue;
       }
       log::Warn("list of elasticvms failed", {{"error", result.error}});
       return false;
     }
-    try {
-      json body = json::parse(result.body);
-      const json& metadata = body.value("metadata", json::object());
-      list_rv = metadata.value("resourceVersion", "");
-      continue_token = metadata.value("continue", "");
-      for (const json& item : body.value("items", json::array())) {
-        crd::DecodeResult decoded = crd::DecodeJson(item);
-        if (!decoded.ok()) {
-          log::Warn("skipping an ElasticVM that cannot be decoded", {{"error", decoded.error}});
-          continue;
-        }
-        if (!InScope(*decoded.object)) continue;
-        TrimForCache(*decoded.object);
-        std::string key = decoded.object->Key();
-        listed.emplace(std::move(key), std::move(*decoded.object));
-      }
-    } catch (const json::exception& e) {
-      log::Warn("list of elasticvms: bad answer", {{"error", e.what()}});
-      return false;
-    }
-  } while (!continue_token.empty() && !Stopping());
+    if (!ReadListPage(result.body, &page, &listed)) return false;
+    if (page.continue_token.empty()) break;
+  }
+  list_rv_unavailable_ = false;
+  const std::string& list_rv = page.resource_version;
 
   // Replace the cache and tell which keys changed (added, modified, deleted).
   std::vector<std::string> changed;

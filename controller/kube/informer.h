@@ -1,6 +1,8 @@
 // The ElasticVM informer: LIST, then WATCH from the list's resourceVersion (with bookmarks),
 // reconnecting from the last version seen when a stream closes and listing again on
-// 410 Gone or an ERROR event, with capped, jittered backoff between failures. Keeps a cache
+// 410 Gone or an ERROR event, with capped, jittered backoff between failures. LISTs follow
+// client-go's reflector: the first asks for resourceVersion=0 (the API server's watch cache),
+// a relist for the last version seen, and a refused version falls back to a paged quorum read. Keeps a cache
 // keyed by "namespace/name" and implements the controller's ObjectSource.
 //
 // Node scope (--node-name): a label selector cannot see spec.nodeName, so the informer
@@ -69,8 +71,20 @@ class Informer final : public ObjectSource {
 
  private:
   enum class WatchOutcome { kReconnect, kRelist, kStop };
+  using CacheMap = std::unordered_map<std::string, crd::ElasticVM>;
+  // Where a LIST page says to go on: the list's version and the next page's token.
+  struct ListPage {
+    std::string resource_version;
+    std::string continue_token;
+  };
   void Run();
   bool List(std::string* resource_version);
+  // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
+  std::string ListResourceVersion() const;
+  // Decodes one LIST answer into `listed` (in-scope objects only); false on a bad answer.
+  bool ReadListPage(const std::string& body, ListPage* page, CacheMap* listed);
+  // The server will not serve a LIST at the version asked for.
+  static bool RefusedVersion(const ApiResult& result);
   WatchOutcome WatchOnce(const std::string& resource_version);
   // Applies one watch line; returns false when the stream must end with `outcome`.
   bool HandleLine(std::string_view line, WatchOutcome* outcome);
@@ -91,13 +105,15 @@ class Informer final : public ObjectSource {
   mutable std::mutex mu_;
   std::condition_variable stop_cv_;
   // Guarded by mu_.
-  std::unordered_map<std::string, crd::ElasticVM> cache_;
+  CacheMap cache_;
   bool synced_ = false;
   bool stopping_ = false;
   std::shared_ptr<StreamCancel> current_watch_;
   std::string last_rv_;
   int list_count_ = 0;
   std::chrono::milliseconds backoff_{0};
+  // Informer thread only: the server refused the version asked for; list from etcd next.
+  bool list_rv_unavailable_ = false;
 };
 
 }  // namespace hotplug::controller::kube

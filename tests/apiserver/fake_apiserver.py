@@ -613,6 +613,10 @@ class Faults:
         "delay_prefix": "",              # only for paths starting with this
         "validation": True,              # false: store invalid objects as sent
         "bookmark_interval_seconds": 5.0,
+        # true: a LIST that asks for a resourceVersion gets 410 Expired (a server that can no
+        # longer serve the version asked for); a quorum LIST (no resourceVersion) still works.
+        "list_refuse_resource_version": False,
+        "list_continue_gone_count": 0,   # >0: this many LISTs with a continue token get 410
     }
 
     def __init__(self):
@@ -682,6 +686,14 @@ class Faults:
                         rule["remaining"] -= 1
             self.values["errors"] = live
             return code
+
+    def take_list_continue_gone(self):
+        """Whether this LIST's continue token must be refused as expired, counting it."""
+        with self.lock:
+            if self.values["list_continue_gone_count"] <= 0:
+                return False
+            self.values["list_continue_gone_count"] -= 1
+            return True
 
     def take_watch_gone(self):
         """Whether this watch (one with a resourceVersion) must get 410, counting it."""
@@ -1690,7 +1702,16 @@ class ApiHandler(BaseHTTPRequestHandler):
                 start = int(token["start"])
             except (ValueError, KeyError, TypeError):
                 raise bad_request("invalid continue token") from None
+        asked_rv = self.query.get("resourceVersion", "")
+        if asked_rv and self.query.get("continue"):
+            raise bad_request("specifying resource version is not allowed when using continue")
+        if self.query.get("continue") and self.server.faults.take_list_continue_gone():
+            raise ApiError(410, "Expired", "The provided continue parameter is too old")
+        if asked_rv and self.server.faults.get("list_refuse_resource_version"):
+            raise ApiError(410, "Expired", f"too old resource version: {asked_rv}")
         limit = int(self.query.get("limit") or 0)
+        if asked_rv == "0":
+            limit = 0  # as the real server: answered whole from its watch cache, no pages
         if start or limit:
             page = items[start: start + limit] if limit else items[start:]
             if limit and start + limit < len(items):
