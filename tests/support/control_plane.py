@@ -141,6 +141,7 @@ class ControlPlane:
         self.port = None
         self.etcd_port = None
         self.kubeconfig_path = os.path.join(self.workdir, "admin.kubeconfig")
+        self._ssl_context = None
 
     # ---- lifecycle
     def start(self):
@@ -246,7 +247,10 @@ class ControlPlane:
         return os.path.join(self.pki, "ca.crt")
 
     def _context(self):
-        return ssl.create_default_context(cafile=self.ca_file)
+        # One context for every request: building one reads the CA and costs milliseconds.
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=self.ca_file)
+        return self._ssl_context
 
     def request(self, method, path, body=None, token=ADMIN_TOKEN, content_type=None,
                 timeout_s=10.0):
