@@ -43,34 +43,9 @@ const Histogram::BucketBoundaries kRestBuckets = {0.005, 0.01, 0.025, 0.05, 0.1,
 
 constexpr const char* kQueueName = "elasticvm";
 
-// Condition reasons the reconciler writes; any other (a hand-edited status) is "Other",
-// so the label set stays bounded.
-const std::set<std::string, std::less<>> kKnownReasons = {
-    reconciler::reason::kSynced,
-    reconciler::reason::kInProgress,
-    reconciler::reason::kPartialFailure,
-    reconciler::reason::kUnplugPending,
-    reconciler::reason::kOutOfSync,
-    reconciler::reason::kReplugRefused,
-    reconciler::reason::kExceedsMaximum,
-    reconciler::reason::kBelowMinimum,
-    reconciler::reason::kHostLimit,
-    reconciler::reason::kTopologyMismatch,
-    reconciler::reason::kDomainNotFound,
-    reconciler::reason::kDomainNotRunning,
-    reconciler::reason::kMigrationInProgress,
-    reconciler::reason::kJobInProgress,
-    reconciler::reason::kGuestAgentUnavailable,
-    reconciler::reason::kHypervisorUnavailable,
-    reconciler::reason::kInvalidSpec,
-    reconciler::reason::kSuspended,
-    reconciler::reason::kHookFailed,
-    reconciler::reason::kNotManaged,
-    reconciler::reason::kShrinkNotAllowed,
-    reconciler::reason::kBlockMisaligned,
-    reconciler::reason::kMemoryUnsupported,
-    reconciler::reason::kMemoryFloor,
-};
+// Condition reasons the reconciler writes (its table); any other (a hand-edited status) is
+// "Other", so the label set stays bounded.
+bool IsKnownReason(std::string_view name) { return reconciler::ParseReason(name).has_value(); }
 const char* const kConditionStatuses[] = {"True", "False", "Unknown"};
 
 // A label value taken from code-defined words (reasons, operations): kept when it is one
@@ -357,11 +332,11 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
   for (const char* resource : {"vcpu", "memory"}) {
     for (int code = static_cast<int>(backends::ErrorCode::kDomainNotFound);
          code <= static_cast<int>(backends::ErrorCode::kInternal); ++code) {
-      failures_total_->Add(
-          {{"resource", resource},
-           {"reason", backends::ErrorCodeName(static_cast<backends::ErrorCode>(code))}});
+      const auto reason = reconciler::ReasonForError(static_cast<backends::ErrorCode>(code));
+      failures_total_->Add({{"resource", resource}, {"reason", reconciler::ReasonName(reason)}});
     }
-    failures_total_->Add({{"resource", resource}, {"reason", reconciler::reason::kHookFailed}});
+    failures_total_->Add({{"resource", resource},
+                          {"reason", reconciler::ReasonName(reconciler::Reason::kHookFailed)}});
   }
   for (const char* why : {"closed", "broken", "gone", "error", "http_error"}) {
     informer_reconnects_->Add({{"reason", why}});
@@ -506,9 +481,9 @@ void PrometheusMetrics::RefreshDerivedGauges() {
       by_condition[{"Ready", state.ready_status}]++;
       by_condition[{"VCPUsSynced", state.vcpus_synced_status}]++;
       by_condition[{"MemorySynced", state.memory_synced_status}]++;
-      std::string reason = state.ready_reason.empty()                ? "None"
-                           : kKnownReasons.count(state.ready_reason) ? state.ready_reason
-                                                                     : "Other";
+      std::string reason = state.ready_reason.empty()          ? "None"
+                           : IsKnownReason(state.ready_reason) ? state.ready_reason
+                                                               : "Other";
       by_reason[reason]++;
       drift += state.vcpu_drift;
     }
@@ -524,9 +499,9 @@ void PrometheusMetrics::RefreshDerivedGauges() {
     }
   }
   // Every known reason has a series (bounded, and a 0 graphs better than a gap).
-  for (const auto& reason : kKnownReasons) {
-    auto it = by_reason.find(reason);
-    elasticvms_ready_reason_->Add({{"reason", reason}})
+  for (const reconciler::ReasonInfo& known : reconciler::kReasons) {
+    auto it = by_reason.find(known.name);
+    elasticvms_ready_reason_->Add({{"reason", known.name}})
         .Set(static_cast<double>(it == by_reason.end() ? 0 : it->second));
   }
   for (const char* reason : {"None", "Other"}) {

@@ -4,7 +4,6 @@
 
 #include "crd/quantity.h"
 #include "reconciler/cpuset.h"
-#include "reconciler/reconciler.h"
 
 namespace hotplug::reconciler {
 
@@ -42,31 +41,31 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
   VcpuPlan plan;
   const std::string wanted = std::to_string(desired);
   if (desired < 1) {
-    plan.blocked_reason = reason::kBelowMinimum;
-    plan.blocked_message = "spec.cpu.vcpus is " + wanted +
-                           "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)";
+    plan.blocked = {Reason::kBelowMinimum,
+                    "spec.cpu.vcpus is " + wanted +
+                        "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
     return plan;
   }
   if (desired > domain.maximum_vcpus) {
-    plan.blocked_reason = reason::kExceedsMaximum;
-    plan.blocked_message = "spec.cpu.vcpus is " + wanted + " but domain " + domain.name +
-                           " has a maximum of " + std::to_string(domain.maximum_vcpus) +
-                           " vCPUs (<vcpu> in its XML); lower spec.cpu.vcpus, or raise the "
-                           "maximum and restart the domain";
+    plan.blocked = {Reason::kExceedsMaximum,
+                    "spec.cpu.vcpus is " + wanted + " but domain " + domain.name +
+                        " has a maximum of " + std::to_string(domain.maximum_vcpus) +
+                        " vCPUs (<vcpu> in its XML); lower spec.cpu.vcpus, or raise the "
+                        "maximum and restart the domain"};
     return plan;
   }
   if (domain.host_max_vcpus != 0 && desired > domain.host_max_vcpus) {
-    plan.blocked_reason = reason::kHostLimit;
-    plan.blocked_message = "spec.cpu.vcpus is " + wanted + " but this host allows at most " +
-                           std::to_string(domain.host_max_vcpus) + " vCPUs per domain";
+    plan.blocked = {Reason::kHostLimit,
+                    "spec.cpu.vcpus is " + wanted + " but this host allows at most " +
+                        std::to_string(domain.host_max_vcpus) + " vCPUs per domain"};
     return plan;
   }
   if (domain.topology.threads > 1 && desired % domain.topology.threads != 0) {
-    plan.blocked_reason = reason::kTopologyMismatch;
-    plan.blocked_message = "domain " + domain.name + " has " +
-                           std::to_string(domain.topology.threads) +
-                           " threads per core, so vCPUs come and go by whole cores; ask for a "
-                           "multiple of " + std::to_string(domain.topology.threads);
+    plan.blocked = {Reason::kTopologyMismatch,
+                    "domain " + domain.name + " has " + std::to_string(domain.topology.threads) +
+                        " threads per core, so vCPUs come and go by whole cores; ask for a "
+                        "multiple of " +
+                        std::to_string(domain.topology.threads)};
     return plan;
   }
 
@@ -81,19 +80,18 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
     plan.shortfall = static_cast<unsigned>(needed - plan.plug.size());
     if (plan.shortfall > 0) {
       if (!view.pending.empty()) {
-        plan.shortfall_reason = reason::kUnplugPending;
-        plan.shortfall_message = "waiting for the guest to release vCPU " +
-                                 FormatRangeList(view.pending) +
-                                 " before more vCPUs can be plugged";
+        plan.shortfall_why = {Reason::kUnplugPending, "waiting for the guest to release vCPU " +
+                                                          FormatRangeList(view.pending) +
+                                                          " before more vCPUs can be plugged"};
       } else if (!view.replug_unsafe.empty()) {
-        plan.shortfall_reason = reason::kReplugRefused;
-        plan.shortfall_message =
+        plan.shortfall_why = {
+            Reason::kReplugRefused,
             "plugging vCPU " + FormatRangeList(view.replug_unsafe) +
-            " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
-            "(software emulation) QEMU crashes on the next plug; restart the domain to grow it";
+                " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
+                "(software emulation) QEMU crashes on the next plug; restart the domain to grow "
+                "it"};
       } else {
-        plan.shortfall_reason = reason::kExceedsMaximum;
-        plan.shortfall_message = "no free hotpluggable vCPU slot left";
+        plan.shortfall_why = {Reason::kExceedsMaximum, "no free hotpluggable vCPU slot left"};
       }
     }
   } else if (desired < current) {
@@ -111,10 +109,9 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
       plan.unplug.push_back(candidates[i]->id);
     }
     if (plan.unplug.size() < excess) {
-      plan.blocked_reason = reason::kBelowMinimum;
-      plan.blocked_message = "only " + std::to_string(candidates.size()) +
-                             " of the enabled vCPUs can be unplugged (vCPU 0 and "
-                             "non-hotpluggable vCPUs stay)";
+      plan.blocked = {Reason::kBelowMinimum, "only " + std::to_string(candidates.size()) +
+                                                 " of the enabled vCPUs can be unplugged (vCPU 0 "
+                                                 "and non-hotpluggable vCPUs stay)"};
       plan.unplug.clear();
     }
   }
@@ -142,46 +139,44 @@ MemoryMethod ChooseMethod(const DomainObservation& domain, crd::MemoryMethod req
   return domain.memory.slots > 0 ? MemoryMethod::kDimm : MemoryMethod::kBalloon;
 }
 
-void Block(MemoryPlan& plan, const char* why, std::string message) {
-  plan.blocked_reason = why;
-  plan.blocked_message = std::move(message);
+void Block(MemoryPlan& plan, Reason why, std::string message) {
+  plan.blocked = Verdict{why, std::move(message)};
 }
 
-void PlanVirtioMem(const DomainObservation& domain, const crd::MemorySpec& spec,
-                   MemoryPlan& plan) {
+void PlanVirtioMem(const DomainObservation& domain, const crd::MemorySpec& spec, MemoryPlan& plan) {
   const backends::MemoryDevice* dev = nullptr;
   for (const auto& d : domain.memory.devices) {
     if (d.model == MemoryMethod::kVirtioMem) dev = &d;
   }
   if (dev == nullptr) {
-    return Block(plan, reason::kMemoryUnsupported,
-                 "spec.memory.method is virtio-mem but domain " + domain.name +
-                     " has no virtio-mem device");
+    return Block(
+        plan, Reason::kMemoryUnsupported,
+        "spec.memory.method is virtio-mem but domain " + domain.name + " has no virtio-mem device");
   }
   const uint64_t base = domain.memory.current_bytes - dev->current_bytes;
   plan.maximum_bytes = base + dev->size_bytes;
   if (plan.desired_bytes < base || plan.desired_bytes > plan.maximum_bytes) {
-    return Block(plan, reason::kExceedsMaximum,
+    return Block(plan, Reason::kExceedsMaximum,
                  "spec.memory.size is " + Bytes(plan.desired_bytes) + " but virtio-mem can give " +
-                     domain.name + " between " + Bytes(base) + " and " +
-                     Bytes(plan.maximum_bytes));
+                     domain.name + " between " + Bytes(base) + " and " + Bytes(plan.maximum_bytes));
   }
   const uint64_t target = plan.desired_bytes - base;
   const uint64_t block = dev->block_bytes != 0 ? dev->block_bytes : kGuestBlockBytes;
   if (target % block != 0) {
-    return Block(plan, reason::kBlockMisaligned,
+    return Block(plan, Reason::kBlockMisaligned,
                  "spec.memory.size must be the boot memory (" + Bytes(base) +
                      ") plus a multiple of the virtio-mem block (" + Bytes(block) + ")");
   }
   if (target < dev->requested_bytes && !spec.allow_shrink) {
-    return Block(plan, reason::kShrinkNotAllowed,
+    return Block(plan, Reason::kShrinkNotAllowed,
                  "shrinking memory from " + Bytes(domain.memory.current_bytes) + " to " +
                      Bytes(plan.desired_bytes) + " needs spec.memory.allowShrink: true");
   }
   if (target != dev->requested_bytes) {
     uint64_t next = target;
     if (target < dev->requested_bytes) {  // shrink one guest block at a time
-      next = std::max(target, dev->requested_bytes - std::min(dev->requested_bytes, kGuestBlockBytes));
+      next =
+          std::max(target, dev->requested_bytes - std::min(dev->requested_bytes, kGuestBlockBytes));
     }
     plan.step = MemoryStep{MemoryStep::Op::kSetVirtioMemRequested, dev->alias, next, dev->node};
   } else if (dev->current_bytes != dev->requested_bytes) {
@@ -193,34 +188,34 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
   const uint64_t current = domain.memory.current_bytes;
   plan.maximum_bytes = domain.memory.maximum_bytes;
   if (domain.memory.slots == 0) {
-    return Block(plan, reason::kMemoryUnsupported,
+    return Block(plan, Reason::kMemoryUnsupported,
                  "domain " + domain.name +
                      " has no memory slots (<maxMemory slots=...>); DIMM hotplug is impossible");
   }
   if (plan.desired_bytes > plan.maximum_bytes) {
-    return Block(plan, reason::kExceedsMaximum,
-                 "spec.memory.size is " + Bytes(plan.desired_bytes) + " but domain " +
-                     domain.name + " has a maximum of " + Bytes(plan.maximum_bytes));
+    return Block(plan, Reason::kExceedsMaximum,
+                 "spec.memory.size is " + Bytes(plan.desired_bytes) + " but domain " + domain.name +
+                     " has a maximum of " + Bytes(plan.maximum_bytes));
   }
   if (plan.desired_bytes > current) {
     uint64_t delta = plan.desired_bytes - current;
     if (delta % kGuestBlockBytes != 0) {
-      return Block(plan, reason::kBlockMisaligned,
-                   "memory can only grow by multiples of the guest's 128Mi block; " +
-                       Bytes(delta) + " is not one");
+      return Block(plan, Reason::kBlockMisaligned,
+                   "memory can only grow by multiples of the guest's 128Mi block; " + Bytes(delta) +
+                       " is not one");
     }
     unsigned dimms = 0;
     for (const auto& d : domain.memory.devices) dimms += d.model == MemoryMethod::kDimm;
     if (dimms >= domain.memory.slots) {
-      return Block(plan, reason::kHostLimit,
+      return Block(plan, Reason::kHostLimit,
                    "all " + std::to_string(domain.memory.slots) + " memory slots are in use");
     }
     plan.step = MemoryStep{MemoryStep::Op::kAttachDimm, "", delta, 0};
   } else if (plan.desired_bytes < current) {
     if (!spec.allow_shrink) {
-      return Block(plan, reason::kShrinkNotAllowed,
-                   "shrinking memory from " + Bytes(current) + " to " +
-                       Bytes(plan.desired_bytes) + " needs spec.memory.allowShrink: true");
+      return Block(plan, Reason::kShrinkNotAllowed,
+                   "shrinking memory from " + Bytes(current) + " to " + Bytes(plan.desired_bytes) +
+                       " needs spec.memory.allowShrink: true");
     }
     // Remove the newest module that fits in the excess, one per pass.
     const uint64_t excess = current - plan.desired_bytes;
@@ -230,29 +225,29 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
         return;
       }
     }
-    return Block(plan, reason::kBlockMisaligned,
+    return Block(plan, Reason::kBlockMisaligned,
                  "no DIMM module fits in the " + Bytes(excess) +
                      " to remove; memory shrinks by whole modules");
   }
 }
 
-void PlanBalloon(const DomainObservation& domain, const crd::MemorySpec& spec,
-                 uint64_t floor_bytes, MemoryPlan& plan) {
+void PlanBalloon(const DomainObservation& domain, const crd::MemorySpec& spec, uint64_t floor_bytes,
+                 MemoryPlan& plan) {
   const uint64_t current = domain.memory.current_bytes;
   plan.maximum_bytes = domain.memory.boot_bytes;
   if (plan.desired_bytes > plan.maximum_bytes) {
-    return Block(plan, reason::kExceedsMaximum,
+    return Block(plan, Reason::kExceedsMaximum,
                  "the balloon can give domain " + domain.name + " at most its boot memory, " +
                      Bytes(plan.maximum_bytes) + "; spec.memory.size is " +
                      Bytes(plan.desired_bytes));
   }
   if (plan.desired_bytes < floor_bytes) {
-    return Block(plan, reason::kMemoryFloor,
+    return Block(plan, Reason::kMemoryFloor,
                  "spec.memory.size " + Bytes(plan.desired_bytes) + " is below the balloon floor " +
                      Bytes(floor_bytes) + "; a guest ballooned that far can panic");
   }
   if (plan.desired_bytes < current && !spec.allow_shrink) {
-    return Block(plan, reason::kShrinkNotAllowed,
+    return Block(plan, Reason::kShrinkNotAllowed,
                  "shrinking memory from " + Bytes(current) + " to " + Bytes(plan.desired_bytes) +
                      " needs spec.memory.allowShrink: true");
   }
@@ -283,7 +278,7 @@ MemoryPlan PlanMemoryStep(const DomainObservation& domain, const crd::MemorySpec
                                        plan.desired_bytes < domain.memory.current_bytes);
   if (shrinking && vcpu_unplug_pending) {
     plan.step.reset();
-    Block(plan, reason::kUnplugPending,
+    Block(plan, Reason::kUnplugPending,
           "memory is not shrunk while a vCPU unplug is pending (QEMU has crashed on that mix)");
   }
   return plan;

@@ -10,6 +10,7 @@
 
 #include "backends/hypervisor.h"
 #include "crd/elasticvm.h"
+#include "reconciler/reasons.h"
 
 namespace hotplug::reconciler {
 
@@ -35,28 +36,31 @@ VcpuView ViewVcpus(const backends::DomainObservation& domain,
 // was plugged again by a pass whose status never reached the API.
 void ReleaseWantedPending(VcpuView& view, int64_t desired);
 
+// Why nothing (more) can be done: the condition's reason and a message a person can act on.
+struct Verdict {
+  Reason reason;
+  std::string message;
+};
+
 struct VcpuPlan {
-  // Non-empty when nothing may be changed: the condition reason and its message.
-  std::string blocked_reason;
-  std::string blocked_message;
+  // Set when nothing may be changed.
+  std::optional<Verdict> blocked;
   std::vector<unsigned> plug;    // lowest id first
   std::vector<unsigned> unplug;  // highest plug order first
-  // vCPUs still missing after `plug`, and why: waiting for pending unplugs, or only
-  // replug-unsafe slots left.
+  // vCPUs still missing after `plug`, and why (set when shortfall > 0): waiting for pending
+  // unplugs, or only replug-unsafe slots left.
   unsigned shortfall = 0;
-  std::string shortfall_reason;
-  std::string shortfall_message;
+  std::optional<Verdict> shortfall_why;
 };
 
 VcpuPlan PlanVcpuSteps(const backends::DomainObservation& domain, const VcpuView& view,
                        int64_t desired);
 
 struct MemoryPlan {
-  std::string blocked_reason;  // non-empty: nothing may be changed
-  std::string blocked_message;
+  std::optional<Verdict> blocked;  // set: nothing may be changed
   backends::MemoryMethod method = backends::MemoryMethod::kBalloon;
   uint64_t desired_bytes = 0;
-  uint64_t maximum_bytes = 0;  // the most this method can reach
+  uint64_t maximum_bytes = 0;                // the most this method can reach
   std::optional<backends::MemoryStep> step;  // the next step, if any
   bool settling = false;  // the device was asked; the guest has not caught up yet
 };

@@ -15,21 +15,6 @@ using backends::DomainObservation;
 using backends::ErrorCode;
 using backends::Status;
 
-const char* ReasonForError(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kDomainNotFound:
-      return reason::kDomainNotFound;
-    case ErrorCode::kDomainNotRunning:
-      return reason::kDomainNotRunning;
-    case ErrorCode::kGuestAgentUnavailable:
-      return reason::kGuestAgentUnavailable;
-    case ErrorCode::kHypervisorUnavailable:
-      return reason::kHypervisorUnavailable;
-    default:
-      return backends::ErrorCodeName(code);
-  }
-}
-
 std::string Millis(double seconds) {
   return std::to_string(static_cast<long long>(seconds * 1000.0 + 0.5)) + " ms";
 }
@@ -60,16 +45,19 @@ class Pass {
     return options_.stop_requested != nullptr && options_.stop_requested->load();
   }
 
-  void Set(const char* type, bool ok, const std::string& why, const std::string& message) {
-    SetCondition(result_.status.conditions, type, ok, why, message, generation_, clock_.Now());
+  void Set(const char* type, bool ok, Reason why, const std::string& message) {
+    SetCondition(result_.status.conditions, type, ok, ReasonName(why), message, generation_,
+                 clock_.Now());
+  }
+  void Set(const char* type, bool ok, const Verdict& verdict) {
+    Set(type, ok, verdict.reason, verdict.message);
   }
   // Nothing may change: every managed resource and Ready get the same reason.
-  void BlockAll(const std::string& why, const std::string& message);
+  void BlockAll(Reason why, const std::string& message);
   void SetReady();
   void EmitTransitionEvents();
   void RecordFailure(const std::string& resource, std::optional<int64_t> id,
-                     const std::string& operation, const std::string& why,
-                     const std::string& message);
+                     const std::string& operation, Reason why, const std::string& message);
   void FillVcpuStatus(const DomainObservation& domain, const VcpuView& view);
   void FillMemoryStatus(const DomainObservation& domain);
   std::map<std::string, std::string> HookEnv(const std::string& operation) const;
@@ -99,7 +87,7 @@ class Pass {
   std::string memory_failure_;  // the same for memory
 };
 
-void Pass::BlockAll(const std::string& why, const std::string& message) {
+void Pass::BlockAll(Reason why, const std::string& message) {
   if (ManagesCpu()) Set(condition::kVcpusSynced, false, why, message);
   if (ManagesMemory()) Set(condition::kMemorySynced, false, why, message);
   Set(condition::kReady, false, why, message);
@@ -113,12 +101,16 @@ void Pass::SetReady() {
     }
     const crd::Condition* c = crd::FindCondition(result_.status, type);
     if (c != nullptr && c->status != "True") {
-      return Set(condition::kReady, false, c->reason, c->message);
+      const crd::Condition copy = *c;
+      SetCondition(result_.status.conditions, condition::kReady, false, copy.reason, copy.message,
+                   generation_, clock_.Now());
+      return;
     }
   }
   std::string message = "the running domain matches the spec";
-  if (!ManagesCpu() && !ManagesMemory()) message = "nothing to manage: spec sets neither cpu nor memory";
-  Set(condition::kReady, true, reason::kSynced, message);
+  if (!ManagesCpu() && !ManagesMemory())
+    message = "nothing to manage: spec sets neither cpu nor memory";
+  Set(condition::kReady, true, Reason::kSynced, message);
 }
 
 // A blocked or failed state is worth an Event when it starts, not on every retry.
@@ -126,23 +118,20 @@ void Pass::EmitTransitionEvents() {
   const crd::Condition* before = crd::FindCondition(object_.status, condition::kReady);
   const crd::Condition* after = crd::FindCondition(result_.status, condition::kReady);
   if (after == nullptr) return;
-  bool changed = before == nullptr || before->status != after->status ||
-                 before->reason != after->reason;
+  bool changed =
+      before == nullptr || before->status != after->status || before->reason != after->reason;
   if (!changed) return;
-  if (after->status == "True") {
-    result_.events.push_back({Event::Type::kNormal, "Synced", after->message});
-  } else if (after->reason != reason::kPartialFailure && after->reason != reason::kInProgress &&
-             after->reason != reason::kUnplugPending) {
-    // Failures and pending unplugs already have their own per-step Events.
-    result_.events.push_back({Event::Type::kWarning, after->reason, after->message});
-  }
+  const std::optional<Reason> reason = ParseReason(after->reason);
+  if (!reason || !InfoOf(*reason).transition_event) return;
+  result_.events.push_back({InfoOf(*reason).failure ? Event::Type::kWarning : Event::Type::kNormal,
+                            after->reason, after->message});
 }
 
 void Pass::RecordFailure(const std::string& resource, std::optional<int64_t> id,
-                         const std::string& operation, const std::string& why,
-                         const std::string& message) {
+                         const std::string& operation, Reason why, const std::string& message) {
   auto& failures = result_.status.failures;
-  failures.push_back({resource, id, operation, why, message, FormatRfc3339(clock_.Now())});
+  failures.push_back(
+      {resource, id, operation, ReasonName(why), message, FormatRfc3339(clock_.Now())});
   if (failures.size() > options_.max_failures) {
     failures.erase(failures.begin(),
                    failures.begin() + static_cast<long>(failures.size() - options_.max_failures));
@@ -182,18 +171,17 @@ bool Pass::ExecuteVcpuStep(unsigned id, bool enable) {
   env["HOTPLUG_VCPU"] = std::to_string(id);
   HookOutcome before = RunHook(options_.hooks_dir, "before_set_vcpu", env, options_.hook_timeout);
   if (before.ran && !before.ok) {
-    RecordFailure("vcpu", id, operation, reason::kHookFailed, before.message);
-    result_.events.push_back({Event::Type::kWarning, reason::kHookFailed,
-                              "vCPU " + std::to_string(id) + " " + operation +
-                                  " skipped: " + before.message});
+    RecordFailure("vcpu", id, operation, Reason::kHookFailed, before.message);
+    result_.events.push_back(
+        {Event::Type::kWarning, ReasonName(Reason::kHookFailed),
+         "vCPU " + std::to_string(id) + " " + operation + " skipped: " + before.message});
     vcpu_failure_ = "vcpu " + std::to_string(id) + " skipped: " + before.message;
     return false;
   }
 
   const auto start = clock_.Monotonic();
   Status status = hypervisor_.SetVcpu(domain_, id, enable, persist_);
-  const double seconds =
-      std::chrono::duration<double>(clock_.Monotonic() - start).count();
+  const double seconds = std::chrono::duration<double>(clock_.Monotonic() - start).count();
   result_.steps.push_back({"vcpu", operation, id, 0, status});
   const bool pending = !enable && status.code() == ErrorCode::kTimeout;
   const char* outcome = status.ok() ? "success" : pending ? "pending" : "failure";
@@ -208,15 +196,14 @@ bool Pass::ExecuteVcpuStep(unsigned id, bool enable) {
   } else if (pending) {
     newly_pending_.push_back(id);
     result_.events.push_back(
-        {Event::Type::kNormal, reason::kUnplugPending,
+        {Event::Type::kNormal, ReasonName(Reason::kUnplugPending),
          "unplug of vCPU " + std::to_string(id) +
              " requested; the hypervisor has not confirmed it yet: " + status.message()});
   } else {
-    const std::string why = ReasonForError(status.code());
-    RecordFailure("vcpu", id, operation, why, status.message());
-    result_.events.push_back({Event::Type::kWarning, enable ? "VcpuPlugFailed" : "VcpuUnplugFailed",
-                              operation + " of vCPU " + std::to_string(id) +
-                                  " failed: " + status.message()});
+    RecordFailure("vcpu", id, operation, ReasonForError(status.code()), status.message());
+    result_.events.push_back(
+        {Event::Type::kWarning, enable ? "VcpuPlugFailed" : "VcpuUnplugFailed",
+         operation + " of vCPU " + std::to_string(id) + " failed: " + status.message()});
     vcpu_failure_ = "vcpu " + std::to_string(id) + " " + operation + " failed: " + status.message();
   }
   RunHook(options_.hooks_dir, "after_set_vcpu", env, options_.hook_timeout);
@@ -245,9 +232,8 @@ void Pass::OnlineInGuest(const DomainObservation& domain) {
                          std::chrono::duration<double>(clock_.Monotonic() - start).count());
   result_.steps.push_back({"vcpu", "online", -1, 0, status});
   if (!status.ok()) {
-    RecordFailure("vcpu", std::nullopt, "online", ReasonForError(status.code()),
-                  status.message());
-    result_.events.push_back({Event::Type::kWarning, reason::kGuestAgentUnavailable,
+    RecordFailure("vcpu", std::nullopt, "online", ReasonForError(status.code()), status.message());
+    result_.events.push_back({Event::Type::kWarning, ReasonName(Reason::kGuestAgentUnavailable),
                               "could not bring CPU " + FormatRangeList(offline) +
                                   " online in the guest: " + status.message()});
     vcpu_failure_ = "guest CPU " + FormatRangeList(offline) + " not onlined: " + status.message();
@@ -258,10 +244,9 @@ bool Pass::ExecuteMemoryStep(const backends::MemoryStep& step) {
   const std::string operation = backends::MemoryStepOpName(step.op);
   auto env = HookEnv(operation);
   env["HOTPLUG_MEMORY_BYTES"] = std::to_string(step.bytes);
-  HookOutcome before =
-      RunHook(options_.hooks_dir, "before_set_memory", env, options_.hook_timeout);
+  HookOutcome before = RunHook(options_.hooks_dir, "before_set_memory", env, options_.hook_timeout);
   if (before.ran && !before.ok) {
-    RecordFailure("memory", std::nullopt, operation, reason::kHookFailed, before.message);
+    RecordFailure("memory", std::nullopt, operation, Reason::kHookFailed, before.message);
     memory_failure_ = "memory " + operation + " skipped: " + before.message;
     return false;
   }
@@ -289,30 +274,28 @@ bool Pass::ExecuteMemoryStep(const backends::MemoryStep& step) {
 
 void Pass::ReportVcpus(const VcpuView& view, const VcpuPlan& plan) {
   if (!ManagesCpu()) {
-    Set(condition::kVcpusSynced, true, reason::kNotManaged,
+    Set(condition::kVcpusSynced, true, Reason::kNotManaged,
         "spec.cpu.vcpus is not set; vCPUs are left as they are");
     return;
   }
   const int64_t desired = *spec_.cpu.vcpus;
   const auto effective = static_cast<int64_t>(view.effective.size());
-  if (!plan.blocked_reason.empty()) {
-    return Set(condition::kVcpusSynced, false, plan.blocked_reason, plan.blocked_message);
-  }
+  if (plan.blocked) return Set(condition::kVcpusSynced, false, *plan.blocked);
   if (!vcpu_failure_.empty()) {
     std::string message;
     if (!plugged_.empty()) message += "plugged vcpu " + FormatRangeList(plugged_) + "; ";
     if (!unplugged_.empty()) message += "unplugged vcpu " + FormatRangeList(unplugged_) + "; ";
     message += vcpu_failure_;
     result_.requeue_with_backoff = true;
-    return Set(condition::kVcpusSynced, false, reason::kPartialFailure, message);
+    return Set(condition::kVcpusSynced, false, Reason::kPartialFailure, message);
   }
   if (!view.pending.empty()) {
     result_.requeue_after = options_.pending_requeue;
-    return Set(condition::kVcpusSynced, false, reason::kUnplugPending,
+    return Set(condition::kVcpusSynced, false, Reason::kUnplugPending,
                "unplug of vCPU " + FormatRangeList(view.pending) +
                    " requested; the guest has not released it yet (libvirt reports " +
-                   std::to_string(view.enabled.size()) + " enabled: " +
-                   FormatRangeList(view.enabled) + ")");
+                   std::to_string(view.enabled.size()) +
+                   " enabled: " + FormatRangeList(view.enabled) + ")");
   }
   if (!view.stale.empty()) {
     result_.requeue_after = options_.blocked_requeue;
@@ -322,26 +305,26 @@ void Pass::ReportVcpus(const VcpuView& view, const VcpuPlan& plan) {
         FormatRangeList(view.enabled) + ") but QEMU has " + std::to_string(qemu) + ": vCPU " +
         FormatRangeList(view.stale) +
         " left QEMU after libvirt's unplug timed out, and libvirt has not noticed (TCG); ";
-    message += effective == desired
-                   ? "the guest has the desired " + std::to_string(desired) + " vCPUs"
-                   : "the guest has " + std::to_string(effective) + ", desired " +
-                         std::to_string(desired);
-    if (!plan.shortfall_message.empty()) message += "; " + plan.shortfall_message;
-    return Set(condition::kVcpusSynced, false, reason::kOutOfSync, message);
+    message +=
+        effective == desired
+            ? "the guest has the desired " + std::to_string(desired) + " vCPUs"
+            : "the guest has " + std::to_string(effective) + ", desired " + std::to_string(desired);
+    if (plan.shortfall_why) message += "; " + plan.shortfall_why->message;
+    return Set(condition::kVcpusSynced, false, Reason::kOutOfSync, message);
   }
   if (effective == desired) {
-    return Set(condition::kVcpusSynced, true, reason::kSynced,
-               std::to_string(desired) + " vCPUs enabled (" + FormatRangeList(view.effective) +
-                   ")");
+    return Set(
+        condition::kVcpusSynced, true, Reason::kSynced,
+        std::to_string(desired) + " vCPUs enabled (" + FormatRangeList(view.effective) + ")");
   }
-  if (!plan.shortfall_reason.empty() && plan.plug.empty()) {
-    result_.requeue_after = plan.shortfall_reason == reason::kUnplugPending
+  if (plan.shortfall_why && plan.plug.empty()) {
+    result_.requeue_after = plan.shortfall_why->reason == Reason::kUnplugPending
                                 ? options_.pending_requeue
                                 : options_.blocked_requeue;
-    return Set(condition::kVcpusSynced, false, plan.shortfall_reason, plan.shortfall_message);
+    return Set(condition::kVcpusSynced, false, *plan.shortfall_why);
   }
   result_.requeue_after = std::chrono::milliseconds(1);  // stopped early or more to do
-  Set(condition::kVcpusSynced, false, reason::kInProgress,
+  Set(condition::kVcpusSynced, false, Reason::kInProgress,
       std::to_string(effective) + " of " + std::to_string(desired) + " vCPUs enabled");
 }
 
@@ -352,21 +335,21 @@ void Pass::ReportMemory(const DomainObservation& domain, const MemoryPlan& plan)
   }
   if (!memory_failure_.empty()) {
     result_.requeue_with_backoff = true;
-    return Set(condition::kMemorySynced, false, reason::kPartialFailure, memory_failure_);
+    return Set(condition::kMemorySynced, false, Reason::kPartialFailure, memory_failure_);
   }
-  if (!plan.blocked_reason.empty()) {
-    if (plan.blocked_reason == reason::kUnplugPending) {
+  if (plan.blocked) {
+    if (plan.blocked->reason == Reason::kUnplugPending) {
       result_.requeue_after = options_.pending_requeue;
     }
-    return Set(condition::kMemorySynced, false, plan.blocked_reason, plan.blocked_message);
+    return Set(condition::kMemorySynced, false, *plan.blocked);
   }
   if (domain.memory.current_bytes == plan.desired_bytes && !plan.settling) {
-    return Set(condition::kMemorySynced, true, reason::kSynced,
+    return Set(condition::kMemorySynced, true, Reason::kSynced,
                crd::FormatBytes(plan.desired_bytes) + " of memory by " +
                    backends::MemoryMethodName(plan.method));
   }
   result_.requeue_after = options_.pending_requeue;
-  Set(condition::kMemorySynced, false, reason::kInProgress,
+  Set(condition::kMemorySynced, false, Reason::kInProgress,
       "memory is " + crd::FormatBytes(domain.memory.current_bytes) + ", desired " +
           crd::FormatBytes(plan.desired_bytes) + " (" + backends::MemoryMethodName(plan.method) +
           ")");
@@ -374,7 +357,7 @@ void Pass::ReportMemory(const DomainObservation& domain, const MemoryPlan& plan)
 
 Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start) {
   if (object_.spec_error) {
-    BlockAll(reason::kInvalidSpec, *object_.spec_error);
+    BlockAll(Reason::kInvalidSpec, *object_.spec_error);
     EmitTransitionEvents();
     return std::move(result_);
   }
@@ -382,7 +365,7 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
   backends::Result<DomainObservation> observed = hypervisor_.Observe(domain_);
   if (!observed.ok()) {
     const Status& s = observed.status();
-    const char* why = ReasonForError(s.code());
+    const Reason why = ReasonForError(s.code());
     std::string message = s.message();
     if (s.code() == ErrorCode::kDomainNotFound) {
       message = "no libvirt domain named " + domain_ +
@@ -405,16 +388,16 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
   FillMemoryStatus(domain);
 
   if (domain.state != backends::DomainState::kRunning) {
-    BlockAll(reason::kDomainNotRunning,
-             "domain " + domain_ + " is " + backends::DomainStateName(domain.state) +
-                 "; vCPUs and memory are changed only while it runs");
+    BlockAll(Reason::kDomainNotRunning, "domain " + domain_ + " is " +
+                                            backends::DomainStateName(domain.state) +
+                                            "; vCPUs and memory are changed only while it runs");
     result_.requeue_after = options_.blocked_requeue;
     EmitTransitionEvents();
     return std::move(result_);
   }
   if (domain.job != backends::JobKind::kNone) {
     const bool migrating = domain.job == backends::JobKind::kMigration;
-    BlockAll(migrating ? reason::kMigrationInProgress : reason::kJobInProgress,
+    BlockAll(migrating ? Reason::kMigrationInProgress : Reason::kJobInProgress,
              std::string("domain ") + domain_ + " has a " + backends::JobKindName(domain.job) +
                  " job running; changes wait until it ends");
     result_.requeue_after = options_.blocked_requeue;
@@ -426,28 +409,28 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
   VcpuPlan vcpu_plan;
   if (ManagesCpu()) vcpu_plan = PlanVcpuSteps(domain, view, *spec_.cpu.vcpus);
   MemoryPlan memory_plan;
-  const bool unplug_unsettled = !view.pending.empty() || !view.stale.empty() ||
-                                !vcpu_plan.unplug.empty();
+  const bool unplug_unsettled =
+      !view.pending.empty() || !view.stale.empty() || !vcpu_plan.unplug.empty();
   if (ManagesMemory()) {
-    memory_plan = PlanMemoryStep(domain, spec_.memory, unplug_unsettled,
-                                 options_.balloon_floor_bytes);
+    memory_plan =
+        PlanMemoryStep(domain, spec_.memory, unplug_unsettled, options_.balloon_floor_bytes);
   }
 
   if (spec_.suspend) {
-    const bool cpu_ok = !ManagesCpu() || (vcpu_plan.blocked_reason.empty() &&
-                                          vcpu_plan.plug.empty() && vcpu_plan.unplug.empty() &&
-                                          vcpu_plan.shortfall == 0 && view.stale.empty() &&
-                                          view.pending.empty());
-    const bool memory_ok = !ManagesMemory() || (memory_plan.blocked_reason.empty() &&
-                                                !memory_plan.step && !memory_plan.settling);
+    const bool cpu_ok = !ManagesCpu() ||
+                        (!vcpu_plan.blocked && vcpu_plan.plug.empty() && vcpu_plan.unplug.empty() &&
+                         vcpu_plan.shortfall == 0 && view.stale.empty() && view.pending.empty());
+    const bool memory_ok =
+        !ManagesMemory() || (!memory_plan.blocked && !memory_plan.step && !memory_plan.settling);
     const std::string message = "spec.suspend is true: observing only, nothing is changed";
     if (ManagesCpu()) {
-      Set(condition::kVcpusSynced, cpu_ok, cpu_ok ? reason::kSynced : reason::kSuspended,
-          cpu_ok ? message : message + "; desired " + std::to_string(*spec_.cpu.vcpus) +
-                                 " vCPUs, enabled " + std::to_string(view.effective.size()));
+      Set(condition::kVcpusSynced, cpu_ok, cpu_ok ? Reason::kSynced : Reason::kSuspended,
+          cpu_ok ? message
+                 : message + "; desired " + std::to_string(*spec_.cpu.vcpus) + " vCPUs, enabled " +
+                       std::to_string(view.effective.size()));
     }
     if (ManagesMemory()) {
-      Set(condition::kMemorySynced, memory_ok, memory_ok ? reason::kSynced : reason::kSuspended,
+      Set(condition::kMemorySynced, memory_ok, memory_ok ? Reason::kSynced : Reason::kSuspended,
           message);
     }
     SetReady();
@@ -456,18 +439,18 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
   }
 
   const size_t step_count = vcpu_plan.plug.size() + vcpu_plan.unplug.size() +
-                            (memory_plan.step && memory_plan.blocked_reason.empty() ? 1 : 0);
+                            (memory_plan.step && !memory_plan.blocked ? 1 : 0);
   if (step_count > 1 && on_long_pass_start) {
     crd::ElasticVMStatus progress = result_.status;
-    SetCondition(progress.conditions, condition::kReady, false, reason::kInProgress,
-                 "changing domain " + domain_ + ": " + std::to_string(step_count) +
-                     " steps to take",
-                 generation_, clock_.Now());
+    SetCondition(
+        progress.conditions, condition::kReady, false, ReasonName(Reason::kInProgress),
+        "changing domain " + domain_ + ": " + std::to_string(step_count) + " steps to take",
+        generation_, clock_.Now());
     on_long_pass_start(progress);
   }
 
   bool go_on = true;
-  if (vcpu_plan.blocked_reason.empty()) {
+  if (!vcpu_plan.blocked) {
     for (unsigned id : vcpu_plan.plug) {
       if (!go_on || StopRequested()) break;
       go_on = ExecuteVcpuStep(id, true);
@@ -478,7 +461,7 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
     }
     if (go_on && !plugged_.empty()) OnlineInGuest(domain);
   }
-  if (go_on && !StopRequested() && memory_plan.step && memory_plan.blocked_reason.empty()) {
+  if (go_on && !StopRequested() && memory_plan.step && !memory_plan.blocked) {
     ExecuteMemoryStep(*memory_plan.step);
   }
 
@@ -517,8 +500,8 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
     FillVcpuStatus(domain, view);
     FillMemoryStatus(domain);
     if (ManagesMemory()) {
-      MemoryPlan replanned = PlanMemoryStep(domain, spec_.memory, false,
-                                            options_.balloon_floor_bytes);
+      MemoryPlan replanned =
+          PlanMemoryStep(domain, spec_.memory, false, options_.balloon_floor_bytes);
       memory_plan.settling = replanned.settling || replanned.step.has_value();
     }
   }
@@ -533,10 +516,7 @@ Result Pass::Run(const std::function<void(const crd::ElasticVMStatus&)>& on_long
 
 Reconciler::Reconciler(backends::Hypervisor& hypervisor, const Clock& clock, Options options,
                        Metrics* metrics)
-    : hypervisor_(hypervisor),
-      clock_(clock),
-      options_(std::move(options)),
-      metrics_(metrics) {}
+    : hypervisor_(hypervisor), clock_(clock), options_(std::move(options)), metrics_(metrics) {}
 
 Result Reconciler::Reconcile(
     const crd::ElasticVM& object,

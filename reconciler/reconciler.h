@@ -13,42 +13,16 @@
 #include "backends/hypervisor.h"
 #include "crd/elasticvm.h"
 #include "reconciler/clock.h"
+#include "reconciler/reasons.h"
 
 namespace hotplug::reconciler {
 
-// Condition types and the stable reasons they carry.
+// Condition types. Their reasons are in reconciler/reasons.h.
 namespace condition {
 inline constexpr const char* kReady = "Ready";
 inline constexpr const char* kVcpusSynced = "VCPUsSynced";
 inline constexpr const char* kMemorySynced = "MemorySynced";
 }  // namespace condition
-
-namespace reason {
-inline constexpr const char* kSynced = "Synced";
-inline constexpr const char* kInProgress = "InProgress";
-inline constexpr const char* kPartialFailure = "PartialFailure";
-inline constexpr const char* kUnplugPending = "UnplugPending";
-inline constexpr const char* kOutOfSync = "OutOfSync";
-inline constexpr const char* kReplugRefused = "ReplugRefused";
-inline constexpr const char* kExceedsMaximum = "ExceedsMaximum";
-inline constexpr const char* kBelowMinimum = "BelowMinimum";
-inline constexpr const char* kHostLimit = "HostLimit";
-inline constexpr const char* kTopologyMismatch = "TopologyMismatch";
-inline constexpr const char* kDomainNotFound = "DomainNotFound";
-inline constexpr const char* kDomainNotRunning = "DomainNotRunning";
-inline constexpr const char* kMigrationInProgress = "MigrationInProgress";
-inline constexpr const char* kJobInProgress = "JobInProgress";
-inline constexpr const char* kGuestAgentUnavailable = "GuestAgentUnavailable";
-inline constexpr const char* kHypervisorUnavailable = "HypervisorUnavailable";
-inline constexpr const char* kInvalidSpec = "InvalidSpec";
-inline constexpr const char* kSuspended = "Suspended";
-inline constexpr const char* kHookFailed = "HookFailed";
-inline constexpr const char* kNotManaged = "NotManaged";
-inline constexpr const char* kShrinkNotAllowed = "ShrinkNotAllowed";
-inline constexpr const char* kBlockMisaligned = "BlockMisaligned";
-inline constexpr const char* kMemoryUnsupported = "MemoryUnsupported";
-inline constexpr const char* kMemoryFloor = "BelowMemoryFloor";
-}  // namespace reason
 
 // A Kubernetes Event to record on the object (oVirt's audit log, made native).
 struct Event {
@@ -73,8 +47,7 @@ class Metrics {
  public:
   virtual ~Metrics() = default;
   // operation: plug | unplug | online; result: success | failure | pending.
-  virtual void VcpuOperation(std::string_view operation, std::string_view result,
-                             double seconds) {
+  virtual void VcpuOperation(std::string_view operation, std::string_view result, double seconds) {
     (void)operation, (void)result, (void)seconds;
   }
   // operation: attach | detach | resize | balloon.
@@ -119,9 +92,9 @@ class Reconciler {
   // One pass over `object` (whose status is the last one written). `on_long_pass_start` is
   // called once, before the first step, when the pass will take more than one step, so the
   // controller can publish InProgress before a long pass.
-  Result Reconcile(const crd::ElasticVM& object,
-                   const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start =
-                       nullptr);
+  Result Reconcile(
+      const crd::ElasticVM& object,
+      const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start = nullptr);
 
  private:
   backends::Hypervisor& hypervisor_;

@@ -81,7 +81,7 @@ TEST_F(ReconcilerE2E, PlugsOneToThreeVcpusAndTheGuestOnlinesThem) {
   ASSERT_NE(after, nullptr);
   std::printf("after unplug: VCPUsSynced=%s reason=%s message=%s\n", after->status.c_str(),
               after->reason.c_str(), after->message.c_str());
-  EXPECT_NE(after->reason, reconciler::reason::kPartialFailure) << after->message;
+  EXPECT_NE(after->reason, reconciler::ReasonName(reconciler::Reason::kPartialFailure)) << after->message;
   EXPECT_TRUE(guest_->WaitForReport([](const GuestReport& r) { return r.online_cpus == 2; }, 30s));
   EXPECT_EQ(DomainStateOf(guest_->name()), "running");
 }

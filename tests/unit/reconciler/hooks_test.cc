@@ -88,9 +88,9 @@ TEST_F(HooksTest, FailingBeforeHookSkipsTheStepWithHookFailed) {
   ASSERT_EQ(hv_.SuccessfulCalls().size(), 1u);  // vCPU 1 plugged, 2 skipped, pass stopped
   EXPECT_EQ(hv_.SuccessfulCalls()[0].id, 1u);
   ASSERT_EQ(vm.status.failures.size(), 1u);
-  EXPECT_EQ(vm.status.failures[0].reason, reason::kHookFailed);
+  EXPECT_EQ(vm.status.failures[0].reason, ReasonName(Reason::kHookFailed));
   EXPECT_EQ(vm.status.failures[0].id, 2);
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kPartialFailure);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kPartialFailure));
   EXPECT_TRUE(r.requeue_with_backoff);
 }
 

@@ -36,22 +36,23 @@ TEST(PlannerTest, Table) {
     int64_t desired;
     std::vector<unsigned> plug;
     std::vector<unsigned> unplug;
-    std::string blocked;
+    std::optional<Reason> blocked;
   };
   const Case cases[] = {
-      {"grow takes lowest free ids", Domain(8, {0, 3}), 4, {1, 2}, {}, ""},
-      {"shrink takes highest order", Domain(8, {0, 5, 2, 7}), 2, {}, {7, 2}, ""},
-      {"equal does nothing", Domain(4, {0, 1}), 2, {}, {}, ""},
-      {"above maximum", Domain(4, {0}), 5, {}, {}, reason::kExceedsMaximum},
-      {"zero", Domain(4, {0}), 0, {}, {}, reason::kBelowMinimum},
-      {"vcpu0 stays even if plugged last", Domain(4, {1, 0}), 1, {}, {1}, ""},
+      {"grow takes lowest free ids", Domain(8, {0, 3}), 4, {1, 2}, {}, std::nullopt},
+      {"shrink takes highest order", Domain(8, {0, 5, 2, 7}), 2, {}, {7, 2}, std::nullopt},
+      {"equal does nothing", Domain(4, {0, 1}), 2, {}, {}, std::nullopt},
+      {"above maximum", Domain(4, {0}), 5, {}, {}, Reason::kExceedsMaximum},
+      {"zero", Domain(4, {0}), 0, {}, {}, Reason::kBelowMinimum},
+      {"vcpu0 stays even if plugged last", Domain(4, {1, 0}), 1, {}, {1}, std::nullopt},
   };
   for (const auto& c : cases) {
     VcpuView view = ViewVcpus(c.domain, {});
     VcpuPlan plan = PlanVcpuSteps(c.domain, view, c.desired);
     EXPECT_EQ(plan.plug, c.plug) << c.name;
     EXPECT_EQ(plan.unplug, c.unplug) << c.name;
-    EXPECT_EQ(plan.blocked_reason, c.blocked) << c.name;
+    EXPECT_EQ(plan.blocked ? std::optional(plan.blocked->reason) : std::nullopt, c.blocked)
+        << c.name;
   }
 }
 
@@ -61,7 +62,8 @@ TEST(PlannerTest, NonHotpluggableVcpusAreNeverUnplugged) {
   VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 2);
   EXPECT_EQ(plan.unplug, (std::vector<unsigned>{3, 2}));
   plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 1);
-  EXPECT_EQ(plan.blocked_reason, reason::kBelowMinimum);
+  ASSERT_TRUE(plan.blocked);
+  EXPECT_EQ(plan.blocked->reason, Reason::kBelowMinimum);
   EXPECT_TRUE(plan.unplug.empty());
 }
 
@@ -71,7 +73,8 @@ TEST(PlannerTest, ReplugUnsafeSlotsAreNotPlugged) {
   VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 4);
   EXPECT_EQ(plan.plug, (std::vector<unsigned>{2, 3}));
   EXPECT_EQ(plan.shortfall, 1u);
-  EXPECT_EQ(plan.shortfall_reason, reason::kReplugRefused);
+  ASSERT_TRUE(plan.shortfall_why);
+  EXPECT_EQ(plan.shortfall_why->reason, Reason::kReplugRefused);
 }
 
 TEST(PlannerTest, StaleAndPendingVcpusAreNotCountedAsPresent) {
@@ -103,8 +106,10 @@ TEST(PlannerTest, PendingVcpusTheSpecWantsAgainCountAsPlugged) {
 TEST(PlannerTest, TopologyWithThreadsNeedsWholeCores) {
   DomainObservation d = Domain(8, {0, 1});
   d.topology.threads = 2;
-  EXPECT_EQ(PlanVcpuSteps(d, ViewVcpus(d, {}), 3).blocked_reason, reason::kTopologyMismatch);
-  EXPECT_EQ(PlanVcpuSteps(d, ViewVcpus(d, {}), 4).blocked_reason, "");
+  auto mismatch = PlanVcpuSteps(d, ViewVcpus(d, {}), 3).blocked;
+  ASSERT_TRUE(mismatch);
+  EXPECT_EQ(mismatch->reason, Reason::kTopologyMismatch);
+  EXPECT_FALSE(PlanVcpuSteps(d, ViewVcpus(d, {}), 4).blocked);
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ TEST_F(ReconcilerTest, PlugTwoToFourThenUnplugFourToTwo) {
   EXPECT_EQ(vm.status.vcpus->current, 4);
   EXPECT_EQ(vm.status.vcpus->enabled, "0-3");
   EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kSynced);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kSynced));
   EXPECT_EQ(r.requeue_after.count(), 0);
 
   SetDesired(vm, 2);
@@ -89,11 +89,11 @@ TEST_F(ReconcilerTest, AboveTheMaximumChangesNothing) {
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
   const auto& c = Cond(vm, condition::kVcpusSynced);
   EXPECT_EQ(c.status, "False");
-  EXPECT_EQ(c.reason, reason::kExceedsMaximum);
+  EXPECT_EQ(c.reason, ReasonName(Reason::kExceedsMaximum));
   EXPECT_NE(c.message.find("maximum of 4"), std::string::npos) << c.message;
-  EXPECT_EQ(Cond(vm, condition::kReady).reason, reason::kExceedsMaximum);
+  EXPECT_EQ(Cond(vm, condition::kReady).reason, ReasonName(Reason::kExceedsMaximum));
   ASSERT_EQ(r.events.size(), 1u);
-  EXPECT_EQ(r.events[0].reason, reason::kExceedsMaximum);
+  EXPECT_EQ(r.events[0].reason, ReasonName(Reason::kExceedsMaximum));
   // The same blocked state on the next pass is not a new Event.
   EXPECT_TRUE(Pass(vm).events.empty());
 }
@@ -117,7 +117,7 @@ TEST_F(ReconcilerTest, ZeroOrNegativeIsBelowMinimum) {
   for (int64_t desired : {0, -3}) {
     auto vm = MakeVm("vm", desired);
     Pass(vm);
-    EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kBelowMinimum);
+    EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kBelowMinimum));
   }
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
 }
@@ -131,7 +131,7 @@ TEST_F(ReconcilerTest, HostLimitAndTopologyAreCheckedBeforeAnyStep) {
   hv_.AddDomain(spec);
   auto vm = MakeVm("vm", 6);
   Pass(vm);
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kHostLimit);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kHostLimit));
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
 }
 
@@ -154,7 +154,7 @@ TEST_F(ReconcilerTest, FailureOnThirdOfFourPlugsKeepsTheFirstTwo) {
   EXPECT_EQ(Calls(), (std::vector<std::pair<unsigned, bool>>{{1, true}, {2, true}}));
   EXPECT_EQ(Enabled("vm"), 3u);  // no rollback
   const auto& c = Cond(vm, condition::kVcpusSynced);
-  EXPECT_EQ(c.reason, reason::kPartialFailure);
+  EXPECT_EQ(c.reason, ReasonName(Reason::kPartialFailure));
   EXPECT_EQ(c.message.rfind("plugged vcpu 1-2; vcpu 3 plug failed: internal error", 0), 0u)
       << c.message;
   ASSERT_EQ(vm.status.failures.size(), 1u);
@@ -189,7 +189,7 @@ TEST_F(ReconcilerTest, MigrationInProgressBlocksChanges) {
   auto vm = MakeVm("vm", 3);
   Result r = Pass(vm);
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
-  EXPECT_EQ(Cond(vm, condition::kReady).reason, reason::kMigrationInProgress);
+  EXPECT_EQ(Cond(vm, condition::kReady).reason, ReasonName(Reason::kMigrationInProgress));
   EXPECT_GT(r.requeue_after.count(), 0);
   hv_.SetJob("vm", JobKind::kNone);
   Pass(vm);
@@ -202,7 +202,7 @@ TEST_F(ReconcilerTest, SuspendedObjectsAreOnlyObserved) {
   vm.spec.suspend = true;
   Pass(vm);
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kSuspended);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kSuspended));
   EXPECT_EQ(vm.status.vcpus->current, 1);
   EXPECT_EQ(vm.status.vcpus->desired, 3);
 }
@@ -238,14 +238,14 @@ TEST_F(ReconcilerTest, UnplugTimeoutIsPendingNotFailure) {
   EXPECT_TRUE(vm.status.failures.empty());
   EXPECT_FALSE(r.requeue_with_backoff);
   EXPECT_EQ(r.requeue_after, options_.pending_requeue);
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kUnplugPending);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kUnplugPending));
   EXPECT_EQ(vm.status.vcpus->pending, "2");
 
   // A pass while still pending issues nothing again.
   size_t calls_before = hv_.SetVcpuCallCount();
   Pass(vm);
   EXPECT_EQ(hv_.SetVcpuCallCount(), calls_before);
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kUnplugPending);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kUnplugPending));
 
   hv_.CompletePendingUnplugs("vm");
   Pass(vm);
@@ -263,7 +263,7 @@ TEST_F(ReconcilerTest, NewDesiredCountWhilePendingWaitsThenConverges) {
   size_t calls_before = hv_.SetVcpuCallCount();
   Pass(vm);
   EXPECT_EQ(hv_.SetVcpuCallCount(), calls_before);  // nothing free to plug yet
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kUnplugPending);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kUnplugPending));
   hv_.SetUnplugTimesOut("vm", false);
   hv_.CompletePendingUnplugs("vm");
   Pass(vm);
@@ -317,7 +317,7 @@ TEST_F(ReconcilerTest, TcgStaleViewIsOutOfSyncAndReplugIsRefused) {
   auto vm = MakeVm("tcg", 2);
   Pass(vm);
   const auto& c = Cond(vm, condition::kVcpusSynced);
-  EXPECT_EQ(c.reason, reason::kOutOfSync);
+  EXPECT_EQ(c.reason, ReasonName(Reason::kOutOfSync));
   EXPECT_NE(c.message.find("libvirt reports 4 vCPUs enabled (0-3) but QEMU has 2"),
             std::string::npos)
       << c.message;
@@ -348,12 +348,12 @@ TEST_F(ReconcilerTest, AfterATcgUnplugNoVcpuIsPluggedAgain) {
   hv_.SetUnplugTimesOut("tcg", true);
   SetDesired(vm, 2);
   Pass(vm);  // unplug 2 times out: QEMU removed it, libvirt did not notice
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kOutOfSync);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kOutOfSync));
   SetDesired(vm, 4);
   const size_t calls_before = hv_.SetVcpuCallCount();
   Pass(vm);  // 3, 4 and 5 were never used, but QEMU would still crash on them
   EXPECT_EQ(hv_.SetVcpuCallCount(), calls_before);
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kOutOfSync);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kOutOfSync));
   EXPECT_NE(Cond(vm, condition::kVcpusSynced).message.find("plugging vCPU 2-5 is refused"),
             std::string::npos)
       << Cond(vm, condition::kVcpusSynced).message;
@@ -368,7 +368,7 @@ TEST_F(ReconcilerTest, DomainVanishingMidPlanKeepsWhatWasDone) {
   Result r = Pass(vm);
   EXPECT_EQ(hv_.SuccessfulCalls().size(), 2u);
   const auto& c = Cond(vm, condition::kReady);
-  EXPECT_EQ(c.reason, reason::kDomainNotFound);
+  EXPECT_EQ(c.reason, ReasonName(Reason::kDomainNotFound));
   EXPECT_NE(c.message.find("plugged vcpu 1-2"), std::string::npos) << c.message;
   EXPECT_EQ(vm.status.vcpus->current, 3);  // what the steps did, not the view before them
   EXPECT_EQ(vm.status.vcpus->enabled, "0-2");
@@ -378,7 +378,7 @@ TEST_F(ReconcilerTest, DomainVanishingMidPlanKeepsWhatWasDone) {
 TEST_F(ReconcilerTest, MissingStoppedAndUnreachableDomainsAreExplained) {
   auto vm = MakeVm("ghost", 2);
   Result r = Pass(vm);
-  EXPECT_EQ(Cond(vm, condition::kReady).reason, reason::kDomainNotFound);
+  EXPECT_EQ(Cond(vm, condition::kReady).reason, ReasonName(Reason::kDomainNotFound));
   EXPECT_NE(Cond(vm, condition::kReady).message.find("no libvirt domain named ghost"),
             std::string::npos);
   EXPECT_FALSE(r.requeue_with_backoff);
@@ -387,13 +387,13 @@ TEST_F(ReconcilerTest, MissingStoppedAndUnreachableDomainsAreExplained) {
   hv_.SetState("off", DomainState::kShutOff);
   auto off = MakeVm("off", 2);
   Pass(off);
-  EXPECT_EQ(Cond(off, condition::kReady).reason, reason::kDomainNotRunning);
+  EXPECT_EQ(Cond(off, condition::kReady).reason, ReasonName(Reason::kDomainNotRunning));
   EXPECT_NE(Cond(off, condition::kReady).message.find("shut off"), std::string::npos);
 
   hv_.SetUnavailable(true);
   auto down = MakeVm("off", 2);
   r = Pass(down);
-  EXPECT_EQ(Cond(down, condition::kReady).reason, reason::kHypervisorUnavailable);
+  EXPECT_EQ(Cond(down, condition::kReady).reason, ReasonName(Reason::kHypervisorUnavailable));
   EXPECT_TRUE(r.requeue_with_backoff);
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
 }
@@ -404,7 +404,7 @@ TEST_F(ReconcilerTest, InvalidSpecChangesNothing) {
   vm.spec_error = "spec.cpu.vcpus: expected an integer >= 1, got \"four\"";
   Result r = Pass(vm);
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
-  EXPECT_EQ(Cond(vm, condition::kReady).reason, reason::kInvalidSpec);
+  EXPECT_EQ(Cond(vm, condition::kReady).reason, ReasonName(Reason::kInvalidSpec));
   EXPECT_EQ(Cond(vm, condition::kVcpusSynced).message, *vm.spec_error);
   ASSERT_EQ(r.events.size(), 1u);
   EXPECT_EQ(r.events[0].type, Event::Type::kWarning);
@@ -447,7 +447,7 @@ TEST_F(ReconcilerTest, GuestAgentMissingIsRecordedButPlugsStay) {
   EXPECT_EQ(Enabled("vm"), 2u);
   ASSERT_EQ(vm.status.failures.size(), 1u);
   EXPECT_EQ(vm.status.failures[0].operation, "online");
-  EXPECT_EQ(vm.status.failures[0].reason, reason::kGuestAgentUnavailable);
+  EXPECT_EQ(vm.status.failures[0].reason, ReasonName(Reason::kGuestAgentUnavailable));
 }
 
 TEST_F(ReconcilerTest, LongPassPublishesInProgressFirst) {
@@ -458,7 +458,7 @@ TEST_F(ReconcilerTest, LongPassPublishesInProgressFirst) {
   Result r = reconciler.Reconcile(vm, [&](const crd::ElasticVMStatus& s) {
     ++calls;
     EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);  // before the first step
-    EXPECT_EQ(crd::FindCondition(s, condition::kReady)->reason, reason::kInProgress);
+    EXPECT_EQ(crd::FindCondition(s, condition::kReady)->reason, ReasonName(Reason::kInProgress));
   });
   EXPECT_EQ(calls, 1);
 }
@@ -471,7 +471,7 @@ TEST_F(ReconcilerTest, StopRequestFinishesTheStepInFlightOnly) {
   Reconciler reconciler(hv_, clock_, options_);
   Result r = reconciler.Reconcile(vm, [&](const crd::ElasticVMStatus&) { stop = true; });
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
-  EXPECT_EQ(crd::FindCondition(r.status, condition::kVcpusSynced)->reason, reason::kInProgress);
+  EXPECT_EQ(crd::FindCondition(r.status, condition::kVcpusSynced)->reason, ReasonName(Reason::kInProgress));
 }
 
 TEST_F(ReconcilerTest, MemoryGrowsByDimmInGuestBlocks) {
@@ -485,18 +485,18 @@ TEST_F(ReconcilerTest, MemoryGrowsByDimmInGuestBlocks) {
   ASSERT_EQ(r.steps.size(), 1u);
   EXPECT_EQ(r.steps[0].operation, "attach");
   EXPECT_EQ(r.steps[0].bytes, 256ull << 20);
-  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, reason::kSynced);
+  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, ReasonName(Reason::kSynced));
   EXPECT_EQ(vm.status.memory->current, "1280Mi");
   EXPECT_EQ(vm.status.memory->method, "dimm");
-  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, reason::kNotManaged);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).reason, ReasonName(Reason::kNotManaged));
 
   vm.spec.memory.size = *crd::Quantity::Parse("1300Mi");
   Pass(vm);
-  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, reason::kBlockMisaligned);
+  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, ReasonName(Reason::kBlockMisaligned));
 
   vm.spec.memory.size = *crd::Quantity::Parse("1Gi");
   Pass(vm);
-  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, reason::kShrinkNotAllowed);
+  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, ReasonName(Reason::kShrinkNotAllowed));
   vm.spec.memory.allow_shrink = true;
   r = Pass(vm);
   ASSERT_EQ(r.steps.size(), 1u);
@@ -522,7 +522,7 @@ TEST_F(ReconcilerTest, MemoryByVirtioMemAndBalloon) {
   bvm.spec.memory.size = *crd::Quantity::Parse("128Mi");
   bvm.spec.memory.allow_shrink = true;
   Pass(bvm);
-  EXPECT_EQ(Cond(bvm, condition::kMemorySynced).reason, reason::kMemoryFloor);
+  EXPECT_EQ(Cond(bvm, condition::kMemorySynced).reason, ReasonName(Reason::kMemoryFloor));
   bvm.spec.memory.size = *crd::Quantity::Parse("768Mi");
   Pass(bvm);
   EXPECT_EQ(Cond(bvm, condition::kMemorySynced).status, "True");
@@ -542,7 +542,7 @@ TEST_F(ReconcilerTest, MemoryShrinkWaitsWhileAVcpuUnplugIsPending) {
   vm.spec.memory.allow_shrink = true;
   Result r = Pass(vm);
   for (const auto& s : r.steps) EXPECT_NE(s.resource, "memory");
-  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, reason::kUnplugPending);
+  EXPECT_EQ(Cond(vm, condition::kMemorySynced).reason, ReasonName(Reason::kUnplugPending));
 }
 
 }  // namespace
