@@ -45,8 +45,8 @@ TEST_F(ReconcilerTest, PlugTwoToFourThenUnplugFourToTwo) {
   SetDesired(vm, 2);
   Pass(vm);
   // Last plugged, first unplugged.
-  EXPECT_EQ(Calls(), (std::vector<std::pair<unsigned, bool>>{
-                         {2, true}, {3, true}, {3, false}, {2, false}}));
+  EXPECT_EQ(Calls(),
+            (std::vector<std::pair<unsigned, bool>>{{2, true}, {3, true}, {3, false}, {2, false}}));
   EXPECT_EQ(vm.status.vcpus->enabled, "0-1");
   EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
   EXPECT_EQ(vm.status.observed_generation, 2);
@@ -148,7 +148,9 @@ TEST_F(ReconcilerTest, ToggledManyTimesConverges) {
 
 TEST_F(ReconcilerTest, FailureOnThirdOfFourPlugsKeepsTheFirstTwo) {
   AddDomain("vm", 1, 8);
-  hv_.FailVcpu("vm", 3, Fault{ErrorCode::kInternal, "internal error: unable to execute QEMU command 'device_add'", 1, 1});
+  hv_.FailVcpu("vm", 3,
+               Fault{ErrorCode::kInternal,
+                     "internal error: unable to execute QEMU command 'device_add'", 1, 1});
   auto vm = MakeVm("vm", 5);
   Result r = Pass(vm);
   EXPECT_EQ(Calls(), (std::vector<std::pair<unsigned, bool>>{{1, true}, {2, true}}));
@@ -163,13 +165,14 @@ TEST_F(ReconcilerTest, FailureOnThirdOfFourPlugsKeepsTheFirstTwo) {
   EXPECT_EQ(vm.status.failures[0].resource, "vcpu");
   EXPECT_TRUE(r.requeue_with_backoff);
   bool warned = false;
-  for (const auto& e : r.events) warned |= e.type == Event::Type::kWarning && e.reason == "VcpuPlugFailed";
+  for (const auto& e : r.events)
+    warned |= e.type == Event::Type::kWarning && e.reason == "VcpuPlugFailed";
   EXPECT_TRUE(warned);
 
   // The fault was one-shot: the retry plugs exactly what is missing.
   Pass(vm);
-  EXPECT_EQ(Calls(), (std::vector<std::pair<unsigned, bool>>{
-                         {1, true}, {2, true}, {3, true}, {4, true}}));
+  EXPECT_EQ(Calls(),
+            (std::vector<std::pair<unsigned, bool>>{{1, true}, {2, true}, {3, true}, {4, true}}));
   EXPECT_EQ(Cond(vm, condition::kReady).status, "True");
   EXPECT_EQ(vm.status.failures.size(), 1u);  // history kept
 }
@@ -471,7 +474,31 @@ TEST_F(ReconcilerTest, StopRequestFinishesTheStepInFlightOnly) {
   Reconciler reconciler(hv_, clock_, options_);
   Result r = reconciler.Reconcile(vm, [&](const crd::ElasticVMStatus&) { stop = true; });
   EXPECT_EQ(hv_.SetVcpuCallCount(), 0u);
-  EXPECT_EQ(crd::FindCondition(r.status, condition::kVcpusSynced)->reason, ReasonName(Reason::kInProgress));
+  EXPECT_EQ(crd::FindCondition(r.status, condition::kVcpusSynced)->reason,
+            ReasonName(Reason::kInProgress));
+}
+
+TEST_F(ReconcilerTest, RequeueIsTheSoonestThatAnyResourceAskedFor) {
+  // The pass stops before its steps: the vCPUs ask to come back at once (more to do), the
+  // memory to look again after pending_requeue. The sooner wins.
+  DomainSpec spec;
+  spec.name = "vm";
+  spec.current_vcpus = 1;
+  spec.memory_slots = 4;
+  hv_.AddDomain(spec);
+  std::atomic<bool> stop{false};
+  options_.stop_requested = &stop;
+  auto vm = MakeVm("vm", 3);
+  vm.spec.memory.size = *crd::Quantity::Parse("1152Mi");
+  Reconciler reconciler(hv_, clock_, options_);
+  Result r = reconciler.Reconcile(vm, [&](const crd::ElasticVMStatus&) { stop = true; });
+  EXPECT_TRUE(r.steps.empty());
+  EXPECT_EQ(crd::FindCondition(r.status, condition::kVcpusSynced)->reason,
+            ReasonName(Reason::kInProgress));
+  EXPECT_EQ(crd::FindCondition(r.status, condition::kMemorySynced)->reason,
+            ReasonName(Reason::kInProgress));
+  EXPECT_FALSE(r.requeue_with_backoff);
+  EXPECT_EQ(r.requeue_after, std::chrono::milliseconds(1));
 }
 
 TEST_F(ReconcilerTest, MemoryGrowsByDimmInGuestBlocks) {
@@ -535,7 +562,9 @@ TEST_F(ReconcilerTest, MemoryShrinkWaitsWhileAVcpuUnplugIsPending) {
   spec.current_vcpus = 3;
   spec.memory_slots = 2;
   hv_.AddDomain(spec);
-  ASSERT_TRUE(hv_.ApplyMemoryStep("vm", {backends::MemoryStep::Op::kAttachDimm, "", 128ull << 20, 0}, false).ok());
+  ASSERT_TRUE(
+      hv_.ApplyMemoryStep("vm", {backends::MemoryStep::Op::kAttachDimm, "", 128ull << 20, 0}, false)
+          .ok());
   hv_.SetUnplugTimesOut("vm", true);
   auto vm = MakeVm("vm", 2);
   vm.spec.memory.size = *crd::Quantity::Parse("1Gi");
