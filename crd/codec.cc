@@ -152,7 +152,8 @@ void ReadEnum(FieldReader& reader, const std::string& field,
     }
   }
   std::string allowed;
-  for (const auto& entry : table) allowed += (allowed.empty() ? "" : ", ") + std::string(entry.first);
+  for (const auto& entry : table)
+    allowed += (allowed.empty() ? "" : ", ") + std::string(entry.first);
   reader.Fail(field, "expected one of " + allowed, json(text));
 }
 
@@ -324,7 +325,7 @@ class JsonBuilder final : public YAML::EventHandler {
   struct Frame {
     json value;
     YAML::anchor_t anchor;
-    size_t nodes;  // nodes inside, for aliases' budget
+    size_t nodes;                    // nodes inside, for aliases' budget
     std::optional<std::string> key;  // maps: the key waiting for its value
   };
 
@@ -342,8 +343,7 @@ class JsonBuilder final : public YAML::EventHandler {
   void Open(const YAML::Mark& mark, json value, YAML::anchor_t anchor) {
     Spend(mark, 1);
     if (stack_.size() >= kMaxDocumentDepth) {
-      Fail(mark, "document is nested deeper than " + std::to_string(kMaxDocumentDepth) +
-                     " levels");
+      Fail(mark, "document is nested deeper than " + std::to_string(kMaxDocumentDepth) + " levels");
     }
     if (!stack_.empty() && stack_.back().value.is_object() && !stack_.back().key) {
       Fail(mark, "map keys must be plain strings");
@@ -469,10 +469,9 @@ std::string ToYaml(const json& value) {
 }  // namespace
 
 DecodeResult DecodeJson(const json& doc) {
-  DecodeResult result;
   if (!doc.is_object()) {
-    result.error = "expected an object, got " + Show(doc);
-    return result;
+    return DecodeResult::Failed(DecodeError::kInvalidObject,
+                                "expected an object, got " + Show(doc));
   }
   std::string error;
   FieldReader top(doc, "", &error);
@@ -491,10 +490,7 @@ DecodeResult DecodeJson(const json& doc) {
   if (error.empty() && metadata == nullptr) error = "metadata: required";
   if (error.empty()) DecodeMetadata(*metadata, &object.metadata, &error);
   if (error.empty() && object.metadata.name.empty()) error = "metadata.name: required";
-  if (!error.empty()) {
-    result.error = std::move(error);
-    return result;
-  }
+  if (!error.empty()) return DecodeResult::Failed(DecodeError::kInvalidObject, std::move(error));
   if (object.metadata.namespace_.empty()) object.metadata.namespace_ = "default";
 
   // From here on the object exists; a bad spec is reported on it, not instead of it.
@@ -512,23 +508,21 @@ DecodeResult DecodeJson(const json& doc) {
     ElasticVMStatus status;
     if (DecodeStatus(*it, &status, &status_error)) object.status = std::move(status);
   }
+  DecodeResult result;
   result.object = std::move(object);
   return result;
 }
 
 DecodeResult DecodeJsonText(std::string_view text) {
-  DecodeResult result;
   if (text.size() > kMaxDocumentBytes) {
-    result.error = "document is larger than 4 MiB";
-    return result;
+    return DecodeResult::Failed(DecodeError::kSyntax, "document is larger than 4 MiB");
   }
   json doc;
   try {
     // allow_exceptions=false is not enough: a number too large for a double still throws.
     doc = json::parse(text);
   } catch (const json::exception& e) {
-    result.error = std::string("not valid JSON: ") + e.what();
-    return result;
+    return DecodeResult::Failed(DecodeError::kSyntax, std::string("not valid JSON: ") + e.what());
   }
   // Depth check: nlohmann parses deep documents fine, but keep the same limit as YAML.
   return DecodeJson(doc);
@@ -551,7 +545,7 @@ bool YamlToJson(std::string_view text, json* out, std::string* error) {
 std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
   std::vector<DecodeResult> results;
   if (text.size() > kMaxDocumentBytes) {
-    results.push_back({std::nullopt, "file is larger than 4 MiB"});
+    results.push_back(DecodeResult::Failed(DecodeError::kSyntax, "file is larger than 4 MiB"));
     return results;
   }
   std::istringstream in{std::string(text)};
@@ -560,26 +554,28 @@ std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
     if (index > kMaxDocuments) {
       // Also the way out of a yaml-cpp state (found by fuzzing) in which the parser returns
       // empty documents forever.
-      results.push_back({std::nullopt, "more than " + std::to_string(kMaxDocuments) +
-                                           " documents in one file"});
+      results.push_back(DecodeResult::Failed(
+          DecodeError::kSyntax,
+          "more than " + std::to_string(kMaxDocuments) + " documents in one file"));
       break;
     }
     json doc;
-    DecodeResult result;
+    std::string syntax_error;
     try {
       if (!NextDocument(parser, &doc)) break;
     } catch (const YamlError& e) {
-      result.error = e.message;
+      syntax_error = e.message;
     } catch (const YAML::Exception& e) {
-      result.error = std::string("not valid YAML: ") + e.what();
+      syntax_error = std::string("not valid YAML: ") + e.what();
     }
-    if (!result.error.empty()) {
+    if (!syntax_error.empty()) {
       // The parser stopped inside this document and cannot find the next one.
-      results.push_back({std::nullopt, "document " + std::to_string(index) + ": " + result.error});
+      results.push_back(DecodeResult::Failed(
+          DecodeError::kSyntax, "document " + std::to_string(index) + ": " + syntax_error));
       break;
     }
     if (doc.is_null()) continue;  // an empty document between "---" separators
-    result = DecodeJson(doc);
+    DecodeResult result = DecodeJson(doc);
     if (!result.ok()) result.error = "document " + std::to_string(index) + ": " + result.error;
     results.push_back(std::move(result));
   }
@@ -598,8 +594,7 @@ std::string ValidateSpec(const ElasticVMSpec& spec) {
              size.ToString() + "\"";
     }
     if (!size.IsInteger()) {
-      return "spec.memory.size: expected a whole number of bytes, got \"" + size.ToString() +
-             "\"";
+      return "spec.memory.size: expected a whole number of bytes, got \"" + size.ToString() + "\"";
     }
   }
   if (spec.domain.size() > 256) return "spec.domain: longer than 256 characters";
@@ -625,8 +620,8 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
   if (const json* memory = reader.Object("memory")) {
     FieldReader r(*memory, "status.memory", error);
     MemoryStatus m;
-    for (auto [field, target] : {std::pair{"desired", &m.desired}, {"current", &m.current},
-                                 {"maximum", &m.maximum}}) {
+    for (auto [field, target] :
+         {std::pair{"desired", &m.desired}, {"current", &m.current}, {"maximum", &m.maximum}}) {
       const json* v = r.Find(field);
       if (v == nullptr) continue;
       *target = v->is_string() ? v->get<std::string>() : v->dump();
@@ -668,7 +663,9 @@ json EncodeStatus(const ElasticVMStatus& status) {
   out["observedGeneration"] = status.observed_generation;
   if (status.vcpus) {
     const VcpuStatus& v = *status.vcpus;
-    json vcpus = {{"desired", v.desired}, {"current", v.current}, {"maximum", v.maximum},
+    json vcpus = {{"desired", v.desired},
+                  {"current", v.current},
+                  {"maximum", v.maximum},
                   {"enabled", v.enabled}};
     if (!v.online.empty()) vcpus["online"] = v.online;
     if (v.qemu) vcpus["qemu"] = *v.qemu;
@@ -690,8 +687,11 @@ json EncodeStatus(const ElasticVMStatus& status) {
   if (!status.failures.empty()) {
     json failures = json::array();
     for (const auto& f : status.failures) {
-      json item = {{"resource", f.resource}, {"operation", f.operation}, {"reason", f.reason},
-                   {"message", f.message},   {"time", f.time}};
+      json item = {{"resource", f.resource},
+                   {"operation", f.operation},
+                   {"reason", f.reason},
+                   {"message", f.message},
+                   {"time", f.time}};
       if (f.id) item["id"] = *f.id;
       failures.push_back(std::move(item));
     }
@@ -740,8 +740,6 @@ std::string EncodeJsonText(const ElasticVM& object) {
 
 std::string EncodeYamlText(const ElasticVM& object) { return ToYaml(EncodeJson(object)); }
 
-std::string EncodeStatusYaml(const ElasticVMStatus& status) {
-  return ToYaml(EncodeStatus(status));
-}
+std::string EncodeStatusYaml(const ElasticVMStatus& status) { return ToYaml(EncodeStatus(status)); }
 
 }  // namespace hotplug::crd

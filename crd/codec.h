@@ -3,23 +3,38 @@
 // the field path and the value, e.g. `spec.cpu.vcpus: expected an integer >= 1, got "four"`.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "crd/elasticvm.h"
 
 namespace hotplug::crd {
+
+// What kind of input failed to decode; callers decide by the kind, never by the wording.
+enum class DecodeError {
+  kNone,
+  // The text cannot be read from here on (not YAML/JSON, a duplicate key, a limit hit): this
+  // document and any after it in the same text are lost.
+  kSyntax,
+  // The document was read, but it is not a usable ElasticVM (wrong kind, no name, ...):
+  // only this document is lost.
+  kInvalidObject,
+};
 
 // A decoded object, or why there is none. An object whose metadata is fine but whose spec
 // is not is still returned, with `spec_error` set, so it can be reported as InvalidSpec.
 struct DecodeResult {
   std::optional<ElasticVM> object;
-  std::string error;  // set when object is nullopt
+  DecodeError kind = DecodeError::kNone;  // set when object is nullopt
+  std::string error;                      // set when object is nullopt
   bool ok() const { return object.has_value(); }
+
+  static DecodeResult Failed(DecodeError kind, std::string error) {
+    return {std::nullopt, kind, std::move(error)};
+  }
 };
 
 // Limits that keep hostile input (YAML alias bombs, deep nesting) from costing much.

@@ -348,12 +348,11 @@ void FolderSource::ReadFile(const std::string& name) {
     const int index = static_cast<int>(i) + 1;
     if (!results[i].ok()) {
       // A syntax error ends what can be read of the file; other errors are one document's.
-      const std::string& error = results[i].error;
-      if (error.find("not valid YAML") != std::string::npos || error.rfind("document ", 0) != 0) {
-        syntax_error = error;
+      if (results[i].kind == crd::DecodeError::kSyntax) {
+        syntax_error = results[i].error;
         break;
       }
-      errors.push_back(error);
+      errors.push_back(results[i].error);
       continue;
     }
     crd::ElasticVM object = *results[i].object;

@@ -180,6 +180,35 @@ TEST(CodecTest, YamlDuplicateKeysAndDeepNestingAreRejected) {
   EXPECT_FALSE(nested[0].ok());
 }
 
+// A caller tells what was lost by the kind, never by the wording: a syntax error loses the
+// rest of the text, an unusable object only its own document.
+TEST(CodecTest, EveryFailureSaysWhetherTheRestOfTheTextIsLost) {
+  const std::string vm = "metadata: {name: a}\nspec: {cpu: {vcpus: 1}}\n";
+  const std::pair<std::string, DecodeError> cases[] = {
+      {"metadata: {name: a\nspec: [", DecodeError::kSyntax},
+      {"metadata: {name: a}\nmetadata: {name: b}\n", DecodeError::kSyntax},
+      {"metadata: {name: a, name: b}\nspec: {}\n", DecodeError::kSyntax},
+      {std::string(200, '[') + std::string(200, ']'), DecodeError::kSyntax},
+      {"a: &a [*a]\n", DecodeError::kSyntax},
+      {"kind: ConfigMap\nmetadata: {name: c}\n", DecodeError::kInvalidObject},
+      {"spec: {}\n", DecodeError::kInvalidObject},
+      {"[1, 2]\n", DecodeError::kInvalidObject},
+  };
+  for (const auto& [document, kind] : cases) {
+    auto results = DecodeYamlText(vm + "---\n" + document + "---\n" + vm);
+    ASSERT_GE(results.size(), 2u) << document;
+    EXPECT_TRUE(results[0].ok()) << document;
+    EXPECT_FALSE(results[1].ok()) << document;
+    EXPECT_EQ(results[1].kind, kind) << document << " -> " << results[1].error;
+    // After a syntax error nothing more is read; after an unusable object the next one is.
+    EXPECT_EQ(results.size(), kind == DecodeError::kSyntax ? 2u : 3u) << document;
+  }
+  EXPECT_EQ(DecodeJsonText("{").kind, DecodeError::kSyntax);
+  EXPECT_EQ(DecodeJsonText("[]").kind, DecodeError::kInvalidObject);
+  EXPECT_EQ(DecodeJsonText(R"({"metadata":{"name":"x"},"spec":{}})").kind, DecodeError::kNone);
+  EXPECT_EQ(DecodeYamlText(std::string(kMaxDocumentBytes + 1, ' '))[0].kind, DecodeError::kSyntax);
+}
+
 TEST(CodecTest, QuotedYamlScalarsStayStrings) {
   auto results = DecodeYamlText("metadata: {name: a}\nspec: {domain: \"123\", cpu: {vcpus: \"2\"}}\n");
   ASSERT_TRUE(results[0].ok());

@@ -343,6 +343,29 @@ TEST_F(FolderSourceTest, SyntaxErrorMidFileAppliesWhatComesBeforeAndKeepsTheRest
   }));
 }
 
+TEST_F(FolderSourceTest, DuplicateKeyMidFileAppliesWhatComesBeforeAndKeepsTheRestStale) {
+  dir_.Write("vms.yaml",
+             VmYaml("one", 1) + "---\n" + VmYaml("two", 2) + "---\n" + VmYaml("three", 3));
+  StartSource();
+  // The duplicate key stops the parse inside document 2, as a syntax error does: what
+  // follows it cannot be read, so "three" is kept as last read, not treated as removed.
+  dir_.Replace("vms.yaml", VmYaml("one", 4) + "---\n" + VmYaml("two", 5, "", "  name: two\n") +
+                               "---\n" + VmYaml("three", 6));
+  ASSERT_TRUE(WaitFor([&] { return Vcpus("default/one") == 4; }, kEditSeenWithin));
+  EXPECT_FALSE(Get("default/one")->spec_error);
+  for (const char* key : {"default/two", "default/three"}) {
+    ASSERT_TRUE(WaitFor([&] { return Get(key) && Get(key)->spec_error.has_value(); }))
+        << key << (Get(key) ? " has no spec error" : " was dropped as if removed");
+    EXPECT_NE(Get(key)->spec_error->find("cannot be read any more"), std::string::npos)
+        << *Get(key)->spec_error;
+  }
+  EXPECT_EQ(Vcpus("default/two"), 2);
+  EXPECT_EQ(Vcpus("default/three"), 3);
+  EXPECT_TRUE(WaitFor([&] {
+    return dir_.Read(".status/_file_vms.yaml.yaml").find("duplicate key") != std::string::npos;
+  }));
+}
+
 TEST_F(FolderSourceTest, StatusWriteReachesTheFileAndTheCache) {
   dir_.Write("vm.yaml", VmYaml("web-01", 2, "prod"));
   StartSource();
