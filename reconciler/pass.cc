@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/range_list.h"
 #include "crd/quantity.h"
 #include "reconciler/conditions.h"
-#include "reconciler/cpuset.h"
 
 namespace hotplug::reconciler {
+
+using backends::FormatRangeList;
 namespace {
 
 using backends::ErrorCode;
@@ -69,7 +71,10 @@ bool Pass::ObserveDomain() {
   }
   observation_ = std::move(observed.value());
   std::vector<unsigned> pending_hint;
-  if (object_.status.vcpus) pending_hint = ParseRangeList(object_.status.vcpus->pending);
+  if (object_.status.vcpus) {
+    // Our own text; an unreadable hint (edited by hand) is no hint.
+    pending_hint = backends::ParseRangeList(object_.status.vcpus->pending).value_or(pending_hint);
+  }
   view_ = ViewVcpus(observation_, pending_hint);
   if (ManagesCpu()) ReleaseWantedPending(view_, *spec_.cpu.vcpus);
   FillVcpuStatus(view_);

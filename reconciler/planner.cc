@@ -2,10 +2,12 @@
 
 #include <algorithm>
 
+#include "backends/range_list.h"
 #include "crd/quantity.h"
-#include "reconciler/cpuset.h"
 
 namespace hotplug::reconciler {
+
+using backends::FormatRangeList;
 
 using backends::DomainObservation;
 using backends::MemoryMethod;

@@ -3,12 +3,14 @@
 // a failure record.
 #include <algorithm>
 
+#include "backends/range_list.h"
 #include "crd/quantity.h"
-#include "reconciler/cpuset.h"
 #include "reconciler/hooks.h"
 #include "reconciler/pass.h"
 
 namespace hotplug::reconciler {
+
+using backends::FormatRangeList;
 namespace {
 
 using backends::ErrorCode;

@@ -20,6 +20,7 @@
 #include "backends/libvirt/handles.h"
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
+#include "backends/range_list.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -97,39 +98,6 @@ JobKind MapJobOperation(int operation) {
     default:
       return JobKind::kOther;
   }
-}
-
-std::string JoinIds(const std::set<unsigned>& ids) {
-  std::string text;
-  for (unsigned id : ids) {
-    if (!text.empty()) text += ',';
-    text += std::to_string(id);
-  }
-  return text;
-}
-
-// "0-2,4" -> {0,1,2,4}; nullopt when it does not parse.
-std::optional<std::vector<unsigned>> ParseCpuList(const std::string& text) {
-  std::vector<unsigned> cpus;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string item = text.substr(start, end - start);
-    const size_t dash = item.find('-');
-    try {
-      const unsigned first = static_cast<unsigned>(std::stoul(item.substr(0, dash)));
-      const unsigned last = dash == std::string::npos
-                                ? first
-                                : static_cast<unsigned>(std::stoul(item.substr(dash + 1)));
-      if (last < first || last - first > 4096) return std::nullopt;
-      for (unsigned cpu = first; cpu <= last; ++cpu) cpus.push_back(cpu);
-    } catch (const std::exception&) {
-      return std::nullopt;
-    }
-    start = end + 1;
-  }
-  return cpus;
 }
 
 }  // namespace
@@ -280,7 +248,7 @@ struct LibvirtHypervisor::Impl {
       virResetLastError();
       return std::vector<unsigned>{};
     }
-    return ParseCpuList(online).value_or(std::vector<unsigned>{});
+    return ParseRangeList(online).value_or(std::vector<unsigned>{});
   }
 
   unsigned int ChangeFlags(Session& session, bool persist) {
@@ -403,7 +371,7 @@ Status LibvirtHypervisor::SetVcpu(const std::string& domain, unsigned id, bool e
       return Status::Error(
           ErrorCode::kUnsupported,
           "refusing to plug vCPU " + std::to_string(id) + " of '" + domain + "': vCPU " +
-              JoinIds(unplugged.value()) +
+              FormatRangeList({unplugged.value().begin(), unplugged.value().end()}) +
               " was unplugged earlier in this QEMU process, and under TCG QEMU crashes on a "
               "vCPU plug after an unplug (QEMU 7.2: heap corruption on the next plug of any "
               "vCPU; QEMU 10.0: tcg_register_thread assertion when the same vCPU is plugged "
@@ -451,7 +419,7 @@ Status LibvirtHypervisor::OnlineGuestVcpus(const std::string& domain,
   auto opened = impl_->Open(domain);
   if (!opened.ok()) return opened.status();
   Impl::Session& session = opened.value();
-  const std::string cpumap = JoinIds(std::set<unsigned>(ids.begin(), ids.end()));
+  const std::string cpumap = FormatRangeList(ids);
   if (virDomainSetGuestVcpus(session.domain.get(), cpumap.c_str(), 1, 0) < 0) {
     return impl_->Fail(session.conn, "virDomainSetGuestVcpus(" + domain + ", " + cpumap + ")");
   }
@@ -531,7 +499,7 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
           ErrorCode::kUnsupported,
           std::string("refusing to ") +
               (step.op == MemoryStep::Op::kAttachDimm ? "attach a DIMM to" : "detach a DIMM from") +
-              " '" + domain + "': vCPU " + JoinIds(unplugged.value()) +
+              " '" + domain + "': vCPU " + FormatRangeList({unplugged.value().begin(), unplugged.value().end()}) +
               " was unplugged in this QEMU process, and QEMU 7.2 under TCG corrupted its heap "
               "and died on the next DIMM change after that; use virtio-mem, or restart the "
               "domain first");

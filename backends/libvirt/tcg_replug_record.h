@@ -13,10 +13,10 @@ namespace hotplug::backends::libvirt {
 inline constexpr const char* kTcgMetadataUri = "https://hotplug.dev/xmlns/tcg";
 inline constexpr const char* kTcgMetadataPrefix = "hotplug";
 
-// <unplugged vcpus="2,3"/>
+// <unplugged vcpus="2-3,5"/> (a range list; the comma lists of earlier versions read the same)
 std::string FormatUnpluggedVcpus(const std::set<unsigned>& vcpus);
 
-// The set written by FormatUnpluggedVcpus; ids that do not parse are skipped.
+// The set written by FormatUnpluggedVcpus; empty when it does not parse.
 std::set<unsigned> ParseUnpluggedVcpus(std::string_view element_xml);
 
 }  // namespace hotplug::backends::libvirt
