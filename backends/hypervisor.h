@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <variant>
@@ -86,11 +87,6 @@ struct VcpuInfo {
   // QEMU's own view when the backend read it (after an unplug timeout libvirt's `enabled`
   // can be stale: QEMU removed the CPU and libvirt never noticed). nullopt = not read.
   std::optional<bool> present_in_qemu;
-  // Plugging this vCPU would crash QEMU. Under TCG, once any vCPU was unplugged in a QEMU
-  // process, QEMU 7.2 aborted on the next plug of that vCPU and of never-used slots alike
-  // (measured), so backends mark every vCPU that QEMU does not have. It lasts as long as the
-  // QEMU process: a restart of the domain clears it.
-  bool replug_unsafe = false;
 };
 
 struct Topology {
@@ -127,6 +123,9 @@ struct DomainObservation {
   JobKind job = JobKind::kNone;
   bool persistent = false;
   bool tcg = false;  // <domain type='qemu'>: software emulation
+  // TCG only: the vCPUs unplugged in the domain's current QEMU process. With `tcg` and each
+  // vCPU's present_in_qemu, what backends/tcg_replug.h decides plug safety from.
+  std::set<unsigned> unplugged_vcpus;
   unsigned maximum_vcpus = 0;
   unsigned host_max_vcpus = 0;  // 0 when unknown
   std::vector<VcpuInfo> vcpus;  // one entry per slot, size == maximum_vcpus

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backends/range_list.h"
+#include "backends/tcg_replug.h"
 #include "crd/quantity.h"
 
 namespace hotplug::reconciler {
@@ -17,7 +18,7 @@ using backends::VcpuInfo;
 VcpuView ViewVcpus(const DomainObservation& domain, const std::vector<unsigned>& pending_hint) {
   VcpuView view;
   for (const VcpuInfo& v : domain.vcpus) {
-    if (v.replug_unsafe) view.replug_unsafe.push_back(v.id);
+    if (!backends::VcpuPlugIsSafe(domain, v)) view.replug_unsafe.push_back(v.id);
     if (!v.enabled) continue;
     view.enabled.push_back(v.id);
     if (v.present_in_qemu == false) {
@@ -77,7 +78,9 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
     auto needed = static_cast<size_t>(desired - current);
     for (const VcpuInfo& v : domain.vcpus) {
       if (plan.plug.size() == needed) break;
-      if (!v.enabled && v.hotpluggable && !v.replug_unsafe) plan.plug.push_back(v.id);
+      if (!v.enabled && v.hotpluggable && backends::VcpuPlugIsSafe(domain, v)) {
+        plan.plug.push_back(v.id);
+      }
     }
     plan.shortfall = static_cast<unsigned>(needed - plan.plug.size());
     if (plan.shortfall > 0) {

@@ -20,7 +20,7 @@ struct VcpuView {
   std::vector<unsigned> effective;  // enabled, really in QEMU, and not being unplugged
   std::vector<unsigned> stale;      // libvirt says enabled, QEMU removed it (TCG unplug)
   std::vector<unsigned> pending;    // unplug requested, the guest has not let go yet
-  std::vector<unsigned> replug_unsafe;
+  std::vector<unsigned> replug_unsafe;  // plugging them may crash QEMU (backends/tcg_replug.h)
 };
 
 // `pending_hint` lists vCPUs whose unplug an earlier pass requested (from the last status);

@@ -21,6 +21,7 @@
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
+#include "backends/tcg_replug.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -208,6 +209,21 @@ struct LibvirtHypervisor::Impl {
     return ParseQueryCpusFast(TakeString(reply));
   }
 
+  // The guard before a plug. Only a TCG domain has an unplug record, so the domain XML is
+  // read (to tell TCG) only when there is one. Whether QEMU has the vCPU is not asked: unknown
+  // counts as unsafe.
+  Status CheckVcpuPlug(Session& session, unsigned id) {
+    auto unplugged = ReadRecord(session);
+    if (!unplugged.ok()) return unplugged.status();
+    if (unplugged.value().empty()) return Status::Ok();
+    auto parsed = ParsedXml(session);
+    if (!parsed.ok()) return parsed.status();
+    if (VcpuPlugIsSafe(parsed.value().tcg, unplugged.value(), id, std::nullopt)) {
+      return Status::Ok();
+    }
+    return RefuseVcpuPlug(session.name, id, unplugged.value());
+  }
+
   JobKind ActiveJob(Session& session) {
     int type = VIR_DOMAIN_JOB_NONE;
     TypedParams params;
@@ -349,12 +365,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
         }
       }
     }
-    // After any unplug, plugging any vCPU that QEMU does not have crashes QEMU (design §4;
-    // with QEMU 7.2 even a never-used slot), so every absent vCPU is unsafe to plug.
-    for (VcpuInfo& vcpu : observation.vcpus) {
-      vcpu.replug_unsafe = unplugged.count(vcpu.id) > 0 ||
-                           (!unplugged.empty() && !vcpu.present_in_qemu.value_or(false));
-    }
+    observation.unplugged_vcpus = std::move(unplugged);  // what plug safety is decided from
   }
   return observation;
 }
@@ -365,18 +376,8 @@ Status LibvirtHypervisor::SetVcpu(const std::string& domain, unsigned id, bool e
   if (!opened.ok()) return opened.status();
   Impl::Session& session = opened.value();
   if (enable) {
-    auto unplugged = impl_->ReadRecord(session);
-    if (!unplugged.ok()) return unplugged.status();
-    if (!unplugged.value().empty()) {
-      return Status::Error(
-          ErrorCode::kUnsupported,
-          "refusing to plug vCPU " + std::to_string(id) + " of '" + domain + "': vCPU " +
-              FormatRangeList({unplugged.value().begin(), unplugged.value().end()}) +
-              " was unplugged earlier in this QEMU process, and under TCG QEMU crashes on a "
-              "vCPU plug after an unplug (QEMU 7.2: heap corruption on the next plug of any "
-              "vCPU; QEMU 10.0: tcg_register_thread assertion when the same vCPU is plugged "
-              "again); vCPUs can be plugged again once the domain is restarted");
-    }
+    Status safe = impl_->CheckVcpuPlug(session, id);
+    if (!safe.ok()) return safe;
   }
   const unsigned int flags = impl_->ChangeFlags(session, persist);
   const std::string vcpu_map = std::to_string(id);
@@ -494,15 +495,8 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
   if (parsed.value().tcg) {
     auto unplugged = impl_->ReadRecord(session);
     if (!unplugged.ok()) return unplugged.status();
-    if (!unplugged.value().empty()) {
-      return Status::Error(
-          ErrorCode::kUnsupported,
-          std::string("refusing to ") +
-              (step.op == MemoryStep::Op::kAttachDimm ? "attach a DIMM to" : "detach a DIMM from") +
-              " '" + domain + "': vCPU " + FormatRangeList({unplugged.value().begin(), unplugged.value().end()}) +
-              " was unplugged in this QEMU process, and QEMU 7.2 under TCG corrupted its heap "
-              "and died on the next DIMM change after that; use virtio-mem, or restart the "
-              "domain first");
+    if (!DimmChangeIsSafe(true, unplugged.value())) {
+      return RefuseDimmChange(domain, step.op, unplugged.value());
     }
   }
 
