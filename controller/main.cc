@@ -232,6 +232,8 @@ int Run(const Flags& flags) {
     kube::Informer::Options informer_options;
     informer_options.ns = flags.ns;
     informer_options.node_name = flags.node_name;
+    informer_options.watch_timeout =
+        std::chrono::duration_cast<std::chrono::seconds>(flags.watch_timeout);
     informer_options.metrics = informer_metrics;
     informer = std::make_unique<kube::Informer>(*client, informer_options);
     kube_status_writer = std::make_unique<kube::KubeStatusWriter>(*client, informer.get());
