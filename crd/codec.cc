@@ -139,31 +139,23 @@ class FieldReader {
   std::string* error_;
 };
 
+// An enum field spelled as one of `names` (indexed by the enum's value).
 template <typename Enum, size_t N>
-void ReadEnum(FieldReader& reader, const std::string& field,
-              const std::pair<const char*, Enum> (&table)[N], Enum* out) {
+void ReadEnum(FieldReader& reader, const std::string& field, const char* const (&names)[N],
+              Enum* out) {
   std::string text;
   reader.String(field, &text);
   if (text.empty()) return;
-  for (const auto& [name, value] : table) {
-    if (text == name) {
-      *out = value;
+  for (size_t i = 0; i < N; ++i) {
+    if (text == names[i]) {
+      *out = static_cast<Enum>(i);
       return;
     }
   }
   std::string allowed;
-  for (const auto& entry : table)
-    allowed += (allowed.empty() ? "" : ", ") + std::string(entry.first);
+  for (const char* name : names) allowed += (allowed.empty() ? "" : ", ") + std::string(name);
   reader.Fail(field, "expected one of " + allowed, json(text));
 }
-
-constexpr std::pair<const char*, GuestOnline> kGuestOnlineNames[] = {
-    {"auto", GuestOnline::kAuto}, {"agent", GuestOnline::kAgent}, {"none", GuestOnline::kNone}};
-constexpr std::pair<const char*, MemoryMethod> kMemoryMethodNames[] = {
-    {"auto", MemoryMethod::kAuto},
-    {"virtio-mem", MemoryMethod::kVirtioMem},
-    {"dimm", MemoryMethod::kDimm},
-    {"balloon", MemoryMethod::kBalloon}};
 
 void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
   FieldReader reader(doc, "spec", error);

@@ -11,7 +11,8 @@ namespace hotplug::reconciler {
 using backends::FormatRangeList;
 
 using backends::DomainObservation;
-using backends::MemoryMethod;
+using crd::MemoryMethod;
+using Model = backends::MemoryDevice::Model;
 using backends::MemoryStep;
 using backends::VcpuInfo;
 
@@ -127,19 +128,11 @@ namespace {
 
 std::string Bytes(uint64_t bytes) { return crd::FormatBytes(bytes); }
 
-MemoryMethod ChooseMethod(const DomainObservation& domain, crd::MemoryMethod requested) {
-  switch (requested) {
-    case crd::MemoryMethod::kVirtioMem:
-      return MemoryMethod::kVirtioMem;
-    case crd::MemoryMethod::kDimm:
-      return MemoryMethod::kDimm;
-    case crd::MemoryMethod::kBalloon:
-      return MemoryMethod::kBalloon;
-    case crd::MemoryMethod::kAuto:
-      break;
-  }
+// What `auto` means: the domain's virtio-mem device, else DIMM slots, else the balloon.
+MemoryMethod ChooseMethod(const DomainObservation& domain, MemoryMethod requested) {
+  if (requested != MemoryMethod::kAuto) return requested;
   for (const auto& dev : domain.memory.devices) {
-    if (dev.model == MemoryMethod::kVirtioMem) return MemoryMethod::kVirtioMem;
+    if (dev.model == Model::kVirtioMem) return MemoryMethod::kVirtioMem;
   }
   return domain.memory.slots > 0 ? MemoryMethod::kDimm : MemoryMethod::kBalloon;
 }
@@ -151,7 +144,7 @@ void Block(MemoryPlan& plan, Reason why, std::string message) {
 void PlanVirtioMem(const DomainObservation& domain, const crd::MemorySpec& spec, MemoryPlan& plan) {
   const backends::MemoryDevice* dev = nullptr;
   for (const auto& d : domain.memory.devices) {
-    if (d.model == MemoryMethod::kVirtioMem) dev = &d;
+    if (d.model == Model::kVirtioMem) dev = &d;
   }
   if (dev == nullptr) {
     return Block(
@@ -210,7 +203,7 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
                        " is not one");
     }
     unsigned dimms = 0;
-    for (const auto& d : domain.memory.devices) dimms += d.model == MemoryMethod::kDimm;
+    for (const auto& d : domain.memory.devices) dimms += d.model == Model::kDimm;
     if (dimms >= domain.memory.slots) {
       return Block(plan, Reason::kHostLimit,
                    "all " + std::to_string(domain.memory.slots) + " memory slots are in use");
@@ -225,7 +218,7 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
     // Remove the newest module that fits in the excess, one per pass.
     const uint64_t excess = current - plan.desired_bytes;
     for (auto it = domain.memory.devices.rbegin(); it != domain.memory.devices.rend(); ++it) {
-      if (it->model == MemoryMethod::kDimm && it->size_bytes <= excess) {
+      if (it->model == Model::kDimm && it->size_bytes <= excess) {
         plan.step = MemoryStep{MemoryStep::Op::kDetachDimm, it->alias, it->size_bytes, it->node};
         return;
       }

@@ -60,9 +60,9 @@ void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
     const std::string model = XPathText(xml, "@model", node).value_or("");
     MemoryDevice device;
     if (model == "dimm") {
-      device.model = MemoryMethod::kDimm;
+      device.model = MemoryDevice::Model::kDimm;
     } else if (model == "virtio-mem") {
-      device.model = MemoryMethod::kVirtioMem;
+      device.model = MemoryDevice::Model::kVirtioMem;
     } else {
       continue;  // nvdimm, virtio-pmem, sgx-epc: not ours to resize
     }
@@ -70,7 +70,7 @@ void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
     device.size_bytes = XPathBytes(xml, "target/size", node).value_or(0);
     device.node = static_cast<int>(XPathUnsigned(xml, "target/node", node).value_or(0));
     if (!XPathText(xml, "target/node", node)) device.node = -1;
-    if (device.model == MemoryMethod::kVirtioMem) {
+    if (device.model == MemoryDevice::Model::kVirtioMem) {
       device.block_bytes = XPathBytes(xml, "target/block", node).value_or(0);
       device.requested_bytes = XPathBytes(xml, "target/requested", node).value_or(0);
       device.current_bytes = XPathBytes(xml, "target/current", node).value_or(0);

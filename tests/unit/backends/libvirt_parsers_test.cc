@@ -80,13 +80,13 @@ TEST(DomainXmlTest, ReadsTheLiveXmlOfAHotpluggedGuest) {
   EXPECT_EQ(d.memory.boot_bytes, 512 * kMiB);  // the NUMA cells, not memory minus devices
   ASSERT_EQ(d.memory.devices.size(), 2u);
   const MemoryDevice& dimm = d.memory.devices[0];
-  EXPECT_EQ(dimm.model, MemoryMethod::kDimm);
+  EXPECT_EQ(dimm.model, MemoryDevice::Model::kDimm);
   EXPECT_EQ(dimm.alias, "dimm0");
   EXPECT_EQ(dimm.size_bytes, 128 * kMiB);
   EXPECT_EQ(dimm.current_bytes, 128 * kMiB);
   EXPECT_EQ(dimm.node, 0);
   const MemoryDevice& virtio = d.memory.devices[1];
-  EXPECT_EQ(virtio.model, MemoryMethod::kVirtioMem);
+  EXPECT_EQ(virtio.model, MemoryDevice::Model::kVirtioMem);
   EXPECT_EQ(virtio.alias, "virtiomem0");
   EXPECT_EQ(virtio.size_bytes, 1024 * kMiB);
   EXPECT_EQ(virtio.block_bytes, 2 * kMiB);
@@ -118,7 +118,8 @@ TEST(DomainXmlTest, RefusesWhatIsNotXmlAndAbsurdVcpuCounts) {
   EXPECT_NE(not_xml.status().message().find("could not parse the domain XML"), std::string::npos);
 
   // Four billion slots would be allocated one by one: refused instead.
-  auto huge = ParseDomainXml("<domain><vcpu>4000000000</vcpu><vcpus><vcpu id='0'/></vcpus></domain>");
+  auto huge =
+      ParseDomainXml("<domain><vcpu>4000000000</vcpu><vcpus><vcpu id='0'/></vcpus></domain>");
   ASSERT_FALSE(huge.ok());
   EXPECT_NE(huge.status().message().find("at most 16384"), std::string::npos)
       << huge.status().message();
@@ -173,11 +174,10 @@ TEST(QueryCpusFastTest, ErrorsAndOtherShapesAreErrors) {
       R"({"id": "libvirt-9", "error": {"class": "CommandNotFound", "desc": "The command query-cpus-fast has not been found"}})");
   ASSERT_FALSE(error.ok());
   EXPECT_NE(error.status().message().find("has not been found"), std::string::npos);
-  for (const char* reply : {"", "not json", "[]", R"({"return": {}})",
-                            R"({"return": [{"cpu-index": -1}]})",
-                            R"({"return": [{"cpu-index": "1"}]})", R"({"return": [7]})",
-                            R"({"return": [{"cpu-index": 1e999}]})",
-                            R"({"return": [{"cpu-index": 99999999999}]})"}) {
+  for (const char* reply :
+       {"", "not json", "[]", R"({"return": {}})", R"({"return": [{"cpu-index": -1}]})",
+        R"({"return": [{"cpu-index": "1"}]})", R"({"return": [7]})",
+        R"({"return": [{"cpu-index": 1e999}]})", R"({"return": [{"cpu-index": 99999999999}]})"}) {
     auto parsed = ParseQueryCpusFast(reply);
     EXPECT_FALSE(parsed.ok()) << reply;
     if (!parsed.ok()) {
