@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends/hypervisor.h"
+#include "controller/bind_address.h"
 #include "controller/log.h"
 
 namespace hotplug::controller {
@@ -110,20 +111,14 @@ std::string KnockHost(const std::string& host) {
   return host;
 }
 
-// ":8080" -> "0.0.0.0:8080" (civetweb wants a host or none); "host:port" and "port" as they
-// are. False when there is no numeric port.
-bool CivetAddress(const std::string& bind_address, std::string* out) {
-  auto colon = bind_address.rfind(':');
-  std::string host = colon == std::string::npos ? "" : bind_address.substr(0, colon);
-  std::string port = colon == std::string::npos ? bind_address : bind_address.substr(colon + 1);
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      std::stoi(port) > 65535) {
-    return false;
-  }
-  if (colon != std::string::npos && host.empty()) host = "0.0.0.0";
-  *out = host.empty() ? port : host + ":" + port;
-  return true;
+// The address as civetweb takes it: a host always (every interface is 0.0.0.0), an IPv6
+// literal in brackets. nullopt when it is not a bind address.
+std::optional<std::string> CivetAddress(const std::string& bind_address) {
+  std::optional<BindAddress> parsed = ParseBindAddress(bind_address);
+  if (!parsed) return std::nullopt;
+  std::string host = parsed->host.empty() ? "0.0.0.0" : parsed->host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + std::to_string(parsed->port);
 }
 
 }  // namespace
@@ -373,12 +368,13 @@ PrometheusMetrics::~PrometheusMetrics() {
 }
 
 bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* error) {
-  std::string address;
-  if (!CivetAddress(bind_address, &address)) {
-    *error = "metrics bind address \"" + bind_address +
-             "\" is not host:port, :port or port (e.g. :8080, 127.0.0.1:0)";
+  const std::optional<std::string> civet_address = CivetAddress(bind_address);
+  if (!civet_address) {
+    *error = "metrics bind address \"" + bind_address + "\" is not " + kBindAddressForms +
+             " (e.g. :8080, 127.0.0.1:0)";
     return false;
   }
+  const std::string& address = *civet_address;
   try {
     // Two civetweb threads ("metrics server"): a scrape is cheap, two let a second client
     // in while Prometheus holds one.

@@ -48,8 +48,8 @@ class PrometheusMetrics final : public ControllerMetrics,
   PrometheusMetrics(const PrometheusMetrics&) = delete;
   PrometheusMetrics& operator=(const PrometheusMetrics&) = delete;
 
-  // Serves /metrics on `bind_address`: "host:port", ":port" (every interface) or "port";
-  // port 0 picks a free port (see port()). Returns false and sets `error` when the address
+  // Serves /metrics on `bind_address` (controller/bind_address.h: "host:port", ":port" for
+  // every interface, "[v6]:port"); port 0 picks a free port (see port()). Returns false and sets `error` when the address
   // is malformed or cannot be bound. Call at most once.
   bool Serve(const std::string& bind_address, std::string* error);
   // The port actually bound, or 0 when not serving.
