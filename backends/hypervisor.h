@@ -114,6 +114,19 @@ struct MemoryInfo {
   std::vector<MemoryDevice> devices;
 };
 
+// The ElasticVM that manages a domain: one owner per domain (design §6). Recorded in the
+// domain itself, so every process that reaches the domain (agents, the central Deployment,
+// a restarted operator) sees the same owner.
+struct DomainClaim {
+  std::string owner;    // "namespace/name" of the ElasticVM
+  std::string uid;      // its metadata.uid, so a namesake created later is another owner
+  std::string manager;  // the claiming process's scope: its --node-name; "" central/standalone
+  bool SameOwner(const DomainClaim& other) const {
+    return owner == other.owner && uid == other.uid;
+  }
+  friend bool operator==(const DomainClaim&, const DomainClaim&) = default;
+};
+
 // Everything the reconciler may know about a domain, read in one call.
 struct DomainObservation {
   std::string name;
@@ -134,6 +147,7 @@ struct DomainObservation {
   bool guest_agent_available = false;
   std::optional<std::vector<unsigned>> guest_online_cpus;  // the guest's own view
   MemoryInfo memory;
+  std::optional<DomainClaim> claim;  // the domain's owner; nullopt when none claimed it
 };
 
 // One memory change. The reconciler plans them; a backend carries out exactly one.
@@ -165,8 +179,21 @@ class Hypervisor {
   virtual Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
                                  bool persist) = 0;
 
+  // Records `claim` as the domain's owner when it has none, already has this owner, or is
+  // held by `replacing` (a claim the caller found stale). Returns the owner after the call:
+  // `claim`, or the other owner's claim. Calls in one process are serialised; across
+  // processes it is write-then-read-back, so of two claimants racing the one whose write
+  // landed last owns the domain and the other learns it on its next Observe.
+  virtual Result<DomainClaim> ClaimDomain(const std::string& domain, const DomainClaim& claim,
+                                          const std::optional<DomainClaim>& replacing) = 0;
+
+  // Removes the claim when `claim`'s owner holds it; Ok, changing nothing, when another
+  // owner or none does, or the domain is gone.
+  virtual Status ReleaseDomain(const std::string& domain, const DomainClaim& claim) = 0;
+
   // Called from the backend's own thread with a domain name whenever something happened
-  // to it that is worth a fresh look (device removed, started, stopped, migrated in).
+  // to it that is worth a fresh look (device removed, started, stopped, migrated in, its
+  // owner's claim changed).
   using DomainEventSink = std::function<void(const std::string& domain)>;
   virtual void SetEventSink(DomainEventSink sink) = 0;
 };

@@ -52,6 +52,10 @@ Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventR
       queue_(clock, QueueOptions(options_)),
       status_sync_(source, status_writer, *metrics_) {
   options_.reconciler.stop_requested = &stop_requested_;
+  options_.reconciler.claim_is_stale = [this](const backends::DomainClaim& claim,
+                                              const std::string& domain) {
+    return ClaimIsStale(claim, domain);
+  };
 }
 
 Controller::~Controller() {
@@ -173,6 +177,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     return std::chrono::duration<double>(clock_.Monotonic() - start).count();
   };
   std::optional<crd::ElasticVM> object = source_.Get(key);
+  ReleaseClaimLeftBehind(key, object ? std::optional(object->EffectiveDomain()) : std::nullopt);
   if (!object) {
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
@@ -180,15 +185,52 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     metrics_->ReconcileDone("deleted", seconds_since_start());
     return;
   }
+  const std::string domain = object->EffectiveDomain();
+  if (!domain_locks_.TryLock(domain, key)) {
+    // Another object's pass is on this domain; this key is queued again when it ends.
+    metrics_->ReconcileDone("skipped", seconds_since_start());
+    return;
+  }
+  struct Unlock {  // also when the pass throws
+    Controller& controller;
+    const std::string& domain;
+    ~Unlock() {
+      for (const auto& waiting : controller.domain_locks_.Unlock(domain)) {
+        controller.queue_.Add(waiting);
+      }
+    }
+  } unlock{*this, domain};
   passes_++;
   StatusSync::Writes writes = status_sync_.Begin(key, *object);
   reconciler::Result result = reconciler.Reconcile(
       writes.input(),
       [&](const crd::ElasticVMStatus& in_progress) { writes.Progress(in_progress); });
+  owned_domains_.Record(key, domain, result.claim);
   RecordEvents(*object, result.events);
   LogSteps(key, result.steps);
   const bool written = writes.Finish(result.status);
   Requeue(key, result, written, seconds_since_start());
+}
+
+void Controller::ReleaseClaimLeftBehind(const std::string& key,
+                                        const std::optional<std::string>& domain) {
+  std::optional<OwnedDomains::Owned> owned = owned_domains_.TakeIfNotNaming(key, domain);
+  if (!owned) return;
+  backends::Status released = hypervisor_.ReleaseDomain(owned->domain, owned->claim);
+  if (released.ok()) {
+    log::Info("released domain", {{"object", key}, {"domain", owned->domain}});
+  } else {
+    // Another claimant takes it over once it finds the claim's owner gone (ClaimIsStale).
+    log::Warn("could not release domain",
+              {{"object", key}, {"domain", owned->domain}, {"error", released.ToString()}});
+  }
+  for (const auto& other : domain_index_.KeysNaming(owned->domain)) queue_.Add(other);
+}
+
+bool Controller::ClaimIsStale(const backends::DomainClaim& claim, const std::string& domain) const {
+  if (claim.manager != options_.reconciler.claim_manager || !source_.HasSynced()) return false;
+  std::optional<crd::ElasticVM> owner = source_.Get(claim.owner);
+  return !owner || owner->metadata.uid != claim.uid || owner->EffectiveDomain() != domain;
 }
 
 void Controller::RecordEvents(const crd::ElasticVM& object,

@@ -18,6 +18,8 @@
 #include "backends/hypervisor.h"
 #include "controller/controller_metrics.h"
 #include "controller/domain_index.h"
+#include "controller/domain_locks.h"
+#include "controller/owned_domains.h"
 #include "controller/source.h"
 #include "controller/status_sync.h"
 #include "controller/workqueue.h"
@@ -69,6 +71,12 @@ class Controller {
   // One key, as controller-runtime's reconcileHandler: fetch, reconcile, record, requeue.
   void Process(reconciler::Reconciler& reconciler, const std::string& key);
   void RecordEvents(const crd::ElasticVM& object, const std::vector<reconciler::Event>& events);
+  // An owner deleted or pointed at another domain gives its old domain back, and the objects
+  // naming that domain are queued so that the next claimant takes over.
+  void ReleaseClaimLeftBehind(const std::string& key, const std::optional<std::string>& domain);
+  // reconciler::Options::claim_is_stale: the claim was made by a process of this one's scope,
+  // whose cache (once synced) has no such owner, or one that names another domain.
+  bool ClaimIsStale(const backends::DomainClaim& claim, const std::string& domain) const;
   // Drives the queue by the pass's Result; `written`: every status write of the pass landed.
   void Requeue(const std::string& key, const reconciler::Result& result, bool written,
                double seconds);
@@ -89,7 +97,9 @@ class Controller {
   std::thread resync_thread_;         // "resync"
   std::atomic<int> workers_running_{0};
 
-  DomainIndex domain_index_;  // which keys name which domain, for domain events
+  DomainIndex domain_index_;    // which keys name which domain, for domain events
+  DomainLocks domain_locks_;    // one pass per domain at a time
+  OwnedDomains owned_domains_;  // the claims this process's objects hold
   StatusSync status_sync_;
 
   std::mutex stop_mu_;

@@ -196,6 +196,40 @@ backends::Status CallLoggingHypervisor::ApplyMemoryStep(const std::string& domai
   return status;
 }
 
+namespace {
+
+json ClaimLine(const char* op, const std::string& domain, const backends::DomainClaim& claim) {
+  return {{"op", op},
+          {"domain", domain},
+          {"owner", claim.owner},
+          {"uid", claim.uid},
+          {"manager", claim.manager}};
+}
+
+}  // namespace
+
+backends::Result<backends::DomainClaim> CallLoggingHypervisor::ClaimDomain(
+    const std::string& domain, const backends::DomainClaim& claim,
+    const std::optional<backends::DomainClaim>& replacing) {
+  std::lock_guard lock(mu_);
+  CatchUpLocked();
+  auto before = fake_.Peek(domain);
+  auto owner = inner_.ClaimDomain(domain, claim, replacing);
+  if (owner.ok() && owner.value() == claim && (!before || before->claim != claim)) {
+    AppendLocked(ClaimLine("claim", domain, claim).dump());
+  }
+  return owner;
+}
+
+backends::Status CallLoggingHypervisor::ReleaseDomain(const std::string& domain,
+                                                      const backends::DomainClaim& claim) {
+  std::lock_guard lock(mu_);
+  CatchUpLocked();
+  backends::Status status = inner_.ReleaseDomain(domain, claim);
+  if (status.ok()) AppendLocked(ClaimLine("release", domain, claim).dump());
+  return status;
+}
+
 int ReplayCallLog(const std::string& log_text, backends::fake::FakeHypervisor& fake,
                   std::string* error) {
   std::istringstream lines(log_text);
@@ -209,7 +243,17 @@ int ReplayCallLog(const std::string& log_text, backends::fake::FakeHypervisor& f
       json entry = json::parse(line);
       std::string domain = entry.at("domain");
       backends::Status status;
-      if (entry.at("op") == "vcpu") {
+      if (entry.at("op") == "claim" || entry.at("op") == "release") {
+        const backends::DomainClaim claim{entry.at("owner"), entry.at("uid"), entry.at("manager")};
+        if (entry.at("op") == "release") {
+          status = fake.ReleaseDomain(domain, claim);
+        } else {
+          // What was written holds, whoever held the domain before.
+          auto held = fake.Peek(domain);
+          auto owner = fake.ClaimDomain(domain, claim, held ? held->claim : std::nullopt);
+          status = owner.status();
+        }
+      } else if (entry.at("op") == "vcpu") {
         status = fake.SetVcpu(domain, entry.at("id"), entry.at("enable"), entry.at("persist"));
       } else {
         backends::MemoryStep step;

@@ -24,7 +24,8 @@ std::vector<backends::fake::DomainSpec> NumberedFakeDomains(int count);
 
 // Passes every call through to `fake` and appends each successful change to a file, one
 // JSON object per line: {"op":"vcpu","domain":..,"id":..,"enable":..,"persist":..,"time":..}
-// or {"op":"memory","domain":..,"step":..,"alias":..,"bytes":..,"node":..,"persist":..}.
+// or {"op":"memory","domain":..,"step":..,"alias":..,"bytes":..,"node":..,"persist":..}
+// or {"op":"claim"|"release","domain":..,"owner":..,"uid":..,"manager":..}.
 // Several processes may share the file (leader-election tests): before each call, lines
 // that others appended since are replayed onto `fake`, so the file acts as one hypervisor.
 class CallLoggingHypervisor final : public backends::Hypervisor {
@@ -45,6 +46,11 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
   }
   backends::Status ApplyMemoryStep(const std::string& domain, const backends::MemoryStep& step,
                                    bool persist) override;
+  backends::Result<backends::DomainClaim> ClaimDomain(
+      const std::string& domain, const backends::DomainClaim& claim,
+      const std::optional<backends::DomainClaim>& replacing) override;
+  backends::Status ReleaseDomain(const std::string& domain,
+                                 const backends::DomainClaim& claim) override;
   void SetEventSink(DomainEventSink sink) override { inner_.SetEventSink(std::move(sink)); }
 
  private:

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -258,6 +259,15 @@ int Run(const Flags& flags) {
   options.resync_period = flags.resync_period;
   options.reconciler.hooks_dir = flags.hooks_dir;
   options.reconciler.hook_timeout = flags.hook_timeout;
+  // The scope of this process's claims: a claim of the same scope whose owner is missing from
+  // this process's cache is stale (reconciler::Options::claim_is_stale).
+  if (!flags.standalone_dir.empty()) {
+    std::error_code ignored;
+    options.reconciler.claim_manager =
+        "standalone:" + std::filesystem::absolute(flags.standalone_dir, ignored).string();
+  } else if (!flags.node_name.empty()) {
+    options.reconciler.claim_manager = "node/" + flags.node_name;
+  }
   options.metrics = controller_metrics;
   Controller controller(*source, *status_writer, *event_recorder, *hypervisor.active, clock,
                         options);

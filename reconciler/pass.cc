@@ -36,7 +36,7 @@ Pass::Pass(const crd::ElasticVM& object, backends::Hypervisor& hypervisor, const
 }
 
 Result Pass::Run(const LongPassCallback& on_long_pass_start) {
-  if (CheckSpec() && ObserveDomain() && CheckDomainState()) {
+  if (CheckSpec() && ObserveDomain() && ClaimDomain() && CheckDomainState()) {
     PlanSteps();
     if (!ConcludeSuspended()) {
       AnnounceLongPass(on_long_pass_start);
@@ -77,6 +77,38 @@ bool Pass::ObserveDomain() {
   }
   view_ = ViewVcpus(observation_, pending_hint);
   if (ManagesCpu()) ReleaseWantedPending(view_, *spec_.cpu.vcpus);
+  return true;
+}
+
+bool Pass::ClaimDomain() {
+  const backends::DomainClaim ours = OurClaim();
+  const std::optional<backends::DomainClaim>& held = observation_.claim;
+  std::optional<backends::DomainClaim> replacing;
+  if (held && !held->SameOwner(ours)) {
+    if (!options_.claim_is_stale || !options_.claim_is_stale(*held, domain_)) {
+      BlockClaimed(*held);
+      return false;
+    }
+    replacing = held;
+  }
+  if (!held || !held->SameOwner(ours)) {
+    backends::Result<backends::DomainClaim> owner =
+        hypervisor_.ClaimDomain(domain_, ours, replacing);
+    if (!owner.ok()) {
+      BlockOnObserveError(owner.status(),
+                          "cannot claim domain " + domain_ + ": " + owner.status().message());
+      return false;
+    }
+    if (!owner.value().SameOwner(ours)) {
+      BlockClaimed(owner.value());
+      return false;
+    }
+    result_.events.push_back(
+        {Event::Type::kNormal, "Claimed",
+         "ElasticVM " + ours.owner + " now manages domain " + domain_ +
+             (replacing ? " (taken over from " + replacing->owner + ", which is gone)" : "")});
+  }
+  result_.claim = ours;
   FillVcpuStatus(view_);
   FillMemoryStatus();
   return true;
@@ -343,6 +375,25 @@ void Pass::RequeueFor(const Conclusion& conclusion) {
   if (result_.requeue_after.count() == 0 || after < result_.requeue_after) {
     result_.requeue_after = after;
   }
+}
+
+backends::DomainClaim Pass::OurClaim() const {
+  return {object_.Key(), object_.metadata.uid, options_.claim_manager};
+}
+
+// Not ours: nothing is changed and no numbers are reported, so the owner's cannot be taken
+// for this object's.
+void Pass::BlockClaimed(const backends::DomainClaim& owner) {
+  result_.status.vcpus.reset();
+  result_.status.memory.reset();
+  std::string where = "its claim is in the domain's libvirt metadata";
+  if (!owner.manager.empty()) {
+    where = "claimed by the hotplug-operator of " + owner.manager + "; " + where;
+  }
+  BlockAll(Reason::kDomainClaimed, "domain " + domain_ + " is managed by ElasticVM " + owner.owner +
+                                       " (" + where +
+                                       "); this object changes nothing on it until that one is "
+                                       "deleted or points at another domain");
 }
 
 std::string Pass::StepsDone() const {

@@ -39,6 +39,7 @@ class Pass {
   // --- the stages, in order. Those returning bool return false when the pass ends there.
   bool CheckSpec();         // InvalidSpec
   bool ObserveDomain();     // DomainNotFound, HypervisorUnavailable, ...
+  bool ClaimDomain();       // DomainClaimed: one owner per domain
   bool CheckDomainState();  // DomainNotRunning, MigrationInProgress, JobInProgress
   void PlanSteps();
   bool ConcludeSuspended();  // spec.suspend: observe and report only
@@ -63,6 +64,8 @@ class Pass {
   void RequeueFor(const Conclusion& conclusion);
   std::string OutOfSyncMessage() const;
   std::string StepsDone() const;  // "plugged vcpu 1-2; unplugged vcpu 5; "
+  backends::DomainClaim OurClaim() const;
+  void BlockClaimed(const backends::DomainClaim& owner);
 
   // --- status
   void RecordFailure(const std::string& resource, std::optional<int64_t> id,

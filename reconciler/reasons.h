@@ -25,6 +25,7 @@ enum class Reason {
   kHostLimit,
   kTopologyMismatch,
   kDomainNotFound,
+  kDomainClaimed,
   kDomainNotRunning,
   kMigrationInProgress,
   kJobInProgress,
@@ -81,6 +82,9 @@ inline constexpr ReasonInfo kReasons[] = {
     {Reason::kHostLimit, "HostLimit", true, Requeue::kNone, true},
     {Reason::kTopologyMismatch, "TopologyMismatch", true, Requeue::kNone, true},
     {Reason::kDomainNotFound, "DomainNotFound", true, Requeue::kBlocked, true},
+    // Another ElasticVM owns the domain. Its release (a metadata-change event) or the
+    // periodic resync brings the next look.
+    {Reason::kDomainClaimed, "DomainClaimed", true, Requeue::kBlocked, true},
     {Reason::kDomainNotRunning, "DomainNotRunning", true, Requeue::kBlocked, true},
     {Reason::kMigrationInProgress, "MigrationInProgress", true, Requeue::kBlocked, true},
     {Reason::kJobInProgress, "JobInProgress", true, Requeue::kBlocked, true},

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,12 @@ struct Options {
   uint64_t balloon_floor_bytes = 256ull << 20;
   // Checked between steps: when set, the pass stops after the step in flight and reports.
   const std::atomic<bool>* stop_requested = nullptr;
+  // Recorded in the claims this process makes (backends::DomainClaim::manager): its
+  // --node-name, or "" for the central Deployment and standalone mode.
+  std::string claim_manager;
+  // True when `claim` on `domain` names an owner that is gone (deleted, or pointed at
+  // another domain), so another object may take the domain over. Unset: never stale.
+  std::function<bool(const backends::DomainClaim& claim, const std::string& domain)> claim_is_stale;
 };
 
 struct Result {
@@ -82,6 +89,9 @@ struct Result {
   std::chrono::milliseconds requeue_after{0};
   std::vector<Event> events;
   std::vector<StepRecord> steps;
+  // The claim this object holds on its domain after the pass; nullopt when it holds none
+  // (another object owns the domain, or the pass ended before it got there).
+  std::optional<backends::DomainClaim> claim;
 };
 
 class Reconciler {

@@ -195,6 +195,7 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   if (d.spec.guest_agent) {
     o.guest_online_cpus = std::vector<unsigned>(d.guest_online.begin(), d.guest_online.end());
   }
+  o.claim = d.claim;
   o.memory = d.memory;
   uint64_t devices = 0;
   for (const auto& dev : d.memory.devices) devices += dev.current_bytes;
@@ -393,6 +394,47 @@ Status FakeHypervisor::ApplyMemoryStep(const std::string& domain, const MemorySt
       return Status::Ok();
   }
   return Status::Error(ErrorCode::kInternal, "unknown memory step");
+}
+
+Result<DomainClaim> FakeHypervisor::ClaimDomain(const std::string& domain, const DomainClaim& claim,
+                                                const std::optional<DomainClaim>& replacing) {
+  DomainClaim owner;
+  {
+    std::lock_guard lock(mu_);
+    if (unavailable_) {
+      return Status::Error(ErrorCode::kHypervisorUnavailable,
+                           "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
+    }
+    Domain* d = FindLocked(domain);
+    if (d == nullptr) {
+      return Status::Error(ErrorCode::kDomainNotFound,
+                           "Domain not found: no domain with matching name '" + domain + "'",
+                           kVirErrNoDomain);
+    }
+    const bool free = !d->claim || d->claim->SameOwner(claim) ||
+                      (replacing && d->claim->SameOwner(*replacing));
+    if (!free) return *d->claim;
+    if (d->claim == claim) return claim;
+    d->claim = claim;
+    owner = claim;
+  }
+  Fire(domain);  // libvirt's metadata-change event
+  return owner;
+}
+
+Status FakeHypervisor::ReleaseDomain(const std::string& domain, const DomainClaim& claim) {
+  {
+    std::lock_guard lock(mu_);
+    if (unavailable_) {
+      return Status::Error(ErrorCode::kHypervisorUnavailable,
+                           "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
+    }
+    Domain* d = FindLocked(domain);
+    if (d == nullptr || !d->claim || !d->claim->SameOwner(claim)) return Status::Ok();
+    d->claim.reset();
+  }
+  Fire(domain);
+  return Status::Ok();
 }
 
 void FakeHypervisor::SetEventSink(DomainEventSink sink) {

@@ -1,9 +1,10 @@
 // An in-memory hypervisor holding many domains, for reconciler tests, integration tests of
 // the controller and benchmarks. Thread-safe. Behaves like libvirt + QEMU as measured on a
 // real host (design notes in docs/architecture.md): the <vcpus> map with enabled /
-// hotpluggable / order, vCPU 0 never unpluggable, "already in requested state" errors, and
-// scripted faults: a failing vCPU, an unplug that times out and completes later, a domain
-// that vanishes mid-plan, a migration, a guest agent that does not answer, per-call latency.
+// hotpluggable / order, vCPU 0 never unpluggable, "already in requested state" errors,
+// the owner's claim kept in the domain, and scripted faults: a failing vCPU, an unplug that times
+// out and completes later, a domain that vanishes mid-plan, a migration, a guest agent that does
+// not answer, per-call latency.
 #pragma once
 
 #include <chrono>
@@ -86,6 +87,9 @@ class FakeHypervisor final : public Hypervisor {
   Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
   Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
+  Result<DomainClaim> ClaimDomain(const std::string& domain, const DomainClaim& claim,
+                                  const std::optional<DomainClaim>& replacing) override;
+  Status ReleaseDomain(const std::string& domain, const DomainClaim& claim) override;
   void SetEventSink(DomainEventSink sink) override;
 
  private:
@@ -104,6 +108,7 @@ class FakeHypervisor final : public Hypervisor {
     MemoryInfo memory;
     uint64_t balloon_bytes = 0;
     unsigned next_dimm = 0;
+    std::optional<DomainClaim> claim;  // kept, like libvirt's metadata, in the domain
   };
 
   Domain* FindLocked(const std::string& name);

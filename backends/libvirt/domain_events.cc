@@ -5,7 +5,10 @@
 
 #include <cstdio>
 #include <memory>
+#include <string_view>
 #include <utility>
+
+#include "backends/libvirt/owner_claim.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -32,6 +35,11 @@ void OnDevice(virConnectPtr, virDomainPtr domain, const char*, void* opaque) {
 void OnMemorySizeChange(virConnectPtr, virDomainPtr domain, const char*, unsigned long long,
                         void* opaque) {
   Notify(domain, opaque);
+}
+
+// Only the owner's claim: the TCG unplug record, also metadata, changes nothing to look at.
+void OnMetadataChange(virConnectPtr, virDomainPtr domain, int, const char* nsuri, void* opaque) {
+  if (nsuri != nullptr && std::string_view(nsuri) == kOwnerMetadataUri) Notify(domain, opaque);
 }
 
 void OnJobCompleted(virConnectPtr, virDomainPtr domain, virTypedParameterPtr, int, void* opaque) {
@@ -68,6 +76,8 @@ void DomainEvents::RegisterOn(const std::shared_ptr<DomainEvents>& events,
        "memory-device-size-change"},
       {VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, VIR_DOMAIN_EVENT_CALLBACK(OnJobCompleted),
        "job-completed"},
+      {VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(OnMetadataChange),
+       "metadata-change"},
   };
   for (const Registration& registration : registrations) {
     auto* reference = new EventsRef(events);

@@ -1,6 +1,7 @@
 // Domain events worth a fresh look (device removed or its removal failed, device added,
-// virtio-mem size changed, lifecycle, job completed), registered on each new connection and
-// delivered to the sink by domain name on libvirt's event-loop thread.
+// virtio-mem size changed, lifecycle, job completed, the owner's claim changed), registered
+// on each new connection and delivered to the sink by domain name on libvirt's event-loop
+// thread.
 #pragma once
 
 #include <memory>

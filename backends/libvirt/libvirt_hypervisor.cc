@@ -18,6 +18,7 @@
 #include "backends/libvirt/errors.h"
 #include "backends/libvirt/event_loop.h"
 #include "backends/libvirt/handles.h"
+#include "backends/libvirt/owner_claim.h"
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
@@ -200,6 +201,37 @@ struct LibvirtHypervisor::Impl {
     return Status::Ok();
   }
 
+  // The domain's owner: from the live metadata while it runs, else from its definition.
+  Result<std::optional<DomainClaim>> ReadClaim(Session& session) {
+    char* element = virDomainGetMetadata(session.domain.get(), VIR_DOMAIN_METADATA_ELEMENT,
+                                         kOwnerMetadataUri, VIR_DOMAIN_AFFECT_CURRENT);
+    if (element == nullptr) {
+      virErrorPtr error = virGetLastError();
+      if (error != nullptr && error->code == VIR_ERR_NO_DOMAIN_METADATA) {
+        virResetLastError();
+        return std::optional<DomainClaim>();
+      }
+      return Fail(session.conn, "virDomainGetMetadata(" + session.name + ", owner)");
+    }
+    return ParseClaim(TakeString(element));
+  }
+
+  // Writes (or, with nullptr, removes) the owner live and in the persistent definition.
+  Status WriteClaim(Session& session, const DomainClaim* claim) {
+    virDomainPtr dom = session.domain.get();
+    unsigned int flags = 0;
+    if (virDomainIsActive(dom) == 1) flags |= VIR_DOMAIN_AFFECT_LIVE;
+    if (virDomainIsPersistent(dom) == 1) flags |= VIR_DOMAIN_AFFECT_CONFIG;
+    virResetLastError();
+    const std::string element = claim != nullptr ? FormatClaim(*claim) : std::string();
+    if (virDomainSetMetadata(
+            dom, VIR_DOMAIN_METADATA_ELEMENT, claim != nullptr ? element.c_str() : nullptr,
+            claim != nullptr ? kOwnerMetadataPrefix : nullptr, kOwnerMetadataUri, flags) < 0) {
+      return Fail(session.conn, "virDomainSetMetadata(" + session.name + ", owner)");
+    }
+    return Status::Ok();
+  }
+
   Result<std::set<unsigned>> ReadQemuVcpus(Session& session) {
     char* reply = nullptr;
     if (virDomainQemuMonitorCommand(session.domain.get(), kQueryCpusFast, &reply, 0) < 0) {
@@ -283,6 +315,7 @@ struct LibvirtHypervisor::Impl {
   std::shared_ptr<EventLoop> event_loop;
   Connection connection;
   std::mutex record_mutex;  // serializes read-modify-write of the TCG unplug record
+  std::mutex claim_mutex;   // serializes read-check-write of the owner's claim
 };
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
@@ -340,6 +373,9 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
       parsed.tcg || parsed.domain_type.empty() ? "qemu" : parsed.domain_type.c_str());
   if (host_max < 0) virResetLastError();
   observation.host_max_vcpus = host_max > 0 ? static_cast<unsigned>(host_max) : 0;
+  auto claim = impl_->ReadClaim(session);
+  if (!claim.ok()) return claim.status();
+  observation.claim = std::move(claim.value());
 
   if (active != 1) return observation;
 
@@ -533,6 +569,44 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
   return Status::Error(ErrorCode::kUnsupported, std::string("memory step ") +
                                                     MemoryStepOpName(step.op) +
                                                     " is not supported by the libvirt backend");
+}
+
+Result<DomainClaim> LibvirtHypervisor::ClaimDomain(const std::string& domain,
+                                                   const DomainClaim& claim,
+                                                   const std::optional<DomainClaim>& replacing) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Impl::Session& session = opened.value();
+  std::lock_guard<std::mutex> lock(impl_->claim_mutex);
+  auto current = impl_->ReadClaim(session);
+  if (!current.ok()) return current.status();
+  const std::optional<DomainClaim>& held = current.value();
+  if (held && !held->SameOwner(claim) && !(replacing && held->SameOwner(*replacing))) {
+    return *held;
+  }
+  if (held == claim) return claim;
+  if (Status written = impl_->WriteClaim(session, &claim); !written.ok()) return written;
+  // Another process may have written between our read and our write: the last write holds.
+  auto after = impl_->ReadClaim(session);
+  if (!after.ok()) return after.status();
+  if (!after.value()) {
+    return Status::Error(ErrorCode::kInternal, "the owner's claim on '" + domain +
+                                                   "' vanished right after it was written");
+  }
+  return *after.value();
+}
+
+Status LibvirtHypervisor::ReleaseDomain(const std::string& domain, const DomainClaim& claim) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) {
+    return opened.status().code() == ErrorCode::kDomainNotFound ? Status::Ok() : opened.status();
+  }
+  Impl::Session& session = opened.value();
+  std::lock_guard<std::mutex> lock(impl_->claim_mutex);
+  auto current = impl_->ReadClaim(session);
+  if (!current.ok()) return current.status();
+  if (!current.value() || !current.value()->SameOwner(claim)) return Status::Ok();
+  return impl_->WriteClaim(session, nullptr);
 }
 
 Result<std::set<unsigned>> LibvirtHypervisor::UnpluggedVcpus(const std::string& domain) {

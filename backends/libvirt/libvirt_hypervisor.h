@@ -31,7 +31,8 @@ struct LibvirtOptions {
 
 // Threading: all methods may be called from any thread at once. The connection is guarded by
 // one mutex (held only to fetch or reopen it; calls run on a shared reference), the TCG
-// unplug record by a second one (read-modify-write of the domain metadata); the event sink
+// unplug record by a second one (read-modify-write of the domain metadata), the owner's
+// claim by a third (read-check-write); the event sink
 // by the events' own mutex. Events arrive on the "libvirt-events" thread, which the
 // destructor stops and joins (when this is the last backend in the process).
 class LibvirtHypervisor final : public Hypervisor {
@@ -51,6 +52,11 @@ class LibvirtHypervisor final : public Hypervisor {
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
   // DIMM attach/detach that backends/tcg_replug.h calls unsafe is refused (kUnsupported).
   Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
+  // The claim is the element <claim> of namespace https://hotplug.dev/xmlns/owner in the
+  // domain's metadata (backends/libvirt/owner_claim.h), live and persistent.
+  Result<DomainClaim> ClaimDomain(const std::string& domain, const DomainClaim& claim,
+                                  const std::optional<DomainClaim>& replacing) override;
+  Status ReleaseDomain(const std::string& domain, const DomainClaim& claim) override;
   void SetEventSink(DomainEventSink sink) override;
 
   // The vCPUs recorded as unplugged in the domain's current QEMU process (TCG only).

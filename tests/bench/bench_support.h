@@ -137,6 +137,15 @@ class TimedHypervisor final : public backends::Hypervisor {
                                    bool persist) override {
     return inner_.ApplyMemoryStep(domain, step, persist);
   }
+  backends::Result<backends::DomainClaim> ClaimDomain(
+      const std::string& domain, const backends::DomainClaim& claim,
+      const std::optional<backends::DomainClaim>& replacing) override {
+    return inner_.ClaimDomain(domain, claim, replacing);
+  }
+  backends::Status ReleaseDomain(const std::string& domain,
+                                 const backends::DomainClaim& claim) override {
+    return inner_.ReleaseDomain(domain, claim);
+  }
   void SetEventSink(DomainEventSink sink) override { inner_.SetEventSink(std::move(sink)); }
 
   int max_in_flight() const { return max_in_flight_.load(); }

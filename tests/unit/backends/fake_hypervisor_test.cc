@@ -83,5 +83,22 @@ TEST(FakeHypervisorTest, IsSafeUnderConcurrentUse) {
   EXPECT_EQ(hv.SuccessfulCalls().size(), 8u * 63u);
 }
 
+TEST(FakeHypervisorTest, AClaimIsKeptInTheDomainAndOnlyItsOwnerReleasesIt) {
+  FakeHypervisor hv;
+  hv.AddDomain({.name = "vm", .maximum_vcpus = 4, .current_vcpus = 1});
+  const DomainClaim a{"default/a", "uid-a", ""};
+  const DomainClaim b{"default/b", "uid-b", "node-1"};
+  EXPECT_FALSE(hv.Peek("vm")->claim.has_value());
+  EXPECT_EQ(hv.ClaimDomain("vm", a, std::nullopt).value(), a);
+  EXPECT_EQ(hv.ClaimDomain("vm", b, std::nullopt).value(), a);  // held: the holder answers
+  EXPECT_TRUE(hv.ReleaseDomain("vm", b).ok());                  // not b's: nothing happens
+  EXPECT_EQ(hv.Peek("vm")->claim, a);
+  EXPECT_EQ(hv.ClaimDomain("vm", b, a).value(), b);  // replacing a claim found stale
+  EXPECT_TRUE(hv.ReleaseDomain("vm", b).ok());
+  EXPECT_FALSE(hv.Peek("vm")->claim.has_value());
+  EXPECT_EQ(hv.ClaimDomain("gone", a, std::nullopt).status().code(), ErrorCode::kDomainNotFound);
+  EXPECT_TRUE(hv.ReleaseDomain("gone", a).ok());
+}
+
 }  // namespace
 }  // namespace hotplug::backends::fake

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "backends/libvirt/domain_xml.h"
+#include "backends/libvirt/owner_claim.h"
 #include "backends/libvirt/qemu_cpus.h"
 
 namespace hotplug::backends::libvirt {
@@ -184,6 +185,22 @@ TEST(QueryCpusFastTest, ErrorsAndOtherShapesAreErrors) {
       EXPECT_EQ(parsed.status().code(), ErrorCode::kInternal);
     }
   }
+}
+
+TEST(OwnerClaimTest, AClaimReadsBackAsWrittenEvenWithMarkupInItsFields) {
+  const DomainClaim claim{"default/web-01", "0b6c3c6e-1a2b-4c3d-8e9f-000000000001", "node-a"};
+  EXPECT_EQ(FormatClaim(claim),
+            "<claim owner=\"default/web-01\" uid=\"0b6c3c6e-1a2b-4c3d-8e9f-000000000001\" "
+            "manager=\"node-a\"/>");
+  EXPECT_EQ(ParseClaim(FormatClaim(claim)), claim);
+  const DomainClaim odd{"a\"<b>&c", "", "n'1"};
+  EXPECT_EQ(ParseClaim(FormatClaim(odd)), odd);
+  // As libvirt gives it back: with the namespace it was stored under.
+  EXPECT_EQ(ParseClaim("<hotplugowner:claim xmlns:hotplugowner=\"https://hotplug.dev/xmlns/owner\" "
+                       "owner=\"ns/x\" uid=\"u\" manager=\"\"/>"),
+            (DomainClaim{"ns/x", "u", ""}));
+  EXPECT_FALSE(ParseClaim("<claim/>").has_value());
+  EXPECT_FALSE(ParseClaim("not xml").has_value());
 }
 
 }  // namespace

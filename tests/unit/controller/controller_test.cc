@@ -443,5 +443,166 @@ TEST(ControllerTest, ManyObjectsManyWorkersAllConverge) {
   }
 }
 
+bool ReadyWithReason(const MemorySource& source, const std::string& key, const std::string& status,
+                     const std::string& reason) {
+  auto object = source.Get(key);
+  const crd::Condition* ready = object ? crd::FindCondition(object->status, "Ready") : nullptr;
+  return ready && ready->status == status && ready->reason == reason;
+}
+
+// Issue 16: objects a (3 vCPUs) and b (6) both naming vm-0 flapped it 3 <-> 6, 17 calls in
+// 10 s, both Ready=True. Now the first claimant owns it and resyncs change nothing.
+TEST(ControllerTest, TwoObjectsOnOneDomainDoNotFightAndTheOwnersDeletionHandsItOver) {
+  Controller::Options options;
+  options.resync_period = 5ms;
+  Fixture f(options);
+  f.fake.AddDomain(MakeDomain("vm-0"));
+  f.Start();
+  f.source.Put(MakeVm("a", 3, "vm-0"));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/a", 3); }));
+  f.source.Put(MakeVm("b", 6, "vm-0"));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadyWithReason(f.source, "default/b", "False", "DomainClaimed"); }));
+  const size_t calls = f.fake.SetVcpuCallCount();
+  const int64_t passes = f.controller->passes();
+  ASSERT_TRUE(WaitFor([&] { return f.controller->passes() >= passes + 100; }, 20s));
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), calls) << "a and b fought over vm-0";
+  EXPECT_EQ(EnabledVcpus(f.fake, "vm-0"), 3u);
+  EXPECT_TRUE(Converged(f.source, "default/a", 3));
+  auto b = f.source.Get("default/b");
+  EXPECT_NE(crd::FindCondition(b->status, "Ready")->message.find("ElasticVM default/a"),
+            std::string::npos);
+
+  f.source.Delete("default/a");
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/b", 6); }));
+  EXPECT_EQ(f.fake.Peek("vm-0")->claim->owner, "default/b");
+}
+
+TEST(ControllerTest, AnOwnerPointedAtAnotherDomainReleasesTheOldOne) {
+  Controller::Options options;
+  options.resync_period = 0ms;
+  options.reconciler.blocked_requeue = 1h;  // only the release may bring b back
+  Fixture f(options);
+  f.fake.AddDomain(MakeDomain("vm-0"));
+  f.fake.AddDomain(MakeDomain("vm-1"));
+  f.Start();
+  f.source.Put(MakeVm("a", 2, "vm-0"));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/a", 2); }));
+  f.source.Put(MakeVm("b", 4, "vm-0"));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadyWithReason(f.source, "default/b", "False", "DomainClaimed"); }));
+  auto moved = MakeVm("a", 2, "vm-1");
+  moved.metadata.generation = 2;
+  f.source.Put(moved);
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/a", 2); }));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/b", 4); }));
+  EXPECT_EQ(f.fake.Peek("vm-0")->claim->owner, "default/b");
+  EXPECT_EQ(f.fake.Peek("vm-1")->claim->owner, "default/a");
+  EXPECT_EQ(EnabledVcpus(f.fake, "vm-0"), 4u);
+}
+
+TEST(ControllerTest, AClaimWhoseOwnerIsGoneFromTheCacheIsTakenOver) {
+  // The owner was deleted while no operator ran: nobody released its claim.
+  Fixture f;
+  f.fake.AddDomain(MakeDomain("vm-0"));
+  ASSERT_TRUE(f.fake.ClaimDomain("vm-0", {"default/deleted", "uid-deleted", ""}, std::nullopt).ok());
+  f.Start();
+  f.source.Put(MakeVm("b", 2, "vm-0"));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/b", 2); }));
+  EXPECT_EQ(f.fake.Peek("vm-0")->claim->owner, "default/b");
+}
+
+TEST(ControllerTest, AClaimOfAnotherManagersScopeIsNeverTakenOver) {
+  Controller::Options options;
+  options.reconciler.claim_manager = "node/node-a";
+  options.reconciler.blocked_requeue = 1h;
+  Fixture f(options);
+  f.fake.AddDomain(MakeDomain("vm-0"));
+  // Made by the central Deployment, for an object this agent's cache cannot see.
+  ASSERT_TRUE(f.fake.ClaimDomain("vm-0", {"default/central", "uid-c", ""}, std::nullopt).ok());
+  f.Start();
+  f.source.Put(MakeVm("b", 2, "vm-0"));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadyWithReason(f.source, "default/b", "False", "DomainClaimed"); }));
+  EXPECT_EQ(f.fake.SetVcpuCallCount(), 0u);
+}
+
+// Counts the calls in flight on each domain; every call waits a little, so two passes on one
+// domain at once would overlap.
+class OverlapHypervisor final : public backends::Hypervisor {
+ public:
+  explicit OverlapHypervisor(FakeHypervisor& inner) : inner_(inner) {}
+  backends::Result<backends::DomainObservation> Observe(const std::string& d) override {
+    InFlight guard(*this, d);
+    return inner_.Observe(d);
+  }
+  backends::Status SetVcpu(const std::string& d, unsigned id, bool enable, bool persist) override {
+    InFlight guard(*this, d);
+    return inner_.SetVcpu(d, id, enable, persist);
+  }
+  backends::Status OnlineGuestVcpus(const std::string& d, const std::vector<unsigned>& ids) override {
+    return inner_.OnlineGuestVcpus(d, ids);
+  }
+  backends::Status ApplyMemoryStep(const std::string& d, const backends::MemoryStep& step,
+                                   bool persist) override {
+    return inner_.ApplyMemoryStep(d, step, persist);
+  }
+  backends::Result<backends::DomainClaim> ClaimDomain(
+      const std::string& d, const backends::DomainClaim& claim,
+      const std::optional<backends::DomainClaim>& replacing) override {
+    InFlight guard(*this, d);
+    return inner_.ClaimDomain(d, claim, replacing);
+  }
+  backends::Status ReleaseDomain(const std::string& d, const backends::DomainClaim& claim) override {
+    return inner_.ReleaseDomain(d, claim);
+  }
+  void SetEventSink(DomainEventSink sink) override { inner_.SetEventSink(std::move(sink)); }
+  int max_overlap() const { return max_overlap_.load(); }
+
+ private:
+  struct InFlight {
+    InFlight(OverlapHypervisor& hv, const std::string& domain) : hv(hv), domain(domain) {
+      int now;
+      {
+        std::lock_guard lock(hv.mu_);
+        now = ++hv.in_flight_[domain];
+      }
+      int seen = hv.max_overlap_.load();
+      while (now > seen && !hv.max_overlap_.compare_exchange_weak(seen, now)) {
+      }
+      std::this_thread::sleep_for(2ms);  // a slow hypervisor, so that overlaps show
+    }
+    ~InFlight() {
+      std::lock_guard lock(hv.mu_);
+      --hv.in_flight_[domain];
+    }
+    OverlapHypervisor& hv;
+    std::string domain;
+  };
+  FakeHypervisor& inner_;
+  std::mutex mu_;
+  std::map<std::string, int> in_flight_;  // guarded by mu_
+  std::atomic<int> max_overlap_{0};
+};
+
+TEST(ControllerTest, NeverTwoPassesOnOneDomainAtOnce) {
+  MemorySource source;
+  FakeHypervisor fake;
+  OverlapHypervisor hypervisor(fake);
+  reconciler::SystemClock clock;
+  Controller::Options options;
+  options.workers = 4;
+  options.resync_period = 1ms;
+  options.rate_limiter.base_delay = 1ms;
+  Controller controller(source, source, source, hypervisor, clock, options);
+  fake.AddDomain(MakeDomain("vm-0"));
+  controller.Start();
+  controller.StartWorkers();
+  for (const char* name : {"a", "b", "c", "d"}) source.Put(MakeVm(name, 2, "vm-0"));
+  ASSERT_TRUE(WaitFor([&] { return controller.passes() >= 200; }, 30s));
+  controller.Stop(std::chrono::steady_clock::now() + 10s);
+  EXPECT_EQ(hypervisor.max_overlap(), 1);
+}
+
 }  // namespace
 }  // namespace hotplug::controller

@@ -92,8 +92,9 @@ TEST_F(ReconcilerTest, AboveTheMaximumChangesNothing) {
   EXPECT_EQ(c.reason, ReasonName(Reason::kExceedsMaximum));
   EXPECT_NE(c.message.find("maximum of 4"), std::string::npos) << c.message;
   EXPECT_EQ(Cond(vm, condition::kReady).reason, ReasonName(Reason::kExceedsMaximum));
-  ASSERT_EQ(r.events.size(), 1u);
-  EXPECT_EQ(r.events[0].reason, ReasonName(Reason::kExceedsMaximum));
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_EQ(r.events[0].reason, "Claimed");  // the first pass claims the domain
+  EXPECT_EQ(r.events[1].reason, ReasonName(Reason::kExceedsMaximum));
   // The same blocked state on the next pass is not a new Event.
   EXPECT_TRUE(Pass(vm).events.empty());
 }

@@ -1,0 +1,26 @@
+#include "controller/owned_domains.h"
+
+namespace hotplug::controller {
+
+void OwnedDomains::Record(const std::string& key, const std::string& domain,
+                          const std::optional<backends::DomainClaim>& claim) {
+  std::lock_guard lock(mu_);
+  if (claim) {
+    owned_.insert_or_assign(key, Owned{domain, *claim});
+    return;
+  }
+  auto it = owned_.find(key);
+  if (it != owned_.end() && it->second.domain == domain) owned_.erase(it);
+}
+
+std::optional<OwnedDomains::Owned> OwnedDomains::TakeIfNotNaming(
+    const std::string& key, const std::optional<std::string>& domain) {
+  std::lock_guard lock(mu_);
+  auto it = owned_.find(key);
+  if (it == owned_.end() || (domain && it->second.domain == *domain)) return std::nullopt;
+  Owned owned = std::move(it->second);
+  owned_.erase(it);
+  return owned;
+}
+
+}  // namespace hotplug::controller

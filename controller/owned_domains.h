@@ -1,0 +1,36 @@
+// The domains this process's objects own (their claims, backends::DomainClaim), by key: when
+// an owner is deleted or points at another domain, its claim on the old domain is what gets
+// released, and the objects waiting for that domain are queued. Thread-safe.
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "backends/hypervisor.h"
+
+namespace hotplug::controller {
+
+class OwnedDomains {
+ public:
+  struct Owned {
+    std::string domain;
+    backends::DomainClaim claim;
+  };
+
+  // After a pass of `key` on `domain`: `claim` is what it holds now (nullopt: none).
+  void Record(const std::string& key, const std::string& domain,
+              const std::optional<backends::DomainClaim>& claim);
+  // What `key` owns unless it still names that domain (nullopt: nothing to release); the
+  // entry is dropped, as the caller releases it.
+  std::optional<Owned> TakeIfNotNaming(const std::string& key,
+                                       const std::optional<std::string>& domain);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, Owned> owned_;  // guarded by mu_: by key
+};
+
+}  // namespace hotplug::controller
