@@ -40,10 +40,9 @@ class OwnerClaimE2E : public ::testing::Test {
   void SetUp() override {
     if (!SkipReason().empty()) GTEST_SKIP() << SkipReason();
     std::string error;
-    guest_ = Guest::Boot("shapes-claim-" + std::to_string(getpid()),
-                         {"--max-vcpus", "4", "--vcpus", "1", "--virtio-mem-mib", "0",
-                          "--persistent"},
-                         &error);
+    guest_ = Guest::Boot(
+        "shapes-claim-" + std::to_string(getpid()),
+        {"--max-vcpus", "4", "--vcpus", "1", "--virtio-mem-mib", "0", "--persistent"}, &error);
     ASSERT_NE(guest_, nullptr) << error;
     options_a_.claim_manager = "node/agent-a";
     options_b_.claim_manager = "node/agent-b";
