@@ -215,7 +215,7 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                                   .Register(registry);
   vcpu_drift_ = &prometheus::BuildGauge()
                      .Name("hotplug_vcpu_drift")
-                     .Help("Sum over ElasticVMs of |spec.cpu.vcpus - status.vcpus.current|.")
+                     .Help("Sum over ElasticVMs of |desired vCPUs - status.vcpus.current|.")
                      .Register(registry)
                      .Add({});
   informer_reconnects_ = &prometheus::BuildCounter()
@@ -407,10 +407,11 @@ void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::Elasti
   state->vcpus_synced_status = ConditionStatus(status, reconciler::condition::kVcpusSynced);
   state->memory_synced_status = ConditionStatus(status, reconciler::condition::kMemorySynced);
   state->vcpu_drift = 0;
-  if (object.spec.cpu.vcpus && status.vcpus) {
-    state->vcpu_drift = *object.spec.cpu.vcpus > status.vcpus->current
-                            ? *object.spec.cpu.vcpus - status.vcpus->current
-                            : status.vcpus->current - *object.spec.cpu.vcpus;
+  if (object.spec.cpu.managed() && status.vcpus) {
+    // spec.cpu.sockets: the pass turned it into a count of vCPUs, status.vcpus.desired.
+    const int64_t desired = object.spec.cpu.vcpus.value_or(status.vcpus->desired);
+    state->vcpu_drift = desired > status.vcpus->current ? desired - status.vcpus->current
+                                                        : status.vcpus->current - desired;
   }
 }
 

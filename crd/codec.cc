@@ -166,6 +166,7 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
   if (const json* cpu = reader.Object("cpu")) {
     FieldReader cpu_reader(*cpu, "spec.cpu", error);
     cpu_reader.Int("vcpus", &spec->cpu.vcpus, "expected an integer >= 1");
+    cpu_reader.Int("sockets", &spec->cpu.sockets, "expected an integer >= 1");
     ReadEnum(cpu_reader, "guestOnline", kGuestOnlineNames, &spec->cpu.guest_online);
   }
   if (const json* memory = reader.Object("memory")) {
@@ -579,6 +580,14 @@ std::string ValidateSpec(const ElasticVMSpec& spec) {
     return "spec.cpu.vcpus: expected an integer from 1 to 4096, got " +
            std::to_string(*spec.cpu.vcpus);
   }
+  if (spec.cpu.sockets && (*spec.cpu.sockets < 1 || *spec.cpu.sockets > 4096)) {
+    return "spec.cpu.sockets: expected an integer from 1 to 4096, got " +
+           std::to_string(*spec.cpu.sockets);
+  }
+  if (spec.cpu.vcpus && spec.cpu.sockets) {
+    return "spec.cpu: set vcpus or sockets, not both (sockets means sockets x the domain's "
+           "cores x threads vCPUs)";
+  }
   if (spec.memory.size) {
     const Quantity& size = *spec.memory.size;
     if (size.IsNegative() || size.Value() == 0) {
@@ -607,6 +616,9 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
     r.String("online", &v.online);
     r.Int("qemu", &v.qemu, "expected an integer");
     r.String("pending", &v.pending);
+    r.String("topology", &v.topology);
+    r.String("incompleteCores", &v.incomplete_cores);
+    r.String("inFlight", &v.in_flight);
     out->vcpus = v;
   }
   if (const json* memory = reader.Object("memory")) {
@@ -662,6 +674,9 @@ json EncodeStatus(const ElasticVMStatus& status) {
     if (!v.online.empty()) vcpus["online"] = v.online;
     if (v.qemu) vcpus["qemu"] = *v.qemu;
     if (!v.pending.empty()) vcpus["pending"] = v.pending;
+    if (!v.topology.empty()) vcpus["topology"] = v.topology;
+    if (!v.incomplete_cores.empty()) vcpus["incompleteCores"] = v.incomplete_cores;
+    if (!v.in_flight.empty()) vcpus["inFlight"] = v.in_flight;
     out["vcpus"] = std::move(vcpus);
   }
   if (status.memory) {
@@ -711,6 +726,7 @@ json EncodeJson(const ElasticVM& object) {
   if (!s.node_name.empty()) spec["nodeName"] = s.node_name;
   json cpu = {{"guestOnline", GuestOnlineName(s.cpu.guest_online)}};
   if (s.cpu.vcpus) cpu["vcpus"] = *s.cpu.vcpus;
+  if (s.cpu.sockets) cpu["sockets"] = *s.cpu.sockets;
   spec["cpu"] = std::move(cpu);
   json memory = {{"method", MemoryMethodName(s.memory.method)},
                  {"allowShrink", s.memory.allow_shrink}};

@@ -50,8 +50,12 @@ inline const char* MemoryMethodName(MemoryMethod value) {
 }
 
 struct CpuSpec {
-  std::optional<int64_t> vcpus;  // nullopt: vCPUs are not managed
+  // At most one of the two (nullopt both: vCPUs are not managed). sockets: desired vCPUs =
+  // sockets x the domain's dies x cores x threads, as oVirt and KubeVirt users size VMs.
+  std::optional<int64_t> vcpus;
+  std::optional<int64_t> sockets;
   GuestOnline guest_online = GuestOnline::kAuto;
+  bool managed() const { return vcpus.has_value() || sockets.has_value(); }
 };
 
 struct MemorySpec {
@@ -94,10 +98,13 @@ struct VcpuStatus {
   int64_t desired = 0;
   int64_t current = 0;
   int64_t maximum = 0;
-  std::string enabled;          // range list, e.g. "0-2,5"
-  std::string online;           // the guest's own view, when known
-  std::optional<int64_t> qemu;  // QEMU's count when it differs from libvirt's
-  std::string pending;          // vCPUs whose unplug is requested but not confirmed
+  std::string enabled;           // range list, e.g. "0-2,5"
+  std::string online;            // the guest's own view, when known
+  std::optional<int64_t> qemu;   // QEMU's count when it differs from libvirt's
+  std::string pending;           // vCPUs whose unplug is requested but not confirmed
+  std::string topology;          // "2 sockets x 2 cores x 2 threads", when the domain gives one
+  std::string incomplete_cores;  // vCPUs of cores with some but not all threads enabled
+  std::string in_flight;         // the vCPUs a pass under way is changing (progress status)
   friend bool operator==(const VcpuStatus&, const VcpuStatus&) = default;
 };
 

@@ -6,6 +6,7 @@
 #include "backends/range_list.h"
 #include "crd/quantity.h"
 #include "reconciler/conditions.h"
+#include "reconciler/topology.h"
 
 namespace hotplug::reconciler {
 
@@ -76,8 +77,26 @@ bool Pass::ObserveDomain() {
     pending_hint = backends::ParseRangeList(object_.status.vcpus->pending).value_or(pending_hint);
   }
   view_ = ViewVcpus(observation_, pending_hint);
-  if (ManagesCpu()) ReleaseWantedPending(view_, *spec_.cpu.vcpus);
+  if (ManagesCpu()) {
+    ResolveDesiredVcpus();
+    ReleaseWantedPending(view_, desired_vcpus_);
+  }
   return true;
+}
+
+void Pass::ResolveDesiredVcpus() {
+  if (spec_.cpu.vcpus) {
+    desired_vcpus_ = *spec_.cpu.vcpus;
+    desired_text_ = "spec.cpu.vcpus is " + std::to_string(desired_vcpus_);
+    return;
+  }
+  const CpuTopology topology(observation_);
+  const int64_t per_socket = topology.vcpus_per_socket();
+  desired_vcpus_ = *spec_.cpu.sockets * per_socket;
+  desired_text_ =
+      "spec.cpu.sockets is " + std::to_string(*spec_.cpu.sockets) + " (" +
+      std::to_string(desired_vcpus_) + " vCPUs: " + std::to_string(per_socket) + " per socket" +
+      (topology.given() ? ", " + topology.Describe() : std::string(", no <topology>")) + ")";
 }
 
 bool Pass::ClaimDomain() {
@@ -133,7 +152,9 @@ bool Pass::CheckDomainState() {
 
 void Pass::PlanSteps() {
   persist_ = spec_.persist && observation_.persistent;
-  if (ManagesCpu()) vcpu_plan_ = PlanVcpuSteps(observation_, view_, *spec_.cpu.vcpus);
+  if (ManagesCpu()) {
+    vcpu_plan_ = PlanVcpuSteps(observation_, view_, desired_vcpus_, desired_text_);
+  }
   const bool unplug_unsettled =
       !view_.pending.empty() || !view_.stale.empty() || !vcpu_plan_.unplug.empty();
   if (ManagesMemory()) {
@@ -150,7 +171,7 @@ bool Pass::ConcludeSuspended() {
                     vcpu_plan_.shortfall == 0 && view_.stale.empty() && view_.pending.empty();
     Conclude(condition::kVcpusSynced, ok, ok ? Reason::kSynced : Reason::kSuspended,
              ok ? message
-                : message + "; desired " + std::to_string(*spec_.cpu.vcpus) + " vCPUs, enabled " +
+                : message + "; desired " + std::to_string(desired_vcpus_) + " vCPUs, enabled " +
                       std::to_string(view_.effective.size()));
   }
   if (ManagesMemory()) {
@@ -165,22 +186,40 @@ void Pass::AnnounceLongPass(const LongPassCallback& on_long_pass_start) const {
                             (memory_plan_.step && !memory_plan_.blocked ? 1 : 0);
   if (step_count <= 1 || !on_long_pass_start) return;
   crd::ElasticVMStatus progress = result_.status;
+  std::string message =
+      "changing domain " + domain_ + ": " + std::to_string(step_count) + " steps to take";
+  const CpuTopology topology(observation_);
+  if (topology.threads() > 1 && !vcpu_plan_.blocked) {
+    // The cores in flight: each one's threads are changed in consecutive calls.
+    std::string cores;
+    for (const auto* list : {&vcpu_plan_.plug_cores, &vcpu_plan_.unplug_cores}) {
+      for (const auto& core : *list) {
+        cores += (cores.empty() ? "" : ", ") + topology.NameCore(topology.CoreOf(core.front()));
+      }
+    }
+    if (!cores.empty()) message += "; cores in flight: " + cores;
+  }
+  if (progress.vcpus && !vcpu_plan_.blocked) {
+    std::vector<unsigned> changing = vcpu_plan_.plug;
+    changing.insert(changing.end(), vcpu_plan_.unplug.begin(), vcpu_plan_.unplug.end());
+    progress.vcpus->in_flight = FormatRangeList(changing);
+  }
   SetCondition(progress.conditions, condition::kReady, false, ReasonName(Reason::kInProgress),
-               "changing domain " + domain_ + ": " + std::to_string(step_count) + " steps to take",
-               generation_, clock_.Now());
+               message, generation_, clock_.Now());
   on_long_pass_start(progress);
 }
 
 void Pass::ExecuteSteps() {
   bool go_on = true;
   if (!vcpu_plan_.blocked) {
-    for (unsigned id : vcpu_plan_.plug) {
+    // A stop request is honoured between cores, never inside one.
+    for (const auto& core : vcpu_plan_.plug_cores) {
       if (!go_on || StopRequested()) break;
-      go_on = ExecuteVcpuStep(id, true);
+      for (size_t i = 0; i < core.size() && go_on; ++i) go_on = ExecuteVcpuStep(core[i], true);
     }
-    for (unsigned id : vcpu_plan_.unplug) {
+    for (const auto& core : vcpu_plan_.unplug_cores) {
       if (!go_on || StopRequested()) break;
-      go_on = ExecuteVcpuStep(id, false);
+      for (size_t i = 0; i < core.size() && go_on; ++i) go_on = ExecuteVcpuStep(core[i], false);
     }
     if (go_on && !plugged_.empty()) OnlineInGuest();
   }
@@ -224,14 +263,17 @@ bool Pass::ObserveAfterSteps() {
 void Pass::ConcludeVcpus() {
   if (!ManagesCpu()) {
     return Conclude(condition::kVcpusSynced, true, Reason::kNotManaged,
-                    "spec.cpu.vcpus is not set; vCPUs are left as they are");
+                    "spec.cpu sets neither vcpus nor sockets; vCPUs are left as they are");
   }
-  const int64_t desired = *spec_.cpu.vcpus;
+  const int64_t desired = desired_vcpus_;
   const auto effective = static_cast<int64_t>(view_.effective.size());
-  if (vcpu_plan_.blocked) return Conclude(condition::kVcpusSynced, false, *vcpu_plan_.blocked);
+  if (vcpu_plan_.blocked) {
+    return Conclude(condition::kVcpusSynced, false, vcpu_plan_.blocked->reason,
+                    vcpu_plan_.blocked->message + IncompleteCoresNote());
+  }
   if (!vcpu_failure_.empty()) {
     return Conclude(condition::kVcpusSynced, false, Reason::kPartialFailure,
-                    StepsDone() + vcpu_failure_);
+                    StepsDone() + vcpu_failure_ + IncompleteCoresNote());
   }
   if (!view_.pending.empty()) {
     return Conclude(condition::kVcpusSynced, false, Reason::kUnplugPending,
@@ -243,21 +285,56 @@ void Pass::ConcludeVcpus() {
   if (!view_.stale.empty()) {
     return Conclude(condition::kVcpusSynced, false, Reason::kOutOfSync, OutOfSyncMessage());
   }
-  if (effective == desired) {
-    return Conclude(
-        condition::kVcpusSynced, true, Reason::kSynced,
-        std::to_string(desired) + " vCPUs enabled (" + FormatRangeList(view_.effective) + ")");
+  const std::string incomplete = IncompleteCoresNote();
+  if (effective == desired && incomplete.empty()) {
+    return Conclude(condition::kVcpusSynced, true, Reason::kSynced,
+                    std::to_string(desired) + " vCPUs enabled (" +
+                        FormatRangeList(view_.effective) + ")" + SocketsNote());
   }
   if (vcpu_plan_.shortfall_why && vcpu_plan_.plug.empty()) {
-    return Conclude(condition::kVcpusSynced, false, *vcpu_plan_.shortfall_why);
+    const Verdict& why = *vcpu_plan_.shortfall_why;
+    return Conclude(condition::kVcpusSynced, false, why.reason, why.message + incomplete);
   }
   // Stopped early, or the plan was only part of the way: the next pass takes the rest.
-  Conclude(condition::kVcpusSynced, false, Reason::kInProgress,
-           std::to_string(effective) + " of " + std::to_string(desired) + " vCPUs enabled");
+  Conclude(
+      condition::kVcpusSynced, false, Reason::kInProgress,
+      std::to_string(effective) + " of " + std::to_string(desired) + " vCPUs enabled" + incomplete);
+}
+
+std::string Pass::IncompleteCoresNote() const {
+  const CpuTopology topology(observation_);
+  if (topology.threads() <= 1) return "";
+  const std::vector<unsigned> ids = IncompleteCores(topology, view_.effective);
+  std::string note;
+  for (size_t i = 0; i < ids.size(); i += topology.threads()) {
+    const unsigned core = topology.CoreOf(ids[i]);
+    std::vector<unsigned> enabled;
+    for (unsigned id : topology.ThreadsOf(core)) {
+      if (std::find(view_.effective.begin(), view_.effective.end(), id) != view_.effective.end()) {
+        enabled.push_back(id);
+      }
+    }
+    note += "; " + topology.NameCore(core) + " is incomplete: only vCPU " +
+            FormatRangeList(enabled) + " of its " + std::to_string(topology.threads()) +
+            " threads is enabled";
+  }
+  return note;
+}
+
+std::string Pass::SocketsNote() const {
+  const CpuTopology topology(observation_);
+  const int64_t per_socket = topology.vcpus_per_socket();
+  if (!topology.given() || per_socket <= 1 || desired_vcpus_ % per_socket == 0) return "";
+  const int64_t whole = desired_vcpus_ / per_socket;
+  return "; " + std::to_string(desired_vcpus_) + " vCPUs are not a whole number of sockets (" +
+         std::to_string(per_socket) + " vCPUs each, " + topology.Describe() +
+         "): the guest may show its CPU topology disordered (openEuler's notes); " +
+         (whole > 0 ? std::to_string(whole * per_socket) + " or " : std::string()) +
+         std::to_string((whole + 1) * per_socket) + " would be whole sockets";
 }
 
 std::string Pass::OutOfSyncMessage() const {
-  const int64_t desired = *spec_.cpu.vcpus;
+  const int64_t desired = desired_vcpus_;
   const auto effective = static_cast<int64_t>(view_.effective.size());
   const size_t qemu = view_.enabled.size() - view_.stale.size();
   std::string message =
@@ -418,13 +495,17 @@ void Pass::RecordFailure(const std::string& resource, std::optional<int64_t> id,
 
 void Pass::FillVcpuStatus(const VcpuView& view) {
   crd::VcpuStatus v;
-  v.desired = spec_.cpu.vcpus.value_or(0);
+  v.desired = ManagesCpu() ? desired_vcpus_ : 0;
   v.current = static_cast<int64_t>(view.enabled.size());
   v.maximum = observation_.maximum_vcpus;
   v.enabled = FormatRangeList(view.enabled);
   if (observation_.guest_online_cpus) v.online = FormatRangeList(*observation_.guest_online_cpus);
   if (!view.stale.empty()) v.qemu = static_cast<int64_t>(view.enabled.size() - view.stale.size());
   v.pending = FormatRangeList(view.pending);
+  const CpuTopology topology(observation_);
+  v.topology = topology.Describe();
+  if (topology.threads() > 1)
+    v.incomplete_cores = FormatRangeList(IncompleteCores(topology, view.effective));
   result_.status.vcpus = v;
 }
 

@@ -87,7 +87,13 @@ class Pass {
     return options_.stop_requested != nullptr && options_.stop_requested->load();
   }
 
-  bool ManagesCpu() const { return spec_.cpu.vcpus.has_value(); }
+  bool ManagesCpu() const { return spec_.cpu.managed(); }
+  // spec.cpu.vcpus, or spec.cpu.sockets in vCPUs of the observed domain; and in words.
+  void ResolveDesiredVcpus();
+  // "; core 1 (vCPU 2-3) is incomplete: vCPU 2 of its threads enabled" (threads > 1).
+  std::string IncompleteCoresNote() const;
+  // When the count is not a whole number of sockets: the openEuler warning.
+  std::string SocketsNote() const;
   bool ManagesMemory() const { return spec_.memory.size.has_value(); }
 
   const crd::ElasticVM& object_;
@@ -103,6 +109,8 @@ class Pass {
   // What the pass observed and planned.
   backends::DomainObservation observation_;
   VcpuView view_;
+  int64_t desired_vcpus_ = 0;  // set by ResolveDesiredVcpus when ManagesCpu()
+  std::string desired_text_;   // "spec.cpu.sockets is 2 (8 vCPUs: 4 per socket)"
   VcpuPlan vcpu_plan_;
   MemoryPlan memory_plan_;
   bool persist_ = false;

@@ -5,6 +5,7 @@
 #include "backends/range_list.h"
 #include "backends/tcg_replug.h"
 #include "crd/quantity.h"
+#include "reconciler/topology.h"
 
 namespace hotplug::reconciler {
 
@@ -41,85 +42,185 @@ void ReleaseWantedPending(VcpuView& view, int64_t desired) {
   view.pending.clear();
 }
 
-VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired) {
+namespace {
+
+bool Contains(const std::vector<unsigned>& ids, unsigned id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// One core as the planner sees it.
+struct CoreState {
+  unsigned core = 0;
+  std::vector<unsigned> effective;  // its threads that are plugged (and not leaving)
+  std::vector<unsigned> missing;    // the others
+  bool completable = true;          // every missing thread can be plugged now
+  bool removable = true;            // every effective thread can be unplugged
+  unsigned last_order = 0;          // highest plug order among its effective threads
+  bool whole() const { return missing.empty(); }
+  bool empty() const { return effective.empty(); }
+};
+
+std::vector<CoreState> CoresOf(const DomainObservation& domain, const VcpuView& view,
+                               const CpuTopology& topology) {
+  std::vector<CoreState> cores;
+  for (unsigned core = 0; core < topology.cores(); ++core) {
+    CoreState state;
+    state.core = core;
+    for (unsigned id : topology.ThreadsOf(core)) {
+      const VcpuInfo& v = domain.vcpus[id];
+      if (Contains(view.effective, id)) {
+        state.effective.push_back(id);
+        state.removable = state.removable && id != 0 && v.hotpluggable;
+        state.last_order = std::max(state.last_order, v.order);
+      } else {
+        state.missing.push_back(id);
+        state.completable = state.completable && !v.enabled && v.hotpluggable &&
+                            backends::VcpuPlugIsSafe(domain, v);
+      }
+    }
+    cores.push_back(std::move(state));
+  }
+  return cores;
+}
+
+// The unplugs of `cores` (already in order), each core's threads highest order first.
+void Unplug(const DomainObservation& domain, const std::vector<const CoreState*>& cores,
+            VcpuPlan& plan) {
+  for (const CoreState* core : cores) {
+    std::vector<unsigned> ids = core->effective;
+    std::sort(ids.begin(), ids.end(), [&](unsigned a, unsigned b) {
+      const unsigned oa = domain.vcpus[a].order, ob = domain.vcpus[b].order;
+      return oa != ob ? oa > ob : a > b;
+    });
+    plan.unplug_cores.push_back(std::move(ids));
+  }
+}
+
+// More cores than wanted: the ones to unplug, half cores first (those that cannot be
+// completed before those that can), then the last plugged. False when too few can go.
+bool PickCoresToRemove(const std::vector<CoreState>& cores, size_t count,
+                       std::vector<const CoreState*>& removed) {
+  std::vector<const CoreState*> candidates;
+  for (const CoreState& core : cores) {
+    if (!core.empty() && core.removable) candidates.push_back(&core);
+  }
+  auto rank = [](const CoreState* core) { return core->whole() ? 2 : core->completable ? 1 : 0; };
+  std::sort(candidates.begin(), candidates.end(), [&](const CoreState* a, const CoreState* b) {
+    if (rank(a) != rank(b)) return rank(a) < rank(b);
+    return a->last_order != b->last_order ? a->last_order > b->last_order : a->core > b->core;
+  });
+  if (candidates.size() < count) return false;
+  removed.assign(candidates.begin(), candidates.begin() + static_cast<long>(count));
+  return true;
+}
+
+void ExplainShortfall(const VcpuView& view, VcpuPlan& plan) {
+  if (plan.shortfall == 0) return;
+  if (!view.pending.empty()) {
+    plan.shortfall_why = {Reason::kUnplugPending, "waiting for the guest to release vCPU " +
+                                                      FormatRangeList(view.pending) +
+                                                      " before more vCPUs can be plugged"};
+  } else if (!view.replug_unsafe.empty()) {
+    plan.shortfall_why = {
+        Reason::kReplugRefused,
+        "plugging vCPU " + FormatRangeList(view.replug_unsafe) +
+            " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
+            "(software emulation) QEMU crashes on the next plug; restart the domain to grow "
+            "it"};
+  } else {
+    plan.shortfall_why = {Reason::kExceedsMaximum, "no free hotpluggable core left"};
+  }
+}
+
+// The steps that leave `target` whole cores: surplus cores unplugged, the half cores kept
+// completed, free cores plugged for what is still missing.
+void PlanCores(const DomainObservation& domain, const VcpuView& view, const CpuTopology& topology,
+               size_t target, VcpuPlan& plan) {
+  std::vector<CoreState> cores = CoresOf(domain, view, topology);
+  size_t occupied = 0;
+  for (const CoreState& core : cores) occupied += core.empty() ? 0 : 1;
+  std::vector<const CoreState*> removed;
+  if (occupied > target) {
+    if (!PickCoresToRemove(cores, occupied - target, removed)) {
+      size_t removable = 0;
+      for (const CoreState& core : cores) removable += !core.empty() && core.removable;
+      plan.blocked = {Reason::kBelowMinimum,
+                      "only " + std::to_string(removable * topology.threads()) +
+                          " of the enabled vCPUs can be unplugged (vCPU 0, the boot vCPUs and "
+                          "their cores stay)"};
+      return;
+    }
+    Unplug(domain, removed, plan);
+  }
+  for (const CoreState& core : cores) {  // the half cores that stay are completed
+    if (core.empty() || core.whole()) continue;
+    if (std::find(removed.begin(), removed.end(), &core) != removed.end()) continue;
+    if (core.completable) {
+      plan.plug_cores.push_back(core.missing);
+    } else {
+      plan.shortfall += static_cast<unsigned>(core.missing.size());
+    }
+  }
+  for (const CoreState& core : cores) {  // then free cores, lowest first
+    if (occupied >= target) break;
+    if (!core.empty() || !core.completable) continue;
+    plan.plug_cores.push_back(core.missing);
+    ++occupied;
+  }
+  plan.shortfall +=
+      static_cast<unsigned>((target - std::min(target, occupied)) * topology.threads());
+  ExplainShortfall(view, plan);
+}
+
+}  // namespace
+
+VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired,
+                       const std::string& asked_text) {
   VcpuPlan plan;
-  const std::string wanted = std::to_string(desired);
+  const std::string asked =
+      asked_text.empty() ? "spec.cpu.vcpus is " + std::to_string(desired) : asked_text;
   if (desired < 1) {
     plan.blocked = {Reason::kBelowMinimum,
-                    "spec.cpu.vcpus is " + wanted +
-                        "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
+                    asked + "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
     return plan;
   }
   if (desired > domain.maximum_vcpus) {
     plan.blocked = {Reason::kExceedsMaximum,
-                    "spec.cpu.vcpus is " + wanted + " but domain " + domain.name +
-                        " has a maximum of " + std::to_string(domain.maximum_vcpus) +
-                        " vCPUs (<vcpu> in its XML); lower spec.cpu.vcpus, or raise the "
-                        "maximum and restart the domain"};
+                    asked + " but domain " + domain.name + " has a maximum of " +
+                        std::to_string(domain.maximum_vcpus) +
+                        " vCPUs (<vcpu> in its XML); ask for fewer, or raise the maximum and "
+                        "restart the domain"};
     return plan;
   }
   if (domain.host_max_vcpus != 0 && desired > domain.host_max_vcpus) {
-    plan.blocked = {Reason::kHostLimit,
-                    "spec.cpu.vcpus is " + wanted + " but this host allows at most " +
-                        std::to_string(domain.host_max_vcpus) + " vCPUs per domain"};
+    plan.blocked = {Reason::kHostLimit, asked + " but this host allows at most " +
+                                            std::to_string(domain.host_max_vcpus) +
+                                            " vCPUs per domain"};
     return plan;
   }
-  if (domain.topology.threads > 1 && desired % domain.topology.threads != 0) {
+  const CpuTopology topology(domain);
+  const auto threads = static_cast<int64_t>(topology.threads());
+  if (desired % threads != 0) {
+    const int64_t lower = desired / threads * threads;
+    const std::string choices = lower > 0 ? std::to_string(lower) + " or " : std::string();
     plan.blocked = {Reason::kTopologyMismatch,
-                    "domain " + domain.name + " has " + std::to_string(domain.topology.threads) +
-                        " threads per core, so vCPUs come and go by whole cores; ask for a "
-                        "multiple of " +
-                        std::to_string(domain.topology.threads)};
+                    asked + " but domain " + domain.name + " has " + std::to_string(threads) +
+                        " threads per core (" + topology.Describe() +
+                        "), and vCPUs are plugged and unplugged by whole cores so that the guest "
+                        "never has half a core: ask for a multiple of " +
+                        std::to_string(threads) + " (" + choices + std::to_string(lower + threads) +
+                        ")"};
     return plan;
   }
-
-  const auto current = static_cast<int64_t>(view.effective.size());
-  if (desired > current) {
-    // Grow: the lowest-numbered free slots that are safe to plug.
-    auto needed = static_cast<size_t>(desired - current);
-    for (const VcpuInfo& v : domain.vcpus) {
-      if (plan.plug.size() == needed) break;
-      if (!v.enabled && v.hotpluggable && backends::VcpuPlugIsSafe(domain, v)) {
-        plan.plug.push_back(v.id);
-      }
-    }
-    plan.shortfall = static_cast<unsigned>(needed - plan.plug.size());
-    if (plan.shortfall > 0) {
-      if (!view.pending.empty()) {
-        plan.shortfall_why = {Reason::kUnplugPending, "waiting for the guest to release vCPU " +
-                                                          FormatRangeList(view.pending) +
-                                                          " before more vCPUs can be plugged"};
-      } else if (!view.replug_unsafe.empty()) {
-        plan.shortfall_why = {
-            Reason::kReplugRefused,
-            "plugging vCPU " + FormatRangeList(view.replug_unsafe) +
-                " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
-                "(software emulation) QEMU crashes on the next plug; restart the domain to grow "
-                "it"};
-      } else {
-        plan.shortfall_why = {Reason::kExceedsMaximum, "no free hotpluggable vCPU slot left"};
-      }
-    }
-  } else if (desired < current) {
-    // Shrink: last plugged, first unplugged; never vCPU 0 or a non-hotpluggable one.
-    std::vector<const VcpuInfo*> candidates;
-    for (unsigned id : view.effective) {
-      const VcpuInfo& v = domain.vcpus[id];
-      if (v.id != 0 && v.hotpluggable) candidates.push_back(&v);
-    }
-    std::sort(candidates.begin(), candidates.end(), [](const VcpuInfo* a, const VcpuInfo* b) {
-      return a->order != b->order ? a->order > b->order : a->id > b->id;
-    });
-    auto excess = static_cast<size_t>(current - desired);
-    for (size_t i = 0; i < candidates.size() && plan.unplug.size() < excess; ++i) {
-      plan.unplug.push_back(candidates[i]->id);
-    }
-    if (plan.unplug.size() < excess) {
-      plan.blocked = {Reason::kBelowMinimum, "only " + std::to_string(candidates.size()) +
-                                                 " of the enabled vCPUs can be unplugged (vCPU 0 "
-                                                 "and non-hotpluggable vCPUs stay)"};
-      plan.unplug.clear();
-    }
+  PlanCores(domain, view, topology, static_cast<size_t>(desired / threads), plan);
+  if (plan.blocked) {
+    plan.unplug_cores.clear();
+    plan.plug_cores.clear();
+  }
+  for (const auto& core : plan.plug_cores)
+    plan.plug.insert(plan.plug.end(), core.begin(), core.end());
+  for (const auto& core : plan.unplug_cores) {
+    plan.unplug.insert(plan.unplug.end(), core.begin(), core.end());
   }
   return plan;
 }

@@ -42,19 +42,29 @@ struct Verdict {
   std::string message;
 };
 
+// vCPUs come and go by whole cores (reconciler/topology.h): all threads of a core in
+// consecutive calls, so that a finished pass never leaves the guest half a core. With one
+// thread per core a core is one vCPU.
 struct VcpuPlan {
   // Set when nothing may be changed.
   std::optional<Verdict> blocked;
-  std::vector<unsigned> plug;    // lowest id first
-  std::vector<unsigned> unplug;  // highest plug order first
+  // The steps, core by core, in call order. Plugs: half-plugged cores completed first, then
+  // free cores, lowest first, each core's threads lowest id first. Unplugs: half cores first,
+  // then the last plugged core (highest plug order), each core's threads highest order first.
+  std::vector<std::vector<unsigned>> plug_cores;
+  std::vector<std::vector<unsigned>> unplug_cores;
+  std::vector<unsigned> plug;    // plug_cores, one after another
+  std::vector<unsigned> unplug;  // unplug_cores, one after another
   // vCPUs still missing after `plug`, and why (set when shortfall > 0): waiting for pending
   // unplugs, or only replug-unsafe slots left.
   unsigned shortfall = 0;
   std::optional<Verdict> shortfall_why;
 };
 
+// `asked` says in words where `desired` came from, for messages ("spec.cpu.sockets is 2 (8
+// vCPUs)"); empty: "spec.cpu.vcpus is <desired>".
 VcpuPlan PlanVcpuSteps(const backends::DomainObservation& domain, const VcpuView& view,
-                       int64_t desired);
+                       int64_t desired, const std::string& asked = "");
 
 struct MemoryPlan {
   std::optional<Verdict> blocked;                          // set: nothing may be changed

@@ -38,8 +38,8 @@ void FakeHypervisor::AddDomain(const DomainSpec& spec) {
   for (unsigned i = 0; i < spec.maximum_vcpus; ++i) {
     VcpuInfo& v = d.vcpus[i];
     v.id = i;
-    v.hotpluggable = i != 0;
     v.enabled = i < spec.current_vcpus;
+    v.hotpluggable = i != 0 && (spec.boot_vcpus_hotpluggable || !v.enabled);
     v.order = v.enabled ? i + 1 : 0;
     if (v.enabled) d.guest_online.insert(i);
   }
@@ -185,6 +185,7 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   o.tcg = d.spec.tcg;
   o.maximum_vcpus = d.spec.maximum_vcpus;
   o.host_max_vcpus = d.spec.host_max_vcpus;
+  o.topology = d.spec.topology;
   o.vcpus = d.vcpus;
   if (d.spec.tcg) {
     // Under TCG the backend reads QEMU's own view, as the libvirt backend does.

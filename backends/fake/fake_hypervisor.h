@@ -34,6 +34,12 @@ struct DomainSpec {
   uint64_t virtio_mem_size_bytes = 0;  // 0 = no virtio-mem device
   uint64_t virtio_mem_block_bytes = 2ull << 20;
   unsigned host_max_vcpus = 0;  // 0 = unknown
+  // <cpu><topology>; all 0: none given (one vCPU per socket). sockets x dies x cores x threads
+  // should be maximum_vcpus, as libvirt requires.
+  Topology topology{};
+  // The vCPUs enabled at start other than vCPU 0 are hotpluggable, as when the domain XML's
+  // <vcpus> says so; false: as libvirt makes them by default, started with -smp and fixed.
+  bool boot_vcpus_hotpluggable = true;
 };
 
 // What a scripted fault does to the call it hits.

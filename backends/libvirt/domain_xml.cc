@@ -133,7 +133,7 @@ std::vector<VcpuInfo> ImpliedVcpuMap(unsigned maximum, unsigned current) {
   for (unsigned id = 0; id < maximum; ++id) {
     vcpus[id].id = id;
     vcpus[id].enabled = id < current;
-    vcpus[id].hotpluggable = id != 0;
+    vcpus[id].hotpluggable = id >= current;  // started with the domain (-smp): not hotpluggable
   }
   return vcpus;
 }

@@ -35,8 +35,10 @@ inline constexpr unsigned kMaxVcpusInXml = 16384;
 // unreadable numbers elsewhere read as 0 (or their documented default).
 Result<ParsedDomainXml> ParseDomainXml(std::string_view xml);
 
-// The <vcpus> map libvirt implies when it does not write one: slots 0..current-1 enabled,
-// vCPU 0 not hotpluggable, the others hotpluggable.
+// The <vcpus> map libvirt implies when it does not write one (no vCPU was hot-plugged yet):
+// slots 0..current-1 enabled and, started with the domain, not hotpluggable (measured: libvirt
+// 9.0 refuses to unplug vCPU 1 of a domain booted with 2, "vcpu '1' can't be unplugged"); the
+// others disabled and hotpluggable.
 std::vector<VcpuInfo> ImpliedVcpuMap(unsigned maximum, unsigned current);
 
 // The XML of the memory device with this alias, exactly as in `domain_xml` (with <address>).

@@ -24,12 +24,23 @@
 #     development machine: /dev/kvm exists but a nested KVM guest never boots, hence qemu]
 #   --persistent: define + start (default: transient, `virsh create`)
 #   --boot-timeout S [240]
+#   --machine pc|q35 [pc]
+#   --cpu-model NAME: a named QEMU CPU model instead of libvirt's default (qemu64, which
+#     reports an AMD CPU whose Linux sees no SMT threads; Nehalem shows threads as threads)
+#   --topology SxCxT: <cpu><topology sockets cores threads> (dies 1); S*C*T must be --max-vcpus
+#   --numa CPUS:MIB[,CPUS:MIB...]: one NUMA cell per item (e.g. 0-3:384,4-7:256), in cell id
+#     order; boot memory is their sum [one cell: 0-(max-1):--memory-mib]
+#   --vcpupin ID:CPUSET[,ID:CPUSET...]: <cputune><vcpupin> for these vCPUs (e.g. 0:0)
+#   --os-id URL: libosinfo metadata naming the guest OS, as virt-install writes it
+#     (e.g. http://microsoft.com/win/10; the guest is still this Linux)
 #
 # Environment: HOTPLUG_GUEST_DIR [/var/tmp/hotplug-guest] holds the kernel, initramfs,
 # domain XML and serial logs; LIBVIRT_URI [qemu:///system].
 #
-# The guest prints, whenever its online CPUs or MemTotal change:
-#   HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 uptime=12.34
+# The guest prints, whenever its online CPUs, MemTotal, NUMA nodes or CPU topology change:
+#   HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 nodes=0:0-1:262144;1:2:231664 topo=0:0.0;1:0.0;2:1.0 uptime=12.34
+# nodes: per guest NUMA node, NODE:ONLINE-CPUS:MEMTOTAL-KB; topo: per online CPU,
+# CPU:PACKAGE.CORE (two CPUs with the same PACKAGE.CORE are threads of one core).
 set -euo pipefail
 
 GUEST_DIR=${HOTPLUG_GUEST_DIR:-/var/tmp/hotplug-guest}
@@ -142,7 +153,24 @@ while :; do
   while read -r key value unit; do
     if [ "$key" = MemTotal: ]; then memtotal=$value; break; fi
   done </proc/meminfo
-  line="cpus=$cpus memtotal_kb=$memtotal"
+  nodes=""
+  for dir in /sys/devices/system/node/node[0-9]*; do
+    [ -d "$dir" ] || continue
+    node_cpus=$(cat "$dir/cpulist")  # a bin attribute: a 1-byte read (ash's read) gets nothing
+    node_kb=0
+    while read -r _ _ key value unit; do
+      if [ "$key" = MemTotal: ]; then node_kb=$value; break; fi
+    done <"$dir/meminfo"
+    nodes="$nodes${nodes:+;}${dir##*/node}:$node_cpus:$node_kb"
+  done
+  topo=""
+  for dir in /sys/devices/system/cpu/cpu[0-9]*; do
+    [ -r "$dir/topology/core_id" ] || continue
+    read -r package <"$dir/topology/physical_package_id"
+    read -r core <"$dir/topology/core_id"
+    topo="$topo${topo:+;}${dir##*/cpu}:$package.$core"
+  done
+  line="cpus=$cpus memtotal_kb=$memtotal nodes=$nodes topo=$topo"
   if [ "$line" != "$last" ]; then
     read -r up idle </proc/uptime
     echo "HOTPLUG-GUEST $line uptime=$up"
@@ -199,7 +227,7 @@ declare -A OPT
 parse_domain_options() {
   OPT=([vcpus]=1 [max_vcpus]=4 [memory_mib]=512 [max_memory_mib]=4096 [slots]=8
        [virtio_mem_mib]=1024 [online_mode]=movable [type]=qemu [persistent]=0
-       [boot_timeout]=240)
+       [boot_timeout]=240 [machine]=pc [topology]= [numa]= [vcpupin]= [os_id]= [cpu_model]=)
   while (($#)); do
     case $1 in
       --vcpus) OPT[vcpus]=$2; shift 2 ;;
@@ -212,6 +240,12 @@ parse_domain_options() {
       --type) OPT[type]=$2; shift 2 ;;
       --persistent) OPT[persistent]=1; shift ;;
       --boot-timeout) OPT[boot_timeout]=$2; shift 2 ;;
+      --machine) OPT[machine]=$2; shift 2 ;;
+      --topology) OPT[topology]=$2; shift 2 ;;
+      --numa) OPT[numa]=$2; shift 2 ;;
+      --vcpupin) OPT[vcpupin]=$2; shift 2 ;;
+      --os-id) OPT[os_id]=$2; shift 2 ;;
+      --cpu-model) OPT[cpu_model]=$2; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -220,13 +254,67 @@ parse_domain_options() {
     if [[ -c /dev/kvm ]]; then OPT[type]=kvm; else OPT[type]=qemu; fi
   fi
   case ${OPT[type]} in qemu | kvm) ;; *) die "--type auto|qemu|kvm" ;; esac
+  case ${OPT[machine]} in pc | q35) ;; *) die "--machine pc|q35" ;; esac
+  if [[ -n ${OPT[topology]} ]]; then
+    [[ ${OPT[topology]} =~ ^([0-9]+)x([0-9]+)x([0-9]+)$ ]] || die "--topology SxCxT"
+    ((BASH_REMATCH[1] * BASH_REMATCH[2] * BASH_REMATCH[3] == OPT[max_vcpus])) ||
+      die "--topology ${OPT[topology]} does not make --max-vcpus ${OPT[max_vcpus]}"
+  fi
+  if [[ -z ${OPT[numa]} ]]; then
+    OPT[numa]="0-$((OPT[max_vcpus] - 1)):${OPT[memory_mib]}"
+  else
+    local cell total=0
+    for cell in ${OPT[numa]//,/ }; do
+      [[ $cell =~ ^[0-9,-]+:([0-9]+)$ ]] || die "--numa CPUS:MIB[,CPUS:MIB...]"
+      total=$((total + BASH_REMATCH[1]))
+    done
+    OPT[memory_mib]=$total
+  fi
+}
+
+# The <cpu> element: topology and NUMA cells.
+cpu_xml() {
+  local topology="" cells="" cell id=0
+  if [[ -n ${OPT[topology]} ]]; then
+    local parts=(${OPT[topology]//x/ })
+    topology="    <topology sockets='${parts[0]}' dies='1' cores='${parts[1]}' threads='${parts[2]}'/>"
+  fi
+  for cell in ${OPT[numa]//,/ }; do
+    cells+="      <cell id='$id' cpus='${cell%%:*}' memory='${cell##*:}' unit='MiB'/>"$'\n'
+    id=$((id + 1))
+  done
+  local open="  <cpu>"
+  if [[ -n ${OPT[cpu_model]} ]]; then
+    open="  <cpu mode='custom' match='exact' check='none'>
+    <model fallback='allow'>${OPT[cpu_model]}</model>"
+  fi
+  printf '%s\n%s%s    <numa>\n%s    </numa>\n  </cpu>\n' \
+    "$open" "$topology" "${topology:+$'\n'}" "$cells"
+}
+
+# <cputune> with the --vcpupin pins, and the libosinfo <metadata>, when asked for.
+tune_and_metadata_xml() {
+  local pin
+  if [[ -n ${OPT[vcpupin]} ]]; then
+    echo "  <cputune>"
+    for pin in ${OPT[vcpupin]//,/ }; do
+      echo "    <vcpupin vcpu='${pin%%:*}' cpuset='${pin#*:}'/>"
+    done
+    echo "  </cputune>"
+  fi
+  if [[ -n ${OPT[os_id]} ]]; then
+    echo "  <metadata>"
+    echo "    <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>"
+    echo "      <libosinfo:os id='${OPT[os_id]}'/>"
+    echo "    </libosinfo:libosinfo>"
+    echo "  </metadata>"
+  fi
 }
 
 cmd_log_path() { echo "$GUEST_DIR/$1.serial.log"; }
 
 domain_xml() {
   local name=$1 kernel=$2 initrd=$3 serial_log=$4
-  local last_vcpu=$((OPT[max_vcpus] - 1))
   local virtio_mem=""
   if ((OPT[virtio_mem_mib] > 0)); then
     virtio_mem="    <memory model='virtio-mem'>
@@ -244,19 +332,16 @@ domain_xml() {
   <maxMemory slots='${OPT[slots]}' unit='MiB'>${OPT[max_memory_mib]}</maxMemory>
   <memory unit='MiB'>${OPT[memory_mib]}</memory>
   <currentMemory unit='MiB'>${OPT[memory_mib]}</currentMemory>
+$(tune_and_metadata_xml)
   <vcpu placement='static' current='${OPT[vcpus]}'>${OPT[max_vcpus]}</vcpu>
   <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
+    <type arch='x86_64' machine='${OPT[machine]}'>hvm</type>
     <kernel>$kernel</kernel>
     <initrd>$initrd</initrd>
     <cmdline>console=ttyS0 loglevel=1 panic=-1 hotplug_online=${OPT[online_mode]}</cmdline>
   </os>
   <features><acpi/><apic/></features>
-  <cpu>
-    <numa>
-      <cell id='0' cpus='0-$last_vcpu' memory='${OPT[memory_mib]}' unit='MiB'/>
-    </numa>
-  </cpu>
+$(cpu_xml)
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>

@@ -133,8 +133,70 @@ Guest::~Guest() {
   }
 }
 
+namespace {
+
+// The value of " key=" in `line` up to the next space; "" when absent.
+std::string Field(const std::string& line, const std::string& key) {
+  const std::string marker = " " + key + "=";
+  const size_t at = line.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t start = at + marker.size();
+  return line.substr(start, line.find(' ', start) - start);
+}
+
+std::vector<std::string> Split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::stringstream items(text);
+  std::string item;
+  while (std::getline(items, item, separator)) {
+    if (!item.empty()) parts.push_back(item);
+  }
+  return parts;
+}
+
+// "0:0-1:262144;1::231664"
+std::map<unsigned, GuestNode> ParseNodes(const std::string& text) {
+  std::map<unsigned, GuestNode> nodes;
+  for (const std::string& item : Split(text, ';')) {
+    const size_t first = item.find(':');
+    const size_t second = item.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    try {
+      GuestNode node;
+      node.cpus = item.substr(first + 1, second - first - 1);
+      node.online_cpus = CountCpuList(node.cpus);
+      node.memtotal_kb = std::stoull(item.substr(second + 1));
+      nodes[static_cast<unsigned>(std::stoul(item.substr(0, first)))] = node;
+    } catch (const std::exception&) {
+    }
+  }
+  return nodes;
+}
+
+// "0:0.0;1:0.0;2:0.1"
+std::map<unsigned, std::string> ParseCores(const std::string& text) {
+  std::map<unsigned, std::string> cores;
+  for (const std::string& item : Split(text, ';')) {
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos) continue;
+    try {
+      cores[static_cast<unsigned>(std::stoul(item.substr(0, colon)))] = item.substr(colon + 1);
+    } catch (const std::exception&) {
+    }
+  }
+  return cores;
+}
+
+}  // namespace
+
+std::map<std::string, unsigned> GuestReport::ThreadsPerCore() const {
+  std::map<std::string, unsigned> threads;
+  for (const auto& [cpu, core] : cores) threads[core]++;
+  return threads;
+}
+
 std::optional<GuestReport> ParseReportLine(const std::string& line) {
-  // "HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 uptime=12.34"
+  // "HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 nodes=0:0-2:493808 topo=0:0.0;1:0.1 uptime=12.34"
   constexpr std::string_view kCpus = "HOTPLUG-GUEST cpus=";
   constexpr std::string_view kMemTotal = " memtotal_kb=";
   if (line.compare(0, kCpus.size(), kCpus) != 0) return std::nullopt;
@@ -150,6 +212,8 @@ std::optional<GuestReport> ParseReportLine(const std::string& line) {
   while (end < line.size() && std::isdigit(static_cast<unsigned char>(line[end]))) ++end;
   if (end == digits) return std::nullopt;
   report.memtotal_kb = std::stoull(line.substr(digits, end - digits));
+  report.nodes = ParseNodes(Field(line, "nodes"));
+  report.cores = ParseCores(Field(line, "topo"));
   return report;
 }
 

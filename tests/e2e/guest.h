@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,11 +32,24 @@ const std::string& SkipReason();
 // "0-2,4" -> 4.
 unsigned CountCpuList(const std::string& list);
 
+// One NUMA node as the guest's /sys/devices/system/node reports it.
+struct GuestNode {
+  std::string cpus;  // its online CPUs (guest numbers), "" for none
+  unsigned online_cpus = 0;
+  uint64_t memtotal_kb = 0;  // its MemTotal
+};
+
 // What the guest last printed on its serial console.
 struct GuestReport {
-  std::string cpus;          // the guest's /sys/devices/system/cpu/online
-  unsigned online_cpus = 0;  // how many that is
-  uint64_t memtotal_kb = 0;  // MemTotal from /proc/meminfo
+  std::string cpus;                     // the guest's /sys/devices/system/cpu/online
+  unsigned online_cpus = 0;             // how many that is
+  uint64_t memtotal_kb = 0;             // MemTotal from /proc/meminfo
+  std::map<unsigned, GuestNode> nodes;  // by node id
+  // Per online guest CPU, "package.core" (physical_package_id, core_id): CPUs that share one
+  // are threads of one core.
+  std::map<unsigned, std::string> cores;
+  // How many online CPUs each "package.core" has.
+  std::map<std::string, unsigned> ThreadsPerCore() const;
 };
 
 // The report in one serial-console line, nullopt when the line is not a report.

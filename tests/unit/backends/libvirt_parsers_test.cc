@@ -110,6 +110,8 @@ TEST(DomainXmlTest, WithoutAVcpusMapTheImpliedOneIsUsed) {
   EXPECT_TRUE(implied[1].enabled);
   EXPECT_FALSE(implied[2].enabled);
   EXPECT_FALSE(implied[0].hotpluggable);
+  EXPECT_FALSE(implied[1].hotpluggable) << "a boot vCPU: libvirt refuses to unplug it";
+  EXPECT_TRUE(implied[2].hotpluggable);
   EXPECT_TRUE(implied[3].hotpluggable);
 }
 

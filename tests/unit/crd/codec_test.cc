@@ -57,6 +57,24 @@ TEST(CodecTest, DecodesEveryFieldOfTheContract) {
   EXPECT_EQ(vm.status.failures[0].id, 3);
 }
 
+TEST(CodecTest, SocketsAndTheTopologyStatusRoundTrip) {
+  auto decoded = DecodeJsonText(
+      R"({"metadata":{"name":"x"},"spec":{"cpu":{"sockets":2}},"status":{"vcpus":{"desired":8,)"
+      R"("topology":"2 sockets x 2 cores x 2 threads","incompleteCores":"4-5","inFlight":"2-7"}}})");
+  ASSERT_TRUE(decoded.ok()) << decoded.error;
+  EXPECT_FALSE(decoded.object->spec_error);
+  EXPECT_EQ(decoded.object->spec.cpu.sockets, 2);
+  EXPECT_FALSE(decoded.object->spec.cpu.vcpus);
+  EXPECT_TRUE(decoded.object->spec.cpu.managed());
+  EXPECT_EQ(decoded.object->status.vcpus->topology, "2 sockets x 2 cores x 2 threads");
+  EXPECT_EQ(decoded.object->status.vcpus->incomplete_cores, "4-5");
+  EXPECT_EQ(decoded.object->status.vcpus->in_flight, "2-7");
+  auto again = DecodeJsonText(EncodeJsonText(*decoded.object));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.object->spec.cpu.sockets, 2);
+  EXPECT_EQ(again.object->status, decoded.object->status);
+}
+
 TEST(CodecTest, JsonRoundTripsThroughEncodeAndDecode) {
   auto first = DecodeYamlText(kFullYaml)[0];
   ASSERT_TRUE(first.ok());
@@ -109,6 +127,9 @@ TEST(CodecTest, BadSpecsNameTheFieldAndTheValue) {
       {R"({"cpu":{"vcpus":9223372036854775808}})",
        "spec.cpu.vcpus: expected an integer >= 1, got 9223372036854775808"},
       {R"({"cpu":{"vcpus":5000}})", "spec.cpu.vcpus: expected an integer from 1 to 4096, got 5000"},
+      {R"({"cpu":{"sockets":0}})", "spec.cpu.sockets: expected an integer from 1 to 4096, got 0"},
+      {R"({"cpu":{"sockets":"two"}})", R"(spec.cpu.sockets: expected an integer >= 1, got "two")"},
+      {R"({"cpu":{"vcpus":4,"sockets":2}})", "spec.cpu: set vcpus or sockets, not both"},
       {R"({"cpu":{"guestOnline":"maybe"}})",
        R"(spec.cpu.guestOnline: expected one of auto, agent, none, got "maybe")"},
       {R"({"memory":{"size":"2GB"}})", "spec.memory.size: unknown quantity suffix"},

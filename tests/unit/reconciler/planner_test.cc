@@ -119,5 +119,80 @@ TEST(PlannerTest, TopologyWithThreadsNeedsWholeCores) {
   EXPECT_FALSE(PlanVcpuSteps(d, ViewVcpus(d, {}), 4).blocked);
 }
 
+// 2 sockets x 2 cores x 2 threads: core k is vCPUs 2k and 2k+1.
+DomainObservation Cores(std::vector<unsigned> enabled) {
+  DomainObservation d = Domain(8, std::move(enabled));
+  d.topology = {2, 1, 2, 2};
+  return d;
+}
+
+TEST(PlannerTest, CoresTable) {
+  struct Case {
+    const char* name;
+    DomainObservation domain;
+    int64_t desired;
+    std::vector<std::vector<unsigned>> plug_cores;
+    std::vector<std::vector<unsigned>> unplug_cores;
+  };
+  const Case cases[] = {
+      {"grow by whole free cores, lowest first", Cores({0, 1}), 6, {{2, 3}, {4, 5}}, {}},
+      {"a half core is completed first", Cores({0, 1, 2}), 6, {{3}, {4, 5}}, {}},
+      {"completing the half core is enough", Cores({0, 1, 6}), 4, {{7}}, {}},
+      {"shrink: last plugged core first, its threads together",
+       Cores({0, 1, 2, 3, 4, 5}),
+       2,
+       {},
+       {{5, 4}, {3, 2}}},
+      {"shrink: a half core goes first", Cores({0, 1, 2, 3, 4}), 4, {}, {{4}}},
+      {"the right count with two half cores: the later one goes, the other is completed",
+       Cores({0, 1, 2, 4}),
+       4,
+       {{3}},
+       {{4}}},
+      {"thread order within a core follows plug order", Cores({0, 1, 3, 2}), 2, {}, {{2, 3}}},
+  };
+  for (const auto& c : cases) {
+    VcpuPlan plan = PlanVcpuSteps(c.domain, ViewVcpus(c.domain, {}), c.desired);
+    EXPECT_FALSE(plan.blocked) << c.name << ": " << plan.blocked->message;
+    EXPECT_EQ(plan.plug_cores, c.plug_cores) << c.name;
+    EXPECT_EQ(plan.unplug_cores, c.unplug_cores) << c.name;
+    std::vector<unsigned> flat;
+    for (const auto& core : c.plug_cores) flat.insert(flat.end(), core.begin(), core.end());
+    EXPECT_EQ(plan.plug, flat) << c.name;
+  }
+}
+
+TEST(PlannerTest, ACountThatIsNotWholeCoresSaysWhichCountsAre) {
+  DomainObservation d = Cores({0, 1});
+  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 5);
+  ASSERT_TRUE(plan.blocked);
+  EXPECT_EQ(plan.blocked->reason, Reason::kTopologyMismatch);
+  EXPECT_NE(plan.blocked->message.find("spec.cpu.vcpus is 5"), std::string::npos);
+  EXPECT_NE(plan.blocked->message.find("2 sockets x 2 cores x 2 threads"), std::string::npos)
+      << plan.blocked->message;
+  EXPECT_NE(plan.blocked->message.find("multiple of 2 (4 or 6)"), std::string::npos)
+      << plan.blocked->message;
+  EXPECT_TRUE(plan.plug.empty());
+  plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 1);
+  ASSERT_TRUE(plan.blocked);
+  EXPECT_NE(plan.blocked->message.find("multiple of 2 (2)"), std::string::npos)
+      << plan.blocked->message;
+}
+
+TEST(PlannerTest, TheBootCoreIsNeverUnplugged) {
+  DomainObservation d = Cores({0, 1, 2, 3});
+  d.vcpus[1].hotpluggable = false;  // a boot vCPU, as libvirt makes them
+  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 2);
+  EXPECT_EQ(plan.unplug_cores, (std::vector<std::vector<unsigned>>{{3, 2}}));
+}
+
+TEST(PlannerTest, AHalfCoreWhoseOtherThreadIsLeavingIsUnpluggedNotCompleted) {
+  DomainObservation d = Cores({0, 1, 2, 3});
+  // vCPU 3's unplug is pending: core 1 keeps only vCPU 2.
+  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {3}), 2);
+  EXPECT_EQ(plan.unplug_cores, (std::vector<std::vector<unsigned>>{{2}}));
+  EXPECT_TRUE(plan.plug.empty());
+}
+
 }  // namespace
 }  // namespace hotplug::reconciler
