@@ -148,6 +148,9 @@ struct DomainObservation {
   std::optional<std::vector<unsigned>> guest_online_cpus;  // the guest's own view
   MemoryInfo memory;
   std::optional<DomainClaim> claim;  // the domain's owner; nullopt when none claimed it
+  // The guest OS as the domain's libosinfo metadata names it (what virt-install writes:
+  // <libosinfo:os id="http://microsoft.com/win/10"/>); "" when it has none.
+  std::string guest_os;
 };
 
 // One memory change. The reconciler plans them; a backend carries out exactly one.

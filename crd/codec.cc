@@ -189,6 +189,10 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
     ReadEnum(memory_reader, "method", kMemoryMethodNames, &spec->memory.method);
     memory_reader.Bool("allowShrink", &spec->memory.allow_shrink);
   }
+  if (const json* guest = reader.Object("guest")) {
+    FieldReader guest_reader(*guest, "spec.guest", error);
+    guest_reader.String("os", &spec->guest.os);
+  }
 }
 
 void DecodeMetadata(const json& doc, ObjectMeta* meta, std::string* error) {
@@ -599,6 +603,7 @@ std::string ValidateSpec(const ElasticVMSpec& spec) {
     }
   }
   if (spec.domain.size() > 256) return "spec.domain: longer than 256 characters";
+  if (spec.guest.os.size() > 256) return "spec.guest.os: longer than 256 characters";
   return "";
 }
 
@@ -606,6 +611,7 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
   error->clear();
   FieldReader reader(doc, "status", error);
   reader.Int("observedGeneration", &out->observed_generation, "expected an integer");
+  reader.String("guestOS", &out->guest_os);
   if (const json* vcpus = reader.Object("vcpus")) {
     FieldReader r(*vcpus, "status.vcpus", error);
     VcpuStatus v;
@@ -665,6 +671,7 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
 json EncodeStatus(const ElasticVMStatus& status) {
   json out = json::object();
   out["observedGeneration"] = status.observed_generation;
+  if (!status.guest_os.empty()) out["guestOS"] = status.guest_os;
   if (status.vcpus) {
     const VcpuStatus& v = *status.vcpus;
     json vcpus = {{"desired", v.desired},
@@ -732,6 +739,7 @@ json EncodeJson(const ElasticVM& object) {
                  {"allowShrink", s.memory.allow_shrink}};
   if (s.memory.size) memory["size"] = s.memory.size->ToString();
   spec["memory"] = std::move(memory);
+  if (!s.guest.os.empty()) spec["guest"] = {{"os", s.guest.os}};
   spec["persist"] = s.persist;
   spec["suspend"] = s.suspend;
 

@@ -64,11 +64,18 @@ struct MemorySpec {
   bool allow_shrink = false;
 };
 
+struct GuestSpec {
+  // A libosinfo OS id (http://microsoft.com/win/2k22) or a family (linux, windows); "": the
+  // domain's libosinfo metadata says.
+  std::string os;
+};
+
 struct ElasticVMSpec {
   std::string domain;  // defaults to metadata.name (see EffectiveDomain)
   std::string node_name;
   CpuSpec cpu;
   MemorySpec memory;
+  GuestSpec guest;
   bool persist = true;
   bool suspend = false;
 };
@@ -118,6 +125,7 @@ struct MemoryStatus {
 
 struct ElasticVMStatus {
   int64_t observed_generation = 0;
+  std::string guest_os;  // "Windows (http://microsoft.com/win/10, from ...)", when known
   std::optional<VcpuStatus> vcpus;
   std::optional<MemoryStatus> memory;
   std::vector<Condition> conditions;

@@ -152,14 +152,18 @@ bool Pass::CheckDomainState() {
 
 void Pass::PlanSteps() {
   persist_ = spec_.persist && observation_.persistent;
+  const GuestOs guest = ResolveGuestOs(spec_.guest.os, observation_.guest_os);
+  result_.status.guest_os = guest.os.empty() ? "" : guest.Describe();
   if (ManagesCpu()) {
     vcpu_plan_ = PlanVcpuSteps(observation_, view_, desired_vcpus_, desired_text_);
+    RefuseVcpuUnplugTheGuestCannotDo(guest, observation_, view_.effective.size(), vcpu_plan_);
   }
   const bool unplug_unsettled =
       !view_.pending.empty() || !view_.stale.empty() || !vcpu_plan_.unplug.empty();
   if (ManagesMemory()) {
     memory_plan_ =
         PlanMemoryStep(observation_, spec_.memory, unplug_unsettled, options_.balloon_floor_bytes);
+    RefuseDimmUnplugTheGuestCannotDo(guest, observation_, memory_plan_);
   }
 }
 

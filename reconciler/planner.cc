@@ -383,4 +383,31 @@ MemoryPlan PlanMemoryStep(const DomainObservation& domain, const crd::MemorySpec
   return plan;
 }
 
+void RefuseVcpuUnplugTheGuestCannotDo(const GuestOs& guest, const DomainObservation& domain,
+                                      size_t enabled, VcpuPlan& plan) {
+  if (plan.blocked || plan.unplug.empty() || guest.capabilities->vcpu_unplug) return;
+  plan.blocked = {Reason::kUnplugUnsupportedByGuest,
+                  "domain " + domain.name + " runs " + guest.Describe() + ": " +
+                      guest.capabilities->why + "; ask for at least the " +
+                      std::to_string(enabled) +
+                      " vCPUs it has, or lower <vcpu current> in its definition and reboot it "
+                      "(set spec.guest.os if the OS is not what the domain says)"};
+  plan.plug.clear();
+  plan.unplug.clear();
+  plan.plug_cores.clear();
+  plan.unplug_cores.clear();
+}
+
+void RefuseDimmUnplugTheGuestCannotDo(const GuestOs& guest, const DomainObservation& domain,
+                                      MemoryPlan& plan) {
+  if (plan.blocked || !plan.step || plan.step->op != MemoryStep::Op::kDetachDimm ||
+      guest.capabilities->dimm_unplug) {
+    return;
+  }
+  plan.step.reset();
+  Block(plan, Reason::kUnplugUnsupportedByGuest,
+        "domain " + domain.name + " runs " + guest.Describe() + ": " + guest.capabilities->why +
+            "; its DIMMs stay until it is rebooted with less memory");
+}
+
 }  // namespace hotplug::reconciler

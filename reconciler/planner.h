@@ -10,6 +10,7 @@
 
 #include "backends/hypervisor.h"
 #include "crd/elasticvm.h"
+#include "reconciler/guest_os.h"
 #include "reconciler/reasons.h"
 
 namespace hotplug::reconciler {
@@ -80,5 +81,14 @@ inline constexpr uint64_t kGuestBlockBytes = 128ull << 20;
 
 MemoryPlan PlanMemoryStep(const backends::DomainObservation& domain, const crd::MemorySpec& spec,
                           bool vcpu_unplug_pending, uint64_t balloon_floor_bytes);
+
+// A plan that takes from the guest what its OS cannot give back (Windows: vCPUs and DIMMs
+// only at a reboot) is refused with UnplugUnsupportedByGuest, instead of asking the guest and
+// waiting out libvirt's timeout.
+void RefuseVcpuUnplugTheGuestCannotDo(const GuestOs& guest,
+                                      const backends::DomainObservation& domain, size_t enabled,
+                                      VcpuPlan& plan);
+void RefuseDimmUnplugTheGuestCannotDo(const GuestOs& guest,
+                                      const backends::DomainObservation& domain, MemoryPlan& plan);
 
 }  // namespace hotplug::reconciler

@@ -35,6 +35,7 @@ enum class Reason {
   kSuspended,
   kHookFailed,
   kShrinkNotAllowed,
+  kUnplugUnsupportedByGuest,
   kBlockMisaligned,
   kMemoryUnsupported,
   kMemoryFloor,
@@ -94,6 +95,8 @@ inline constexpr ReasonInfo kReasons[] = {
     {Reason::kSuspended, "Suspended", true, Requeue::kNone, true},
     {Reason::kHookFailed, "HookFailed", true, Requeue::kBackoff, false},
     {Reason::kShrinkNotAllowed, "ShrinkNotAllowed", true, Requeue::kNone, true},
+    // The guest OS cannot give back what the spec takes away (reconciler/guest_os.h).
+    {Reason::kUnplugUnsupportedByGuest, "UnplugUnsupportedByGuest", true, Requeue::kNone, true},
     {Reason::kBlockMisaligned, "BlockMisaligned", true, Requeue::kNone, true},
     {Reason::kMemoryUnsupported, "MemoryUnsupported", true, Requeue::kNone, true},
     {Reason::kMemoryFloor, "BelowMemoryFloor", true, Requeue::kNone, true},

@@ -186,6 +186,7 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   o.maximum_vcpus = d.spec.maximum_vcpus;
   o.host_max_vcpus = d.spec.host_max_vcpus;
   o.topology = d.spec.topology;
+  o.guest_os = d.spec.guest_os;
   o.vcpus = d.vcpus;
   if (d.spec.tcg) {
     // Under TCG the backend reads QEMU's own view, as the libvirt backend does.

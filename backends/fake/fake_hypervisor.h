@@ -40,6 +40,7 @@ struct DomainSpec {
   // The vCPUs enabled at start other than vCPU 0 are hotpluggable, as when the domain XML's
   // <vcpus> says so; false: as libvirt makes them by default, started with -smp and fixed.
   bool boot_vcpus_hotpluggable = true;
+  std::string guest_os{};  // the libosinfo id in the domain's metadata, "" for none
 };
 
 // What a scripted fault does to the call it hits.

@@ -125,6 +125,12 @@ Result<ParsedDomainXml> ParseDomainXml(std::string_view text) {
   ParseMemory(xml, parsed);
   parsed.has_agent_channel =
       !XPathNodes(xml, "/domain/devices/channel/target[@name='org.qemu.guest_agent.0']").empty();
+  parsed.guest_os =
+      XPathText(xml,
+                "/domain/metadata/*[local-name()='libosinfo' and "
+                "namespace-uri()='http://libosinfo.org/xmlns/libvirt/domain/1.0']/*[local-name()="
+                "'os']/@id")
+          .value_or("");
   return parsed;
 }
 

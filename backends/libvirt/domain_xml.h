@@ -25,6 +25,7 @@ struct ParsedDomainXml {
   bool has_pinning = false;
   MemoryInfo memory;
   bool has_agent_channel = false;  // an org.qemu.guest_agent.0 channel is defined
+  std::string guest_os;            // <metadata><libosinfo:libosinfo><libosinfo:os id>
 };
 
 // More vCPU slots than any QEMU machine has (x86 tops out at 8192 in QEMU 7.2); a larger

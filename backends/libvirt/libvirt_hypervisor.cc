@@ -356,6 +356,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
   observation.maximum_vcpus = parsed.maximum_vcpus;
   observation.topology = parsed.topology;
   observation.has_pinning = parsed.has_pinning;
+  observation.guest_os = parsed.guest_os;
   observation.memory = std::move(parsed.memory);
   if (!parsed.vcpus.empty()) {
     observation.vcpus = std::move(parsed.vcpus);

@@ -2,6 +2,7 @@
 """The CRD's fields for production VM shapes (issue 16) on a real kube-apiserver + etcd
 (tests/support/control_plane.py, from $KUBEBUILDER_ASSETS), as a user meets them with the real
 kubectl: spec.cpu.sockets instead of vcpus (never both: the CRD's CEL rule), their bounds,
+spec.guest.os,
 `kubectl explain` describing every new field, and `kubectl get -o wide` showing the shape
 columns the default view leaves out.
 
@@ -52,7 +53,9 @@ def check_explain_describes_the_new_fields(cp):
                          ("spec.cpu.vcpus", "whole number of cores"),
                          ("status.vcpus.topology", "sockets x"),
                          ("status.vcpus.incompleteCores", "some but not all"),
-                         ("status.vcpus.inFlight", "core by core")]:
+                         ("status.vcpus.inFlight", "core by core"),
+                         ("spec.guest.os", "UnplugUnsupportedByGuest"),
+                         ("status.guestOS", "libosinfo metadata")]:
         explained = cp.kubectl("explain", f"elasticvms.{field}", check=False)
         expect(explained.returncode == 0 and words in " ".join(explained.stdout.split()),
                f"kubectl explain {field} says '{words}': {explained.stdout}{explained.stderr}")

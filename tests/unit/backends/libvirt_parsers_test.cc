@@ -205,5 +205,23 @@ TEST(OwnerClaimTest, AClaimReadsBackAsWrittenEvenWithMarkupInItsFields) {
   EXPECT_FALSE(ParseClaim("not xml").has_value());
 }
 
+TEST(DomainXmlTest, ReadsTheGuestOsFromTheLibosinfoMetadataVirtInstallWrites) {
+  auto parsed = ParseDomainXml(R"(<domain type='kvm'><vcpu>2</vcpu>
+  <metadata>
+    <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">
+      <libosinfo:os id="http://microsoft.com/win/10"/>
+    </libosinfo:libosinfo>
+    <other:os xmlns:other="https://example.com/other" id="not-this"/>
+  </metadata></domain>)");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed.value().guest_os, "http://microsoft.com/win/10");
+  // Another namespace's element of the same name is not libosinfo's.
+  auto other = ParseDomainXml(R"(<domain><vcpu>1</vcpu><metadata>
+    <x:libosinfo xmlns:x="https://example.com/x"><x:os id="http://debian.org/debian/12"/></x:libosinfo>
+  </metadata></domain>)");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other.value().guest_os, "");
+}
+
 }  // namespace
 }  // namespace hotplug::backends::libvirt

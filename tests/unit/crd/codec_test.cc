@@ -75,6 +75,22 @@ TEST(CodecTest, SocketsAndTheTopologyStatusRoundTrip) {
   EXPECT_EQ(again.object->status, decoded.object->status);
 }
 
+TEST(CodecTest, TheGuestOsRoundTrips) {
+  auto decoded = DecodeJsonText(
+      R"js({"metadata":{"name":"x"},"spec":{"guest":{"os":"http://microsoft.com/win/10"}},)js"
+      R"js("status":{"guestOS":"Windows (http://microsoft.com/win/10, from spec.guest.os)"}})js");
+  ASSERT_TRUE(decoded.ok()) << decoded.error;
+  EXPECT_EQ(decoded.object->spec.guest.os, "http://microsoft.com/win/10");
+  auto again = DecodeJsonText(EncodeJsonText(*decoded.object));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.object->spec.guest.os, "http://microsoft.com/win/10");
+  EXPECT_EQ(again.object->status, decoded.object->status);
+  auto bad = DecodeJsonText(R"({"metadata":{"name":"x"},"spec":{"guest":{"os":7}}})");
+  ASSERT_TRUE(bad.ok());
+  ASSERT_TRUE(bad.object->spec_error);
+  EXPECT_EQ(bad.object->spec_error->rfind("spec.guest.os: expected a string", 0), 0u);
+}
+
 TEST(CodecTest, JsonRoundTripsThroughEncodeAndDecode) {
   auto first = DecodeYamlText(kFullYaml)[0];
   ASSERT_TRUE(first.ok());
