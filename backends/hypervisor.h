@@ -87,6 +87,8 @@ struct VcpuInfo {
   // QEMU's own view when the backend read it (after an unplug timeout libvirt's `enabled`
   // can be stale: QEMU removed the CPU and libvirt never noticed). nullopt = not read.
   std::optional<bool> present_in_qemu;
+  // Host CPUs it is pinned to (<cputune><vcpupin>); empty: no pin of its own.
+  std::vector<unsigned> pin;
 };
 
 struct Topology {
@@ -143,7 +145,9 @@ struct DomainObservation {
   unsigned host_max_vcpus = 0;  // 0 when unknown
   std::vector<VcpuInfo> vcpus;  // one entry per slot, size == maximum_vcpus
   Topology topology;
-  bool has_pinning = false;
+  bool has_pinning = false;              // a <vcpupin> or <vcpu cpuset>
+  std::vector<unsigned> default_cpuset;  // <vcpu cpuset>: the pin of vCPUs without their own
+  unsigned host_cpus = 0;                // CPUs of the host; 0 when unknown
   bool guest_agent_available = false;
   std::optional<std::vector<unsigned>> guest_online_cpus;  // the guest's own view
   MemoryInfo memory;
@@ -174,6 +178,12 @@ class Hypervisor {
   // is true and the domain is persistent. kTimeout from an unplug means "requested, not
   // confirmed": the next Observe tells what really happened.
   virtual Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) = 0;
+
+  // Pins vCPU `id` to `host_cpus`, live, and in the persistent definition when `persist` and
+  // the domain is persistent. A disabled vCPU may be pinned: the pin is applied when it is
+  // plugged, before the guest can run on it.
+  virtual Status PinVcpu(const std::string& domain, unsigned id,
+                         const std::vector<unsigned>& host_cpus, bool persist) = 0;
 
   // Asks the guest (through its agent) to bring these CPUs online.
   virtual Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) = 0;

@@ -221,6 +221,20 @@ backends::Result<backends::DomainClaim> CallLoggingHypervisor::ClaimDomain(
   return owner;
 }
 
+backends::Status CallLoggingHypervisor::PinVcpu(const std::string& domain, unsigned id,
+                                                const std::vector<unsigned>& host_cpus,
+                                                bool persist) {
+  std::lock_guard lock(mu_);
+  CatchUpLocked();
+  backends::Status status = inner_.PinVcpu(domain, id, host_cpus, persist);
+  if (status.ok()) {
+    AppendLocked(json{{"op", "pin"}, {"domain", domain}, {"id", id}, {"cpus", host_cpus},
+                      {"persist", persist}}
+                     .dump());
+  }
+  return status;
+}
+
 backends::Status CallLoggingHypervisor::ReleaseDomain(const std::string& domain,
                                                       const backends::DomainClaim& claim) {
   std::lock_guard lock(mu_);
@@ -253,6 +267,9 @@ int ReplayCallLog(const std::string& log_text, backends::fake::FakeHypervisor& f
           auto owner = fake.ClaimDomain(domain, claim, held ? held->claim : std::nullopt);
           status = owner.status();
         }
+      } else if (entry.at("op") == "pin") {
+        status = fake.PinVcpu(domain, entry.at("id"), entry.at("cpus").get<std::vector<unsigned>>(),
+                              entry.at("persist"));
       } else if (entry.at("op") == "vcpu") {
         status = fake.SetVcpu(domain, entry.at("id"), entry.at("enable"), entry.at("persist"));
       } else {

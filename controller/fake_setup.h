@@ -25,7 +25,8 @@ std::vector<backends::fake::DomainSpec> NumberedFakeDomains(int count);
 // Passes every call through to `fake` and appends each successful change to a file, one
 // JSON object per line: {"op":"vcpu","domain":..,"id":..,"enable":..,"persist":..,"time":..}
 // or {"op":"memory","domain":..,"step":..,"alias":..,"bytes":..,"node":..,"persist":..}
-// or {"op":"claim"|"release","domain":..,"owner":..,"uid":..,"manager":..}.
+// or {"op":"claim"|"release","domain":..,"owner":..,"uid":..,"manager":..}
+// or {"op":"pin","domain":..,"id":..,"cpus":[..],"persist":..}.
 // Several processes may share the file (leader-election tests): before each call, lines
 // that others appended since are replayed onto `fake`, so the file acts as one hypervisor.
 class CallLoggingHypervisor final : public backends::Hypervisor {
@@ -40,6 +41,8 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
   backends::Result<backends::DomainObservation> Observe(const std::string& domain) override;
   backends::Status SetVcpu(const std::string& domain, unsigned id, bool enable,
                            bool persist) override;
+  backends::Status PinVcpu(const std::string& domain, unsigned id,
+                           const std::vector<unsigned>& host_cpus, bool persist) override;
   backends::Status OnlineGuestVcpus(const std::string& domain,
                                     const std::vector<unsigned>& ids) override {
     return inner_.OnlineGuestVcpus(domain, ids);

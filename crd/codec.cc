@@ -3,6 +3,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -168,6 +169,13 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
     cpu_reader.Int("vcpus", &spec->cpu.vcpus, "expected an integer >= 1");
     cpu_reader.Int("sockets", &spec->cpu.sockets, "expected an integer >= 1");
     ReadEnum(cpu_reader, "guestOnline", kGuestOnlineNames, &spec->cpu.guest_online);
+    if (const json* pinning = cpu_reader.Object("pinning")) {
+      FieldReader pin_reader(*pinning, "spec.cpu.pinning", error);
+      PinningSpec pins;
+      ReadEnum(pin_reader, "policy", kPinningPolicyNames, &pins.policy);
+      pin_reader.String("hostCPUs", &pins.host_cpus);
+      spec->cpu.pinning = pins;
+    }
   }
   if (const json* memory = reader.Object("memory")) {
     FieldReader memory_reader(*memory, "spec.memory", error);
@@ -213,6 +221,28 @@ struct YamlError {
 };
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// "0-3,6": CPU numbers (up to 4 digits) and ascending ranges, comma-separated, at least one.
+bool IsCpuList(const std::string& text) {
+  if (text.empty()) return false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    auto number = [](const std::string& digits) {
+      return !digits.empty() && digits.size() <= 4 &&
+             std::all_of(digits.begin(), digits.end(), IsDigit);
+    };
+    const size_t dash = item.find('-');
+    const bool ok = dash == std::string::npos
+                        ? number(item)
+                        : number(item.substr(0, dash)) && number(item.substr(dash + 1)) &&
+                              std::stoul(item.substr(0, dash)) <= std::stoul(item.substr(dash + 1));
+    if (!ok) return false;
+    start = end + 1;
+  }
+  return true;
+}
 
 // Skips digits from `pos`; returns how many there were.
 size_t SkipDigits(std::string_view text, size_t& pos) {
@@ -588,6 +618,12 @@ std::string ValidateSpec(const ElasticVMSpec& spec) {
     return "spec.cpu.sockets: expected an integer from 1 to 4096, got " +
            std::to_string(*spec.cpu.sockets);
   }
+  if (spec.cpu.pinning && spec.cpu.pinning->policy == PinningPolicy::kDealt &&
+      !IsCpuList(spec.cpu.pinning->host_cpus)) {
+    return "spec.cpu.pinning.hostCPUs: expected host CPUs as a list such as 0-3,6 (the dealt "
+           "policy deals from them), got \"" +
+           spec.cpu.pinning->host_cpus + "\"";
+  }
   if (spec.cpu.vcpus && spec.cpu.sockets) {
     return "spec.cpu: set vcpus or sockets, not both (sockets means sockets x the domain's "
            "cores x threads vCPUs)";
@@ -625,6 +661,13 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
     r.String("topology", &v.topology);
     r.String("incompleteCores", &v.incomplete_cores);
     r.String("inFlight", &v.in_flight);
+    std::map<std::string, std::string> pins;
+    r.StringMap("pins", &pins);
+    for (const auto& [id, cpus] : pins) {
+      int64_t number = 0;
+      auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), number);
+      if (ec == std::errc() && end == id.data() + id.size()) v.pins[number] = cpus;
+    }
     out->vcpus = v;
   }
   if (const json* memory = reader.Object("memory")) {
@@ -684,6 +727,11 @@ json EncodeStatus(const ElasticVMStatus& status) {
     if (!v.topology.empty()) vcpus["topology"] = v.topology;
     if (!v.incomplete_cores.empty()) vcpus["incompleteCores"] = v.incomplete_cores;
     if (!v.in_flight.empty()) vcpus["inFlight"] = v.in_flight;
+    if (!v.pins.empty()) {
+      json pins = json::object();
+      for (const auto& [id, cpus] : v.pins) pins[std::to_string(id)] = cpus;
+      vcpus["pins"] = std::move(pins);
+    }
     out["vcpus"] = std::move(vcpus);
   }
   if (status.memory) {
@@ -734,6 +782,11 @@ json EncodeJson(const ElasticVM& object) {
   json cpu = {{"guestOnline", GuestOnlineName(s.cpu.guest_online)}};
   if (s.cpu.vcpus) cpu["vcpus"] = *s.cpu.vcpus;
   if (s.cpu.sockets) cpu["sockets"] = *s.cpu.sockets;
+  if (s.cpu.pinning) {
+    json pinning = {{"policy", kPinningPolicyNames[static_cast<size_t>(s.cpu.pinning->policy)]}};
+    if (!s.cpu.pinning->host_cpus.empty()) pinning["hostCPUs"] = s.cpu.pinning->host_cpus;
+    cpu["pinning"] = std::move(pinning);
+  }
   spec["cpu"] = std::move(cpu);
   json memory = {{"method", MemoryMethodName(s.memory.method)},
                  {"allowShrink", s.memory.allow_shrink}};

@@ -34,11 +34,14 @@ struct ObjectMeta {
 };
 
 enum class GuestOnline { kAuto, kAgent, kNone };
+enum class PinningPolicy { kDealt, kDomain };
 enum class MemoryMethod { kAuto, kVirtioMem, kDimm, kBalloon };
 
 // The API's spelling of each value, by value: what the codec writes and accepts.
 inline constexpr const char* kGuestOnlineNames[] = {"auto", "agent", "none"};
 inline constexpr const char* kMemoryMethodNames[] = {"auto", "virtio-mem", "dimm", "balloon"};
+inline constexpr const char* kPinningPolicyNames[] = {"dealt", "domain"};
+static_assert(std::size(kPinningPolicyNames) == static_cast<size_t>(PinningPolicy::kDomain) + 1);
 static_assert(std::size(kGuestOnlineNames) == static_cast<size_t>(GuestOnline::kNone) + 1);
 static_assert(std::size(kMemoryMethodNames) == static_cast<size_t>(MemoryMethod::kBalloon) + 1);
 
@@ -49,12 +52,20 @@ inline const char* MemoryMethodName(MemoryMethod value) {
   return kMemoryMethodNames[static_cast<size_t>(value)];
 }
 
+// Where a plugged vCPU is pinned: dealt, one host CPU per vCPU from host_cpus (the least
+// used first); domain, the domain's <vcpu cpuset>.
+struct PinningSpec {
+  PinningPolicy policy = PinningPolicy::kDealt;
+  std::string host_cpus;  // range list, e.g. "0-1"
+};
+
 struct CpuSpec {
   // At most one of the two (nullopt both: vCPUs are not managed). sockets: desired vCPUs =
   // sockets x the domain's dies x cores x threads, as oVirt and KubeVirt users size VMs.
   std::optional<int64_t> vcpus;
   std::optional<int64_t> sockets;
   GuestOnline guest_online = GuestOnline::kAuto;
+  std::optional<PinningSpec> pinning;
   bool managed() const { return vcpus.has_value() || sockets.has_value(); }
 };
 
@@ -112,6 +123,7 @@ struct VcpuStatus {
   std::string topology;          // "2 sockets x 2 cores x 2 threads", when the domain gives one
   std::string incomplete_cores;  // vCPUs of cores with some but not all threads enabled
   std::string in_flight;         // the vCPUs a pass under way is changing (progress status)
+  std::map<int64_t, std::string> pins;  // enabled vCPU -> host CPUs, when the domain pins
   friend bool operator==(const VcpuStatus&, const VcpuStatus&) = default;
 };
 

@@ -157,6 +157,10 @@ void Pass::PlanSteps() {
   if (ManagesCpu()) {
     vcpu_plan_ = PlanVcpuSteps(observation_, view_, desired_vcpus_, desired_text_);
     RefuseVcpuUnplugTheGuestCannotDo(guest, observation_, view_.effective.size(), vcpu_plan_);
+    if (!vcpu_plan_.blocked) {
+      pin_plan_ = PlanPins(observation_, spec_.cpu.pinning, vcpu_plan_.plug);
+      if (pin_plan_.blocked) vcpu_plan_.blocked = pin_plan_.blocked;
+    }
   }
   const bool unplug_unsettled =
       !view_.pending.empty() || !view_.stale.empty() || !vcpu_plan_.unplug.empty();
@@ -510,6 +514,7 @@ void Pass::FillVcpuStatus(const VcpuView& view) {
   v.topology = topology.Describe();
   if (topology.threads() > 1)
     v.incomplete_cores = FormatRangeList(IncompleteCores(topology, view.effective));
+  v.pins = PinsOfEnabled(observation_);
   result_.status.vcpus = v;
 }
 

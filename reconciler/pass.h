@@ -12,6 +12,7 @@
 #include "backends/hypervisor.h"
 #include "crd/elasticvm.h"
 #include "reconciler/clock.h"
+#include "reconciler/pinning.h"
 #include "reconciler/planner.h"
 #include "reconciler/reasons.h"
 #include "reconciler/reconciler.h"
@@ -76,6 +77,8 @@ class Pass {
   // --- steps (steps.cc)
   // Runs one vCPU step with its hooks. Returns false when the pass must stop.
   bool ExecuteVcpuStep(unsigned id, bool enable);
+  // Pins vCPU `id` as pin_plan_ says before it is plugged; false (recorded) when that failed.
+  bool PinBeforePlug(unsigned id);
   void RecordVcpuOutcome(unsigned id, bool enable, const backends::Status& status, double seconds);
   void OnlineInGuest();
   bool ExecuteMemoryStep(const backends::MemoryStep& step);
@@ -112,6 +115,7 @@ class Pass {
   int64_t desired_vcpus_ = 0;  // set by ResolveDesiredVcpus when ManagesCpu()
   std::string desired_text_;   // "spec.cpu.sockets is 2 (8 vCPUs: 4 per socket)"
   VcpuPlan vcpu_plan_;
+  PinPlan pin_plan_;  // the pins of vcpu_plan_.plug, set before each is plugged
   MemoryPlan memory_plan_;
   bool persist_ = false;
 

@@ -24,6 +24,7 @@ enum class Reason {
   kBelowMinimum,
   kHostLimit,
   kTopologyMismatch,
+  kPinningUnavailable,
   kDomainNotFound,
   kDomainClaimed,
   kDomainNotRunning,
@@ -82,6 +83,8 @@ inline constexpr ReasonInfo kReasons[] = {
     {Reason::kBelowMinimum, "BelowMinimum", true, Requeue::kNone, true},
     {Reason::kHostLimit, "HostLimit", true, Requeue::kNone, true},
     {Reason::kTopologyMismatch, "TopologyMismatch", true, Requeue::kNone, true},
+    // A plugged vCPU would run unpinned among pinned ones (reconciler/pinning.h).
+    {Reason::kPinningUnavailable, "PinningUnavailable", true, Requeue::kNone, true},
     {Reason::kDomainNotFound, "DomainNotFound", true, Requeue::kBlocked, true},
     // Another ElasticVM owns the domain. Its release (a metadata-change event) or the
     // periodic resync brings the next look.

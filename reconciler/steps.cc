@@ -51,6 +51,7 @@ bool Pass::ExecuteVcpuStep(unsigned id, bool enable) {
   auto env = HookEnv(operation);
   env["HOTPLUG_VCPU"] = std::to_string(id);
   if (!BeforeHookAllows("before_set_vcpu", "vcpu", id, operation, env)) return false;
+  if (enable && !PinBeforePlug(id)) return false;
 
   const auto start = clock_.Monotonic();
   Status status = hypervisor_.SetVcpu(domain_, id, enable, persist_);
@@ -65,14 +66,35 @@ bool Pass::ExecuteVcpuStep(unsigned id, bool enable) {
   return status.ok() || pending;
 }
 
+bool Pass::PinBeforePlug(unsigned id) {
+  auto pin = pin_plan_.pins.find(id);
+  if (pin == pin_plan_.pins.end()) return true;
+  const std::string cpus = FormatRangeList(pin->second);
+  Status status = hypervisor_.PinVcpu(domain_, id, pin->second, persist_);
+  result_.steps.push_back({"vcpu", "pin", id, 0, status});
+  if (status.ok()) return true;
+  // Not plugged: it would run unpinned among pinned vCPUs.
+  RecordFailure("vcpu", id, "pin", ReasonForError(status.code()), status.message());
+  result_.events.push_back({Event::Type::kWarning, "VcpuPinFailed",
+                            "pinning vCPU " + std::to_string(id) + " to host CPU " + cpus +
+                                " failed, so it was not plugged: " + status.message()});
+  vcpu_failure_ = "vcpu " + std::to_string(id) + " pin to host CPU " + cpus +
+                  " failed (not plugged): " + status.message();
+  return false;
+}
+
 void Pass::RecordVcpuOutcome(unsigned id, bool enable, const Status& status, double seconds) {
   const std::string operation = enable ? "plug" : "unplug";
   const std::string vcpu = std::to_string(id);
   if (status.ok()) {
     (enable ? plugged_ : unplugged_).push_back(id);
+    auto pin = enable ? pin_plan_.pins.find(id) : pin_plan_.pins.end();
+    const std::string pinned = pin == pin_plan_.pins.end()
+                                   ? ""
+                                   : " (pinned to host CPU " + FormatRangeList(pin->second) + ")";
     result_.events.push_back({Event::Type::kNormal, enable ? "VcpuPlugged" : "VcpuUnplugged",
                               std::string(enable ? "plugged" : "unplugged") + " vCPU " + vcpu +
-                                  " in " + Millis(seconds)});
+                                  pinned + " in " + Millis(seconds)});
   } else if (!enable && status.code() == ErrorCode::kTimeout) {
     newly_pending_.push_back(id);
     result_.events.push_back(

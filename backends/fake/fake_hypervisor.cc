@@ -40,6 +40,7 @@ void FakeHypervisor::AddDomain(const DomainSpec& spec) {
     v.id = i;
     v.enabled = i < spec.current_vcpus;
     v.hotpluggable = i != 0 && (spec.boot_vcpus_hotpluggable || !v.enabled);
+    if (auto pin = spec.pins.find(i); pin != spec.pins.end()) v.pin = pin->second;
     v.order = v.enabled ? i + 1 : 0;
     if (v.enabled) d.guest_online.insert(i);
   }
@@ -100,6 +101,11 @@ void FakeHypervisor::FailVcpu(const std::string& name, unsigned id, Fault fault)
   if (Domain* d = FindLocked(name)) d->vcpu_faults[id] = std::move(fault);
 }
 
+void FakeHypervisor::FailPinVcpu(const std::string& name, unsigned id, Fault fault) {
+  std::lock_guard lock(mu_);
+  if (Domain* d = FindLocked(name)) d->pin_faults[id] = std::move(fault);
+}
+
 void FakeHypervisor::SetUnplugTimesOut(const std::string& name, bool times_out) {
   std::lock_guard lock(mu_);
   if (Domain* d = FindLocked(name)) d->unplug_times_out = times_out;
@@ -136,6 +142,7 @@ void FakeHypervisor::ClearFaults() {
   unavailable_ = false;
   for (auto& [name, d] : domains_) {
     d.vcpu_faults.clear();
+    d.pin_faults.clear();
     d.vanish_after_calls = -1;
     d.unplug_times_out = false;
   }
@@ -186,6 +193,9 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   o.maximum_vcpus = d.spec.maximum_vcpus;
   o.host_max_vcpus = d.spec.host_max_vcpus;
   o.topology = d.spec.topology;
+  o.has_pinning = !d.spec.pins.empty() || !d.spec.default_cpuset.empty();
+  o.default_cpuset = d.spec.default_cpuset;
+  o.host_cpus = d.spec.host_cpus;
   o.guest_os = d.spec.guest_os;
   o.vcpus = d.vcpus;
   if (d.spec.tcg) {
@@ -308,7 +318,7 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
     if (enable && !d->spec.guest_agent) d->guest_online.insert(id);
     if (!enable) d->guest_online.erase(id);
     if (config) d->persistent_vcpus += enable ? 1 : -1;
-    calls_.push_back({domain, id, enable, config});
+    calls_.push_back({domain, id, enable, config, v.pin});
     if (d->vanish_after_calls > 0 && --d->vanish_after_calls == 0) {
       domains_.erase(domain);
       vanished = domain;
@@ -316,6 +326,41 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
   }
   if (!vanished.empty()) Fire(vanished);
   return result;
+}
+
+Status FakeHypervisor::PinVcpu(const std::string& domain, unsigned id,
+                               const std::vector<unsigned>& host_cpus, bool persist) {
+  (void)persist;
+  std::lock_guard lock(mu_);
+  Domain* d = nullptr;
+  if (Status s = CheckRunningLocked(domain, &d); !s.ok()) return s;
+  if (id >= d->vcpus.size()) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "invalid argument: vcpu " + std::to_string(id) +
+                             " is out of range of live cpu count " +
+                             std::to_string(d->vcpus.size()),
+                         kVirErrInvalidArg);
+  }
+  if (auto it = d->pin_faults.find(id); it != d->pin_faults.end()) {
+    Fault& f = it->second;
+    Status s = Status::Error(f.code, f.message, f.native_code);
+    if (f.remaining > 0 && --f.remaining == 0) d->pin_faults.erase(it);
+    return s;
+  }
+  if (host_cpus.empty()) {
+    return Status::Error(ErrorCode::kOperationInvalid, "Empty cpu list for pinning",
+                         kVirErrInvalidArg);
+  }
+  for (unsigned cpu : host_cpus) {
+    if (d->spec.host_cpus != 0 && cpu >= d->spec.host_cpus) {
+      return Status::Error(ErrorCode::kOperationInvalid,
+                           "invalid argument: Invalid cpuset: host CPU " + std::to_string(cpu) +
+                               " does not exist",
+                           kVirErrInvalidArg);
+    }
+  }
+  d->vcpus[id].pin = host_cpus;
+  return Status::Ok();
 }
 
 Status FakeHypervisor::OnlineGuestVcpus(const std::string& domain,

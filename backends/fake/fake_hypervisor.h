@@ -41,6 +41,9 @@ struct DomainSpec {
   // <vcpus> says so; false: as libvirt makes them by default, started with -smp and fixed.
   bool boot_vcpus_hotpluggable = true;
   std::string guest_os{};  // the libosinfo id in the domain's metadata, "" for none
+  std::map<unsigned, std::vector<unsigned>> pins{};  // <cputune><vcpupin>, by vCPU id
+  std::vector<unsigned> default_cpuset{};            // <vcpu cpuset>
+  unsigned host_cpus = 0;                            // the host's CPUs; 0 = unknown
 };
 
 // What a scripted fault does to the call it hits.
@@ -65,6 +68,8 @@ class FakeHypervisor final : public Hypervisor {
   void SetLatency(std::chrono::microseconds observe, std::chrono::microseconds set_vcpu);
   // The next SetVcpu of vCPU `id` (either direction) fails with `fault`.
   void FailVcpu(const std::string& name, unsigned id, Fault fault);
+  // The next PinVcpu of vCPU `id` fails with `fault`.
+  void FailPinVcpu(const std::string& name, unsigned id, Fault fault);
   // Every unplug of this domain times out (kTimeout) and stays pending until
   // CompletePendingUnplugs, which removes the vCPUs and fires the event sink.
   void SetUnplugTimesOut(const std::string& name, bool times_out);
@@ -82,6 +87,7 @@ class FakeHypervisor final : public Hypervisor {
     unsigned id;
     bool enable;
     bool persist;
+    std::vector<unsigned> pin;  // the vCPU's own pin when the call was made
   };
   std::vector<Call> SuccessfulCalls() const;
   size_t SetVcpuCallCount() const;  // every SetVcpu call, failed ones included
@@ -92,6 +98,8 @@ class FakeHypervisor final : public Hypervisor {
   // --- Hypervisor ---
   Result<DomainObservation> Observe(const std::string& domain) override;
   Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
+  Status PinVcpu(const std::string& domain, unsigned id, const std::vector<unsigned>& host_cpus,
+                 bool persist) override;
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
   Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
   Result<DomainClaim> ClaimDomain(const std::string& domain, const DomainClaim& claim,
@@ -110,6 +118,7 @@ class FakeHypervisor final : public Hypervisor {
     std::set<unsigned> pending_unplugs;
     std::set<unsigned> unplugged;  // TCG: unplugged in this "QEMU process"
     std::map<unsigned, Fault> vcpu_faults;
+    std::map<unsigned, Fault> pin_faults;
     int vanish_after_calls = -1;
     std::set<unsigned> guest_online;
     MemoryInfo memory;

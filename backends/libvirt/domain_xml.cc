@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "backends/libvirt/xml_util.h"
+#include "backends/range_list.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -122,6 +124,15 @@ Result<ParsedDomainXml> ParseDomainXml(std::string_view text) {
       static_cast<unsigned>(XPathUnsigned(xml, "/domain/cpu/topology/@threads").value_or(0));
   parsed.has_pinning = !XPathNodes(xml, "/domain/cputune/vcpupin").empty() ||
                        XPathText(xml, "/domain/vcpu/@cpuset").has_value();
+  for (xmlNodePtr pin : XPathNodes(xml, "/domain/cputune/vcpupin")) {
+    auto id = XPathUnsigned(xml, "@vcpu", pin);
+    auto cpus = ParseCpuset(XPathText(xml, "@cpuset", pin).value_or(""));
+    if (id && *id < parsed.maximum_vcpus && cpus && !cpus->empty()) {
+      parsed.pins[static_cast<unsigned>(*id)] = *cpus;
+    }
+  }
+  parsed.default_cpuset = ParseCpuset(XPathText(xml, "/domain/vcpu/@cpuset").value_or(""))
+                              .value_or(std::vector<unsigned>{});
   ParseMemory(xml, parsed);
   parsed.has_agent_channel =
       !XPathNodes(xml, "/domain/devices/channel/target[@name='org.qemu.guest_agent.0']").empty();
@@ -132,6 +143,29 @@ Result<ParsedDomainXml> ParseDomainXml(std::string_view text) {
                 "'os']/@id")
           .value_or("");
   return parsed;
+}
+
+std::optional<std::vector<unsigned>> ParseCpuset(std::string_view text) {
+  std::set<unsigned> cpus, excluded;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view item = text.substr(start, end - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    const bool exclude = !item.empty() && item.front() == '^';
+    if (exclude) item.remove_prefix(1);
+    auto ids = ParseRangeList(item);
+    if (item.empty() || !ids) return std::nullopt;
+    (exclude ? excluded : cpus).insert(ids->begin(), ids->end());
+    start = end + 1;
+  }
+  std::vector<unsigned> result;
+  for (unsigned cpu : cpus) {
+    if (!excluded.count(cpu)) result.push_back(cpu);
+  }
+  return result;
 }
 
 std::vector<VcpuInfo> ImpliedVcpuMap(unsigned maximum, unsigned current) {

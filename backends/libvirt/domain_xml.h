@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,8 @@ struct ParsedDomainXml {
   std::vector<VcpuInfo> vcpus;
   Topology topology;
   bool has_pinning = false;
+  std::map<unsigned, std::vector<unsigned>> pins;  // <cputune><vcpupin vcpu cpuset>
+  std::vector<unsigned> default_cpuset;            // <vcpu cpuset>
   MemoryInfo memory;
   bool has_agent_channel = false;  // an org.qemu.guest_agent.0 channel is defined
   std::string guest_os;            // <metadata><libosinfo:libosinfo><libosinfo:os id>
@@ -35,6 +38,9 @@ inline constexpr unsigned kMaxVcpusInXml = 16384;
 // An error when the text is not XML or its <vcpu> is beyond kMaxVcpusInXml; absent or
 // unreadable numbers elsewhere read as 0 (or their documented default).
 Result<ParsedDomainXml> ParseDomainXml(std::string_view xml);
+
+// A libvirt cpuset ("0-3,^2,6": ranges, and ^ for exclusions); nullopt when it is not one.
+std::optional<std::vector<unsigned>> ParseCpuset(std::string_view text);
 
 // The <vcpus> map libvirt implies when it does not write one (no vCPU was hot-plugged yet):
 // slots 0..current-1 enabled and, started with the domain, not hotpluggable (measured: libvirt

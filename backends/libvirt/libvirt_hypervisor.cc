@@ -4,6 +4,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <algorithm>
 #include <cctype>
 #include <iterator>
 #include <mutex>
@@ -357,6 +358,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
   observation.topology = parsed.topology;
   observation.has_pinning = parsed.has_pinning;
   observation.guest_os = parsed.guest_os;
+  observation.default_cpuset = parsed.default_cpuset;
   observation.memory = std::move(parsed.memory);
   if (!parsed.vcpus.empty()) {
     observation.vcpus = std::move(parsed.vcpus);
@@ -369,6 +371,12 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
     }
     observation.vcpus = ImpliedVcpuMap(parsed.maximum_vcpus, current);
   }
+  for (const auto& [id, cpus] : parsed.pins) {
+    if (id < observation.vcpus.size()) observation.vcpus[id].pin = cpus;
+  }
+  const int host_cpus = virNodeGetCPUMap(session.conn->get(), nullptr, nullptr, 0);
+  if (host_cpus < 0) virResetLastError();
+  observation.host_cpus = host_cpus > 0 ? static_cast<unsigned>(host_cpus) : 0;
   const int host_max = virConnectGetMaxVcpus(
       session.conn->get(),
       parsed.tcg || parsed.domain_type.empty() ? "qemu" : parsed.domain_type.c_str());
@@ -449,6 +457,27 @@ Status LibvirtHypervisor::SetVcpu(const std::string& domain, unsigned id, bool e
   }
   if (status.ok()) return recorded.ok() ? status : Status::Error(ErrorCode::kInternal, message);
   return Status::Error(status.code(), message, status.native_code());
+}
+
+Status LibvirtHypervisor::PinVcpu(const std::string& domain, unsigned id,
+                                  const std::vector<unsigned>& host_cpus, bool persist) {
+  if (host_cpus.empty()) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "no host CPU to pin vCPU " + std::to_string(id) + " to");
+  }
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Impl::Session& session = opened.value();
+  const unsigned int flags = impl_->ChangeFlags(session, persist);
+  const unsigned highest = *std::max_element(host_cpus.begin(), host_cpus.end());
+  const int maplen = VIR_CPU_MAPLEN(static_cast<int>(highest) + 1);
+  std::vector<unsigned char> cpumap(static_cast<size_t>(maplen), 0);
+  for (unsigned cpu : host_cpus) VIR_USE_CPU(cpumap.data(), cpu);
+  if (virDomainPinVcpuFlags(session.domain.get(), id, cpumap.data(), maplen, flags) < 0) {
+    return impl_->Fail(session.conn, "virDomainPinVcpuFlags(" + domain + ", " + std::to_string(id) +
+                                         ", " + FormatRangeList(host_cpus) + ")");
+  }
+  return Status::Ok();
 }
 
 Status LibvirtHypervisor::OnlineGuestVcpus(const std::string& domain,

@@ -49,6 +49,10 @@ class LibvirtHypervisor final : public Hypervisor {
   // reports the vCPUs recorded as unplugged (DomainObservation::unplugged_vcpus). After an
   // unplug times out, the message also says what QEMU itself reports for that vCPU.
   Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
+  // virDomainPinVcpuFlags: live (a disabled vCPU's pin is applied when it is plugged) and,
+  // with `persist`, in the persistent definition.
+  Status PinVcpu(const std::string& domain, unsigned id, const std::vector<unsigned>& host_cpus,
+                 bool persist) override;
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
   // DIMM attach/detach that backends/tcg_replug.h calls unsafe is refused (kUnsupported).
   Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;

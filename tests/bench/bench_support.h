@@ -129,6 +129,10 @@ class TimedHypervisor final : public backends::Hypervisor {
     ++set_vcpu_calls_;
     return status;
   }
+  backends::Status PinVcpu(const std::string& domain, unsigned id,
+                           const std::vector<unsigned>& host_cpus, bool persist) override {
+    return inner_.PinVcpu(domain, id, host_cpus, persist);
+  }
   backends::Status OnlineGuestVcpus(const std::string& domain,
                                     const std::vector<unsigned>& ids) override {
     return inner_.OnlineGuestVcpus(domain, ids);

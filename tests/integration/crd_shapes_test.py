@@ -48,6 +48,22 @@ def check_sockets_xor_vcpus(cp):
            f"sockets: 0 is refused: {zero.stderr}")
 
 
+def check_pinning_needs_host_cpus_to_deal_from(cp):
+    dealt = cp.kubectl("apply", "-f", "-", input_text=vm("dealt", {"vcpus": 2, "pinning": {
+        "hostCPUs": "0-1"}}), check=False)
+    expect(dealt.returncode == 0, f"pinning with hostCPUs is accepted: {dealt.stderr}")
+    bare = cp.kubectl("apply", "-f", "-", input_text=vm("bare", {"vcpus": 2, "pinning": {}}),
+                      check=False)
+    expect(bare.returncode != 0 and "hostCPUs is needed with policy dealt" in bare.stderr,
+           f"policy dealt (the default) without hostCPUs is refused: {bare.stderr}")
+    domain = cp.kubectl("apply", "-f", "-", input_text=vm("domain", {"vcpus": 2, "pinning": {
+        "policy": "domain"}}), check=False)
+    expect(domain.returncode == 0, f"policy domain needs no hostCPUs: {domain.stderr}")
+    junk = cp.kubectl("apply", "-f", "-", input_text=vm("junk", {"vcpus": 2, "pinning": {
+        "hostCPUs": "all"}}), check=False)
+    expect(junk.returncode != 0 and "hostCPUs" in junk.stderr, f"hostCPUs is a list: {junk.stderr}")
+
+
 def check_explain_describes_the_new_fields(cp):
     for field, words in [("spec.cpu.sockets", "sockets x"),
                          ("spec.cpu.vcpus", "whole number of cores"),
@@ -55,6 +71,9 @@ def check_explain_describes_the_new_fields(cp):
                          ("status.vcpus.incompleteCores", "some but not all"),
                          ("status.vcpus.inFlight", "core by core"),
                          ("spec.guest.os", "UnplugUnsupportedByGuest"),
+                         ("spec.cpu.pinning", "never runs guest work unpinned"),
+                         ("spec.cpu.pinning.hostCPUs", "pinned to one of them"),
+                         ("status.vcpus.pins", "Each enabled vCPU's pin"),
                          ("status.guestOS", "libosinfo metadata")]:
         explained = cp.kubectl("explain", f"elasticvms.{field}", check=False)
         expect(explained.returncode == 0 and words in " ".join(explained.stdout.split()),
@@ -80,7 +99,8 @@ def check_wide_output_shows_the_shape(cp):
 
 def main():
     require_assets()
-    checks = [check_sockets_xor_vcpus, check_explain_describes_the_new_fields,
+    checks = [check_sockets_xor_vcpus, check_pinning_needs_host_cpus_to_deal_from,
+              check_explain_describes_the_new_fields,
               check_wide_output_shows_the_shape]
     with tempfile.TemporaryDirectory(prefix="crd-shapes-") as workdir:
         with ControlPlane(workdir) as cp:

@@ -223,5 +223,19 @@ TEST(DomainXmlTest, ReadsTheGuestOsFromTheLibosinfoMetadataVirtInstallWrites) {
   EXPECT_EQ(other.value().guest_os, "");
 }
 
+TEST(DomainXmlTest, ReadsEachVcpusPinAndTheDefaultCpuset) {
+  auto parsed = ParseDomainXml(R"(<domain type='qemu'><vcpu cpuset='0-3,^2' current='1'>4</vcpu>
+  <cputune><vcpupin vcpu='0' cpuset='0'/><vcpupin vcpu='2' cpuset='1,3'/>
+    <vcpupin vcpu='9' cpuset='1'/><vcpupin vcpu='1' cpuset='nonsense'/></cputune></domain>)");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed.value().pins,
+            (std::map<unsigned, std::vector<unsigned>>{{0, {0}}, {2, {1, 3}}}));
+  EXPECT_EQ(parsed.value().default_cpuset, (std::vector<unsigned>{0, 1, 3}));
+  EXPECT_TRUE(parsed.value().has_pinning);
+  EXPECT_EQ(ParseCpuset("0-2, ^1"), (std::vector<unsigned>{0, 2}));
+  EXPECT_FALSE(ParseCpuset("0-"));
+  EXPECT_EQ(ParseCpuset(""), std::vector<unsigned>{});
+}
+
 }  // namespace
 }  // namespace hotplug::backends::libvirt

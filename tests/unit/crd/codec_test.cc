@@ -75,6 +75,28 @@ TEST(CodecTest, SocketsAndTheTopologyStatusRoundTrip) {
   EXPECT_EQ(again.object->status, decoded.object->status);
 }
 
+TEST(CodecTest, PinningAndThePinsStatusRoundTrip) {
+  auto decoded = DecodeJsonText(
+      R"({"metadata":{"name":"x"},"spec":{"cpu":{"vcpus":4,"pinning":{"hostCPUs":"0-1,4"}}},)"
+      R"("status":{"vcpus":{"pins":{"0":"0","3":"1","x":"bad"}}}})");
+  ASSERT_TRUE(decoded.ok()) << decoded.error;
+  EXPECT_FALSE(decoded.object->spec_error) << *decoded.object->spec_error;
+  ASSERT_TRUE(decoded.object->spec.cpu.pinning);
+  EXPECT_EQ(decoded.object->spec.cpu.pinning->policy, PinningPolicy::kDealt);
+  EXPECT_EQ(decoded.object->spec.cpu.pinning->host_cpus, "0-1,4");
+  EXPECT_EQ(decoded.object->status.vcpus->pins,
+            (std::map<int64_t, std::string>{{0, "0"}, {3, "1"}}));
+  auto again = DecodeJsonText(EncodeJsonText(*decoded.object));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.object->spec.cpu.pinning->host_cpus, "0-1,4");
+  EXPECT_EQ(again.object->status, decoded.object->status);
+  auto domain = DecodeJsonText(
+      R"({"metadata":{"name":"x"},"spec":{"cpu":{"pinning":{"policy":"domain"}}}})");
+  ASSERT_TRUE(domain.ok());
+  EXPECT_FALSE(domain.object->spec_error);
+  EXPECT_EQ(domain.object->spec.cpu.pinning->policy, PinningPolicy::kDomain);
+}
+
 TEST(CodecTest, TheGuestOsRoundTrips) {
   auto decoded = DecodeJsonText(
       R"js({"metadata":{"name":"x"},"spec":{"guest":{"os":"http://microsoft.com/win/10"}},)js"
@@ -146,6 +168,10 @@ TEST(CodecTest, BadSpecsNameTheFieldAndTheValue) {
       {R"({"cpu":{"sockets":0}})", "spec.cpu.sockets: expected an integer from 1 to 4096, got 0"},
       {R"({"cpu":{"sockets":"two"}})", R"(spec.cpu.sockets: expected an integer >= 1, got "two")"},
       {R"({"cpu":{"vcpus":4,"sockets":2}})", "spec.cpu: set vcpus or sockets, not both"},
+      {R"({"cpu":{"pinning":{}}})", "spec.cpu.pinning.hostCPUs: expected host CPUs as a list"},
+      {R"({"cpu":{"pinning":{"hostCPUs":"3-1"}}})", "spec.cpu.pinning.hostCPUs: expected"},
+      {R"({"cpu":{"pinning":{"policy":"spread"}}})",
+       R"(spec.cpu.pinning.policy: expected one of dealt, domain, got "spread")"},
       {R"({"cpu":{"guestOnline":"maybe"}})",
        R"(spec.cpu.guestOnline: expected one of auto, agent, none, got "maybe")"},
       {R"({"memory":{"size":"2GB"}})", "spec.memory.size: unknown quantity suffix"},

@@ -126,6 +126,10 @@ class RacedHypervisor final : public backends::Hypervisor {
   backends::Status SetVcpu(const std::string& d, unsigned id, bool enable, bool persist) override {
     return inner_.SetVcpu(d, id, enable, persist);
   }
+  backends::Status PinVcpu(const std::string& d, unsigned id, const std::vector<unsigned>& cpus,
+                           bool persist) override {
+    return inner_.PinVcpu(d, id, cpus, persist);
+  }
   backends::Status OnlineGuestVcpus(const std::string& d,
                                     const std::vector<unsigned>& ids) override {
     return inner_.OnlineGuestVcpus(d, ids);

@@ -54,6 +54,10 @@ class StopDuringFirstCall final : public backends::Hypervisor {
     stop_ = true;
     return inner_.SetVcpu(d, id, enable, persist);
   }
+  backends::Status PinVcpu(const std::string& d, unsigned id, const std::vector<unsigned>& cpus,
+                           bool persist) override {
+    return inner_.PinVcpu(d, id, cpus, persist);
+  }
   backends::Status OnlineGuestVcpus(const std::string& d,
                                     const std::vector<unsigned>& ids) override {
     return inner_.OnlineGuestVcpus(d, ids);
