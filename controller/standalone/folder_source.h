@@ -8,17 +8,27 @@
 // status, conditions' lastTransitionTime and failures included.
 //
 // Rules:
-//  - Files whose name starts with '.' and files not ending in .yaml/.yml are ignored.
+//  - Files whose name starts with '.' and files not ending in .yaml/.yml are ignored. A file
+//    is read only when it is a regular file of at most 4 MiB, opened without following a
+//    symlink out of the folder and without blocking (a FIFO, a device, a symlink to
+//    /etc/shadow are each reported in the file's error file, never read); a file name that
+//    is not UTF-8 text is reported too.
+//  - The operator's own annotations (status_dir.h) in a file are ignored and reported.
 //  - A document that is not an ElasticVM, has no usable name, or repeats a namespace/name
-//    defined earlier (the object keeps the file it was first seen in; at start, files in name
-//    order) is ignored and reported in .status/_file_<file>.yaml and a log line.
+//    defined earlier (the object keeps the file it was first seen in, across restarts too:
+//    its status file says which; otherwise files in name order) is ignored and reported in
+//    .status/_file_<file>.yaml and a log line.
 //  - A document whose spec is bad is kept and reported as InvalidSpec on its own status.
 //  - A file that stops parsing as YAML keeps the objects it no longer shows (those after the
 //    syntax error) as last read, each marked with a spec error (InvalidSpec, nothing changed
 //    on the VM) until the file is fixed or removed; the documents before the error apply.
 //  - A removed document stops its object's reconciliation and changes nothing on the VM; its
 //    status file stays, marked with the hotplug.dev/removed annotation, and is picked up
-//    again if the object comes back.
+//    again (read back from that file) if the object comes back: nothing of a removed object
+//    stays in memory.
+//  - DIR/.status removed while running is made again and every status file rewritten.
+//  - An edit re-reads only the files it touched and re-evaluates only the objects they
+//    define, so it is seen within a second however many objects the folder holds.
 //  - spec.nodeName is not checked: the folder belongs to this host.
 #pragma once
 
@@ -99,18 +109,38 @@ class FolderSource final : public ObjectSource {
     // kept stale.
     std::string parse_error;
   };
+  // A document that names a key: which file, which document.
+  struct Claim {
+    std::string file;
+    int index = 0;
+    bool operator<(const Claim& other) const {
+      return file != other.file ? file < other.file : index < other.index;
+    }
+    bool operator==(const Claim& other) const { return file == other.file && index == other.index; }
+  };
   struct Entry {
-    crd::ElasticVM object;  // with metadata the source owns and the last written status
-    std::string file;       // the file it came from
+    crd::ElasticVM object;    // with metadata the source owns and the last written status
+    std::string file;         // the file it came from
+    std::string fingerprint;  // SpecFingerprint(object), kept to compare edits cheaply
   };
 
   void Run();
-  void ScanAll();
-  // Reads one file into files_ (or drops it when it is gone or ignored).
-  void ReadFile(const std::string& name);
-  // Recomputes the objects from files_, applies the differences to the cache, writes the
-  // per-file error files, and reports the changed keys.
-  void Apply();
+  // Every input file name in the folder now (and those read before), to re-read them all.
+  std::set<std::string> ListAll();
+  // Reads one file into files_ (or drops it when it is gone or ignored) and updates claims_;
+  // adds the keys it defined before or defines now to `keys`.
+  void ReadFile(const std::string& name, std::set<std::string>* keys);
+  // Re-evaluates the objects `keys` (whose claims changed), applies the differences to the
+  // cache, rewrites the error files of the files involved, and reports the changed keys.
+  void Apply(const std::set<std::string>& keys, std::set<std::string> files);
+  const Document* FindDocument(const Claim& claim) const;
+  // Which claim of `key` wins (the current owner's file, else the one its status file
+  // names, else the first in file order); nullptr when none.
+  const Claim* Owner(const std::string& key) const;
+  std::vector<std::string> FileErrors(const std::string& file) const;
+  void WriteErrorFiles(const std::set<std::string>& files);
+  // The status folder was made again: every status and error file is written anew.
+  void RewriteStatusFolder();
   bool IsInputFile(const std::string& name) const;
   std::string Now() const;
 
@@ -126,10 +156,17 @@ class FolderSource final : public ObjectSource {
   std::atomic<int64_t> rescans_{0};
 
   // Only the watch thread touches these.
-  std::map<std::string, FileContents> files_;       // by file name, sorted
-  std::map<std::string, crd::ElasticVM> previous_;  // last known state of removed objects
+  std::map<std::string, FileContents> files_;      // by file name, sorted
+  std::map<std::string, std::set<Claim>> claims_;  // by key: every document naming it
+  std::map<std::string, Claim> owners_;            // by key: the claim that won
+  // Status files of an earlier run not yet matched to a document (emptied by the first pass:
+  // the unmatched ones are marked removed and forgotten).
+  std::map<std::string, crd::ElasticVM> previous_;
   // Input files with an error file in .status, and the errors it holds.
   std::map<std::string, std::vector<std::string>> error_files_;
+  // Error files found at start, removed after the first pass unless rewritten.
+  std::set<std::string> stale_error_files_;
+  uint64_t status_generation_ = 0;  // of status_dir_ when every file was last written
 
   // Serialises status-file writes with removals and re-additions (held across file I/O).
   // Lock order: write_mu_, then mu_.
