@@ -23,8 +23,6 @@
 namespace hotplug::controller::standalone {
 namespace {
 
-using Steady = std::chrono::steady_clock;
-
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
                                 IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 // Keep gathering events for at most this long before acting on them.
@@ -170,121 +168,127 @@ bool FolderSource::IsInputFile(const std::string& name) const {
 
 std::string FolderSource::Now() const { return reconciler::FormatRfc3339(clock_.Now()); }
 
+// A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
+// folder is read again on the next change.
+void FolderSource::Guarded(const char* what, const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    log::Error("standalone: unexpected error; the folder is read again on the next change",
+               {{"while", what}, {"error", e.what()}});
+  }
+}
+
 void FolderSource::Run() {
   pthread_setname_np(pthread_self(), "folder-watch");
-  // A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
-  // folder is read again on the next change.
-  auto guarded = [this](const char* what, const std::function<void()>& step) {
-    try {
-      step();
-    } catch (const std::exception& e) {
-      log::Error("standalone: unexpected error; the folder is read again on the next change",
-                 {{"while", what}, {"error", e.what()}});
-    }
-  };
-  guarded("reading the folder", [this] {
+  Guarded("reading the folder", [this] {
     ScanAll();
     Apply();
   });
   synced_ = true;
   log::Info("standalone: folder read", {{"dir", dir_}, {"objects", std::to_string(Keys().size())}});
-
-  std::set<std::string> dirty;
-  std::map<std::string, Steady::time_point> settling;  // created, not yet closed
-  bool rescan_all = false;
-  bool watch_lost = false;
-  // When the changes not acted on yet began (valid while `pending`). Not an optional: GCC 12
-  // warns maybe-uninitialized on one at -O2.
-  bool pending = false;
-  Steady::time_point first_dirty{};
-  alignas(inotify_event) char buffer[64 * 1024];
-
+  WatchState state;
   while (true) {
-    auto now = Steady::now();
-    int timeout_ms = -1;
-    auto wait_until = [&](Steady::time_point when) {
-      auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
-      int bounded = static_cast<int>(std::max<int64_t>(0, ms));
-      timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
-    };
-    for (const auto& [name, due] : settling) wait_until(due);
-    if (pending) wait_until(std::min(now + options_.coalesce, first_dirty + kMaxCoalesce));
-
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    int ready = poll(fds, 2, timeout_ms);
+    int ready = poll(fds, 2, PollTimeoutMs(state, Steady::now()));
     if (ready < 0 && errno != EINTR) {
       log::Error("standalone: poll failed; edits are no longer followed",
                  {{"error", std::strerror(errno)}});
       return;
     }
     if (fds[0].revents & POLLIN) return;
-
-    now = Steady::now();
-    bool got_events = false;
-    if (ready > 0 && (fds[1].revents & POLLIN)) {
-      while (true) {
-        ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
-        if (length <= 0) break;
-        got_events = true;
-        for (char* at = buffer; at < buffer + length;) {
-          const auto* event = reinterpret_cast<const inotify_event*>(at);
-          at += sizeof(inotify_event) + event->len;
-          if (event->mask & IN_Q_OVERFLOW) {
-            log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
-            rescan_all = true;
-            continue;
-          }
-          if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-            if (!watch_lost) {
-              log::Error(
-                  "standalone: the folder was removed or moved; its objects are kept as last "
-                  "read and edits are no longer followed",
-                  {{"dir", dir_}});
-            }
-            watch_lost = true;
-            continue;
-          }
-          if (event->len == 0 || (event->mask & IN_ISDIR)) continue;
-          std::string name = event->name;
-          if (!IsInputFile(name)) continue;
-          if ((event->mask & IN_CREATE) &&
-              !(event->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
-            settling[name] = now + options_.created_settle;
-            continue;
-          }
-          settling.erase(name);
-          dirty.insert(name);
-        }
-      }
-    }
-    for (auto it = settling.begin(); it != settling.end();) {
-      if (it->second <= now) {
-        dirty.insert(it->first);
-        it = settling.erase(it);
-      } else {
+    const auto now = Steady::now();
+    const bool got_events = ready > 0 && (fds[1].revents & POLLIN) && ReadEvents(state, now);
+    for (auto it = state.settling.begin(); it != state.settling.end();) {
+      if (it->second > now) {
         ++it;
+        continue;
       }
+      state.dirty.insert(it->first);
+      it = state.settling.erase(it);
     }
-    if ((!dirty.empty() || rescan_all) && !pending) {
-      pending = true;
-      first_dirty = now;
-    }
-    // Act once the burst is over (no event in the last poll) or has lasted long enough.
-    bool burst_over = !got_events || now - first_dirty >= kMaxCoalesce;
-    if (pending && burst_over) {
-      guarded("applying a change", [&] {
-        if (rescan_all || watch_lost) {
-          ScanAll();
-        } else {
-          for (const auto& name : dirty) ReadFile(name);
-        }
-        Apply();
-      });
-      dirty.clear();
-      rescan_all = false;
-      pending = false;
+    ActOnChanges(state, got_events, now);
+  }
+}
+
+// Until the next file settles or the pending changes are due; -1 (forever) when neither.
+int FolderSource::PollTimeoutMs(const WatchState& state, Steady::time_point now) const {
+  int timeout_ms = -1;
+  auto wait_until = [&](Steady::time_point when) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
+    int bounded = static_cast<int>(std::max<int64_t>(0, ms));
+    timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
+  };
+  for (const auto& [name, due] : state.settling) wait_until(due);
+  if (state.pending)
+    wait_until(std::min(now + options_.coalesce, state.first_dirty + kMaxCoalesce));
+  return timeout_ms;
+}
+
+// Reads every queued inotify event into `state`; true when there was any.
+bool FolderSource::ReadEvents(WatchState& state, Steady::time_point now) {
+  alignas(inotify_event) char buffer[64 * 1024];
+  bool got_events = false;
+  while (true) {
+    ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
+    if (length <= 0) return got_events;
+    got_events = true;
+    for (char* at = buffer; at < buffer + length;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(at);
+      at += sizeof(inotify_event) + event->len;
+      HandleEvent(*event, state, now);
     }
   }
+}
+
+void FolderSource::HandleEvent(const inotify_event& event, WatchState& state,
+                               Steady::time_point now) {
+  if (event.mask & IN_Q_OVERFLOW) {
+    log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
+    state.rescan_all = true;
+    return;
+  }
+  if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+    if (!state.watch_lost) {
+      log::Error(
+          "standalone: the folder was removed or moved; its objects are kept as last read and "
+          "edits are no longer followed",
+          {{"dir", dir_}});
+    }
+    state.watch_lost = true;
+    return;
+  }
+  if (event.len == 0 || (event.mask & IN_ISDIR)) return;
+  std::string name = event.name;
+  if (!IsInputFile(name)) return;
+  if ((event.mask & IN_CREATE) &&
+      !(event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
+    state.settling[name] = now + options_.created_settle;
+    return;
+  }
+  state.settling.erase(name);
+  state.dirty.insert(name);
+}
+
+// Acts once the burst is over (no event in the last poll) or has lasted long enough.
+void FolderSource::ActOnChanges(WatchState& state, bool got_events, Steady::time_point now) {
+  if ((!state.dirty.empty() || state.rescan_all) && !state.pending) {
+    state.pending = true;
+    state.first_dirty = now;
+  }
+  const bool burst_over = !got_events || now - state.first_dirty >= kMaxCoalesce;
+  if (!state.pending || !burst_over) return;
+  Guarded("applying a change", [&] {
+    if (state.rescan_all || state.watch_lost) {
+      ScanAll();
+    } else {
+      for (const auto& name : state.dirty) ReadFile(name);
+    }
+    Apply();
+  });
+  state.dirty.clear();
+  state.rescan_all = false;
+  state.pending = false;
 }
 
 void FolderSource::ScanAll() {
@@ -304,6 +308,20 @@ void FolderSource::ScanAll() {
   for (const auto& name : names) ReadFile(name);
 }
 
+// What can be read applies; what the file showed before and no longer shows is kept stale.
+void FolderSource::KeepStale(FileContents& contents, const std::string& why,
+                             std::vector<Document> readable) {
+  std::set<std::string> seen;
+  for (const auto& document : readable) seen.insert(document.object.Key());
+  for (auto& document : contents.documents) {
+    if (seen.count(document.object.Key())) continue;
+    document.stale = true;
+    readable.push_back(std::move(document));
+  }
+  contents.documents = std::move(readable);
+  contents.parse_error = why;
+}
+
 void FolderSource::ReadFile(const std::string& name) {
   const std::string path = dir_ + "/" + name;
   struct stat info {};
@@ -312,61 +330,45 @@ void FolderSource::ReadFile(const std::string& name) {
     return;
   }
   FileContents& contents = files_[name];  // the previous documents, if any
-  // What can be read applies; what the file showed before and no longer shows is kept stale.
-  auto keep_stale = [&](const std::string& why, std::vector<Document> readable) {
-    std::set<std::string> seen;
-    for (const auto& document : readable) seen.insert(document.object.Key());
-    for (auto& document : contents.documents) {
-      if (seen.count(document.object.Key())) continue;
-      document.stale = true;
-      readable.push_back(std::move(document));
-    }
-    contents.documents = std::move(readable);
-    contents.parse_error = why;
-  };
   if (static_cast<size_t>(info.st_size) > crd::kMaxDocumentBytes) {
-    keep_stale("the file is larger than 4 MiB", {});
-    return;
+    return KeepStale(contents, "the file is larger than 4 MiB", {});
   }
-  std::string text;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    if (!in) {
-      keep_stale(std::string("cannot read it: ") + std::strerror(errno), {});
-      return;
-    }
-    text = buffer.str();
-  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (!in) return KeepStale(contents, std::string("cannot read it: ") + std::strerror(errno), {});
 
   std::vector<Document> readable;
-  std::vector<std::string> errors;
-  std::string syntax_error;
+  const std::string syntax_error = ParseDocuments(buffer.str(), &readable, &contents.errors);
+  if (!syntax_error.empty()) return KeepStale(contents, syntax_error, std::move(readable));
+  contents.documents = std::move(readable);
+  contents.parse_error.clear();
+}
+
+std::string FolderSource::ParseDocuments(const std::string& text, std::vector<Document>* readable,
+                                         std::vector<std::string>* errors) {
+  errors->clear();
   const std::vector<crd::DecodeResult> results = crd::DecodeYamlText(text);
   for (size_t i = 0; i < results.size(); ++i) {
     const int index = static_cast<int>(i) + 1;
     if (!results[i].ok()) {
       // A syntax error ends what can be read of the file; other errors are one document's.
-      if (results[i].kind == crd::DecodeError::kSyntax) {
-        syntax_error = results[i].error;
-        break;
-      }
-      errors.push_back(results[i].error);
+      if (results[i].kind == crd::DecodeError::kSyntax) return results[i].error;
+      errors->push_back(results[i].error);
       continue;
     }
     crd::ElasticVM object = *results[i].object;
     const std::string where = "document " + std::to_string(index) + ": ";
     if (!IsValidNamespace(object.metadata.namespace_)) {
-      errors.push_back(where + "metadata.namespace \"" + object.metadata.namespace_ +
-                       "\" is not a valid namespace (lowercase letters, digits and '-', at most "
-                       "63 characters)");
+      errors->push_back(where + "metadata.namespace \"" + object.metadata.namespace_ +
+                        "\" is not a valid namespace (lowercase letters, digits and '-', at "
+                        "most 63 characters)");
       continue;
     }
     if (!IsValidName(object.metadata.name)) {
-      errors.push_back(where + "metadata.name \"" + object.metadata.name +
-                       "\" is not a valid name (lowercase letters, digits, '-' and '.', at most "
-                       "253 characters)");
+      errors->push_back(where + "metadata.name \"" + object.metadata.name +
+                        "\" is not a valid name (lowercase letters, digits, '-' and '.', at "
+                        "most 253 characters)");
       continue;
     }
     // What Kubernetes would own is the source's to set; a status in the file is ignored.
@@ -375,25 +377,34 @@ void FolderSource::ReadFile(const std::string& name) {
     object.metadata.generation = 0;
     object.metadata.creation_timestamp.clear();
     object.status = {};
-    readable.push_back({index, std::move(object), false});
+    readable->push_back({index, std::move(object), false});
   }
-  contents.errors = std::move(errors);
-  if (!syntax_error.empty()) {
-    keep_stale(syntax_error, std::move(readable));
-    return;
-  }
-  contents.documents = std::move(readable);
-  contents.parse_error.clear();
+  return "";
 }
 
 void FolderSource::Apply() {
   rescans_++;
-  std::map<std::string, std::vector<std::string>> errors_by_file;
-  // Every document that names a key, files in name order, documents in file order.
-  struct Claim {
-    const std::string* file;
-    const Document* document;
-  };
+  ErrorsByFile errors_by_file;
+  std::map<std::string, Wanted> wanted = WantedObjects(errors_by_file);
+  std::vector<std::string> changed;
+  {
+    std::lock_guard write_lock(write_mu_);
+    ForgetRemoved(wanted, changed);
+    for (auto& [key, w] : wanted) {
+      const CacheUpdate update = UpdateCached(key, w);
+      if (update == CacheUpdate::kAbsent) AddNew(key, std::move(w));
+      if (update != CacheUpdate::kUnchanged) changed.push_back(key);
+    }
+    MarkUnclaimedStatusFiles();
+  }
+  WriteErrorFiles(errors_by_file);
+  if (on_change_) {
+    for (const auto& key : changed) on_change_(key);
+  }
+}
+
+std::map<std::string, std::vector<FolderSource::Claim>> FolderSource::Claims(
+    ErrorsByFile& errors_by_file) const {
   std::map<std::string, std::vector<Claim>> claims;
   for (const auto& [file, contents] : files_) {
     auto& errors = errors_by_file[file];
@@ -411,18 +422,18 @@ void FolderSource::Apply() {
       claims[document.object.Key()].push_back({&file, &document});
     }
   }
+  return claims;
+}
 
+std::map<std::string, FolderSource::Wanted> FolderSource::WantedObjects(
+    ErrorsByFile& errors_by_file) const {
   std::map<std::string, std::string> current_files;
   {
     std::lock_guard lock(mu_);
     for (const auto& [key, entry] : cache_) current_files[key] = entry.file;
   }
-  struct Wanted {
-    std::string file;
-    crd::ElasticVM object;
-  };
   std::map<std::string, Wanted> wanted;
-  for (const auto& [key, list] : claims) {
+  for (const auto& [key, list] : Claims(errors_by_file)) {
     // The object stays with the file it was first seen in; otherwise the first claim wins.
     size_t owner = 0;
     if (auto it = current_files.find(key); it != current_files.end()) {
@@ -449,116 +460,120 @@ void FolderSource::Apply() {
     }
     wanted.emplace(key, std::move(w));
   }
+  return wanted;
+}
 
-  std::vector<std::string> changed;
+// Removed objects: forget them, change nothing on their VMs, mark their status files.
+void FolderSource::ForgetRemoved(const std::map<std::string, Wanted>& wanted,
+                                 std::vector<std::string>& changed) {
+  std::vector<std::pair<std::string, Entry>> removed;
   {
-    std::lock_guard write_lock(write_mu_);
-    // Removed objects: forget them, change nothing on their VMs, mark their status files.
-    std::vector<std::pair<std::string, Entry>> removed;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = cache_.begin(); it != cache_.end();) {
-        if (wanted.count(it->first)) {
-          ++it;
-          continue;
-        }
-        removed.emplace_back(it->first, std::move(it->second));
-        it = cache_.erase(it);
-      }
-    }
-    for (auto& [key, entry] : removed) {
-      log::Info(
-          "standalone: object removed; it is no longer reconciled and its VM is left as "
-          "it is",
-          {{"object", key}, {"file", entry.file}});
-      crd::ElasticVM record = std::move(entry.object);
-      record.metadata.annotations[kSourceFileAnnotation] = entry.file;
-      record.metadata.annotations[kRemovedAnnotation] = Now();
-      std::string error;
-      if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
-        log::Warn("standalone: cannot mark the status file of a removed object",
-                  {{"object", key}, {"error", error}});
-      }
-      previous_[key] = std::move(record);
-      changed.push_back(key);
-    }
-
-    for (auto& [key, w] : wanted) {
-      std::unique_lock lock(mu_);
-      auto it = cache_.find(key);
-      if (it != cache_.end()) {
-        crd::ElasticVM& cached = it->second.object;
-        const bool spec_changed = SpecFingerprint(cached) != SpecFingerprint(w.object);
-        const bool meta_changed = cached.metadata.labels != w.object.metadata.labels ||
-                                  cached.metadata.annotations != w.object.metadata.annotations;
-        it->second.file = w.file;
-        if (!spec_changed && !meta_changed) continue;
-        cached.metadata.labels = w.object.metadata.labels;
-        cached.metadata.annotations = w.object.metadata.annotations;
-        cached.spec = w.object.spec;
-        cached.spec_error = w.object.spec_error;
-        if (spec_changed) cached.metadata.generation++;
-        const std::string generation = std::to_string(cached.metadata.generation);
-        lock.unlock();
-        if (spec_changed) {
-          log::Info("standalone: object changed",
-                    {{"object", key}, {"file", w.file}, {"generation", generation}});
-        }
-        changed.push_back(key);
+    std::lock_guard lock(mu_);
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      if (wanted.count(it->first)) {
+        ++it;
         continue;
       }
-
-      // New to this process: continue from what an earlier life (or a removal) left.
-      crd::ElasticVM object = std::move(w.object);
-      bool clear_removed_mark = false;
-      if (auto prev = previous_.find(key); prev != previous_.end()) {
-        const crd::ElasticVM& before = prev->second;
-        object.metadata.uid = before.metadata.uid;
-        object.metadata.creation_timestamp = before.metadata.creation_timestamp;
-        object.metadata.generation = std::max<int64_t>(before.metadata.generation, 1);
-        if (SpecFingerprint(before) != SpecFingerprint(object)) object.metadata.generation++;
-        object.status = before.status;
-        clear_removed_mark =
-            before.metadata.annotations.count(kRemovedAnnotation) && HasStatus(before.status);
-        previous_.erase(prev);
-      } else {
-        object.metadata.generation = 1;
-      }
-      if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
-      if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
-      const std::string generation = std::to_string(object.metadata.generation);
-      crd::ElasticVM record = object;
-      cache_[key] = Entry{object, w.file};
-      lock.unlock();
-      if (clear_removed_mark) {
-        record.metadata.annotations[kSourceFileAnnotation] = w.file;
-        std::string error;
-        if (!status_dir_.WriteObject(record, &error)) {
-          log::Warn("standalone: cannot unmark the status file of a returning object",
-                    {{"object", key}, {"error", error}});
-        }
-      }
-      log::Info("standalone: object added",
-                {{"object", key}, {"file", w.file}, {"generation", generation}});
-      changed.push_back(key);
-    }
-
-    // Status files of objects no YAML defines any more (seen at start): mark them once.
-    for (auto& [key, record] : previous_) {
-      if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
-      record.metadata.annotations[kRemovedAnnotation] = Now();
-      std::string error;
-      if (!status_dir_.WriteObject(record, &error)) {
-        log::Warn("standalone: cannot mark the status file of a removed object",
-                  {{"object", key}, {"error", error}});
-      }
-      log::Info("standalone: status file of an object no file defines any more; marked removed",
-                {{"object", key}});
+      removed.emplace_back(it->first, std::move(it->second));
+      it = cache_.erase(it);
     }
   }
+  for (auto& [key, entry] : removed) {
+    log::Info("standalone: object removed; it is no longer reconciled and its VM is left as it is",
+              {{"object", key}, {"file", entry.file}});
+    crd::ElasticVM record = std::move(entry.object);
+    record.metadata.annotations[kSourceFileAnnotation] = entry.file;
+    record.metadata.annotations[kRemovedAnnotation] = Now();
+    std::string error;
+    if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot mark the status file of a removed object",
+                {{"object", key}, {"error", error}});
+    }
+    previous_[key] = std::move(record);
+    changed.push_back(key);
+  }
+}
 
-  // Problems no object carries: one file each in .status (rewritten only when they change),
-  // one log line per new problem.
+FolderSource::CacheUpdate FolderSource::UpdateCached(const std::string& key, const Wanted& w) {
+  std::unique_lock lock(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return CacheUpdate::kAbsent;
+  crd::ElasticVM& cached = it->second.object;
+  const bool spec_changed = SpecFingerprint(cached) != SpecFingerprint(w.object);
+  const bool meta_changed = cached.metadata.labels != w.object.metadata.labels ||
+                            cached.metadata.annotations != w.object.metadata.annotations;
+  it->second.file = w.file;
+  if (!spec_changed && !meta_changed) return CacheUpdate::kUnchanged;
+  cached.metadata.labels = w.object.metadata.labels;
+  cached.metadata.annotations = w.object.metadata.annotations;
+  cached.spec = w.object.spec;
+  cached.spec_error = w.object.spec_error;
+  if (spec_changed) cached.metadata.generation++;
+  const std::string generation = std::to_string(cached.metadata.generation);
+  lock.unlock();
+  if (spec_changed) {
+    log::Info("standalone: object changed",
+              {{"object", key}, {"file", w.file}, {"generation", generation}});
+  }
+  return CacheUpdate::kChanged;
+}
+
+// New to this process: continue from what an earlier life (or a removal) left.
+void FolderSource::AddNew(const std::string& key, Wanted w) {
+  crd::ElasticVM object = std::move(w.object);
+  bool clear_removed_mark = false;
+  if (auto prev = previous_.find(key); prev != previous_.end()) {
+    const crd::ElasticVM& before = prev->second;
+    object.metadata.uid = before.metadata.uid;
+    object.metadata.creation_timestamp = before.metadata.creation_timestamp;
+    object.metadata.generation = std::max<int64_t>(before.metadata.generation, 1);
+    if (SpecFingerprint(before) != SpecFingerprint(object)) object.metadata.generation++;
+    object.status = before.status;
+    clear_removed_mark =
+        before.metadata.annotations.count(kRemovedAnnotation) && HasStatus(before.status);
+    previous_.erase(prev);
+  } else {
+    object.metadata.generation = 1;
+  }
+  if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
+  if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
+  crd::ElasticVM record = object;
+  {
+    std::lock_guard lock(mu_);
+    cache_[key] = Entry{std::move(object), w.file};
+  }
+  if (clear_removed_mark) {
+    record.metadata.annotations[kSourceFileAnnotation] = w.file;
+    std::string error;
+    if (!status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot unmark the status file of a returning object",
+                {{"object", key}, {"error", error}});
+    }
+  }
+  log::Info("standalone: object added",
+            {{"object", key},
+             {"file", w.file},
+             {"generation", std::to_string(record.metadata.generation)}});
+}
+
+// Status files of objects no YAML defines any more (seen at start): mark them once.
+void FolderSource::MarkUnclaimedStatusFiles() {
+  for (auto& [key, record] : previous_) {
+    if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
+    record.metadata.annotations[kRemovedAnnotation] = Now();
+    std::string error;
+    if (!status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot mark the status file of a removed object",
+                {{"object", key}, {"error", error}});
+    }
+    log::Info("standalone: status file of an object no file defines any more; marked removed",
+              {{"object", key}});
+  }
+}
+
+// Problems no object carries: one file each in .status (rewritten only when they change),
+// one log line per new problem.
+void FolderSource::WriteErrorFiles(const ErrorsByFile& errors_by_file) {
   for (const auto& [file, errors] : errors_by_file) {
     if (errors.empty()) continue;
     auto& written = error_files_[file];
@@ -587,10 +602,6 @@ void FolderSource::Apply() {
     }
     if (!it->second.empty()) log::Info("standalone: file fixed or removed", {{"file", it->first}});
     it = error_files_.erase(it);
-  }
-
-  if (on_change_) {
-    for (const auto& key : changed) on_change_(key);
   }
 }
 

@@ -22,6 +22,8 @@
 //  - spec.nodeName is not checked: the folder belongs to this host.
 #pragma once
 
+#include <sys/inotify.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -103,14 +105,62 @@ class FolderSource final : public ObjectSource {
     crd::ElasticVM object;  // with metadata the source owns and the last written status
     std::string file;       // the file it came from
   };
+  using Steady = std::chrono::steady_clock;
+  // The watch thread's changes not acted on yet.
+  struct WatchState {
+    std::set<std::string> dirty;
+    std::map<std::string, Steady::time_point> settling;  // created, not yet closed
+    bool rescan_all = false;
+    bool watch_lost = false;
+    // Changes wait since `first_dirty` (valid while `pending`; not an optional: GCC 12 warns
+    // maybe-uninitialized on one at -O2).
+    bool pending = false;
+    Steady::time_point first_dirty{};
+  };
+  // A document claiming a key, and the object the cache should hold for a key.
+  struct Claim {
+    const std::string* file;
+    const Document* document;
+  };
+  struct Wanted {
+    std::string file;
+    crd::ElasticVM object;
+  };
+  using ErrorsByFile = std::map<std::string, std::vector<std::string>>;
+  enum class CacheUpdate { kAbsent, kUnchanged, kChanged };
 
+  // --- the watch thread
   void Run();
+  void Guarded(const char* what, const std::function<void()>& step);
+  int PollTimeoutMs(const WatchState& state, Steady::time_point now) const;
+  bool ReadEvents(WatchState& state, Steady::time_point now);
+  void HandleEvent(const inotify_event& event, WatchState& state, Steady::time_point now);
+  void ActOnChanges(WatchState& state, bool got_events, Steady::time_point now);
+
+  // --- reading files into files_
   void ScanAll();
   // Reads one file into files_ (or drops it when it is gone or ignored).
   void ReadFile(const std::string& name);
+  static void KeepStale(FileContents& contents, const std::string& why,
+                        std::vector<Document> readable);
+  // The usable documents of `text` and one error per unusable one; the syntax error that
+  // ended the reading, "" when none did.
+  static std::string ParseDocuments(const std::string& text, std::vector<Document>* readable,
+                                    std::vector<std::string>* errors);
+
+  // --- applying files_ to the cache
   // Recomputes the objects from files_, applies the differences to the cache, writes the
   // per-file error files, and reports the changed keys.
   void Apply();
+  // Every document that names a key, files in name order, documents in file order.
+  std::map<std::string, std::vector<Claim>> Claims(ErrorsByFile& errors_by_file) const;
+  std::map<std::string, Wanted> WantedObjects(ErrorsByFile& errors_by_file) const;
+  void ForgetRemoved(const std::map<std::string, Wanted>& wanted,
+                     std::vector<std::string>& changed);
+  CacheUpdate UpdateCached(const std::string& key, const Wanted& wanted);
+  void AddNew(const std::string& key, Wanted wanted);
+  void MarkUnclaimedStatusFiles();
+  void WriteErrorFiles(const ErrorsByFile& errors_by_file);
   bool IsInputFile(const std::string& name) const;
   std::string Now() const;
 
