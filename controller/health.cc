@@ -18,6 +18,25 @@ namespace hotplug::controller {
 
 HealthServer::~HealthServer() { Stop(); }
 
+// Reads back the port (and address) the listening socket got.
+void HealthServer::RecordBoundAddress() {
+  sockaddr_storage bound{};
+  socklen_t length = sizeof(bound);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (bound.ss_family == AF_INET) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&bound);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+    port_ = ntohs(v4->sin_port);
+    bound_address_ = std::string(text) + ":" + std::to_string(port_);
+  } else {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&bound);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+    port_ = ntohs(v6->sin6_port);
+    bound_address_ = "[" + std::string(text) + "]:" + std::to_string(port_);
+  }
+}
+
 bool HealthServer::Start(const std::string& address, std::string* error) {
   const std::optional<BindAddress> parsed = ParseBindAddress(address);
   if (!parsed) {
@@ -56,21 +75,7 @@ bool HealthServer::Start(const std::string& address, std::string* error) {
     *error = "cannot listen on " + address + ": " + last_error;
     return false;
   }
-  sockaddr_storage bound{};
-  socklen_t length = sizeof(bound);
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
-  char text[INET6_ADDRSTRLEN] = {0};
-  if (bound.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&bound);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
-    port_ = ntohs(v4->sin_port);
-    bound_address_ = std::string(text) + ":" + std::to_string(port_);
-  } else {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&bound);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
-    port_ = ntohs(v6->sin6_port);
-    bound_address_ = "[" + std::string(text) + "]:" + std::to_string(port_);
-  }
+  RecordBoundAddress();
   if (pipe2(wake_fds_, O_CLOEXEC) != 0) {
     *error = std::string("pipe: ") + std::strerror(errno);
     close(listen_fd_);

@@ -28,6 +28,7 @@ class HealthServer {
   const std::string& bound_address() const { return bound_address_; }
 
  private:
+  void RecordBoundAddress();
   void Serve();
   void Answer(int client);
 
