@@ -192,11 +192,13 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
 
 void DecodeMetadata(const json& doc, ObjectMeta* meta, std::string* error) {
   FieldReader reader(doc, "metadata", error);
-  reader.String("name", &meta->name);
-  reader.String("namespace", &meta->namespace_);
-  reader.String("uid", &meta->uid);
-  reader.String("resourceVersion", &meta->resource_version);
-  reader.String("creationTimestamp", &meta->creation_timestamp);
+  for (auto [field, target] : {std::pair{"name", &meta->name},
+                               {"namespace", &meta->namespace_},
+                               {"uid", &meta->uid},
+                               {"resourceVersion", &meta->resource_version},
+                               {"creationTimestamp", &meta->creation_timestamp}}) {
+    reader.String(field, target);
+  }
   reader.Int("generation", &meta->generation, "expected an integer");
   reader.StringMap("labels", &meta->labels);
   reader.StringMap("annotations", &meta->annotations);
@@ -436,16 +438,10 @@ void EmitYaml(YAML::Emitter& out, const json& value) {
       break;
     }
     case json::value_t::boolean:
-      out << value.get<bool>();
-      break;
     case json::value_t::number_integer:
-      out << value.get<int64_t>();
-      break;
     case json::value_t::number_unsigned:
-      out << value.get<uint64_t>();
-      break;
     case json::value_t::number_float:
-      out << value.get<double>();
+      out << value.dump();  // JSON's spelling of a number or a bool is YAML's too
       break;
     default:
       out << YAML::Null;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <ranges>
 #include <sstream>
 
 #include "controller/log.h"
@@ -134,10 +135,8 @@ std::optional<crd::ElasticVM> FolderSource::Get(const std::string& key) const {
 
 std::vector<std::string> FolderSource::Keys() const {
   std::lock_guard lock(mu_);
-  std::vector<std::string> keys;
-  keys.reserve(cache_.size());
-  for (const auto& [key, entry] : cache_) keys.push_back(key);
-  return keys;
+  auto keys = std::views::keys(cache_);
+  return {keys.begin(), keys.end()};
 }
 
 bool FolderSource::CommitStatus(const std::string& key, const std::string& uid,
