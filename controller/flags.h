@@ -15,6 +15,8 @@ struct Flags {
   std::string node_name;   // --node-name; default $NODE_NAME
   int workers = 2;
   std::chrono::milliseconds resync_period{std::chrono::minutes(10)};
+  // --watch-timeout: the timeoutSeconds each watch asks for (the server then ends it).
+  std::chrono::milliseconds watch_timeout{std::chrono::minutes(5)};
   bool leader_elect = false;
   std::string leader_elect_namespace;  // "" = the config's namespace, else "default"
   std::string leader_elect_id = "hotplug-operator";

@@ -1,48 +1,50 @@
 #include "controller/health.h"
 
-#include <pthread.h>
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
-namespace hotplug::controller {
+#include "controller/bind_address.h"
 
-bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
-  if (address.empty()) return false;
-  if (address[0] == '[') {
-    auto close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
-      return false;
-    }
-    *host = address.substr(1, close - 1);
-    *port = address.substr(close + 2);
-  } else {
-    auto colon = address.rfind(':');
-    if (colon == std::string::npos) return false;
-    *host = address.substr(0, colon);
-    if (host->find(':') != std::string::npos) return false;
-    *port = address.substr(colon + 1);
-  }
-  if (port->empty() || port->find_first_not_of("0123456789") != std::string::npos) return false;
-  return std::stoul(*port) <= 65535;
-}
+namespace hotplug::controller {
 
 HealthServer::~HealthServer() { Stop(); }
 
+// Reads back the port (and address) the listening socket got.
+void HealthServer::RecordBoundAddress() {
+  sockaddr_storage bound{};
+  socklen_t length = sizeof(bound);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (bound.ss_family == AF_INET) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&bound);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+    port_ = ntohs(v4->sin_port);
+    bound_address_ = std::string(text) + ":" + std::to_string(port_);
+  } else {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&bound);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+    port_ = ntohs(v6->sin6_port);
+    bound_address_ = "[" + std::string(text) + "]:" + std::to_string(port_);
+  }
+}
+
 bool HealthServer::Start(const std::string& address, std::string* error) {
-  std::string host, port;
-  if (!SplitHostPort(address, &host, &port)) {
-    *error = "bad address \"" + address + "\" (want host:port, :port or [v6]:port)";
+  const std::optional<BindAddress> parsed = ParseBindAddress(address);
+  if (!parsed) {
+    *error = "bad address \"" + address + "\" (want " + kBindAddressForms + ")";
     return false;
   }
+  const std::string& host = parsed->host;
+  const std::string port = std::to_string(parsed->port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -73,21 +75,7 @@ bool HealthServer::Start(const std::string& address, std::string* error) {
     *error = "cannot listen on " + address + ": " + last_error;
     return false;
   }
-  sockaddr_storage bound{};
-  socklen_t length = sizeof(bound);
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
-  char text[INET6_ADDRSTRLEN] = {0};
-  if (bound.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&bound);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
-    port_ = ntohs(v4->sin_port);
-    bound_address_ = std::string(text) + ":" + std::to_string(port_);
-  } else {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&bound);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
-    port_ = ntohs(v6->sin6_port);
-    bound_address_ = "[" + std::string(text) + "]:" + std::to_string(port_);
-  }
+  RecordBoundAddress();
   if (pipe2(wake_fds_, O_CLOEXEC) != 0) {
     *error = std::string("pipe: ") + std::strerror(errno);
     close(listen_fd_);
@@ -159,7 +147,7 @@ void HealthServer::Answer(int client) {
     code = 405;
     body = "method not allowed\n";
   }
-  const char* status = code == 200 ? "OK"
+  const char* status = code == 200   ? "OK"
                        : code == 503 ? "Service Unavailable"
                        : code == 405 ? "Method Not Allowed"
                                      : "Not Found";

@@ -1,7 +1,7 @@
 // The health endpoints kubelet probes: GET /healthz (the process answers) and GET /readyz
 // (ready once the cache has synced). A tiny HTTP/1.1 server on plain POSIX sockets with one
-// thread ("health"); it binds exactly the address it is given ("127.0.0.1:0" picks a port,
-// ":8081" means every interface) and reports the port it got.
+// thread ("health"); it binds exactly the address it is given (controller/bind_address.h:
+// "127.0.0.1:0" picks a port, ":8081" means every interface) and reports the port it got.
 #pragma once
 
 #include <atomic>
@@ -28,6 +28,7 @@ class HealthServer {
   const std::string& bound_address() const { return bound_address_; }
 
  private:
+  void RecordBoundAddress();
   void Serve();
   void Answer(int client);
 
@@ -38,8 +39,5 @@ class HealthServer {
   std::string bound_address_;
   std::thread thread_;  // "health"
 };
-
-// Splits "host:port", ":port", "[v6]:port" into host ("" = any) and port. False when bad.
-bool SplitHostPort(const std::string& address, std::string* host, std::string* port);
 
 }  // namespace hotplug::controller

@@ -148,31 +148,23 @@ class FieldReader {
   std::string* error_;
 };
 
+// An enum field spelled as one of `names` (indexed by the enum's value).
 template <typename Enum, size_t N>
-void ReadEnum(FieldReader& reader, const std::string& field,
-              const std::pair<const char*, Enum> (&table)[N], Enum* out) {
+void ReadEnum(FieldReader& reader, const std::string& field, const char* const (&names)[N],
+              Enum* out) {
   std::string text;
   reader.String(field, &text);
   if (text.empty()) return;
-  for (const auto& [name, value] : table) {
-    if (text == name) {
-      *out = value;
+  for (size_t i = 0; i < N; ++i) {
+    if (text == names[i]) {
+      *out = static_cast<Enum>(i);
       return;
     }
   }
   std::string allowed;
-  for (const auto& entry : table)
-    allowed += (allowed.empty() ? "" : ", ") + std::string(entry.first);
+  for (const char* name : names) allowed += (allowed.empty() ? "" : ", ") + std::string(name);
   reader.Fail(field, "expected one of " + allowed, json(text));
 }
-
-constexpr std::pair<const char*, GuestOnline> kGuestOnlineNames[] = {
-    {"auto", GuestOnline::kAuto}, {"agent", GuestOnline::kAgent}, {"none", GuestOnline::kNone}};
-constexpr std::pair<const char*, MemoryMethod> kMemoryMethodNames[] = {
-    {"auto", MemoryMethod::kAuto},
-    {"virtio-mem", MemoryMethod::kVirtioMem},
-    {"dimm", MemoryMethod::kDimm},
-    {"balloon", MemoryMethod::kBalloon}};
 
 void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
   FieldReader reader(doc, "spec", error);
@@ -209,11 +201,13 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
 
 void DecodeMetadata(const json& doc, ObjectMeta* meta, std::string* error) {
   FieldReader reader(doc, "metadata", error);
-  reader.String("name", &meta->name);
-  reader.String("namespace", &meta->namespace_);
-  reader.String("uid", &meta->uid);
-  reader.String("resourceVersion", &meta->resource_version);
-  reader.String("creationTimestamp", &meta->creation_timestamp);
+  for (auto [field, target] : {std::pair{"name", &meta->name},
+                               {"namespace", &meta->namespace_},
+                               {"uid", &meta->uid},
+                               {"resourceVersion", &meta->resource_version},
+                               {"creationTimestamp", &meta->creation_timestamp}}) {
+    reader.String(field, target);
+  }
   reader.Int("generation", &meta->generation, "expected an integer");
   reader.StringMap("labels", &meta->labels);
   reader.StringMap("annotations", &meta->annotations);
@@ -532,16 +526,10 @@ void EmitYaml(YAML::Emitter& out, const json& value) {
       break;
     }
     case json::value_t::boolean:
-      out << value.get<bool>();
-      break;
     case json::value_t::number_integer:
-      out << value.get<int64_t>();
-      break;
     case json::value_t::number_unsigned:
-      out << value.get<uint64_t>();
-      break;
     case json::value_t::number_float:
-      out << value.get<double>();
+      out << value.dump();  // JSON's spelling of a number or a bool is YAML's too
       break;
     default:
       out << YAML::Null;

@@ -51,7 +51,7 @@ void FakeHypervisor::AddDomain(const DomainSpec& spec) {
   if (spec.virtio_mem_size_bytes > 0) {
     MemoryDevice dev;
     dev.alias = "virtiomem0";
-    dev.model = MemoryMethod::kVirtioMem;
+    dev.model = MemoryDevice::Model::kVirtioMem;
     dev.size_bytes = spec.virtio_mem_size_bytes;
     dev.block_bytes = spec.virtio_mem_block_bytes;
     dev.node = 0;
@@ -345,14 +345,14 @@ Status FakeHypervisor::ApplyMemoryStep(const std::string& domain, const MemorySt
     case MemoryStep::Op::kAttachDimm: {
       unsigned dimms = static_cast<unsigned>(
           std::count_if(devices.begin(), devices.end(),
-                        [](const MemoryDevice& m) { return m.model == MemoryMethod::kDimm; }));
+                        [](const MemoryDevice& m) { return m.model == MemoryDevice::Model::kDimm; }));
       if (dimms >= d->memory.slots) {
         return Status::Error(ErrorCode::kOperationInvalid, "no free memory device slot available",
                              kVirErrOperationInvalid);
       }
       MemoryDevice dev;
       dev.alias = "dimm" + std::to_string(d->next_dimm++);
-      dev.model = MemoryMethod::kDimm;
+      dev.model = MemoryDevice::Model::kDimm;
       dev.size_bytes = dev.current_bytes = step.bytes;
       dev.node = step.node;
       devices.push_back(dev);

@@ -181,6 +181,15 @@ bool Informer::RefusedVersion(const ApiResult& result) {
 bool Informer::List(std::string* resource_version) {
   auto start = std::chrono::steady_clock::now();
   CacheMap listed;
+  if (!ReadAllPages(&listed, resource_version)) return false;
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ReplaceCache(std::move(listed), *resource_version, seconds);
+  return true;
+}
+
+bool Informer::ReadAllPages(CacheMap* listed_out, std::string* list_rv) {
+  CacheMap& listed = *listed_out;
   ListPage page;
   std::string asked_rv = ListResourceVersion();
   // (A loop with `continue` meaning "start the list over": a do/while would test the emptied
@@ -219,9 +228,12 @@ bool Informer::List(std::string* resource_version) {
     if (page.continue_token.empty()) break;
   }
   list_rv_unavailable_ = false;
-  const std::string& list_rv = page.resource_version;
+  *list_rv = page.resource_version;
+  return true;
+}
 
-  // Replace the cache and tell which keys changed (added, modified, deleted).
+void Informer::ReplaceCache(CacheMap listed, const std::string& list_rv, double seconds) {
+  // Tell which keys changed (added, modified, deleted).
   std::vector<std::string> changed;
   size_t size;
   {
@@ -242,15 +254,11 @@ bool Informer::List(std::string* resource_version) {
     list_count_++;
     size = cache_.size();
   }
-  *resource_version = list_rv;
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_->Listed(size, seconds);
   metrics_->CacheSize(size);
   log::Info("listed elasticvms",
             {{"objects", std::to_string(size)}, {"resourceVersion", list_rv}});
   for (const auto& key : changed) on_change_(key);
-  return true;
 }
 
 Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) {
@@ -288,6 +296,11 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
     std::lock_guard lock(mu_);
     backoff_ = std::chrono::milliseconds(0);
   }
+  return AfterWatch(end, outcome, healthy);
+}
+
+Informer::WatchOutcome Informer::AfterWatch(const WatchEnd& end, WatchOutcome outcome,
+                                            bool healthy) {
   switch (end.kind) {
     case WatchEnd::Kind::kClosed:
       if (outcome == WatchOutcome::kRelist) {

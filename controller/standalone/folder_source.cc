@@ -13,6 +13,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <ranges>
 
 #include "controller/log.h"
 #include "controller/standalone/input_file.h"
@@ -21,8 +22,6 @@
 
 namespace hotplug::controller::standalone {
 namespace {
-
-using Steady = std::chrono::steady_clock;
 
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
                                 IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
@@ -140,10 +139,8 @@ std::optional<crd::ElasticVM> FolderSource::Get(const std::string& key) const {
 
 std::vector<std::string> FolderSource::Keys() const {
   std::lock_guard lock(mu_);
-  std::vector<std::string> keys;
-  keys.reserve(cache_.size());
-  for (const auto& [key, entry] : cache_) keys.push_back(key);
-  return keys;
+  auto keys = std::views::keys(cache_);
+  return {keys.begin(), keys.end()};
 }
 
 bool FolderSource::CommitStatus(const std::string& key, const std::string& uid,
@@ -174,140 +171,146 @@ bool FolderSource::IsInputFile(const std::string& name) const {
 
 std::string FolderSource::Now() const { return reconciler::FormatRfc3339(clock_.Now()); }
 
+// A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
+// folder is read again on the next change.
+void FolderSource::Guarded(const char* what, const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    log::Error("standalone: unexpected error; the folder is read again on the next change",
+               {{"while", what}, {"error", e.what()}});
+  }
+}
+
 void FolderSource::Run() {
   pthread_setname_np(pthread_self(), "folder-watch");
-  // A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
-  // folder is read again on the next change.
-  auto guarded = [this](const char* what, const std::function<void()>& step) {
-    try {
-      step();
-    } catch (const std::exception& e) {
-      log::Error("standalone: unexpected error; the folder is read again on the next change",
-                 {{"while", what}, {"error", e.what()}});
-    }
-  };
-  auto read_all = [this] {
-    std::set<std::string> names = ListAll();
-    std::set<std::string> keys;
-    for (const auto& name : names) ReadFile(name, &keys);
-    Apply(keys, std::move(names));
-  };
-  guarded("reading the folder", [&] {
-    read_all();
+  Guarded("reading the folder", [this] {
+    ReadAll();
     for (const auto& name : stale_error_files_) status_dir_.RemoveErrorFile(name);
     stale_error_files_.clear();
   });
   synced_ = true;
   log::Info("standalone: folder read", {{"dir", dir_}, {"objects", std::to_string(Keys().size())}});
-
-  std::set<std::string> dirty;
-  std::map<std::string, Steady::time_point> settling;  // created, not yet closed
-  bool rescan_all = false;
-  bool watch_lost = false;
-  bool status_folder_touched = false;
-  // When the changes not acted on yet began (valid while `pending`). Not an optional: GCC 12
-  // warns maybe-uninitialized on one at -O2.
-  bool pending = false;
-  Steady::time_point first_dirty{};
-  alignas(inotify_event) char buffer[64 * 1024];
-
+  WatchState state;
   while (true) {
-    auto now = Steady::now();
-    int timeout_ms = -1;
-    auto wait_until = [&](Steady::time_point when) {
-      auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
-      int bounded = static_cast<int>(std::max<int64_t>(0, ms));
-      timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
-    };
-    for (const auto& [name, due] : settling) wait_until(due);
-    if (pending) wait_until(std::min(now + options_.coalesce, first_dirty + kMaxCoalesce));
-
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    int ready = poll(fds, 2, timeout_ms);
+    int ready = poll(fds, 2, PollTimeoutMs(state, Steady::now()));
     if (ready < 0 && errno != EINTR) {
       log::Error("standalone: poll failed; edits are no longer followed",
                  {{"error", std::strerror(errno)}});
       return;
     }
     if (fds[0].revents & POLLIN) return;
-
-    now = Steady::now();
-    bool got_events = false;
-    if (ready > 0 && (fds[1].revents & POLLIN)) {
-      while (true) {
-        ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
-        if (length <= 0) break;
-        got_events = true;
-        for (char* at = buffer; at < buffer + length;) {
-          const auto* event = reinterpret_cast<const inotify_event*>(at);
-          at += sizeof(inotify_event) + event->len;
-          if (event->mask & IN_Q_OVERFLOW) {
-            log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
-            rescan_all = true;
-            continue;
-          }
-          if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-            if (!watch_lost) {
-              log::Error(
-                  "standalone: the folder was removed or moved; its objects are kept as last "
-                  "read and edits are no longer followed",
-                  {{"dir", dir_}});
-            }
-            watch_lost = true;
-            continue;
-          }
-          if (event->len == 0) continue;
-          std::string name = event->name;
-          if (event->mask & IN_ISDIR) {
-            if (name == ".status") status_folder_touched = true;
-            continue;
-          }
-          if (!IsInputFile(name)) continue;
-          if ((event->mask & IN_CREATE) &&
-              !(event->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
-            settling[name] = now + options_.created_settle;
-            continue;
-          }
-          settling.erase(name);
-          dirty.insert(name);
-        }
-      }
-    }
-    if (status_folder_touched) {
-      status_folder_touched = false;
-      guarded("making the status folder again", [this] {
+    const auto now = Steady::now();
+    const bool got_events = ready > 0 && (fds[1].revents & POLLIN) && ReadEvents(state, now);
+    if (state.status_folder_touched) {
+      state.status_folder_touched = false;
+      Guarded("making the status folder again", [this] {
         if (status_dir_.generation() != status_generation_) RewriteStatusFolder();
       });
     }
-    for (auto it = settling.begin(); it != settling.end();) {
-      if (it->second <= now) {
-        dirty.insert(it->first);
-        it = settling.erase(it);
-      } else {
+    for (auto it = state.settling.begin(); it != state.settling.end();) {
+      if (it->second > now) {
         ++it;
+        continue;
       }
+      state.dirty.insert(it->first);
+      it = state.settling.erase(it);
     }
-    if ((!dirty.empty() || rescan_all) && !pending) {
-      pending = true;
-      first_dirty = now;
-    }
-    // Act once the burst is over (no event in the last poll) or has lasted long enough.
-    bool burst_over = !got_events || now - first_dirty >= kMaxCoalesce;
-    if (pending && burst_over) {
-      guarded("applying a change", [&] {
-        if (rescan_all || watch_lost) {
-          read_all();
-        } else {
-          std::set<std::string> keys;
-          for (const auto& name : dirty) ReadFile(name, &keys);
-          Apply(keys, dirty);
-        }
-      });
-      dirty.clear();
-      rescan_all = false;
-      pending = false;
+    ActOnChanges(state, got_events, now);
+  }
+}
+
+// Until the next file settles or the pending changes are due; -1 (forever) when neither.
+int FolderSource::PollTimeoutMs(const WatchState& state, Steady::time_point now) const {
+  int timeout_ms = -1;
+  auto wait_until = [&](Steady::time_point when) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
+    int bounded = static_cast<int>(std::max<int64_t>(0, ms));
+    timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
+  };
+  for (const auto& [name, due] : state.settling) wait_until(due);
+  if (state.pending)
+    wait_until(std::min(now + options_.coalesce, state.first_dirty + kMaxCoalesce));
+  return timeout_ms;
+}
+
+// Reads every queued inotify event into `state`; true when there was any.
+bool FolderSource::ReadEvents(WatchState& state, Steady::time_point now) {
+  alignas(inotify_event) char buffer[64 * 1024];
+  bool got_events = false;
+  while (true) {
+    ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
+    if (length <= 0) return got_events;
+    got_events = true;
+    for (char* at = buffer; at < buffer + length;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(at);
+      at += sizeof(inotify_event) + event->len;
+      HandleEvent(*event, state, now);
     }
   }
+}
+
+void FolderSource::HandleEvent(const inotify_event& event, WatchState& state,
+                               Steady::time_point now) {
+  if (event.mask & IN_Q_OVERFLOW) {
+    log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
+    state.rescan_all = true;
+    return;
+  }
+  if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+    if (!state.watch_lost) {
+      log::Error(
+          "standalone: the folder was removed or moved; its objects are kept as last read and "
+          "edits are no longer followed",
+          {{"dir", dir_}});
+    }
+    state.watch_lost = true;
+    return;
+  }
+  if (event.len == 0) return;
+  std::string name = event.name;
+  if (event.mask & IN_ISDIR) {
+    if (name == ".status") state.status_folder_touched = true;
+    return;
+  }
+  if (!IsInputFile(name)) return;
+  if ((event.mask & IN_CREATE) &&
+      !(event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
+    state.settling[name] = now + options_.created_settle;
+    return;
+  }
+  state.settling.erase(name);
+  state.dirty.insert(name);
+}
+
+// Acts once the burst is over (no event in the last poll) or has lasted long enough.
+void FolderSource::ActOnChanges(WatchState& state, bool got_events, Steady::time_point now) {
+  if ((!state.dirty.empty() || state.rescan_all) && !state.pending) {
+    state.pending = true;
+    state.first_dirty = now;
+  }
+  const bool burst_over = !got_events || now - state.first_dirty >= kMaxCoalesce;
+  if (!state.pending || !burst_over) return;
+  Guarded("applying a change", [&] {
+    if (state.rescan_all || state.watch_lost) {
+      ReadAll();
+    } else {
+      std::set<std::string> keys;
+      for (const auto& name : state.dirty) ReadFile(name, &keys);
+      Apply(keys, state.dirty);
+    }
+  });
+  state.dirty.clear();
+  state.rescan_all = false;
+  state.pending = false;
+}
+
+void FolderSource::ReadAll() {
+  std::set<std::string> names = ListAll();
+  std::set<std::string> keys;
+  for (const auto& name : names) ReadFile(name, &keys);
+  Apply(keys, std::move(names));
 }
 
 std::set<std::string> FolderSource::ListAll() {
@@ -326,27 +329,43 @@ std::set<std::string> FolderSource::ListAll() {
   return names;
 }
 
-void FolderSource::ReadFile(const std::string& name, std::set<std::string>* keys) {
+void FolderSource::UnclaimDocuments(const std::string& name, std::set<std::string>* keys) {
   auto found = files_.find(name);
-  if (found != files_.end()) {
-    for (const auto& document : found->second.documents) {
-      const std::string key = document.object.Key();
-      keys->insert(key);
-      auto claims = claims_.find(key);
-      if (claims == claims_.end()) continue;
-      claims->second.erase(Claim{name, document.index});
-      if (claims->second.empty()) claims_.erase(claims);
-    }
+  if (found == files_.end()) return;
+  for (const auto& document : found->second.documents) {
+    const std::string key = document.object.Key();
+    keys->insert(key);
+    auto claims = claims_.find(key);
+    if (claims == claims_.end()) continue;
+    claims->second.erase(Claim{name, document.index});
+    if (claims->second.empty()) claims_.erase(claims);
   }
-  // Re-registers the file's documents as claims once its contents are settled.
-  auto claim_all = [&](const FileContents& contents) {
-    for (const auto& document : contents.documents) {
-      const std::string key = document.object.Key();
-      keys->insert(key);
-      claims_[key].insert(Claim{name, document.index});
-    }
-  };
+}
 
+void FolderSource::ClaimDocuments(const std::string& name, std::set<std::string>* keys) {
+  for (const auto& document : files_.at(name).documents) {
+    const std::string key = document.object.Key();
+    keys->insert(key);
+    claims_[key].insert(Claim{name, document.index});
+  }
+}
+
+// What can be read applies; what the file showed before and no longer shows is kept stale.
+void FolderSource::KeepStale(FileContents& contents, const std::string& why,
+                             std::vector<Document> readable) {
+  std::set<std::string> seen;
+  for (const auto& document : readable) seen.insert(document.object.Key());
+  for (auto& document : contents.documents) {
+    if (seen.count(document.object.Key())) continue;
+    document.stale = true;
+    readable.push_back(std::move(document));
+  }
+  contents.documents = std::move(readable);
+  contents.parse_error = why;
+}
+
+void FolderSource::ReadFile(const std::string& name, std::set<std::string>* keys) {
+  UnclaimDocuments(name, keys);
   ReadResult read;
   if (IsPrintableName(name)) {
     read = ReadRegularFile(status_dir_.input_fd(), name, Follow::kBeneath, crd::kMaxDocumentBytes);
@@ -355,47 +374,30 @@ void FolderSource::ReadFile(const std::string& name, std::set<std::string>* keys
       return;
     }
   } else {
-    read.status = ReadStatus::kError;
     read.error = "the file name is not UTF-8 text without control characters; rename the file";
   }
   FileContents& contents = files_[name];  // the previous documents, if any
-  // What can be read applies; what the file showed before and no longer shows is kept stale.
-  auto keep_stale = [&](const std::string& why, std::vector<Document> readable) {
-    std::set<std::string> seen;
-    for (const auto& document : readable) seen.insert(document.object.Key());
-    for (auto& document : contents.documents) {
-      if (seen.count(document.object.Key())) continue;
-      document.stale = true;
-      readable.push_back(std::move(document));
-    }
-    contents.documents = std::move(readable);
-    contents.parse_error = why;
-    claim_all(contents);
-  };
   if (!read.ok()) {
     contents.errors.clear();
-    keep_stale(read.status == ReadStatus::kTooLarge ? "the file is larger than 4 MiB"
-                                                    : "cannot read it: " + read.error,
-               {});
-    return;
+    KeepStale(contents,
+              read.status == ReadStatus::kTooLarge ? "the file is larger than 4 MiB"
+                                                   : "cannot read it: " + read.error,
+              {});
+  } else {
+    ParsedInputFile parsed = ParseInputFile(read.text);
+    std::vector<Document> readable;
+    for (auto& document : parsed.documents) {
+      readable.push_back({document.index, std::move(document.object), false});
+    }
+    contents.errors = std::move(parsed.errors);
+    if (!parsed.syntax_error.empty()) {
+      KeepStale(contents, parsed.syntax_error, std::move(readable));
+    } else {
+      contents.documents = std::move(readable);
+      contents.parse_error.clear();
+    }
   }
-
-  ParsedInputFile parsed = ParseInputFile(read.text);
-  read.text.clear();
-  std::vector<Document> readable;
-  for (auto& document : parsed.documents) {
-    readable.push_back({document.index, std::move(document.object), false});
-  }
-  std::vector<std::string> errors = std::move(parsed.errors);
-  const std::string syntax_error = std::move(parsed.syntax_error);
-  contents.errors = std::move(errors);
-  if (!syntax_error.empty()) {
-    keep_stale(syntax_error, std::move(readable));
-    return;
-  }
-  contents.documents = std::move(readable);
-  contents.parse_error.clear();
-  claim_all(contents);
+  ClaimDocuments(name, keys);
 }
 
 const FolderSource::Document* FolderSource::FindDocument(const Claim& claim) const {
@@ -429,6 +431,158 @@ const FolderSource::Claim* FolderSource::Owner(const std::string& key) const {
   return &*claims->second.begin();
 }
 
+void FolderSource::Apply(const std::set<std::string>& keys, std::set<std::string> files) {
+  rescans_++;
+  std::vector<std::string> changed;
+  {
+    std::lock_guard write_lock(write_mu_);
+    for (const auto& key : keys) {
+      if (ApplyKey(key, files)) changed.push_back(key);
+    }
+    MarkUnclaimedStatusFiles();
+  }
+  WriteErrorFiles(files);
+  if (on_change_) {
+    for (const auto& key : changed) on_change_(key);
+  }
+}
+
+// Adds to `files` every file whose error file may change with this key's owner.
+bool FolderSource::ApplyKey(const std::string& key, std::set<std::string>& files) {
+  if (auto old_owner = owners_.find(key); old_owner != owners_.end()) {
+    files.insert(old_owner->second.file);
+  }
+  const Claim* owner = Owner(key);
+  const Document* document = owner ? FindDocument(*owner) : nullptr;
+  if (document == nullptr) {
+    owners_.erase(key);
+    return RemoveObject(key);
+  }
+  owners_[key] = *owner;
+  for (const auto& claim : claims_[key]) files.insert(claim.file);
+  crd::ElasticVM wanted = document->object;
+  if (document->stale) {
+    wanted.spec_error = owner->file + " cannot be read any more (" +
+                        files_.at(owner->file).parse_error +
+                        "); the object is kept as last read and nothing is changed until the "
+                        "file is fixed";
+  }
+  std::string fingerprint = SpecFingerprint(wanted);
+  bool changed = false;
+  if (UpdateCached(key, owner->file, wanted, fingerprint, &changed)) return changed;
+  AddNew(key, owner->file, std::move(wanted), std::move(fingerprint));
+  return true;
+}
+
+// Removed: change nothing on its VM, mark its status file, forget it.
+bool FolderSource::RemoveObject(const std::string& key) {
+  std::optional<Entry> removed;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return false;
+    removed = std::move(it->second);
+    cache_.erase(it);
+  }
+  log::Info("standalone: object removed; it is no longer reconciled and its VM is left as it is",
+            {{"object", key}, {"file", removed->file}});
+  crd::ElasticVM& record = removed->object;
+  record.metadata.annotations[kSourceFileAnnotation] = removed->file;
+  record.metadata.annotations[kRemovedAnnotation] = Now();
+  std::string error;
+  if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
+    log::Warn("standalone: cannot mark the status file of a removed object",
+              {{"object", key}, {"error", error}});
+  }
+  return true;
+}
+
+bool FolderSource::UpdateCached(const std::string& key, const std::string& file,
+                                crd::ElasticVM& wanted, std::string& fingerprint, bool* changed) {
+  std::unique_lock lock(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return false;
+  crd::ElasticVM& cached = it->second.object;
+  const bool spec_changed = it->second.fingerprint != fingerprint;
+  const bool meta_changed = cached.metadata.labels != wanted.metadata.labels ||
+                            cached.metadata.annotations != wanted.metadata.annotations;
+  it->second.file = file;
+  *changed = spec_changed || meta_changed;
+  if (!*changed) return true;
+  cached.metadata.labels = std::move(wanted.metadata.labels);
+  cached.metadata.annotations = std::move(wanted.metadata.annotations);
+  cached.spec = std::move(wanted.spec);
+  cached.spec_error = std::move(wanted.spec_error);
+  it->second.fingerprint = std::move(fingerprint);
+  if (spec_changed) cached.metadata.generation++;
+  const std::string generation = std::to_string(cached.metadata.generation);
+  lock.unlock();
+  if (spec_changed) {
+    log::Info("standalone: object changed",
+              {{"object", key}, {"file", file}, {"generation", generation}});
+  }
+  return true;
+}
+
+// New to this process: continue from what an earlier life (or a removal) left in its status
+// file: read at start, or now for an object that returns.
+void FolderSource::AddNew(const std::string& key, const std::string& file, crd::ElasticVM object,
+                          std::string fingerprint) {
+  std::optional<crd::ElasticVM> before;
+  if (auto prev = previous_.find(key); prev != previous_.end()) {
+    before = std::move(prev->second);
+    previous_.erase(prev);
+  } else if (synced_) {
+    before = status_dir_.LoadObject(object.metadata.namespace_, object.metadata.name);
+  }
+  bool clear_removed_mark = false;
+  object.metadata.generation = 1;
+  if (before) {
+    object.metadata.uid = before->metadata.uid;
+    object.metadata.creation_timestamp = before->metadata.creation_timestamp;
+    object.metadata.generation = std::max<int64_t>(before->metadata.generation, 1);
+    if (SpecFingerprint(*before) != fingerprint) object.metadata.generation++;
+    object.status = before->status;
+    clear_removed_mark =
+        before->metadata.annotations.count(kRemovedAnnotation) && HasStatus(before->status);
+  }
+  if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
+  if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
+  const std::string generation = std::to_string(object.metadata.generation);
+  crd::ElasticVM record = object;
+  {
+    std::lock_guard lock(mu_);
+    cache_[key] = Entry{std::move(object), file, std::move(fingerprint)};
+  }
+  if (clear_removed_mark) {
+    record.metadata.annotations[kSourceFileAnnotation] = file;
+    std::string error;
+    if (!status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot unmark the status file of a returning object",
+                {{"object", key}, {"error", error}});
+    }
+  }
+  log::Info("standalone: object added",
+            {{"object", key}, {"file", file}, {"generation", generation}});
+}
+
+// Status files of objects no YAML defines any more (seen at start): mark them once and
+// forget them (the file keeps what a returning object needs).
+void FolderSource::MarkUnclaimedStatusFiles() {
+  for (auto& [key, record] : previous_) {
+    if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
+    record.metadata.annotations[kRemovedAnnotation] = Now();
+    std::string error;
+    if (!status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot mark the status file of a removed object",
+                {{"object", key}, {"error", error}});
+    }
+    log::Info("standalone: status file of an object no file defines any more; marked removed",
+              {{"object", key}});
+  }
+  previous_.clear();
+}
+
 std::vector<std::string> FolderSource::FileErrors(const std::string& file) const {
   auto found = files_.find(file);
   if (found == files_.end()) return {};
@@ -455,149 +609,9 @@ std::vector<std::string> FolderSource::FileErrors(const std::string& file) const
   return errors;
 }
 
-void FolderSource::Apply(const std::set<std::string>& keys, std::set<std::string> files) {
-  rescans_++;
-  std::vector<std::string> changed;
-  {
-    std::lock_guard write_lock(write_mu_);
-    for (const auto& key : keys) {
-      if (auto old_owner = owners_.find(key); old_owner != owners_.end()) {
-        files.insert(old_owner->second.file);
-      }
-      const Claim* owner = Owner(key);
-      const Document* document = owner ? FindDocument(*owner) : nullptr;
-      if (document == nullptr) {
-        owners_.erase(key);
-        std::optional<Entry> removed;
-        {
-          std::lock_guard lock(mu_);
-          if (auto it = cache_.find(key); it != cache_.end()) {
-            removed = std::move(it->second);
-            cache_.erase(it);
-          }
-        }
-        if (!removed) continue;
-        // Removed: change nothing on its VM, mark its status file, forget it.
-        log::Info(
-            "standalone: object removed; it is no longer reconciled and its VM is left as "
-            "it is",
-            {{"object", key}, {"file", removed->file}});
-        crd::ElasticVM& record = removed->object;
-        record.metadata.annotations[kSourceFileAnnotation] = removed->file;
-        record.metadata.annotations[kRemovedAnnotation] = Now();
-        std::string error;
-        if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
-          log::Warn("standalone: cannot mark the status file of a removed object",
-                    {{"object", key}, {"error", error}});
-        }
-        changed.push_back(key);
-        continue;
-      }
-      owners_[key] = *owner;
-      for (const auto& claim : claims_[key]) files.insert(claim.file);
-
-      crd::ElasticVM wanted = document->object;
-      if (document->stale) {
-        wanted.spec_error = owner->file + " cannot be read any more (" +
-                            files_.at(owner->file).parse_error +
-                            "); the object is kept as last read and nothing is changed until "
-                            "the file is fixed";
-      }
-      std::string fingerprint = SpecFingerprint(wanted);
-
-      std::unique_lock lock(mu_);
-      auto it = cache_.find(key);
-      if (it != cache_.end()) {
-        crd::ElasticVM& cached = it->second.object;
-        const bool spec_changed = it->second.fingerprint != fingerprint;
-        const bool meta_changed = cached.metadata.labels != wanted.metadata.labels ||
-                                  cached.metadata.annotations != wanted.metadata.annotations;
-        it->second.file = owner->file;
-        if (!spec_changed && !meta_changed) continue;
-        cached.metadata.labels = std::move(wanted.metadata.labels);
-        cached.metadata.annotations = std::move(wanted.metadata.annotations);
-        cached.spec = std::move(wanted.spec);
-        cached.spec_error = std::move(wanted.spec_error);
-        it->second.fingerprint = std::move(fingerprint);
-        if (spec_changed) cached.metadata.generation++;
-        const std::string generation = std::to_string(cached.metadata.generation);
-        lock.unlock();
-        if (spec_changed) {
-          log::Info("standalone: object changed",
-                    {{"object", key}, {"file", owner->file}, {"generation", generation}});
-        }
-        changed.push_back(key);
-        continue;
-      }
-      lock.unlock();
-
-      // New to this process: continue from what an earlier life (or a removal) left.
-      crd::ElasticVM object = std::move(wanted);
-      std::optional<crd::ElasticVM> before;
-      if (auto prev = previous_.find(key); prev != previous_.end()) {
-        before = std::move(prev->second);
-        previous_.erase(prev);
-      } else if (synced_) {
-        before = status_dir_.LoadObject(object.metadata.namespace_, object.metadata.name);
-      }
-      bool clear_removed_mark = false;
-      if (before) {
-        object.metadata.uid = before->metadata.uid;
-        object.metadata.creation_timestamp = before->metadata.creation_timestamp;
-        object.metadata.generation = std::max<int64_t>(before->metadata.generation, 1);
-        if (SpecFingerprint(*before) != fingerprint) object.metadata.generation++;
-        object.status = before->status;
-        clear_removed_mark =
-            before->metadata.annotations.count(kRemovedAnnotation) && HasStatus(before->status);
-      } else {
-        object.metadata.generation = 1;
-      }
-      if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
-      if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
-      const std::string generation = std::to_string(object.metadata.generation);
-      crd::ElasticVM record = object;
-      {
-        std::lock_guard relock(mu_);
-        cache_[key] = Entry{std::move(object), owner->file, std::move(fingerprint)};
-      }
-      if (clear_removed_mark) {
-        record.metadata.annotations[kSourceFileAnnotation] = owner->file;
-        std::string error;
-        if (!status_dir_.WriteObject(record, &error)) {
-          log::Warn("standalone: cannot unmark the status file of a returning object",
-                    {{"object", key}, {"error", error}});
-        }
-      }
-      log::Info("standalone: object added",
-                {{"object", key}, {"file", owner->file}, {"generation", generation}});
-      changed.push_back(key);
-    }
-
-    // Status files of objects no YAML defines any more (seen at start): mark them once and
-    // forget them (the file keeps what a returning object needs).
-    for (auto& [key, record] : previous_) {
-      if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
-      record.metadata.annotations[kRemovedAnnotation] = Now();
-      std::string error;
-      if (!status_dir_.WriteObject(record, &error)) {
-        log::Warn("standalone: cannot mark the status file of a removed object",
-                  {{"object", key}, {"error", error}});
-      }
-      log::Info("standalone: status file of an object no file defines any more; marked removed",
-                {{"object", key}});
-    }
-    previous_.clear();
-  }
-  WriteErrorFiles(files);
-
-  if (on_change_) {
-    for (const auto& key : changed) on_change_(key);
-  }
-}
-
+// Problems no object carries: one file each in .status (rewritten only when they change),
+// one log line per new problem.
 void FolderSource::WriteErrorFiles(const std::set<std::string>& files) {
-  // Problems no object carries: one file each in .status (rewritten only when they change),
-  // one log line per new problem.
   for (const auto& file : files) {
     std::vector<std::string> errors = FileErrors(file);
     stale_error_files_.erase(StatusDir::FileErrorName(file));

@@ -32,6 +32,8 @@
 //  - spec.nodeName is not checked: the folder belongs to this host.
 #pragma once
 
+#include <sys/inotify.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -123,20 +125,58 @@ class FolderSource final : public ObjectSource {
     std::string file;         // the file it came from
     std::string fingerprint;  // SpecFingerprint(object), kept to compare edits cheaply
   };
+  using Steady = std::chrono::steady_clock;
+  // The watch thread's changes not acted on yet.
+  struct WatchState {
+    std::set<std::string> dirty;
+    std::map<std::string, Steady::time_point> settling;  // created, not yet closed
+    bool rescan_all = false;
+    bool watch_lost = false;
+    bool status_folder_touched = false;  // DIR/.status was removed, made or replaced
+    // Changes wait since `first_dirty` (valid while `pending`; not an optional: GCC 12 warns
+    // maybe-uninitialized on one at -O2).
+    bool pending = false;
+    Steady::time_point first_dirty{};
+  };
 
+  // --- the watch thread
   void Run();
-  // Every input file name in the folder now (and those read before), to re-read them all.
+  void Guarded(const char* what, const std::function<void()>& step);
+  int PollTimeoutMs(const WatchState& state, Steady::time_point now) const;
+  bool ReadEvents(WatchState& state, Steady::time_point now);
+  void HandleEvent(const inotify_event& event, WatchState& state, Steady::time_point now);
+  void ActOnChanges(WatchState& state, bool got_events, Steady::time_point now);
+
+  // --- reading files into files_ and claims_
+  // Re-reads every input file (those in the folder now and those read before) and applies.
+  void ReadAll();
   std::set<std::string> ListAll();
-  // Reads one file into files_ (or drops it when it is gone or ignored) and updates claims_;
-  // adds the keys it defined before or defines now to `keys`.
+  // Reads one file into files_ (or drops it when it is gone) and updates claims_; adds the
+  // keys it defined before or defines now to `keys`.
   void ReadFile(const std::string& name, std::set<std::string>* keys);
+  // Drops / registers the claims of the documents files_ holds for `name`.
+  void UnclaimDocuments(const std::string& name, std::set<std::string>* keys);
+  void ClaimDocuments(const std::string& name, std::set<std::string>* keys);
+  static void KeepStale(FileContents& contents, const std::string& why,
+                        std::vector<Document> readable);
+
+  // --- applying the claims of some keys to the cache
   // Re-evaluates the objects `keys` (whose claims changed), applies the differences to the
   // cache, rewrites the error files of the files involved, and reports the changed keys.
   void Apply(const std::set<std::string>& keys, std::set<std::string> files);
+  // One key; true when it changed.
+  bool ApplyKey(const std::string& key, std::set<std::string>& files);
   const Document* FindDocument(const Claim& claim) const;
   // Which claim of `key` wins (the current owner's file, else the one its status file
   // names, else the first in file order); nullptr when none.
   const Claim* Owner(const std::string& key) const;
+  bool RemoveObject(const std::string& key);
+  // Updates the cached object from its document; false when it is not cached.
+  bool UpdateCached(const std::string& key, const std::string& file, crd::ElasticVM& wanted,
+                    std::string& fingerprint, bool* changed);
+  void AddNew(const std::string& key, const std::string& file, crd::ElasticVM wanted,
+              std::string fingerprint);
+  void MarkUnclaimedStatusFiles();
   std::vector<std::string> FileErrors(const std::string& file) const;
   void WriteErrorFiles(const std::set<std::string>& files);
   // The status folder was made again: every status and error file is written anew.

@@ -65,16 +65,5 @@ TEST(HealthServerTest, RefusesBadOrTakenAddresses) {
   }
 }
 
-TEST(SplitHostPortTest, Forms) {
-  std::string host, port;
-  ASSERT_TRUE(SplitHostPort(":8081", &host, &port));
-  EXPECT_EQ(host, "");
-  EXPECT_EQ(port, "8081");
-  ASSERT_TRUE(SplitHostPort("[::1]:0", &host, &port));
-  EXPECT_EQ(host, "::1");
-  ASSERT_TRUE(SplitHostPort("127.0.0.1:9", &host, &port));
-  EXPECT_EQ(host, "127.0.0.1");
-}
-
 }  // namespace
 }  // namespace hotplug::controller
