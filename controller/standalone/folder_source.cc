@@ -17,6 +17,7 @@
 
 #include "controller/log.h"
 #include "controller/standalone/input_file.h"
+#include "controller/standalone/read_pool.h"
 #include "controller/standalone/safe_files.h"
 #include "crd/codec.h"
 
@@ -25,6 +26,8 @@ namespace {
 
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
                                 IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+// Files read and parsed at once: a slow one leaves the other thread to the rest.
+constexpr int kReadThreads = 2;
 // Keep gathering events for at most this long before acting on them.
 constexpr auto kMaxCoalesce = std::chrono::milliseconds(200);
 
@@ -64,11 +67,6 @@ std::string SpecFingerprint(const crd::ElasticVM& object) {
          "\n" + object.spec_error.value_or("");
 }
 
-// A file name the status files can carry: UTF-8 text without control characters.
-bool IsPrintableName(const std::string& name) {
-  return crd::IsValidUtf8(name) && !crd::HasControlCharacters(name);
-}
-
 bool HasStatus(const crd::ElasticVMStatus& status) {
   return status.observed_generation != 0 || !status.conditions.empty() || status.vcpus ||
          status.memory || !status.failures.empty();
@@ -106,6 +104,7 @@ bool FolderSource::Init(std::string* error) {
     *error = std::string("eventfd: ") + std::strerror(errno);
     return false;
   }
+  reads_ = std::make_unique<ReadPool>(status_dir_.input_fd(), kReadThreads);
   previous_ = status_dir_.LoadObjects();
   // Error files of an earlier life: rewritten or removed by the first pass over the folder.
   for (auto& name : status_dir_.ErrorFileNames()) stale_error_files_.insert(std::move(name));
@@ -193,14 +192,18 @@ void FolderSource::Run() {
   log::Info("standalone: folder read", {{"dir", dir_}, {"objects", std::to_string(Keys().size())}});
   WatchState state;
   while (true) {
-    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    int ready = poll(fds, 2, PollTimeoutMs(state, Steady::now()));
+    pollfd fds[3] = {
+        {wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}, {reads_->done_fd(), POLLIN, 0}};
+    int ready = poll(fds, 3, PollTimeoutMs(state, Steady::now()));
     if (ready < 0 && errno != EINTR) {
       log::Error("standalone: poll failed; edits are no longer followed",
                  {{"error", std::strerror(errno)}});
       return;
     }
     if (fds[0].revents & POLLIN) return;
+    if (ready > 0 && (fds[2].revents & POLLIN)) {
+      Guarded("applying a change", [this] { ApplyReads(reads_->TakeDone()); });
+    }
     const auto now = Steady::now();
     const bool got_events = ready > 0 && (fds[1].revents & POLLIN) && ReadEvents(state, now);
     if (state.status_folder_touched) {
@@ -292,15 +295,10 @@ void FolderSource::ActOnChanges(WatchState& state, bool got_events, Steady::time
   }
   const bool burst_over = !got_events || now - state.first_dirty >= kMaxCoalesce;
   if (!state.pending || !burst_over) return;
-  Guarded("applying a change", [&] {
-    if (state.rescan_all || state.watch_lost) {
-      ReadAll();
-    } else {
-      std::set<std::string> keys;
-      for (const auto& name : state.dirty) ReadFile(name, &keys);
-      Apply(keys, state.dirty);
-    }
-  });
+  // Read and parsed on the read pool; applied as each file is done (Run).
+  for (const auto& name : state.rescan_all || state.watch_lost ? ListAll() : state.dirty) {
+    reads_->Submit(name);
+  }
   state.dirty.clear();
   state.rescan_all = false;
   state.pending = false;
@@ -308,8 +306,26 @@ void FolderSource::ActOnChanges(WatchState& state, bool got_events, Steady::time
 
 void FolderSource::ReadAll() {
   std::set<std::string> names = ListAll();
-  std::set<std::string> keys;
-  for (const auto& name : names) ReadFile(name, &keys);
+  for (const auto& name : names) reads_->Submit(name);
+  std::vector<FileRead> done;
+  while (true) {
+    for (auto& read : reads_->TakeDone()) done.push_back(std::move(read));
+    if (!reads_->Busy()) break;
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {reads_->done_fd(), POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[0].revents & POLLIN) return;  // stopping: Run sees it too
+  }
+  for (auto& read : reads_->TakeDone()) done.push_back(std::move(read));
+  ApplyReads(std::move(done), /*even_if_none=*/true);
+}
+
+void FolderSource::ApplyReads(std::vector<FileRead> reads, bool even_if_none) {
+  if (reads.empty() && !even_if_none) return;
+  std::set<std::string> keys, names;
+  for (auto& read : reads) {
+    names.insert(read.name);
+    ApplyRead(std::move(read), &keys);
+  }
   Apply(keys, std::move(names));
 }
 
@@ -364,34 +380,28 @@ void FolderSource::KeepStale(FileContents& contents, const std::string& why,
   contents.parse_error = why;
 }
 
-void FolderSource::ReadFile(const std::string& name, std::set<std::string>* keys) {
+void FolderSource::ApplyRead(FileRead read, std::set<std::string>* keys) {
+  const std::string& name = read.name;
   UnclaimDocuments(name, keys);
-  ReadResult read;
-  if (IsPrintableName(name)) {
-    read = ReadRegularFile(status_dir_.input_fd(), name, Follow::kBeneath, crd::kMaxDocumentBytes);
-    if (read.status == ReadStatus::kMissing) {
-      files_.erase(name);
-      return;
-    }
-  } else {
-    read.error = "the file name is not UTF-8 text without control characters; rename the file";
+  if (read.status == ReadStatus::kMissing) {
+    files_.erase(name);
+    return;
   }
   FileContents& contents = files_[name];  // the previous documents, if any
-  if (!read.ok()) {
+  if (read.status != ReadStatus::kOk) {
     contents.errors.clear();
     KeepStale(contents,
               read.status == ReadStatus::kTooLarge ? "the file is larger than 4 MiB"
                                                    : "cannot read it: " + read.error,
               {});
   } else {
-    ParsedInputFile parsed = ParseInputFile(read.text);
     std::vector<Document> readable;
-    for (auto& document : parsed.documents) {
+    for (auto& document : read.parsed.documents) {
       readable.push_back({document.index, std::move(document.object), false});
     }
-    contents.errors = std::move(parsed.errors);
-    if (!parsed.syntax_error.empty()) {
-      KeepStale(contents, parsed.syntax_error, std::move(readable));
+    contents.errors = std::move(read.parsed.errors);
+    if (!read.parsed.syntax_error.empty()) {
+      KeepStale(contents, read.parsed.syntax_error, std::move(readable));
     } else {
       contents.documents = std::move(readable);
       contents.parse_error.clear();

@@ -38,6 +38,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -46,6 +47,7 @@
 #include <vector>
 
 #include "controller/source.h"
+#include "controller/standalone/read_pool.h"
 #include "controller/standalone/status_dir.h"
 #include "crd/elasticvm.h"
 #include "reconciler/clock.h"
@@ -148,12 +150,16 @@ class FolderSource final : public ObjectSource {
   void ActOnChanges(WatchState& state, bool got_events, Steady::time_point now);
 
   // --- reading files into files_ and claims_
-  // Re-reads every input file (those in the folder now and those read before) and applies.
+  // Re-reads every input file (those in the folder now and those read before), waits for
+  // them all and applies them at once (the first pass).
   void ReadAll();
   std::set<std::string> ListAll();
-  // Reads one file into files_ (or drops it when it is gone) and updates claims_; adds the
-  // keys it defined before or defines now to `keys`.
-  void ReadFile(const std::string& name, std::set<std::string>* keys);
+  // Applies what the read pool read: files_ and claims_, then the keys involved (the first
+  // pass applies even when the folder holds no file: status files of an earlier run).
+  void ApplyReads(std::vector<FileRead> reads, bool even_if_none = false);
+  // One file into files_ (or dropped when it is gone), claims_ updated; adds the keys it
+  // defined before or defines now to `keys`.
+  void ApplyRead(FileRead read, std::set<std::string>* keys);
   // Drops / registers the claims of the documents files_ holds for `name`.
   void UnclaimDocuments(const std::string& name, std::set<std::string>* keys);
   void ClaimDocuments(const std::string& name, std::set<std::string>* keys);
@@ -189,8 +195,9 @@ class FolderSource final : public ObjectSource {
   const reconciler::Clock& clock_;
   const Options options_;
   int inotify_fd_ = -1;
-  int wake_fd_ = -1;    // eventfd: Stop wakes the watch thread
-  std::thread thread_;  // "folder-watch"
+  int wake_fd_ = -1;                 // eventfd: Stop wakes the watch thread
+  std::thread thread_;               // "folder-watch"
+  std::unique_ptr<ReadPool> reads_;  // its threads read and parse; results go to the watch thread
   ChangeHandler on_change_;
   std::atomic<bool> synced_{false};
   std::atomic<int64_t> rescans_{0};

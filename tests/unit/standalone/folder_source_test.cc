@@ -523,8 +523,13 @@ TEST_F(FolderSourceTest, RemovedObjectsAreNotKeptInMemoryButReadBackWhenTheyRetu
   dir_.Write("a.yaml", VmYaml("web-01", 2));
   ASSERT_TRUE(WaitFor([&] { return Get("default/web-01").has_value(); }, kEditSeenWithin));
   EXPECT_EQ(Get("default/web-01")->metadata.uid, uid);
+  ASSERT_TRUE(WaitFor([&] {
+    return dir_.Read(".status/default_web-01.yaml").find("hotplug.dev/removed") ==
+           std::string::npos;
+  }));
 
   dir_.Remove("a.yaml");
+  ASSERT_TRUE(WaitFor([&] { return !Get("default/web-01"); }));
   ASSERT_TRUE(WaitFor([&] {
     return dir_.Read(".status/default_web-01.yaml").find("hotplug.dev/removed") !=
            std::string::npos;
