@@ -29,6 +29,8 @@ there is a good object, and the check ends by proving the good object still conv
   duplicate_restart      two files declaring one object: a restart does not flip the owner
   alias_bomb_edit        a 216 KB alias bomb beside a good object: its edit is seen in 1 s
   many_objects_edit      10,000 objects in the folder: an edit of one is seen within 1 s
+  slow_clients           one client sending a byte every 1.5 s, 50 idle connections and 2
+                         slow /metrics clients: every probe and scrape still answers at once
 
 Run: python3 tests/reliability/hostile_host_test.py [path/to/hotplug-operator] [-k NAME]
 """
@@ -39,9 +41,11 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import sys
 import tempfile
+import threading
 import time
 
 from reliability_lib import ROOT, CheckFailed, expect, poll, run_checks
@@ -85,10 +89,10 @@ class Host:
             json.dump([{"name": n, "maximumVcpus": maximum, "currentVcpus": 1} for n in names],
                       handle)
 
-    def start(self, name="operator"):
+    def start(self, name="operator", metrics="0"):
         args = ["--standalone", self.dir, "--hypervisor=fake",
                 f"--fake-domains-file={self.domains}", f"--fake-call-log={self.calls}",
-                "--health-probe-bind-address=127.0.0.1:0", "--metrics-bind-address=0"]
+                "--health-probe-bind-address=127.0.0.1:0", f"--metrics-bind-address={metrics}"]
         if self.vcpu_latency:
             args.append(f"--fake-vcpu-latency={self.vcpu_latency}")
         operator = standalone_test.Operator(operator_lib.operator_binary(), args,
@@ -559,11 +563,84 @@ def check_many_objects_edit():
         status = os.path.join(host.dir, ".status")
         poll(lambda: len(os.listdir(status)) >= count + 1, "every object's status file", 600, 0.5)
         ready_s = time.monotonic() - started
+        # Then until the first passes' follow-ups are done too: no status file written for a
+        # second (every write renames into .status and so changes its mtime).
+        last = [os.stat(status).st_mtime_ns, time.monotonic()]
+
+        def quiet():
+            now = os.stat(status).st_mtime_ns
+            if now != last[0]:
+                last[:] = [now, time.monotonic()]
+            return time.monotonic() - last[1] >= 1.0
+        poll(quiet, "the operator to be idle", 300, 0.1)
         worst = max(timed_edit(host, vcpus) for vcpus in (3, 4, 5))
         print(f"  {count} objects: every status written in {ready_s:.1f} s; slowest of 3 edits "
               f"{worst * 1000:.0f} ms")
         expect(worst < 1.0, f"an edit among {count} objects took {worst:.1f} s")
         host.stop(operator, 60)
+
+
+# --- one slow client stops the probes ------------------------------------------------------
+
+def http_status(port, path, timeout_s):
+    """(status code or None, seconds) of one GET."""
+    start = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            head = conn.recv(64)
+        code = int(head.split()[1]) if head.startswith(b"HTTP/") else None
+    except (OSError, ValueError, IndexError):
+        code = None
+    return code, time.monotonic() - start
+
+
+def check_slow_clients():
+    with Host("slow-clients") as host:
+        operator = host.start(metrics="127.0.0.1:0")
+        host.ready(operator)
+        host.good(2)
+        health = operator.logged("health server listening")[-1]
+        health_port = int(health["port"])
+        metrics_port = int(operator.logged("metrics server listening")[-1]["port"])
+        stop = threading.Event()
+
+        def trickle(port, text):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                for byte in text:
+                    if stop.wait(1.5):  # the attack's pace, not a synchronisation
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        return
+        idle = [socket.create_connection(("127.0.0.1", health_port), timeout=5)
+                for _ in range(50)]
+        slow = [threading.Thread(target=trickle, args=(health_port, b"GET /healthz HTTP/1.1\r\n"))]
+        slow += [threading.Thread(target=trickle, args=(metrics_port, b"GET /metrics HTTP/1.1\r\n"))
+                 for _ in range(2)]
+        for thread in slow:
+            thread.start()
+        try:
+            worst = 0.0
+            for index in range(10):
+                path = "/healthz" if index % 2 else "/readyz"
+                code, seconds = http_status(health_port, path, 2.0)
+                expect(code == 200, f"probe {index} of {path}: {code} after {seconds:.2f} s")
+                worst = max(worst, seconds)
+                code, seconds = http_status(metrics_port, "/metrics", 2.0)
+                expect(code == 200, f"scrape {index}: {code} after {seconds:.2f} s")
+                worst = max(worst, seconds)
+            print(f"  50 idle + 1 slow health client, 2 slow /metrics clients: slowest answer "
+                  f"{worst * 1000:.0f} ms")
+            expect(worst < 1.0, f"an answer took {worst:.2f} s (kubelet's timeout is 1 s)")
+        finally:
+            stop.set()
+            for thread in slow:
+                thread.join(timeout=5)
+            for conn in idle:
+                conn.close()
+        host.stop(operator)
 
 
 CHECKS = [
@@ -585,6 +662,7 @@ CHECKS = [
     ("duplicate_restart", check_duplicate_restart),
     ("alias_bomb_edit", check_alias_bomb_edit),
     ("many_objects_edit", check_many_objects_edit),
+    ("slow_clients", check_slow_clients),
 ]
 
 if __name__ == "__main__":
