@@ -23,6 +23,7 @@
 
 #include "backends/hypervisor.h"
 #include "controller/bind_address.h"
+#include "controller/http_serving.h"
 #include "controller/log.h"
 
 namespace hotplug::controller {
@@ -116,16 +117,6 @@ std::string KnockHost(const std::string& host) {
   if (host.empty() || host == "0.0.0.0") return "127.0.0.1";
   if (host == "[::]") return "[::1]";
   return host;
-}
-
-// The address as civetweb takes it: a host always (every interface is 0.0.0.0), an IPv6
-// literal in brackets. nullopt when it is not a bind address.
-std::optional<std::string> CivetAddress(const std::string& bind_address) {
-  std::optional<BindAddress> parsed = ParseBindAddress(bind_address);
-  if (!parsed) return std::nullopt;
-  std::string host = parsed->host.empty() ? "0.0.0.0" : parsed->host;
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  return host + ":" + std::to_string(parsed->port);
 }
 
 }  // namespace
@@ -329,7 +320,7 @@ PrometheusMetrics::~PrometheusMetrics() {
 }
 
 bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* error) {
-  const std::optional<std::string> civet_address = CivetAddress(bind_address);
+  const std::optional<std::string> civet_address = CivetListeningPort(bind_address);
   if (!civet_address) {
     *error = "metrics bind address \"" + bind_address + "\" is not " + kBindAddressForms +
              " (e.g. :8080, 127.0.0.1:0)";
@@ -337,9 +328,9 @@ bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* erro
   }
   const std::string& address = *civet_address;
   try {
-    // Two civetweb threads ("metrics server"): a scrape is cheap, two let a second client
-    // in while Prometheus holds one.
-    exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+    // Enough civetweb workers and request deadlines that slow or idle clients cannot keep
+    // Prometheus out (http_serving.h).
+    exposer_ = std::make_unique<prometheus::Exposer>(CivetOptions(address));
   } catch (const std::exception& e) {
     *error = "cannot serve metrics on " + bind_address + ": " + e.what();
     return false;
