@@ -323,6 +323,19 @@ int Shutdown(Controller& controller, Seams& seams, Leadership& leadership, Healt
   return leadership.lost ? 1 : 0;
 }
 
+// /healthz and /readyz, unless --health-probe-bind-address=0. False when they cannot be served.
+bool ServeHealth(const Flags& flags, HealthServer& health) {
+  if (flags.health_probe_bind_address == "0") return true;
+  std::string error;
+  if (!health.Start(flags.health_probe_bind_address, &error)) {
+    log::Error("cannot serve health probes", {{"error", error}});
+    return false;
+  }
+  log::Info("health server listening",
+            {{"address", health.bound_address()}, {"port", std::to_string(health.port())}});
+  return true;
+}
+
 int Run(const Flags& flags) {
   log::Level level;
   log::ParseLevel(flags.log_level, &level);
@@ -364,14 +377,7 @@ int Run(const Flags& flags) {
   Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor.active,
                         clock, ControllerOptions(flags, metrics_seams));
   HealthServer health([&controller] { return controller.HasSynced(); });
-  if (flags.health_probe_bind_address != "0") {
-    if (!health.Start(flags.health_probe_bind_address, &error)) {
-      log::Error("cannot serve health probes", {{"error", error}});
-      return 1;
-    }
-    log::Info("health server listening",
-              {{"address", health.bound_address()}, {"port", std::to_string(health.port())}});
-  }
+  if (!ServeHealth(flags, health)) return 1;
   controller.Start();
   Leadership leadership;
   StartWorkersOrElect(flags, seams.config, metrics_seams, controller, leadership);

@@ -83,6 +83,8 @@ class Informer final : public ObjectSource {
   bool ReadAllPages(CacheMap* listed, std::string* list_rv);
   // Swaps in a complete LIST and signals each key that was added, changed or removed.
   void ReplaceCache(CacheMap listed, const std::string& list_rv, double seconds);
+  // The path and query of one LIST request.
+  std::string ListPagePath(const std::string& asked_rv, const ListPage& page) const;
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
   std::string ListResourceVersion() const;
   // Decodes one LIST answer into `listed` (in-scope objects only); false on a bad answer.
@@ -120,6 +122,8 @@ class Informer final : public ObjectSource {
   std::chrono::milliseconds backoff_{0};
   // Informer thread only: the server refused the version asked for; list from etcd next.
   bool list_rv_unavailable_ = false;
+  // Informer thread only: a LIST at "0" came in pages (the server has no watch cache).
+  bool paginated_result_ = false;
 };
 
 }  // namespace hotplug::controller::kube

@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
   hotplug::testing::FakeObjectSource unused_source;
   hotplug::testing::FakeStatusWriter writer(unused_source,
                                             hotplug::testing::FakeStatusWriter::Mode::kDiscard);
-  hotplug::testing::FakeEventRecorder events(/*keep=*/false);
+  hotplug::testing::FakeEventRecorder events(
+      hotplug::testing::FakeEventRecorder::Keep::kTotal);
   reconciler::SystemClock clock;
   controller::Controller::Options options;
   options.resync_period = std::chrono::milliseconds(0);

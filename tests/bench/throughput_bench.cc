@@ -57,7 +57,7 @@ struct Bed {
   TimedHypervisor timed{fake, nullptr};
   testing::FakeObjectSource source;
   testing::FakeStatusWriter writer{source, testing::FakeStatusWriter::Mode::kEncodeAndStore};
-  testing::FakeEventRecorder events{/*keep=*/false};
+  testing::FakeEventRecorder events{testing::FakeEventRecorder::Keep::kTotal};
   reconciler::SystemClock clock;
   std::vector<std::string> keys;
   DoneCounter done;

@@ -21,6 +21,7 @@ fails the check when the operator got a 403 (`allow_forbidden` for a check that 
 real server cannot be made to produce: 500 windows, 409 storms, scripted 410s.
 """
 
+import atexit
 import datetime
 import json
 import os
@@ -319,6 +320,8 @@ class _SharedServer:
         if cls.plane is None:
             cls.workdir = tempfile.mkdtemp(prefix="hotplug-shared-apiserver-")
             cls.plane = start_control_plane(cls.workdir)
+            # run_checks stops it; this covers a script that does not use run_checks.
+            atexit.register(cls.stop)
         return cls.plane
 
     @classmethod

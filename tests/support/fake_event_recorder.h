@@ -1,5 +1,6 @@
-// The EventRecorder test double: counts Events by object and reason, and keeps them in order
-// unless told to count only (benchmarks with many objects). Header-only; thread-safe.
+// The EventRecorder test double: counts Events, by object and reason unless told to count
+// only (benchmarks with many objects), and keeps them in order when told to (short tests; a
+// long run's memory must stay flat). Header-only; thread-safe.
 #pragma once
 
 #include <map>
@@ -14,14 +15,15 @@ namespace hotplug::testing {
 
 class FakeEventRecorder final : public controller::EventRecorder {
  public:
-  explicit FakeEventRecorder(bool keep = true) : keep_(keep) {}
+  enum class Keep { kTotal, kCountsByReason, kEverything };
+  explicit FakeEventRecorder(Keep keep = Keep::kCountsByReason) : keep_(keep) {}
 
   void Record(const crd::ElasticVM& object, const reconciler::Event& event) override {
     std::lock_guard lock(mu_);
     recorded_++;
-    if (!keep_) return;
+    if (keep_ == Keep::kTotal) return;
     count_[object.Key()][event.reason]++;
-    events_.push_back(object.Key() + " " + event.reason);
+    if (keep_ == Keep::kEverything) events_.push_back(object.Key() + " " + event.reason);
   }
 
   // How many Events with `reason` were recorded about `key`.
@@ -32,7 +34,7 @@ class FakeEventRecorder final : public controller::EventRecorder {
     auto count = found->second.find(reason);
     return count == found->second.end() ? 0 : count->second;
   }
-  // "namespace/name Reason", in order.
+  // "namespace/name Reason", in order (Keep::kEverything).
   std::vector<std::string> events() const {
     std::lock_guard lock(mu_);
     return events_;
@@ -43,7 +45,7 @@ class FakeEventRecorder final : public controller::EventRecorder {
   }
 
  private:
-  const bool keep_;
+  const Keep keep_;
   mutable std::mutex mu_;
   // Everything below is guarded by mu_.
   int64_t recorded_ = 0;

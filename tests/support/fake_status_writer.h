@@ -16,13 +16,16 @@ namespace hotplug::testing {
 class FakeStatusWriter final : public controller::StatusWriter {
  public:
   enum class Mode {
-    kStore,           // store the status and keep it in written() (tests)
+    kStore,           // store the status (tests)
     kEncodeAndStore,  // what KubeStatusWriter does around its PUT, without the network: encode
                       // the object as the body, decode it as the answer, store (benchmarks)
     kDiscard,         // count the write, store nothing (benchmarks)
   };
-  explicit FakeStatusWriter(FakeObjectSource& source, Mode mode = Mode::kStore)
-      : source_(source), mode_(mode) {}
+  // `keep_written`: every status stored is also kept, in order, for written(). Off for long
+  // runs (the soak), whose memory must stay flat.
+  explicit FakeStatusWriter(FakeObjectSource& source, Mode mode = Mode::kStore,
+                            bool keep_written = false)
+      : source_(source), keep_written_(keep_written), mode_(mode) {}
 
   bool WriteStatus(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
                    std::string* error) override {
@@ -53,7 +56,7 @@ class FakeStatusWriter final : public controller::StatusWriter {
     // An object deleted meanwhile has nothing to write to: not an error.
     const bool found =
         source_.Mutate(object.Key(), [&](crd::ElasticVM& cached) { cached.status = stored; });
-    if (found && mode == Mode::kStore) {
+    if (found && keep_written_) {
       std::lock_guard lock(mu_);
       written_.push_back(status);
     }
@@ -69,7 +72,7 @@ class FakeStatusWriter final : public controller::StatusWriter {
     std::lock_guard lock(mu_);
     failing_writes_ = count;
   }
-  // The statuses written in kStore mode, in order.
+  // The statuses stored, in order (with keep_written).
   std::vector<crd::ElasticVMStatus> written() const {
     std::lock_guard lock(mu_);
     return written_;
@@ -85,6 +88,7 @@ class FakeStatusWriter final : public controller::StatusWriter {
 
  private:
   FakeObjectSource& source_;
+  const bool keep_written_;
   mutable std::mutex mu_;
   // Everything below is guarded by mu_.
   Mode mode_;

@@ -72,8 +72,8 @@ struct Fixture {
   }
   void Start() { op->Start(); }
   FakeObjectSource source;
-  FakeStatusWriter writer{source};
-  FakeEventRecorder events;
+  FakeStatusWriter writer{source, FakeStatusWriter::Mode::kStore, /*keep_written=*/true};
+  FakeEventRecorder events{FakeEventRecorder::Keep::kEverything};
   FakeHypervisor fake;
   std::unique_ptr<testing::TestOperator> op;
   Controller* controller = nullptr;
