@@ -334,18 +334,12 @@ class JsonBuilder final : public YAML::EventHandler {
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    if (tag != "?" && !tag.empty() && !IsCoreTag(tag, "seq")) {
-      Fail(mark, UnsupportedTag(tag, "a list"));
-    }
-    Open(mark, json::array(), anchor);
+    OpenTagged(mark, tag, "seq", "a list", json::array(), anchor);
   }
   void OnSequenceEnd() override { Close(); }
   void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    if (tag != "?" && !tag.empty() && !IsCoreTag(tag, "map")) {
-      Fail(mark, UnsupportedTag(tag, "a map"));
-    }
-    Open(mark, json::object(), anchor);
+    OpenTagged(mark, tag, "map", "a map", json::object(), anchor);
   }
   void OnMapEnd() override { Close(); }
 
@@ -362,6 +356,13 @@ class JsonBuilder final : public YAML::EventHandler {
   static bool IsCoreTag(const std::string& tag, std::string_view name) {
     return tag.size() == kCoreTagPrefix.size() + name.size() && tag.starts_with(kCoreTagPrefix) &&
            tag.ends_with(name);
+  }
+
+  // A list or a map: untagged, or tagged as what it is (`core`).
+  void OpenTagged(const YAML::Mark& mark, const std::string& tag, std::string_view core,
+                  const char* what, json value, YAML::anchor_t anchor) {
+    if (tag != "?" && !tag.empty() && !IsCoreTag(tag, core)) Fail(mark, UnsupportedTag(tag, what));
+    Open(mark, std::move(value), anchor);
   }
 
   static std::string UnsupportedTag(const std::string& tag, const char* what) {
