@@ -318,29 +318,33 @@ class JsonBuilder final : public YAML::EventHandler {
       Fail(mark, "merge keys (<<) are not supported; write the fields out");
     }
     json resolved;
-    if (tag == "!" || tag == kStrTag) {
+    if (tag == "!" || IsCoreTag(tag, "str")) {
       resolved = value;
     } else if (tag == "?" || tag.empty()) {
       resolved = ResolvePlainScalar(value);
     } else {
       resolved = ResolvePlainScalar(value);
-      const bool fits = (tag == kIntTag && resolved.is_number_integer()) ||
-                        (tag == kFloatTag && resolved.is_number()) ||
-                        (tag == kBoolTag && resolved.is_boolean()) ||
-                        (tag == kNullTag && resolved.is_null());
+      const bool fits = (IsCoreTag(tag, "int") && resolved.is_number_integer()) ||
+                        (IsCoreTag(tag, "float") && resolved.is_number()) ||
+                        (IsCoreTag(tag, "bool") && resolved.is_boolean()) ||
+                        (IsCoreTag(tag, "null") && resolved.is_null());
       if (!fits) Fail(mark, UnsupportedTag(tag, "a scalar"));
     }
     Add(mark, std::move(resolved), anchor, 1);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    if (tag != "?" && !tag.empty() && tag != kSeqTag) Fail(mark, UnsupportedTag(tag, "a list"));
+    if (tag != "?" && !tag.empty() && !IsCoreTag(tag, "seq")) {
+      Fail(mark, UnsupportedTag(tag, "a list"));
+    }
     Open(mark, json::array(), anchor);
   }
   void OnSequenceEnd() override { Close(); }
   void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    if (tag != "?" && !tag.empty() && tag != kMapTag) Fail(mark, UnsupportedTag(tag, "a map"));
+    if (tag != "?" && !tag.empty() && !IsCoreTag(tag, "map")) {
+      Fail(mark, UnsupportedTag(tag, "a map"));
+    }
     Open(mark, json::object(), anchor);
   }
   void OnMapEnd() override { Close(); }
@@ -353,16 +357,16 @@ class JsonBuilder final : public YAML::EventHandler {
     std::optional<std::string> key;  // maps: the key waiting for its value
   };
 
-  static constexpr const char* kStrTag = "tag:yaml.org,2002:str";
-  static constexpr const char* kIntTag = "tag:yaml.org,2002:int";
-  static constexpr const char* kFloatTag = "tag:yaml.org,2002:float";
-  static constexpr const char* kBoolTag = "tag:yaml.org,2002:bool";
-  static constexpr const char* kNullTag = "tag:yaml.org,2002:null";
-  static constexpr const char* kMapTag = "tag:yaml.org,2002:map";
-  static constexpr const char* kSeqTag = "tag:yaml.org,2002:seq";
+  // YAML's core tags ("!!str" and the like), as yaml-cpp resolves them.
+  static constexpr std::string_view kCoreTagPrefix = "tag:yaml.org,2002:";
+  static bool IsCoreTag(const std::string& tag, std::string_view name) {
+    return tag.size() == kCoreTagPrefix.size() + name.size() && tag.starts_with(kCoreTagPrefix) &&
+           tag.ends_with(name);
+  }
 
   static std::string UnsupportedTag(const std::string& tag, const char* what) {
-    std::string shown = tag.rfind("tag:yaml.org,2002:", 0) == 0 ? "!!" + tag.substr(18) : tag;
+    std::string shown =
+        tag.starts_with(kCoreTagPrefix) ? "!!" + tag.substr(kCoreTagPrefix.size()) : tag;
     if (shown.size() > 64) shown = shown.substr(0, 64) + "...";
     return "the tag " + shown + " on " + what + " is not supported (only YAML's own tags are)";
   }
