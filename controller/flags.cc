@@ -6,6 +6,8 @@
 #include <optional>
 #include <sstream>
 
+#include "controller/log.h"
+
 namespace hotplug::controller {
 
 bool ParseDuration(std::string_view text, std::chrono::milliseconds* out) {
@@ -194,8 +196,7 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
     *error = "--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline";
     return ParseOutcome::kError;
   }
-  if (flags->log_level != "debug" && flags->log_level != "info" && flags->log_level != "warn" &&
-      flags->log_level != "error") {
+  if (log::Level level; !log::ParseLevel(flags->log_level, &level)) {
     *error = "--log-level: must be debug, info, warn or error, not \"" + flags->log_level + "\"";
     return ParseOutcome::kError;
   }

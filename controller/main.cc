@@ -108,9 +108,9 @@ bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* er
   }
   for (const auto& domain : domains) stack->fake->AddDomain(domain);
   if (flags.fake_vcpu_latency.count() > 0) {
-    stack->fake->SetLatency(std::chrono::microseconds(0),
-                            std::chrono::duration_cast<std::chrono::microseconds>(
-                                flags.fake_vcpu_latency));
+    stack->fake->SetLatency(
+        std::chrono::microseconds(0),
+        std::chrono::duration_cast<std::chrono::microseconds>(flags.fake_vcpu_latency));
   }
   stack->active = stack->fake.get();
   if (!flags.fake_call_log.empty()) {
@@ -143,57 +143,19 @@ int WaitForSignalOr(const std::atomic<bool>& give_up, const sigset_t& signals) {
   return 0;
 }
 
-int Run(const Flags& flags) {
-  log::Level level;
-  log::ParseLevel(flags.log_level, &level);
-  log::SetLevel(level);
+// The measurement seams; all null in a build without metrics.
+struct MetricsSeams {
+  ControllerMetrics* controller = nullptr;
+  kube::InformerMetrics* informer = nullptr;
+  kube::ClientMetrics* client = nullptr;
+};
 
-  // Block the stop signals before any thread starts, so only WaitForSignalOr sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  log::Info("hotplug-operator starting", {{"version", HOTPLUG_VERSION},
-                                          {"hypervisor", flags.hypervisor},
-                                          {"node", flags.node_name},
-                                          {"namespace", flags.ns.empty() ? "*" : flags.ns}});
-
-  HypervisorStack hypervisor;
-  std::string error;
-  if (!BuildHypervisor(flags, &hypervisor, &error)) {
-    log::Error("cannot set up the hypervisor", {{"error", error}});
-    return 1;
-  }
-
-  reconciler::SystemClock clock;
-
-  // Metrics: one object behind every measurement seam, served on its own port.
-#ifdef HOTPLUG_HAVE_METRICS
-  PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
-  if (flags.metrics_bind_address != "0") {
-    if (!metrics.Serve(flags.metrics_bind_address, &error)) {
-      log::Error("cannot serve metrics", {{"error", error}});
-      return 1;
-    }
-    log::Info("metrics server listening", {{"address", flags.metrics_bind_address},
-                                           {"port", std::to_string(metrics.port())}});
-  }
-  ControllerMetrics* controller_metrics = &metrics;
-  kube::InformerMetrics* informer_metrics = &metrics;
-  kube::ClientMetrics* client_metrics = &metrics;
-#else
-  ControllerMetrics* controller_metrics = nullptr;
-  kube::InformerMetrics* informer_metrics = nullptr;
-  kube::ClientMetrics* client_metrics = nullptr;
-#endif
-
-  // Where objects come from and where their status and Events go: Kubernetes, or a folder.
+// Where objects come from and where their status and Events go: Kubernetes, or a folder;
+// with whatever that needs kept alive.
+struct Seams {
   ObjectSource* source = nullptr;
   StatusWriter* status_writer = nullptr;
-  EventRecorder* event_recorder = nullptr;
+  EventRecorder* events = nullptr;
   kube::Config config;
   std::unique_ptr<kube::Client> client;
   std::unique_ptr<kube::Informer> informer;
@@ -201,59 +163,96 @@ int Run(const Flags& flags) {
   std::unique_ptr<kube::KubeEventRecorder> kube_events;
 #ifdef HOTPLUG_HAVE_STANDALONE
   std::unique_ptr<standalone::StandaloneMode> folder;
-  if (!flags.standalone_dir.empty()) {
-    if (flags.leader_elect) {
-      log::Error("--leader-elect needs Kubernetes; it cannot be used with --standalone");
-      return 2;
-    }
-    folder = standalone::MakeStandalone(flags.standalone_dir, &error);
-    if (!folder) {
-      log::Error("cannot use the standalone folder", {{"error", error}});
-      return 1;
-    }
-    log::Info("standalone mode", {{"dir", flags.standalone_dir}});
-    source = &folder->source();
-    status_writer = &folder->status_writer();
-    event_recorder = &folder->events();
-  }
 #endif
-  if (source == nullptr) {
-    if (!kube::LoadConfig(flags.kubeconfig, &config, &error)) {
-      log::Error("cannot load the Kubernetes configuration", {{"error", error}});
-      return 1;
-    }
-    log::Info("Kubernetes API", {{"server", config.server}, {"from", config.origin}});
-    // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
-    kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
-    client = std::make_unique<kube::Client>(
-        config, kube::Client::Options{
-                    .request_timeout = std::chrono::seconds(15),
-                    .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                    .metrics = client_metrics});
-    kube::Informer::Options informer_options;
-    informer_options.ns = flags.ns;
-    informer_options.node_name = flags.node_name;
-    informer_options.watch_timeout =
-        std::chrono::duration_cast<std::chrono::seconds>(flags.watch_timeout);
-    informer_options.metrics = informer_metrics;
-    informer = std::make_unique<kube::Informer>(*client, informer_options);
-    kube_status_writer = std::make_unique<kube::KubeStatusWriter>(*client, informer.get());
-    kube_events = std::make_unique<kube::KubeEventRecorder>(
-        *client, kube::KubeEventRecorder::Options{.component = "hotplug-operator",
-                                                  .host = flags.node_name,
-                                                  .queue_limit = 1000,
-                                                  .remembered = 4096});
-    source = informer.get();
-    status_writer = kube_status_writer.get();
-    event_recorder = kube_events.get();
+};
+
+// Leader election, when asked for: the lease's own client, the elector, and whether the
+// lease was lost (the process then exits so that another replica takes over).
+struct Leadership {
+  std::atomic<bool> lost{false};
+  std::unique_ptr<kube::Client> lease_client;
+  std::unique_ptr<kube::LeaderElector> elector;
+};
+
+// Blocks the stop signals before any thread starts, so only WaitForSignalOr sees them.
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return stop_signals;
+}
+
+kube::Client::Options ClientOptions(std::chrono::seconds timeout, const MetricsSeams& metrics) {
+  return kube::Client::Options{.request_timeout = timeout,
+                               .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
+                               .metrics = metrics.client};
+}
+
+#ifdef HOTPLUG_HAVE_STANDALONE
+// --standalone DIR: the folder's source, status files and event log. Exit code or 0.
+int UseFolder(const Flags& flags, Seams* seams) {
+  if (flags.leader_elect) {
+    log::Error("--leader-elect needs Kubernetes; it cannot be used with --standalone");
+    return 2;
   }
-#ifdef HOTPLUG_HAVE_METRICS
-  MeteredSource metered_source(*source, metrics);
-  MeteredStatusWriter metered_status_writer(*status_writer, metrics);
-  source = &metered_source;
-  status_writer = &metered_status_writer;
+  std::string error;
+  seams->folder = standalone::MakeStandalone(flags.standalone_dir, &error);
+  if (!seams->folder) {
+    log::Error("cannot use the standalone folder", {{"error", error}});
+    return 1;
+  }
+  log::Info("standalone mode", {{"dir", flags.standalone_dir}});
+  seams->source = &seams->folder->source();
+  seams->status_writer = &seams->folder->status_writer();
+  seams->events = &seams->folder->events();
+  return 0;
+}
 #endif
 
+// The Kubernetes API: informer, status writer, event recorder. False when it cannot be used.
+bool UseKubernetes(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
+  std::string error;
+  if (!kube::LoadConfig(flags.kubeconfig, &seams->config, &error)) {
+    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
+    return false;
+  }
+  log::Info("Kubernetes API", {{"server", seams->config.server}, {"from", seams->config.origin}});
+  // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
+  kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
+  seams->client = std::make_unique<kube::Client>(seams->config,
+                                                 ClientOptions(std::chrono::seconds(15), metrics));
+  kube::Informer::Options informer_options;
+  informer_options.ns = flags.ns;
+  informer_options.node_name = flags.node_name;
+  informer_options.watch_timeout =
+      std::chrono::duration_cast<std::chrono::seconds>(flags.watch_timeout);
+  informer_options.metrics = metrics.informer;
+  seams->informer = std::make_unique<kube::Informer>(*seams->client, informer_options);
+  seams->kube_status_writer =
+      std::make_unique<kube::KubeStatusWriter>(*seams->client, seams->informer.get());
+  seams->kube_events = std::make_unique<kube::KubeEventRecorder>(
+      *seams->client, kube::KubeEventRecorder::Options{.component = "hotplug-operator",
+                                                       .host = flags.node_name,
+                                                       .queue_limit = 1000,
+                                                       .remembered = 4096});
+  seams->source = seams->informer.get();
+  seams->status_writer = seams->kube_status_writer.get();
+  seams->events = seams->kube_events.get();
+  return true;
+}
+
+// A folder with --standalone, else Kubernetes. The process's exit code, or 0.
+int BuildSeams(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
+#ifdef HOTPLUG_HAVE_STANDALONE
+  if (!flags.standalone_dir.empty()) return UseFolder(flags, seams);
+#endif
+  return UseKubernetes(flags, metrics, seams) ? 0 : 1;
+}
+
+Controller::Options ControllerOptions(const Flags& flags, const MetricsSeams& metrics) {
   Controller::Options options;
   options.workers = flags.workers;
   options.resync_period = flags.resync_period;
@@ -268,75 +267,61 @@ int Run(const Flags& flags) {
   } else if (!flags.node_name.empty()) {
     options.reconciler.claim_manager = "node/" + flags.node_name;
   }
-  options.metrics = controller_metrics;
-  Controller controller(*source, *status_writer, *event_recorder, *hypervisor.active, clock,
-                        options);
+  options.metrics = metrics.controller;
+  return options;
+}
 
-  HealthServer health([&controller] { return controller.HasSynced(); });
-  if (flags.health_probe_bind_address != "0") {
-    if (!health.Start(flags.health_probe_bind_address, &error)) {
-      log::Error("cannot serve health probes", {{"error", error}});
-      return 1;
-    }
-    log::Info("health server listening", {{"address", health.bound_address()},
-                                          {"port", std::to_string(health.port())}});
-  }
-
-  controller.Start();
-  std::atomic<bool> leadership_lost{false};
-  std::unique_ptr<kube::Client> lease_client;
-  std::unique_ptr<kube::LeaderElector> elector;
-  if (flags.leader_elect) {
-    std::string lease_namespace = flags.leader_elect_namespace;
-    if (lease_namespace.empty()) lease_namespace = config.default_namespace;
-    if (lease_namespace.empty()) lease_namespace = "default";
-    // Lease requests get their own client whose timeout fits inside the renew deadline, so
-    // a hung renewal cannot hold leadership past it.
-    auto lease_timeout = std::max<std::chrono::seconds>(
-        std::chrono::seconds(1),
-        std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
-    lease_client = std::make_unique<kube::Client>(
-        config, kube::Client::Options{
-                    .request_timeout = lease_timeout,
-                    .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                    .metrics = client_metrics});
-    elector = std::make_unique<kube::LeaderElector>(
-        *lease_client, kube::LeaderElector::Options{.ns = lease_namespace,
-                                              .name = flags.leader_elect_id,
-                                              .identity = kube::LeaderElector::DefaultIdentity(),
-                                              .lease_duration = flags.lease_duration,
-                                              .renew_deadline = flags.renew_deadline,
-                                              .retry_period = flags.retry_period});
-    if (controller_metrics) controller_metrics->Leading(false);
-    elector->Start(
-        [&controller, controller_metrics] {
-          if (controller_metrics) controller_metrics->Leading(true);
-          controller.StartWorkers();
-        },
-        [&leadership_lost, controller_metrics] {
-          if (controller_metrics) controller_metrics->Leading(false);
-          leadership_lost = true;
-        });
-  } else {
-    if (controller_metrics) controller_metrics->Leading(true);
+// Without --leader-elect the workers start at once; with it, while this replica leads.
+void StartWorkersOrElect(const Flags& flags, const kube::Config& config,
+                         const MetricsSeams& metrics, Controller& controller,
+                         Leadership& leadership) {
+  ControllerMetrics* reporter = metrics.controller;
+  if (!flags.leader_elect) {
+    if (reporter) reporter->Leading(true);
     controller.StartWorkers();
+    return;
   }
+  std::string lease_namespace = flags.leader_elect_namespace;
+  if (lease_namespace.empty()) lease_namespace = config.default_namespace;
+  if (lease_namespace.empty()) lease_namespace = "default";
+  // Lease requests get their own client whose timeout fits inside the renew deadline, so a
+  // hung renewal cannot hold leadership past it.
+  auto lease_timeout = std::max<std::chrono::seconds>(
+      std::chrono::seconds(1),
+      std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
+  leadership.lease_client =
+      std::make_unique<kube::Client>(config, ClientOptions(lease_timeout, metrics));
+  leadership.elector = std::make_unique<kube::LeaderElector>(
+      *leadership.lease_client,
+      kube::LeaderElector::Options{.ns = lease_namespace,
+                                   .name = flags.leader_elect_id,
+                                   .identity = kube::LeaderElector::DefaultIdentity(),
+                                   .lease_duration = flags.lease_duration,
+                                   .renew_deadline = flags.renew_deadline,
+                                   .retry_period = flags.retry_period});
+  if (reporter) reporter->Leading(false);
+  leadership.elector->Start(
+      [&controller, reporter] {
+        if (reporter) reporter->Leading(true);
+        controller.StartWorkers();
+      },
+      [&leadership, reporter] {
+        if (reporter) reporter->Leading(false);
+        leadership.lost = true;
+      });
+}
 
-  int signal_number = WaitForSignalOr(leadership_lost, stop_signals);
-  if (signal_number > 0) {
-    log::Info("stopping: finishing the steps in flight",
-              {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  } else {
-    log::Error("stopping: leadership lost; another replica takes over");
-  }
+// Graceful stop: the steps in flight finish and write their status, queued Events are sent
+// for a moment, the lease is handed over. The exit code.
+int Shutdown(Controller& controller, Seams& seams, Leadership& leadership, HealthServer& health) {
   auto deadline = std::chrono::steady_clock::now() + kShutdownDeadline;
   bool drained = controller.Stop(deadline);
-  if (kube_events) {
-    kube_events->Flush(
+  if (seams.kube_events) {
+    seams.kube_events->Flush(
         std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
-    kube_events->Stop();
+    seams.kube_events->Stop();
   }
-  if (elector) elector->Stop();  // releases the lease after the workers are done
+  if (leadership.elector) leadership.elector->Stop();  // after the workers are done
   health.Stop();
   if (!drained) {
     log::Error("a worker did not finish before the shutdown deadline; exiting anyway");
@@ -345,7 +330,74 @@ int Run(const Flags& flags) {
   }
   log::Info("stopped", {{"passes", std::to_string(controller.passes())},
                         {"statusWrites", std::to_string(controller.status_writes())}});
-  return leadership_lost ? 1 : 0;
+  return leadership.lost ? 1 : 0;
+}
+
+// /healthz and /readyz, unless --health-probe-bind-address=0. False when they cannot be served.
+bool ServeHealth(const Flags& flags, HealthServer& health) {
+  if (flags.health_probe_bind_address == "0") return true;
+  std::string error;
+  if (!health.Start(flags.health_probe_bind_address, &error)) {
+    log::Error("cannot serve health probes", {{"error", error}});
+    return false;
+  }
+  log::Info("health server listening",
+            {{"address", health.bound_address()}, {"port", std::to_string(health.port())}});
+  return true;
+}
+
+int Run(const Flags& flags) {
+  log::Level level;
+  log::ParseLevel(flags.log_level, &level);
+  log::SetLevel(level);
+  const sigset_t stop_signals = BlockStopSignals();
+  log::Info("hotplug-operator starting", {{"version", HOTPLUG_VERSION},
+                                          {"hypervisor", flags.hypervisor},
+                                          {"node", flags.node_name},
+                                          {"namespace", flags.ns.empty() ? "*" : flags.ns}});
+  HypervisorStack hypervisor;
+  std::string error;
+  if (!BuildHypervisor(flags, &hypervisor, &error)) {
+    log::Error("cannot set up the hypervisor", {{"error", error}});
+    return 1;
+  }
+  reconciler::SystemClock clock;
+  MetricsSeams metrics_seams;
+#ifdef HOTPLUG_HAVE_METRICS
+  // One object behind every measurement seam, served on its own port.
+  PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
+  if (flags.metrics_bind_address != "0") {
+    if (!metrics.Serve(flags.metrics_bind_address, &error)) {
+      log::Error("cannot serve metrics", {{"error", error}});
+      return 1;
+    }
+    log::Info("metrics server listening",
+              {{"address", flags.metrics_bind_address}, {"port", std::to_string(metrics.port())}});
+  }
+  metrics_seams = {&metrics, &metrics, &metrics};
+#endif
+  Seams seams;
+  if (int exit_code = BuildSeams(flags, metrics_seams, &seams); exit_code != 0) return exit_code;
+#ifdef HOTPLUG_HAVE_METRICS
+  MeteredSource metered_source(*seams.source, metrics);
+  MeteredStatusWriter metered_status_writer(*seams.status_writer, metrics);
+  seams.source = &metered_source;
+  seams.status_writer = &metered_status_writer;
+#endif
+  Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor.active,
+                        clock, ControllerOptions(flags, metrics_seams));
+  HealthServer health([&controller] { return controller.HasSynced(); });
+  if (!ServeHealth(flags, health)) return 1;
+  controller.Start();
+  Leadership leadership;
+  StartWorkersOrElect(flags, seams.config, metrics_seams, controller, leadership);
+  if (int signal_number = WaitForSignalOr(leadership.lost, stop_signals); signal_number > 0) {
+    log::Info("stopping: finishing the steps in flight",
+              {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  } else {
+    log::Error("stopping: leadership lost; another replica takes over");
+  }
+  return Shutdown(controller, seams, leadership, health);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ class StatusSync {
         : sync_(sync), key_(key), object_(object) {}
 
     StatusSync& sync_;
-    const std::string& key_;
+    const std::string key_;
     const crd::ElasticVM& object_;
     std::optional<crd::ElasticVM> with_unwritten_;  // copied only when there is one
     std::optional<crd::ElasticVMStatus> written_;   // what this pass already wrote

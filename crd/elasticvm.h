@@ -113,9 +113,7 @@ struct Failure {
 };
 
 struct VcpuStatus {
-  int64_t desired = 0;
-  int64_t current = 0;
-  int64_t maximum = 0;
+  int64_t desired = 0, current = 0, maximum = 0;
   std::string enabled;           // range list, e.g. "0-2,5"
   std::string online;            // the guest's own view, when known
   std::optional<int64_t> qemu;   // QEMU's count when it differs from libvirt's

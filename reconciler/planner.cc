@@ -172,6 +172,41 @@ void PlanCores(const DomainObservation& domain, const VcpuView& view, const CpuT
   ExplainShortfall(view, plan);
 }
 
+// What the host or the domain cannot give, whatever the vCPUs' state: nullopt when none.
+std::optional<Verdict> CheckDesiredVcpus(const DomainObservation& domain,
+                                         const CpuTopology& topology, int64_t desired,
+                                         const std::string& asked) {
+  if (desired < 1) {
+    return Verdict{Reason::kBelowMinimum,
+                   asked + "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
+  }
+  if (desired > domain.maximum_vcpus) {
+    return Verdict{Reason::kExceedsMaximum,
+                   asked + " but domain " + domain.name + " has a maximum of " +
+                       std::to_string(domain.maximum_vcpus) +
+                       " vCPUs (<vcpu> in its XML); ask for fewer, or raise the maximum and "
+                       "restart the domain"};
+  }
+  if (domain.host_max_vcpus != 0 && desired > domain.host_max_vcpus) {
+    return Verdict{Reason::kHostLimit, asked + " but this host allows at most " +
+                                           std::to_string(domain.host_max_vcpus) +
+                                           " vCPUs per domain"};
+  }
+  const auto threads = static_cast<int64_t>(topology.threads());
+  if (desired % threads != 0) {
+    const int64_t lower = desired / threads * threads;
+    const std::string choices = lower > 0 ? std::to_string(lower) + " or " : std::string();
+    return Verdict{Reason::kTopologyMismatch,
+                   asked + " but domain " + domain.name + " has " + std::to_string(threads) +
+                       " threads per core (" + topology.Describe() +
+                       "), and vCPUs are plugged and unplugged by whole cores so that the guest "
+                       "never has half a core: ask for a multiple of " +
+                       std::to_string(threads) + " (" + choices + std::to_string(lower + threads) +
+                       ")"};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired,
@@ -179,39 +214,10 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
   VcpuPlan plan;
   const std::string asked =
       asked_text.empty() ? "spec.cpu.vcpus is " + std::to_string(desired) : asked_text;
-  if (desired < 1) {
-    plan.blocked = {Reason::kBelowMinimum,
-                    asked + "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
-    return plan;
-  }
-  if (desired > domain.maximum_vcpus) {
-    plan.blocked = {Reason::kExceedsMaximum,
-                    asked + " but domain " + domain.name + " has a maximum of " +
-                        std::to_string(domain.maximum_vcpus) +
-                        " vCPUs (<vcpu> in its XML); ask for fewer, or raise the maximum and "
-                        "restart the domain"};
-    return plan;
-  }
-  if (domain.host_max_vcpus != 0 && desired > domain.host_max_vcpus) {
-    plan.blocked = {Reason::kHostLimit, asked + " but this host allows at most " +
-                                            std::to_string(domain.host_max_vcpus) +
-                                            " vCPUs per domain"};
-    return plan;
-  }
   const CpuTopology topology(domain);
+  plan.blocked = CheckDesiredVcpus(domain, topology, desired, asked);
+  if (plan.blocked) return plan;
   const auto threads = static_cast<int64_t>(topology.threads());
-  if (desired % threads != 0) {
-    const int64_t lower = desired / threads * threads;
-    const std::string choices = lower > 0 ? std::to_string(lower) + " or " : std::string();
-    plan.blocked = {Reason::kTopologyMismatch,
-                    asked + " but domain " + domain.name + " has " + std::to_string(threads) +
-                        " threads per core (" + topology.Describe() +
-                        "), and vCPUs are plugged and unplugged by whole cores so that the guest "
-                        "never has half a core: ask for a multiple of " +
-                        std::to_string(threads) + " (" + choices + std::to_string(lower + threads) +
-                        ")"};
-    return plan;
-  }
   PlanCores(domain, view, topology, static_cast<size_t>(desired / threads), plan);
   if (plan.blocked) {
     plan.unplug_cores.clear();

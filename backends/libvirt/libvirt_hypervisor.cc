@@ -10,9 +10,11 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 
+#include "backends/libvirt/code_map.h"
 #include "backends/libvirt/connection.h"
 #include "backends/libvirt/domain_events.h"
 #include "backends/libvirt/domain_xml.h"
@@ -38,69 +40,51 @@ bool LooksLikeUuid(const std::string& text) {
   return true;
 }
 
-DomainState MapState(int state) {
+constexpr CodeMapping<DomainState> kStates[] = {{VIR_DOMAIN_RUNNING, DomainState::kRunning},
+                                                {VIR_DOMAIN_PAUSED, DomainState::kPaused},
+                                                {VIR_DOMAIN_PMSUSPENDED, DomainState::kPaused},
+                                                {VIR_DOMAIN_SHUTOFF, DomainState::kShutOff},
+                                                {VIR_DOMAIN_CRASHED, DomainState::kCrashed}};
+
+constexpr CodeMapping<JobKind> kJobOperations[] = {
+    {VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, JobKind::kMigration},
+    {VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, JobKind::kMigration},
+    {VIR_DOMAIN_JOB_OPERATION_SAVE, JobKind::kSave},
+    {VIR_DOMAIN_JOB_OPERATION_RESTORE, JobKind::kSave},
+    {VIR_DOMAIN_JOB_OPERATION_SNAPSHOT, JobKind::kSnapshot},
+    {VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT, JobKind::kSnapshot}};
+
+// libvirt's virDomain*Reason values, by state, in their enum order.
+std::string StateReason(int state, int reason) {
+  static const char* const kRunning[] = {
+      "unknown",       "booted",   "migrated",           "restored",
+      "from snapshot", "unpaused", "migration canceled", "save canceled",
+      "wakeup",        "crashed",  "post-copy",          "post-copy failed"};
+  static const char* const kPaused[] = {
+      "unknown", "user",        "migrating",     "saving",           "dumping",
+      "ioerror", "watchdog",    "from snapshot", "shutting down",    "snapshot",
+      "crashed", "starting up", "post-copy",     "post-copy failed", "api error"};
+  static const char* const kShutOff[] = {"unknown", "shutdown",      "destroyed",
+                                         "crashed", "migrated",      "saved",
+                                         "failed",  "from snapshot", "daemon"};
+  std::span<const char* const> reasons;
   switch (state) {
     case VIR_DOMAIN_RUNNING:
-      return DomainState::kRunning;
+      reasons = kRunning;
+      break;
     case VIR_DOMAIN_PAUSED:
-    case VIR_DOMAIN_PMSUSPENDED:
-      return DomainState::kPaused;
+      reasons = kPaused;
+      break;
     case VIR_DOMAIN_SHUTOFF:
-      return DomainState::kShutOff;
-    case VIR_DOMAIN_CRASHED:
-      return DomainState::kCrashed;
-    default:
-      return DomainState::kOther;
-  }
-}
-
-std::string StateReason(int state, int reason) {
-  switch (state) {
-    case VIR_DOMAIN_RUNNING: {
-      static const char* const kReasons[] = {
-          "unknown",       "booted",   "migrated",           "restored",
-          "from snapshot", "unpaused", "migration canceled", "save canceled",
-          "wakeup",        "crashed",  "post-copy",          "post-copy failed"};
-      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
+      reasons = kShutOff;
       break;
-    }
-    case VIR_DOMAIN_PAUSED: {
-      static const char* const kReasons[] = {
-          "unknown", "user",        "migrating",     "saving",           "dumping",
-          "ioerror", "watchdog",    "from snapshot", "shutting down",    "snapshot",
-          "crashed", "starting up", "post-copy",     "post-copy failed", "api error"};
-      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
-      break;
-    }
-    case VIR_DOMAIN_SHUTOFF: {
-      static const char* const kReasons[] = {"unknown", "shutdown",      "destroyed",
-                                             "crashed", "migrated",      "saved",
-                                             "failed",  "from snapshot", "daemon"};
-      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
-      break;
-    }
     case VIR_DOMAIN_CRASHED:
       return reason == VIR_DOMAIN_CRASHED_PANICKED ? "panicked" : "crashed";
     default:
       break;
   }
+  if (reason >= 0 && static_cast<size_t>(reason) < reasons.size()) return reasons[reason];
   return "unknown";
-}
-
-JobKind MapJobOperation(int operation) {
-  switch (operation) {
-    case VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN:
-    case VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
-      return JobKind::kMigration;
-    case VIR_DOMAIN_JOB_OPERATION_SAVE:
-    case VIR_DOMAIN_JOB_OPERATION_RESTORE:
-      return JobKind::kSave;
-    case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT:
-    case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT:
-      return JobKind::kSnapshot;
-    default:
-      return JobKind::kOther;
-  }
 }
 
 }  // namespace
@@ -277,7 +261,7 @@ struct LibvirtHypervisor::Impl {
       virResetLastError();
       return JobKind::kOther;
     }
-    return MapJobOperation(operation);
+    return MapCode(kJobOperations, operation, JobKind::kOther);
   }
 
   // The guest's online CPUs through its agent; nullopt when there is no answering agent.
@@ -342,7 +326,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
   if (virDomainGetState(dom, &state, &reason, 0) < 0) {
     return impl_->Fail(session.conn, "virDomainGetState(" + domain + ")");
   }
-  observation.state = MapState(state);
+  observation.state = MapCode(kStates, state, DomainState::kOther);
   observation.state_reason = StateReason(state, reason);
   const int persistent = virDomainIsPersistent(dom);
   if (persistent < 0) return impl_->Fail(session.conn, "virDomainIsPersistent(" + domain + ")");

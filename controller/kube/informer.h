@@ -79,6 +79,12 @@ class Informer final : public ObjectSource {
   };
   void Run();
   bool List(std::string* resource_version);
+  // Every page of one LIST into `listed`; false when it failed (the cache stays as it was).
+  bool ReadAllPages(CacheMap* listed, std::string* list_rv);
+  // Swaps in a complete LIST and signals each key that was added, changed or removed.
+  void ReplaceCache(CacheMap listed, const std::string& list_rv, double seconds);
+  // The path and query of one LIST request.
+  std::string ListPagePath(const std::string& asked_rv, const ListPage& page) const;
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
   std::string ListResourceVersion() const;
   // Decodes one LIST answer into `listed` (in-scope objects only); false on a bad answer.
@@ -86,6 +92,8 @@ class Informer final : public ObjectSource {
   // The server will not serve a LIST at the version asked for.
   static bool RefusedVersion(const ApiResult& result);
   WatchOutcome WatchOnce(const std::string& resource_version);
+  // What to do after a watch ended as `end` (`outcome`: what its lines asked for).
+  WatchOutcome AfterWatch(const WatchEnd& end, WatchOutcome outcome, bool healthy);
   // Applies one watch line; returns false when the stream must end with `outcome`.
   bool HandleLine(std::string_view line, WatchOutcome* outcome);
   bool InScope(const crd::ElasticVM& object) const;
@@ -114,6 +122,8 @@ class Informer final : public ObjectSource {
   std::chrono::milliseconds backoff_{0};
   // Informer thread only: the server refused the version asked for; list from etcd next.
   bool list_rv_unavailable_ = false;
+  // Informer thread only: a LIST at "0" came in pages (the server has no watch cache).
+  bool paginated_result_ = false;
 };
 
 }  // namespace hotplug::controller::kube

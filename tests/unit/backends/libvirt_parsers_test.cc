@@ -3,7 +3,10 @@
 // query-cpus-fast. The same code is driven against a real libvirtd in tests/e2e/.
 #include <gtest/gtest.h>
 
+#include <libvirt/virterror.h>
+
 #include "backends/libvirt/domain_xml.h"
+#include "backends/libvirt/errors.h"
 #include "backends/libvirt/owner_claim.h"
 #include "backends/libvirt/qemu_cpus.h"
 
@@ -235,6 +238,36 @@ TEST(DomainXmlTest, ReadsEachVcpusPinAndTheDefaultCpuset) {
   EXPECT_EQ(ParseCpuset("0-2, ^1"), (std::vector<unsigned>{0, 2}));
   EXPECT_FALSE(ParseCpuset("0-"));
   EXPECT_EQ(ParseCpuset(""), std::vector<unsigned>{});
+}
+
+// libvirt's error numbers become ErrorCodes by one table; a few are told apart only by
+// libvirt's wording (the boundary where its text becomes a type).
+TEST(LibvirtErrorsTest, NumbersAndTheMessagesThatRefineThemMapToCodes) {
+  struct Case {
+    int number;
+    const char* message;
+    ErrorCode code;
+  };
+  const Case cases[] = {
+      {VIR_ERR_OK, "", ErrorCode::kOk},
+      {VIR_ERR_NO_DOMAIN, "Domain not found", ErrorCode::kDomainNotFound},
+      {VIR_ERR_OPERATION_INVALID, "domain is not running", ErrorCode::kDomainNotRunning},
+      {VIR_ERR_OPERATION_INVALID, "vcpu 3 is already enabled", ErrorCode::kOperationInvalid},
+      {VIR_ERR_NO_CONNECT, "no connection", ErrorCode::kHypervisorUnavailable},
+      {VIR_ERR_RPC, "Cannot recv data", ErrorCode::kHypervisorUnavailable},
+      {VIR_ERR_OPERATION_TIMEOUT, "vcpu unplug request timed out", ErrorCode::kTimeout},
+      {VIR_ERR_AGENT_UNRESPONSIVE, "", ErrorCode::kGuestAgentUnavailable},
+      {VIR_ERR_ARGUMENT_UNSUPPORTED, "QEMU guest agent is not configured",
+       ErrorCode::kGuestAgentUnavailable},
+      {VIR_ERR_OPERATION_UNSUPPORTED, "vcpu '0' can't be unplugged", ErrorCode::kUnsupported},
+      {VIR_ERR_INVALID_ARG, "vcpu 9 is not present", ErrorCode::kOperationInvalid},
+      {VIR_ERR_OPERATION_FAILED, "memory unplug rejected by the guest", ErrorCode::kGuestRejected},
+      {VIR_ERR_INTERNAL_ERROR, "An error occurred, but the cause is unknown",
+       ErrorCode::kInternal},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(MapLibvirtError(c.number, c.message), c.code) << c.number << " " << c.message;
+  }
 }
 
 }  // namespace

@@ -37,8 +37,8 @@ TEST(TcgReplugTest, TheObservationCarriesTheFacts) {
   DomainObservation domain;
   domain.tcg = true;
   domain.unplugged_vcpus = {3};
-  VcpuInfo present{.id = 1, .enabled = true, .present_in_qemu = true};
-  VcpuInfo fresh{.id = 5, .present_in_qemu = false};
+  VcpuInfo present{.id = 1, .enabled = true, .present_in_qemu = true, .pin = {}};
+  VcpuInfo fresh{.id = 5, .present_in_qemu = false, .pin = {}};
   EXPECT_TRUE(VcpuPlugIsSafe(domain, present));
   EXPECT_FALSE(VcpuPlugIsSafe(domain, fresh));
 }
