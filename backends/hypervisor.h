@@ -91,6 +91,14 @@ struct VcpuInfo {
   std::vector<unsigned> pin;
 };
 
+// One guest NUMA node: <cpu><numa><cell id cpus memory>.
+struct NumaCell {
+  unsigned id = 0;
+  std::vector<unsigned> vcpus;  // the vCPU ids it holds
+  uint64_t memory_bytes = 0;    // its boot memory (DIMMs on it are in MemoryInfo::devices)
+  friend bool operator==(const NumaCell&, const NumaCell&) = default;
+};
+
 struct Topology {
   unsigned sockets = 0, dies = 0, cores = 0, threads = 0;  // 0 = not given
 };
@@ -145,6 +153,7 @@ struct DomainObservation {
   unsigned host_max_vcpus = 0;  // 0 when unknown
   std::vector<VcpuInfo> vcpus;  // one entry per slot, size == maximum_vcpus
   Topology topology;
+  std::vector<NumaCell> numa_cells;  // empty: no guest NUMA
   bool has_pinning = false;              // a <vcpupin> or <vcpu cpuset>
   std::vector<unsigned> default_cpuset;  // <vcpu cpuset>: the pin of vCPUs without their own
   unsigned host_cpus = 0;                // CPUs of the host; 0 when unknown

@@ -205,6 +205,7 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
     }
     ReadEnum(memory_reader, "method", kMemoryMethodNames, &spec->memory.method);
     memory_reader.Bool("allowShrink", &spec->memory.allow_shrink);
+    memory_reader.Int("numaNode", &spec->memory.numa_node, "expected an integer >= 0");
   }
   if (const json* guest = reader.Object("guest")) {
     FieldReader guest_reader(*guest, "spec.guest", error);
@@ -729,6 +730,10 @@ std::string ValidateSpec(const ElasticVMSpec& spec) {
            "policy deals from them), got \"" +
            spec.cpu.pinning->host_cpus + "\"";
   }
+  if (spec.memory.numa_node && (*spec.memory.numa_node < 0 || *spec.memory.numa_node > 1024)) {
+    return "spec.memory.numaNode: expected an integer from 0 to 1024, got " +
+           std::to_string(*spec.memory.numa_node);
+  }
   if (spec.cpu.vcpus && spec.cpu.sockets) {
     return "spec.cpu: set vcpus or sockets, not both (sockets means sockets x the domain's "
            "cores x threads vCPUs)";
@@ -786,6 +791,19 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
     }
     r.String("method", &m.method);
     out->memory = m;
+  }
+  if (const json* numa = reader.Find("numa"); numa && numa->is_array()) {
+    for (const auto& item : *numa) {
+      FieldReader r(item, "status.numa", error);
+      NumaCellStatus cell;
+      r.Int("cell", &cell.cell, "expected an integer");
+      r.String("cpus", &cell.cpus);
+      r.String("vcpus", &cell.vcpus);
+      if (const json* memory = r.Find("memory")) {
+        cell.memory = memory->is_string() ? memory->get<std::string>() : memory->dump();
+      }
+      out->numa.push_back(std::move(cell));
+    }
   }
   if (const json* conditions = reader.Find("conditions"); conditions && conditions->is_array()) {
     for (const auto& item : *conditions) {
@@ -848,6 +866,16 @@ json EncodeStatus(const ElasticVMStatus& status) {
     if (!m.method.empty()) memory["method"] = m.method;
     out["memory"] = std::move(memory);
   }
+  if (!status.numa.empty()) {
+    json numa = json::array();
+    for (const auto& cell : status.numa) {
+      numa.push_back({{"cell", cell.cell},
+                      {"cpus", cell.cpus},
+                      {"vcpus", cell.vcpus},
+                      {"memory", cell.memory}});
+    }
+    out["numa"] = std::move(numa);
+  }
   json conditions = json::array();
   for (const auto& c : status.conditions) conditions.push_back(EncodeCondition(c));
   out["conditions"] = std::move(conditions);
@@ -896,6 +924,7 @@ json EncodeJson(const ElasticVM& object) {
   json memory = {{"method", MemoryMethodName(s.memory.method)},
                  {"allowShrink", s.memory.allow_shrink}};
   if (s.memory.size) memory["size"] = s.memory.size->ToString();
+  if (s.memory.numa_node) memory["numaNode"] = *s.memory.numa_node;
   spec["memory"] = std::move(memory);
   if (!s.guest.os.empty()) spec["guest"] = {{"os", s.guest.os}};
   spec["persist"] = s.persist;

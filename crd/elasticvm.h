@@ -73,6 +73,7 @@ struct MemorySpec {
   std::optional<Quantity> size;  // nullopt: memory is not managed
   MemoryMethod method = MemoryMethod::kAuto;
   bool allow_shrink = false;
+  std::optional<int64_t> numa_node;  // where a new DIMM goes; nullopt: the emptiest cell
 };
 
 struct GuestSpec {
@@ -133,11 +134,21 @@ struct MemoryStatus {
   friend bool operator==(const MemoryStatus&, const MemoryStatus&) = default;
 };
 
+// One guest NUMA cell as status.numa shows it.
+struct NumaCellStatus {
+  int64_t cell = 0;
+  std::string cpus;    // the cell's vCPU ids
+  std::string vcpus;   // those enabled
+  std::string memory;  // boot memory plus the DIMMs on it
+  friend bool operator==(const NumaCellStatus&, const NumaCellStatus&) = default;
+};
+
 struct ElasticVMStatus {
   int64_t observed_generation = 0;
   std::string guest_os;  // "Windows (http://microsoft.com/win/10, from ...)", when known
   std::optional<VcpuStatus> vcpus;
   std::optional<MemoryStatus> memory;
+  std::vector<NumaCellStatus> numa;
   std::vector<Condition> conditions;
   std::vector<Failure> failures;
   friend bool operator==(const ElasticVMStatus&, const ElasticVMStatus&) = default;

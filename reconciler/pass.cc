@@ -130,6 +130,7 @@ bool Pass::ClaimDomain() {
   result_.claim = ours;
   FillVcpuStatus(view_);
   FillMemoryStatus();
+  FillNumaStatus();
   return true;
 }
 
@@ -260,6 +261,7 @@ bool Pass::ObserveAfterSteps() {
   view_ = ViewVcpus(observation_, pending_hint);
   FillVcpuStatus(view_);
   FillMemoryStatus();
+  FillNumaStatus();
   if (ManagesMemory()) {
     MemoryPlan replanned =
         PlanMemoryStep(observation_, spec_.memory, false, options_.balloon_floor_bytes);
@@ -471,6 +473,7 @@ backends::DomainClaim Pass::OurClaim() const {
 void Pass::BlockClaimed(const backends::DomainClaim& owner) {
   result_.status.vcpus.reset();
   result_.status.memory.reset();
+  result_.status.numa.clear();
   std::string where = "its claim is in the domain's libvirt metadata";
   if (!owner.manager.empty()) {
     where = "claimed by the hotplug-operator of " + owner.manager + "; " + where;
@@ -516,6 +519,19 @@ void Pass::FillVcpuStatus(const VcpuView& view) {
     v.incomplete_cores = FormatRangeList(IncompleteCores(topology, view.effective));
   v.pins = PinsOfEnabled(observation_);
   result_.status.vcpus = v;
+}
+
+void Pass::FillNumaStatus() {
+  result_.status.numa.clear();
+  std::map<unsigned, uint64_t> memory = MemoryPerCell(observation_);
+  for (const auto& cell : observation_.numa_cells) {
+    std::vector<unsigned> enabled;
+    for (unsigned id : cell.vcpus) {
+      if (id < observation_.vcpus.size() && observation_.vcpus[id].enabled) enabled.push_back(id);
+    }
+    result_.status.numa.push_back({cell.id, FormatRangeList(cell.vcpus), FormatRangeList(enabled),
+                                   crd::FormatBytes(memory[cell.id])});
+  }
 }
 
 void Pass::FillMemoryStatus() {

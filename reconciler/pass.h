@@ -73,6 +73,7 @@ class Pass {
                      const std::string& operation, Reason why, const std::string& message);
   void FillVcpuStatus(const VcpuView& view);
   void FillMemoryStatus();
+  void FillNumaStatus();  // status.numa: vCPUs and memory per guest NUMA cell
 
   // --- steps (steps.cc)
   // Runs one vCPU step with its hooks. Returns false when the pass must stop.

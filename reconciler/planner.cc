@@ -1,6 +1,8 @@
 #include "reconciler/planner.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include "backends/range_list.h"
 #include "backends/tcg_replug.h"
@@ -56,16 +58,30 @@ struct CoreState {
   bool completable = true;          // every missing thread can be plugged now
   bool removable = true;            // every effective thread can be unplugged
   unsigned last_order = 0;          // highest plug order among its effective threads
+  int cell = -1;                    // the NUMA cell of its first thread; -1: none
   bool whole() const { return missing.empty(); }
   bool empty() const { return effective.empty(); }
 };
 
+// The NUMA cell of each vCPU id that is in one.
+std::map<unsigned, int> CellOfVcpu(const DomainObservation& domain) {
+  std::map<unsigned, int> cells;
+  for (const auto& cell : domain.numa_cells) {
+    for (unsigned id : cell.vcpus) cells.emplace(id, static_cast<int>(cell.id));
+  }
+  return cells;
+}
+
 std::vector<CoreState> CoresOf(const DomainObservation& domain, const VcpuView& view,
                                const CpuTopology& topology) {
+  const std::map<unsigned, int> cell_of = CellOfVcpu(domain);
   std::vector<CoreState> cores;
   for (unsigned core = 0; core < topology.cores(); ++core) {
     CoreState state;
     state.core = core;
+    if (auto cell = cell_of.find(core * topology.threads()); cell != cell_of.end()) {
+      state.cell = cell->second;
+    }
     for (unsigned id : topology.ThreadsOf(core)) {
       const VcpuInfo& v = domain.vcpus[id];
       if (Contains(view.effective, id)) {
@@ -96,22 +112,78 @@ void Unplug(const DomainObservation& domain, const std::vector<const CoreState*>
   }
 }
 
+// Enabled vCPUs per NUMA cell (-1: outside any).
+std::map<int, size_t> PluggedPerCell(const std::vector<CoreState>& cores) {
+  std::map<int, size_t> plugged;
+  for (const CoreState& core : cores) plugged[core.cell] += core.effective.size();
+  return plugged;
+}
+
 // More cores than wanted: the ones to unplug, half cores first (those that cannot be
-// completed before those that can), then the last plugged. False when too few can go.
+// completed before those that can), then whole cores in the reverse of how they are plugged:
+// from the NUMA cell with the most enabled vCPUs, the last plugged core first. False when too
+// few can go.
 bool PickCoresToRemove(const std::vector<CoreState>& cores, size_t count,
                        std::vector<const CoreState*>& removed) {
-  std::vector<const CoreState*> candidates;
+  std::vector<const CoreState*> halves, wholes;
   for (const CoreState& core : cores) {
-    if (!core.empty() && core.removable) candidates.push_back(&core);
+    if (core.empty() || !core.removable) continue;
+    (core.whole() ? wholes : halves).push_back(&core);
   }
-  auto rank = [](const CoreState* core) { return core->whole() ? 2 : core->completable ? 1 : 0; };
-  std::sort(candidates.begin(), candidates.end(), [&](const CoreState* a, const CoreState* b) {
-    if (rank(a) != rank(b)) return rank(a) < rank(b);
+  if (halves.size() + wholes.size() < count) return false;
+  auto later = [](const CoreState* a, const CoreState* b) {
     return a->last_order != b->last_order ? a->last_order > b->last_order : a->core > b->core;
+  };
+  std::sort(halves.begin(), halves.end(), [&](const CoreState* a, const CoreState* b) {
+    if (a->completable != b->completable) return !a->completable;
+    return later(a, b);
   });
-  if (candidates.size() < count) return false;
-  removed.assign(candidates.begin(), candidates.begin() + static_cast<long>(count));
+  for (const CoreState* half : halves) {
+    if (removed.size() < count) removed.push_back(half);
+  }
+  std::map<int, size_t> plugged = PluggedPerCell(cores);
+  for (const CoreState* half : removed) plugged[half->cell] -= half->effective.size();
+  while (removed.size() < count) {
+    auto next =
+        std::min_element(wholes.begin(), wholes.end(), [&](const CoreState* a, const CoreState* b) {
+          if (plugged[a->cell] != plugged[b->cell]) return plugged[a->cell] > plugged[b->cell];
+          return later(a, b);
+        });
+    removed.push_back(*next);
+    plugged[(*next)->cell] -= (*next)->effective.size();
+    wholes.erase(next);
+  }
   return true;
+}
+
+// Free cores for `count` more, round-robin over the NUMA cells: each time from the cell with
+// the fewest enabled vCPUs (counting those planned), the lowest cell and core first.
+std::vector<const CoreState*> PickFreeCores(const std::vector<CoreState>& cores, size_t count,
+                                            const std::vector<std::vector<unsigned>>& completing) {
+  std::map<int, size_t> plugged = PluggedPerCell(cores);
+  for (const auto& ids : completing) {
+    for (const CoreState& core : cores) {
+      if (!core.missing.empty() && core.missing.front() == ids.front()) {
+        plugged[core.cell] += ids.size();
+      }
+    }
+  }
+  std::vector<const CoreState*> free;
+  for (const CoreState& core : cores) {
+    if (core.empty() && core.completable) free.push_back(&core);
+  }
+  std::vector<const CoreState*> picked;
+  while (picked.size() < count && !free.empty()) {
+    auto next =
+        std::min_element(free.begin(), free.end(), [&](const CoreState* a, const CoreState* b) {
+          if (plugged[a->cell] != plugged[b->cell]) return plugged[a->cell] < plugged[b->cell];
+          return a->cell != b->cell ? a->cell < b->cell : a->core < b->core;
+        });
+    picked.push_back(*next);
+    plugged[(*next)->cell] += (*next)->missing.size();
+    free.erase(next);
+  }
+  return picked;
 }
 
 void ExplainShortfall(const VcpuView& view, VcpuPlan& plan) {
@@ -161,11 +233,11 @@ void PlanCores(const DomainObservation& domain, const VcpuView& view, const CpuT
       plan.shortfall += static_cast<unsigned>(core.missing.size());
     }
   }
-  for (const CoreState& core : cores) {  // then free cores, lowest first
-    if (occupied >= target) break;
-    if (!core.empty() || !core.completable) continue;
-    plan.plug_cores.push_back(core.missing);
-    ++occupied;
+  if (occupied < target) {  // then free cores, round-robin over the NUMA cells
+    for (const CoreState* core : PickFreeCores(cores, target - occupied, plan.plug_cores)) {
+      plan.plug_cores.push_back(core->missing);
+      ++occupied;
+    }
   }
   plan.shortfall +=
       static_cast<unsigned>((target - std::min(target, occupied)) * topology.threads());
@@ -207,6 +279,33 @@ std::optional<Verdict> CheckDesiredVcpus(const DomainObservation& domain,
   return std::nullopt;
 }
 
+// openEuler: CPU hot-plug into a domain whose NUMA cells split one socket's vCPUs made guests
+// soft-lock and panic.
+std::optional<Verdict> SocketSplitAcrossCells(const DomainObservation& domain,
+                                              const CpuTopology& topology) {
+  if (!topology.given() || domain.numa_cells.size() < 2) return std::nullopt;
+  const std::map<unsigned, int> cell_of = CellOfVcpu(domain);
+  std::map<unsigned, std::set<int>> cells_of_socket;
+  for (const auto& [id, cell] : cell_of) cells_of_socket[topology.SocketOf(id)].insert(cell);
+  for (const auto& [socket, cells] : cells_of_socket) {
+    if (cells.size() < 2) continue;
+    std::vector<unsigned> ids, cell_ids;
+    for (unsigned id = socket * topology.vcpus_per_socket();
+         id < (socket + 1) * topology.vcpus_per_socket(); ++id) {
+      ids.push_back(id);
+    }
+    for (int cell : cells) cell_ids.push_back(static_cast<unsigned>(cell));
+    return Verdict{Reason::kNumaSplitsSocket,
+                   "domain " + domain.name + "'s NUMA cells split socket " +
+                       std::to_string(socket) + " (vCPU " + FormatRangeList(ids) +
+                       ") across cells " + FormatRangeList(cell_ids) +
+                       ": openEuler reports soft lockups and panics after CPU hot-plug in that "
+                       "layout, so vCPUs are not changed; put each socket's vCPUs in one "
+                       "<numa><cell>"};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired,
@@ -219,6 +318,9 @@ VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, in
   if (plan.blocked) return plan;
   const auto threads = static_cast<int64_t>(topology.threads());
   PlanCores(domain, view, topology, static_cast<size_t>(desired / threads), plan);
+  if (!plan.blocked && (!plan.plug_cores.empty() || !plan.unplug_cores.empty())) {
+    if (auto split = SocketSplitAcrossCells(domain, topology)) plan.blocked = split;
+  }
   if (plan.blocked) {
     plan.unplug_cores.clear();
     plan.plug_cores.clear();
@@ -289,6 +391,31 @@ void PlanVirtioMem(const DomainObservation& domain, const crd::MemorySpec& spec,
   }
 }
 
+// Where a new DIMM goes: spec.memory.numaNode, else the NUMA cell with the least memory, the
+// lowest on a tie; 0 without NUMA. nullopt (the plan blocked) for a cell the domain lacks.
+std::optional<int> DimmNode(const DomainObservation& domain, const crd::MemorySpec& spec,
+                            MemoryPlan& plan) {
+  const std::map<unsigned, uint64_t> memory = MemoryPerCell(domain);
+  if (spec.numa_node) {
+    if (memory.empty() && *spec.numa_node == 0) return 0;
+    if (!memory.count(static_cast<unsigned>(*spec.numa_node))) {
+      std::vector<unsigned> cells;
+      for (const auto& [cell, bytes] : memory) cells.push_back(cell);
+      Block(plan, Reason::kTopologyMismatch,
+            "spec.memory.numaNode is " + std::to_string(*spec.numa_node) + " but domain " +
+                domain.name + " has NUMA cell " +
+                (cells.empty() ? "0 only (no <numa>)" : FormatRangeList(cells)));
+      return std::nullopt;
+    }
+    return static_cast<int>(*spec.numa_node);
+  }
+  if (memory.empty()) return 0;
+  auto least = std::min_element(memory.begin(), memory.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second < b.second : a.first < b.first;
+  });
+  return static_cast<int>(least->first);
+}
+
 void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, MemoryPlan& plan) {
   const uint64_t current = domain.memory.current_bytes;
   plan.maximum_bytes = domain.memory.maximum_bytes;
@@ -315,7 +442,9 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
       return Block(plan, Reason::kHostLimit,
                    "all " + std::to_string(domain.memory.slots) + " memory slots are in use");
     }
-    plan.step = MemoryStep{MemoryStep::Op::kAttachDimm, "", delta, 0};
+    const std::optional<int> node = DimmNode(domain, spec, plan);
+    if (!node) return;
+    plan.step = MemoryStep{MemoryStep::Op::kAttachDimm, "", delta, *node};
   } else if (plan.desired_bytes < current) {
     if (!spec.allow_shrink) {
       return Block(plan, Reason::kShrinkNotAllowed,
@@ -414,6 +543,17 @@ void RefuseDimmUnplugTheGuestCannotDo(const GuestOs& guest, const DomainObservat
   Block(plan, Reason::kUnplugUnsupportedByGuest,
         "domain " + domain.name + " runs " + guest.Describe() + ": " + guest.capabilities->why +
             "; its DIMMs stay until it is rebooted with less memory");
+}
+
+std::map<unsigned, uint64_t> MemoryPerCell(const DomainObservation& domain) {
+  std::map<unsigned, uint64_t> memory;
+  for (const auto& cell : domain.numa_cells) memory[cell.id] = cell.memory_bytes;
+  for (const auto& device : domain.memory.devices) {
+    if (device.node >= 0 && memory.count(static_cast<unsigned>(device.node))) {
+      memory[static_cast<unsigned>(device.node)] += device.current_bytes;
+    }
+  }
+  return memory;
 }
 
 }  // namespace hotplug::reconciler

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,6 +82,10 @@ inline constexpr uint64_t kGuestBlockBytes = 128ull << 20;
 
 MemoryPlan PlanMemoryStep(const backends::DomainObservation& domain, const crd::MemorySpec& spec,
                           bool vcpu_unplug_pending, uint64_t balloon_floor_bytes);
+
+// Memory per guest NUMA cell, by cell id: its boot memory plus the memory devices on it. Empty
+// without NUMA.
+std::map<unsigned, uint64_t> MemoryPerCell(const backends::DomainObservation& domain);
 
 // A plan that takes from the guest what its OS cannot give back (Windows: vCPUs and DIMMs
 // only at a reboot) is refused with UnplugUnsupportedByGuest, instead of asking the guest and

@@ -25,6 +25,7 @@ enum class Reason {
   kHostLimit,
   kTopologyMismatch,
   kPinningUnavailable,
+  kNumaSplitsSocket,
   kDomainNotFound,
   kDomainClaimed,
   kDomainNotRunning,
@@ -85,6 +86,8 @@ inline constexpr ReasonInfo kReasons[] = {
     {Reason::kTopologyMismatch, "TopologyMismatch", true, Requeue::kNone, true},
     // A plugged vCPU would run unpinned among pinned ones (reconciler/pinning.h).
     {Reason::kPinningUnavailable, "PinningUnavailable", true, Requeue::kNone, true},
+    // The domain's NUMA cells split a socket's vCPUs: CPU hot-plug is refused (openEuler).
+    {Reason::kNumaSplitsSocket, "NumaSplitsSocket", true, Requeue::kNone, true},
     {Reason::kDomainNotFound, "DomainNotFound", true, Requeue::kBlocked, true},
     // Another ElasticVM owns the domain. Its release (a metadata-change event) or the
     // periodic resync brings the next look.

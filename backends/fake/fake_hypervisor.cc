@@ -193,6 +193,7 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   o.maximum_vcpus = d.spec.maximum_vcpus;
   o.host_max_vcpus = d.spec.host_max_vcpus;
   o.topology = d.spec.topology;
+  o.numa_cells = d.spec.numa_cells;
   o.has_pinning = !d.spec.pins.empty() || !d.spec.default_cpuset.empty();
   o.default_cpuset = d.spec.default_cpuset;
   o.host_cpus = d.spec.host_cpus;

@@ -44,6 +44,7 @@ struct DomainSpec {
   std::map<unsigned, std::vector<unsigned>> pins{};  // <cputune><vcpupin>, by vCPU id
   std::vector<unsigned> default_cpuset{};            // <vcpu cpuset>
   unsigned host_cpus = 0;                            // the host's CPUs; 0 = unknown
+  std::vector<NumaCell> numa_cells{};                // <cpu><numa>; empty: none
 };
 
 // What a scripted fault does to the call it hits.

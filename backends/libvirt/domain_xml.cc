@@ -108,8 +108,16 @@ void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
     if (__builtin_mul_overflow(amount, scale, &bytes) ||
         __builtin_add_overflow(cell_bytes, bytes, &cell_bytes)) {
       cell_bytes = 0;  // nonsense sizes: fall back to the total below
+      parsed.numa_cells.clear();
       break;
     }
+    NumaCell numa;
+    numa.id =
+        static_cast<unsigned>(XPathUnsigned(xml, "@id", cell).value_or(parsed.numa_cells.size()));
+    numa.vcpus =
+        ParseCpuset(XPathText(xml, "@cpus", cell).value_or("")).value_or(std::vector<unsigned>{});
+    numa.memory_bytes = bytes;
+    parsed.numa_cells.push_back(std::move(numa));
   }
   if (cell_bytes > 0) {
     memory.boot_bytes = cell_bytes;

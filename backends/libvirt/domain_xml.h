@@ -23,6 +23,7 @@ struct ParsedDomainXml {
   // only after the first hotplug).
   std::vector<VcpuInfo> vcpus;
   Topology topology;
+  std::vector<NumaCell> numa_cells;
   bool has_pinning = false;
   std::map<unsigned, std::vector<unsigned>> pins;  // <cputune><vcpupin vcpu cpuset>
   std::vector<unsigned> default_cpuset;            // <vcpu cpuset>

@@ -340,6 +340,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
   observation.tcg = parsed.tcg;
   observation.maximum_vcpus = parsed.maximum_vcpus;
   observation.topology = parsed.topology;
+  observation.numa_cells = parsed.numa_cells;
   observation.has_pinning = parsed.has_pinning;
   observation.guest_os = parsed.guest_os;
   observation.default_cpuset = parsed.default_cpuset;

@@ -74,6 +74,8 @@ def check_explain_describes_the_new_fields(cp):
                          ("spec.cpu.pinning", "never runs guest work unpinned"),
                          ("spec.cpu.pinning.hostCPUs", "pinned to one of them"),
                          ("status.vcpus.pins", "Each enabled vCPU's pin"),
+                         ("spec.memory.numaNode", "the least memory"),
+                         ("status.numa", "NumaSplitsSocket"),
                          ("status.guestOS", "libosinfo metadata")]:
         explained = cp.kubectl("explain", f"elasticvms.{field}", check=False)
         expect(explained.returncode == 0 and words in " ".join(explained.stdout.split()),

@@ -1,8 +1,9 @@
 // Property: random domain shapes, desired counts and faults; once faults stop, passes converge
 // to the desired count, never touch vCPU 0, never ask for a state a vCPU already has, never
 // end a pass that had no failed step with half a core (unless it was refused and changed
-// nothing), and a domain never has two owners:
-// a second object naming it is never reconciled against it.
+// nothing), never leave an enabled vCPU of a pinned domain unpinned, and a domain never has
+// two owners: a second object naming it is never reconciled against it. Shapes: sockets x
+// cores x threads, some with one NUMA cell per socket, some with the boot vCPUs pinned.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -65,9 +66,25 @@ TEST_F(PropertyTest, RandomShapesDesiredCountsAndFaultsConvergeSafely) {
     spec.current_vcpus = threads * (1 + rng() % cores);
     spec.boot_vcpus_hotpluggable = rng() % 2 == 0;
     if (!spec.boot_vcpus_hotpluggable) spec.current_vcpus = threads;  // the boot core
+    if (spec.topology.sockets == 2 && rng() % 2 == 0) {  // one NUMA cell per socket
+      const unsigned per_socket = spec.maximum_vcpus / 2;
+      for (unsigned cell = 0; cell < 2; ++cell) {
+        backends::NumaCell numa{cell, {}, 256ull << 20};
+        for (unsigned id = cell * per_socket; id < (cell + 1) * per_socket; ++id) {
+          numa.vcpus.push_back(id);
+        }
+        spec.numa_cells.push_back(std::move(numa));
+      }
+    }
+    const bool pinned = rng() % 3 == 0;
+    if (pinned) {
+      for (unsigned id = 0; id < spec.current_vcpus; ++id) spec.pins[id] = {id % 2};  // boot vCPUs
+      spec.host_cpus = 2;
+    }
     hv_.AddDomain(spec);
     auto vm = testing::MakeVm(name, 1);
     vm.metadata.uid = "uid-" + name;
+    if (pinned) vm.spec.cpu.pinning = crd::PinningSpec{crd::PinningPolicy::kDealt, "0-1"};
     auto rival = testing::MakeVm(name + "-rival", 1);
     rival.spec.domain = name;
     rival.metadata.uid = "uid-rival-" + name;
@@ -89,11 +106,12 @@ TEST_F(PropertyTest, RandomShapesDesiredCountsAndFaultsConvergeSafely) {
       for (const auto& step : r.steps) {
         failed |= !step.result.ok() && step.result.code() != ErrorCode::kTimeout;
       }
-      // A pass that was refused (not whole cores) changes nothing, so it cannot repair a half
+      // A pass that was refused (not whole cores, above the maximum) changes nothing, so it cannot repair a half
       // core an earlier failure left (its condition says which); every other pass that had
       // no failed step ends with whole cores.
-      const bool refused = Cond(vm, condition::kVcpusSynced).reason ==
-                           ReasonName(Reason::kTopologyMismatch);
+      const std::string why = Cond(vm, condition::kVcpusSynced).reason;
+      const bool refused = why == ReasonName(Reason::kTopologyMismatch) ||
+                           why == ReasonName(Reason::kExceedsMaximum);
       if (!failed && !refused) {
         EXPECT_EQ(HalfCores(name, threads, vm), std::vector<unsigned>{})
             << name << " after a pass without a failure, desired " << desired << ": "
@@ -101,6 +119,12 @@ TEST_F(PropertyTest, RandomShapesDesiredCountsAndFaultsConvergeSafely) {
             << Cond(vm, condition::kVcpusSynced).message << " enabled "
             << vm.status.vcpus->enabled << " pending " << vm.status.vcpus->pending << " steps "
             << r.steps.size();
+      }
+      if (pinned) {
+        const auto domain = hv_.Peek(name);
+        for (const auto& v : domain->vcpus) {
+          EXPECT_TRUE(!v.enabled || !v.pin.empty()) << name << ": vCPU " << v.id << " unpinned";
+        }
       }
       SetDesired(rival, threads * (1 + static_cast<int64_t>(rng() % cores)));
       Result theirs = Pass(rival);
