@@ -64,6 +64,18 @@ pid_alive() {
   [[ -n $state && $state != Z ]]
 }
 
+# Runs "$@" with only stdin, stdout and stderr open. A daemon started from a caller's
+# `flock LOCK command` would otherwise keep the lock's descriptor, and so the lock, for as long
+# as it runs (seen: libvirtd held /tmp/hotplug-e2e.lock after the test that started it ended).
+without_inherited_fds() {
+  local fd
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then { exec {fd}>&-; } 2>/dev/null || true; fi
+  done
+  exec "$@"
+}
+
 cmd_ensure_daemons() {
   local timeout=60
   while (($#)); do
@@ -76,11 +88,11 @@ cmd_ensure_daemons() {
     [[ $(id -u) == 0 ]] || die "starting the system libvirtd needs root"
     if ! pid_alive /run/virtlogd.pid; then
       log "starting virtlogd"
-      virtlogd -d || die "virtlogd -d failed"
+      (without_inherited_fds virtlogd -d) || die "virtlogd -d failed"
     fi
     if ! pid_alive /run/libvirtd.pid; then
       log "starting libvirtd"
-      libvirtd -d || die "libvirtd -d failed"
+      (without_inherited_fds libvirtd -d) || die "libvirtd -d failed"
     fi
   fi
   local deadline
@@ -182,13 +194,15 @@ INIT
   chmod 755 "$1"
 }
 
-# Builds $GUEST_DIR/initramfs-KVER.img and copies the kernel next to it (QEMU runs as
+# Builds $GUEST_DIR/initramfs-KVER-HASH.img and copies the kernel next to it (QEMU runs as
 # libvirt-qemu and libvirt relabels what it boots: never hand it /boot itself).
 cmd_initramfs() {
   local kver kernel initrd
   kver=$(kernel_version)
   kernel=$GUEST_DIR/vmlinuz-$kver
-  initrd=$GUEST_DIR/initramfs-$kver.img
+  # Named by this script's content: worktrees whose guest.sh differ (their init reports other
+  # fields) each get their own initramfs instead of rebuilding one under the other's guests.
+  initrd=$GUEST_DIR/initramfs-$kver-$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12).img
   mkdir -p "$GUEST_DIR"
   chmod 755 "$GUEST_DIR"
   (
