@@ -8,19 +8,17 @@ find_program(HOTPLUG_PROMETHEUS prometheus)
 find_program(HOTPLUG_PROMTOOL promtool)
 find_program(HOTPLUG_GO go)
 
-if(TARGET hotplug-operator AND TARGET hotplug_metrics)
-  set(prometheus_args --operator $<TARGET_FILE:hotplug-operator>)
-  if(HOTPLUG_PROMETHEUS)
-    list(APPEND prometheus_args --prometheus ${HOTPLUG_PROMETHEUS})
-  endif()
-  if(HOTPLUG_PROMTOOL)
-    list(APPEND prometheus_args --promtool ${HOTPLUG_PROMTOOL})
-  endif()
-  add_test(NAME integration.prometheus
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/prometheus_test.py
-                   ${prometheus_args})
-  set_tests_properties(integration.prometheus PROPERTIES LABELS integration TIMEOUT 300)
+set(prometheus_args --operator $<TARGET_FILE:hotplug-operator-testing>)
+if(HOTPLUG_PROMETHEUS)
+  list(APPEND prometheus_args --prometheus ${HOTPLUG_PROMETHEUS})
 endif()
+if(HOTPLUG_PROMTOOL)
+  list(APPEND prometheus_args --promtool ${HOTPLUG_PROMTOOL})
+endif()
+add_test(NAME integration.prometheus
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/prometheus_test.py
+                 ${prometheus_args})
+set_tests_properties(integration.prometheus PROPERTIES LABELS integration TIMEOUT 300)
 
 # The chart renders the same PrometheusRule spec as deploy/monitoring/ and ships the same
 # dashboard: tests/chart's renderer (built by its chart_renderer fixture) does the rendering.

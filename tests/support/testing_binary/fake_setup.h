@@ -1,4 +1,4 @@
-// Test-only wiring of the in-memory hypervisor for --hypervisor=fake: the domains it starts
+// hotplug-operator-testing's in-memory hypervisor (--hypervisor=fake): the domains it starts
 // with (--fake-domains, --fake-domains-file) and a call log (--fake-call-log) that records
 // every successful change and is replayed at start, so a restarted operator finds the fake
 // domains as the previous process left them and tests can prove no step ran twice.

@@ -1,4 +1,4 @@
-#include "controller/fake_setup.h"
+#include "tests/support/testing_binary/fake_setup.h"
 
 #include <sstream>
 
