@@ -257,7 +257,8 @@ std::string HelpText(const HypervisorBackends& backends) {
          "                           Default: :8080.\n"
          "\nHypervisor:\n"
          "  --hypervisor KIND        "
-      << Kinds(backends) << ". Default: libvirt.\n"
+      << Kinds(backends)
+      << ". Default: libvirt.\n"
          "  --libvirt-uri URI        libvirt connection. Default: qemu:///system.\n"
          "  --hooks-dir DIR          run executables before_set_vcpu, after_set_vcpu,\n"
          "                           before_set_memory, after_set_memory from DIR around each\n"

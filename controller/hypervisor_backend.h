@@ -26,8 +26,7 @@ class HypervisorBackend {
   // Its --help section ("" when it has no flags of its own).
   virtual std::string FlagHelp() const { return ""; }
   // The hypervisor the controller talks to, or null with `error`.
-  virtual std::shared_ptr<backends::Hypervisor> Build(const Flags& flags,
-                                                      std::string* error) = 0;
+  virtual std::shared_ptr<backends::Hypervisor> Build(const Flags& flags, std::string* error) = 0;
 };
 
 // The real one: libvirt at --libvirt-uri.

@@ -1,7 +1,8 @@
 // hotplug-operator (and hotplug-operator-testing): the process. Parses flags, builds the
 // hypervisor backend --hypervisor names from those the executable registers
-// (hypervisor_backend.h: RegisteredBackends), the Kubernetes side (informer, status writer, event recorder, leader election), runs the
-// controller's work loop, serves health probes, and stops gracefully on SIGTERM/SIGINT.
+// (hypervisor_backend.h: RegisteredBackends), the Kubernetes side (informer, status writer, event
+// recorder, leader election), runs the controller's work loop, serves health probes, and stops
+// gracefully on SIGTERM/SIGINT.
 #include <signal.h>
 
 #include <algorithm>
@@ -280,8 +281,8 @@ int Run(const HypervisorBackends& backends, const Flags& flags) {
   MeteredStatusWriter metered_status_writer(*seams.status_writer, metrics);
   seams.source = &metered_source;
   seams.status_writer = &metered_status_writer;
-  Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor,
-                        clock, ControllerOptions(flags, metrics_seams));
+  Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor, clock,
+                        ControllerOptions(flags, metrics_seams));
   HealthServer health([&controller] { return controller.HasSynced(); });
   if (!ServeHealth(flags, health)) return 1;
   controller.Start();

@@ -65,9 +65,8 @@ class FakeBackend final : public HypervisorBackend {
     auto stack = std::make_shared<FakeStack>();
     for (const auto& domain : domains) stack->fake.AddDomain(domain);
     if (vcpu_latency_.count() > 0) {
-      stack->fake.SetLatency(
-          std::chrono::microseconds(0),
-          std::chrono::duration_cast<std::chrono::microseconds>(vcpu_latency_));
+      stack->fake.SetLatency(std::chrono::microseconds(0),
+                             std::chrono::duration_cast<std::chrono::microseconds>(vcpu_latency_));
     }
     log::Info("hypervisor: fake", {{"domains", std::to_string(domains.size())}});
     if (call_log_.empty()) return std::shared_ptr<backends::Hypervisor>(stack, &stack->fake);

@@ -157,13 +157,29 @@ TEST(ParseFlagsTest, HelpAndVersion) {
 
 TEST(HelpTextTest, ListsEveryFlagItAccepts) {
   std::string help = HelpText(TestingBackends());
-  for (const char* flag :
-       {"--kubeconfig", "--namespace", "--node-name", "--workers", "--resync-period",
-        "--leader-elect", "--leader-elect-namespace", "--leader-elect-id",
-        "--leader-elect-lease-duration", "--leader-elect-renew-deadline",
-        "--leader-elect-retry-period", "--health-probe-bind-address", "--hypervisor",
-        "--libvirt-uri", "--hooks-dir", "--hook-timeout", "--log-level", "--help", "--version",
-        "--metrics-bind-address", "--standalone", "libvirt or fake", "--fake-domains N"}) {
+  for (const char* flag : {"--kubeconfig",
+                           "--namespace",
+                           "--node-name",
+                           "--workers",
+                           "--resync-period",
+                           "--leader-elect",
+                           "--leader-elect-namespace",
+                           "--leader-elect-id",
+                           "--leader-elect-lease-duration",
+                           "--leader-elect-renew-deadline",
+                           "--leader-elect-retry-period",
+                           "--health-probe-bind-address",
+                           "--hypervisor",
+                           "--libvirt-uri",
+                           "--hooks-dir",
+                           "--hook-timeout",
+                           "--log-level",
+                           "--help",
+                           "--version",
+                           "--metrics-bind-address",
+                           "--standalone",
+                           "libvirt or fake",
+                           "--fake-domains N"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
 }
