@@ -77,8 +77,6 @@ class Connection {
   // Closes the connection now (its last user closes it, if a call is in flight).
   void Close();
 
-  const std::string& uri() const { return options_.uri; }
-
  private:
   const ConnectionOptions options_;
   const SteadyNow now_;

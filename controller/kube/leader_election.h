@@ -38,7 +38,6 @@ class LeaderElector {
   // Stops trying; releases the lease when held. Idempotent.
   void Stop();
   bool IsLeader() const { return leading_.load(); }
-  const std::string& identity() const { return options_.identity; }
 
   // "hostname_<random hex>".
   static std::string DefaultIdentity();

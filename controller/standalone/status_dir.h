@@ -65,7 +65,6 @@ class StatusDir {
 
   // DIR, held open for the process (the folder source reads its files relative to it).
   int input_fd() const { return input_fd_.get(); }
-  const std::string& input_path() const { return input_path_; }
   const std::string& path() const { return path_; }
 
   // File names in .status.
