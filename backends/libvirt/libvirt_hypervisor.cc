@@ -26,6 +26,7 @@
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
 #include "backends/tcg_replug.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -172,7 +173,7 @@ struct LibvirtHypervisor::Impl {
   }
 
   Status AddToRecord(Session& session, const std::set<unsigned>& unplugged) {
-    std::lock_guard<std::mutex> lock(record_mutex);
+    MutexLock lock(record_mutex);
     auto record = ReadRecord(session);
     if (!record.ok()) return record.status();
     std::set<unsigned> merged = record.value();
@@ -299,8 +300,8 @@ struct LibvirtHypervisor::Impl {
   std::shared_ptr<DomainEvents> events;
   std::shared_ptr<EventLoop> event_loop;
   Connection connection;
-  std::mutex record_mutex;  // serializes read-modify-write of the TCG unplug record
-  std::mutex claim_mutex;   // serializes read-check-write of the owner's claim
+  Mutex record_mutex;  // serializes read-modify-write of the TCG unplug record
+  Mutex claim_mutex;   // serializes read-check-write of the owner's claim
 };
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
@@ -592,7 +593,7 @@ Result<DomainClaim> LibvirtHypervisor::ClaimDomain(const std::string& domain,
   auto opened = impl_->Open(domain);
   if (!opened.ok()) return opened.status();
   Impl::Session& session = opened.value();
-  std::lock_guard<std::mutex> lock(impl_->claim_mutex);
+  MutexLock lock(impl_->claim_mutex);
   auto current = impl_->ReadClaim(session);
   if (!current.ok()) return current.status();
   const std::optional<DomainClaim>& held = current.value();
@@ -617,7 +618,7 @@ Status LibvirtHypervisor::ReleaseDomain(const std::string& domain, const DomainC
     return opened.status().code() == ErrorCode::kDomainNotFound ? Status::Ok() : opened.status();
   }
   Impl::Session& session = opened.value();
-  std::lock_guard<std::mutex> lock(impl_->claim_mutex);
+  MutexLock lock(impl_->claim_mutex);
   auto current = impl_->ReadClaim(session);
   if (!current.ok()) return current.status();
   if (!current.value() || !current.value()->SameOwner(claim)) return Status::Ok();
