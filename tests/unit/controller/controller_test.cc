@@ -351,7 +351,7 @@ TEST(ControllerTest, ManyObjectsManyWorkersAllConverge) {
   }
 }
 
-bool ReadyWithReason(const MemorySource& source, const std::string& key, const std::string& status,
+bool ReadyWithReason(const FakeObjectSource& source, const std::string& key, const std::string& status,
                      const std::string& reason) {
   auto object = source.Get(key);
   const crd::Condition* ready = object ? crd::FindCondition(object->status, "Ready") : nullptr;
@@ -498,21 +498,20 @@ class OverlapHypervisor final : public backends::Hypervisor {
 };
 
 TEST(ControllerTest, NeverTwoPassesOnOneDomainAtOnce) {
-  MemorySource source;
+  FakeObjectSource source;
+  FakeStatusWriter writer{source, FakeStatusWriter::Mode::kStore};
+  FakeEventRecorder events;
   FakeHypervisor fake;
   OverlapHypervisor hypervisor(fake);
-  reconciler::SystemClock clock;
   Controller::Options options;
   options.workers = 4;
   options.resync_period = 1ms;
   options.rate_limiter.base_delay = 1ms;
-  Controller controller(source, source, source, hypervisor, clock, options);
   fake.AddDomain(MakeDomain("vm-0"));
-  controller.Start();
-  controller.StartWorkers();
+  testing::TestOperator op(source, writer, events, hypervisor, options);
   for (const char* name : {"a", "b", "c", "d"}) source.Put(MakeVm(name, 2, "vm-0"));
-  ASSERT_TRUE(WaitFor([&] { return controller.passes() >= 200; }, 30s));
-  controller.Stop(std::chrono::steady_clock::now() + 10s);
+  ASSERT_TRUE(WaitFor([&] { return op.passes() >= 200; }, 30s));
+  op.Stop();
   EXPECT_EQ(hypervisor.max_overlap(), 1);
 }
 
