@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,7 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
   std::mutex mu_;  // serialises calls, so the file and the fake move together
   std::FILE* log_ = nullptr;  // guarded by mu_
   long offset_ = 0;           // guarded by mu_: bytes of the file already applied
+  std::set<long> own_lines_;  // guarded by mu_: offsets of our lines not yet passed by offset_
 };
 
 // Re-applies the changes recorded in `log_text` to `fake`. Returns how many were applied;
