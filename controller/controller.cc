@@ -203,6 +203,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
       unwritten_.erase(key);
     }
     metrics_->ReconcileDone("deleted", seconds_since_start());
+    source_.Released(key);
     return;
   }
   passes_++;

@@ -248,6 +248,21 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                                  .Help("ElasticVMs in the informer's cache.")
                                  .Register(registry)
                                  .Add({});
+  auto& received_objects = prometheus::BuildCounter()
+                               .Name("hotplug_informer_received_objects_total")
+                               .Help("ElasticVMs the API server sent the informer, by request "
+                                     "(list|watch).")
+                               .Register(registry);
+  auto& received_bytes = prometheus::BuildCounter()
+                             .Name("hotplug_informer_received_bytes_total")
+                             .Help("Bytes of JSON the API server sent the informer, by request "
+                                   "(list|watch).")
+                             .Register(registry);
+  for (int i = 0; i < 2; ++i) {
+    const char* request = i == 0 ? "list" : "watch";
+    informer_received_objects_[i] = &received_objects.Add({{"request", request}});
+    informer_received_bytes_[i] = &received_bytes.Add({{"request", request}});
+  }
   informer_last_activity_ = &prometheus::BuildGauge()
                                  .Name("hotplug_informer_last_activity_timestamp_seconds")
                                  .Help(
@@ -607,6 +622,12 @@ void PrometheusMetrics::WatchRestarted(std::string_view why) {
 
 void PrometheusMetrics::CacheSize(size_t objects) {
   informer_cache_objects_->Set(static_cast<double>(objects));
+}
+
+void PrometheusMetrics::Received(std::string_view request, size_t objects, size_t bytes) {
+  const int i = request == "list" ? 0 : 1;
+  informer_received_objects_[i]->Increment(static_cast<double>(objects));
+  informer_received_bytes_[i]->Increment(static_cast<double>(bytes));
 }
 
 // --- kube::ClientMetrics

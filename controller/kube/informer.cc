@@ -8,13 +8,28 @@
 
 #include <nlohmann/json.hpp>
 
-#include "controller/log.h"
+#include "controller/kube/node_scope.h"
+#include "controller/kube/status_writer.h"
 #include "controller/kube/watch_event.h"
+#include "controller/log.h"
 #include "crd/codec.h"
+#include "reconciler/conditions.h"
 
 namespace hotplug::controller::kube {
 
 using json = nlohmann::json;
+
+namespace {
+
+// What of an object the cache keeps: the hotplug.dev/ labels and annotations (TrimForCache),
+// not the creation time, which nothing here reads.
+PackedObject PackForCache(crd::ElasticVM& object) {
+  TrimForCache(object);
+  object.metadata.creation_timestamp.clear();
+  return PackedObject::Pack(object);
+}
+
+}  // namespace
 
 Informer::Informer(Client& client, Options options)
     : client_(client),
@@ -51,27 +66,72 @@ bool Informer::HasSynced() const {
 }
 
 std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
-  std::lock_guard lock(mu_);
-  auto it = cache_.find(key);
-  if (it == cache_.end()) return std::nullopt;
-  return it->second;
+  PackedObject packed;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return std::nullopt;
+    packed = it->second;  // a copy of ~100 bytes; the decode runs without the lock
+  }
+  return packed.Unpack();
 }
 
 std::vector<std::string> Informer::Keys() const {
   std::lock_guard lock(mu_);
   std::vector<std::string> keys;
-  keys.reserve(cache_.size());
+  keys.reserve(cache_.size() + moving_.size());
   for (const auto& [key, object] : cache_) keys.push_back(key);
+  for (const auto& [key, object] : moving_) keys.push_back(key);
   return keys;
 }
 
 void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_on_rv) {
+  crd::ElasticVM copy = updated;
+  PackedObject packed = PackForCache(copy);
   std::lock_guard lock(mu_);
   auto it = cache_.find(updated.Key());
-  if (it != cache_.end() && it->second.metadata.resource_version == based_on_rv) {
-    it->second = updated;
-    TrimForCache(it->second);
+  if (it != cache_.end() && it->second.resource_version() == based_on_rv) {
+    it->second = std::move(packed);
   }
+}
+
+void Informer::Released(const std::string& key) {
+  crd::ElasticVM object;
+  {
+    std::lock_guard lock(mu_);
+    auto it = moving_.find(key);
+    if (it == moving_.end() || cache_.count(key)) return;
+    object = it->second;
+  }
+  if (!WriteRelease(object)) return;  // kept: the next resync or event tries again
+  std::lock_guard lock(mu_);
+  auto it = moving_.find(key);
+  // Unless a newer version to release arrived meanwhile.
+  if (it != moving_.end() &&
+      it->second.metadata.resource_version == object.metadata.resource_version) {
+    moving_.erase(it);
+  }
+}
+
+bool Informer::WriteRelease(const crd::ElasticVM& object) {
+  crd::ElasticVMStatus status = object.status;
+  reconciler::SetCondition(
+      status.conditions, "Ready", false, AssignmentReasonName(AssignmentReason::kNodeChanged),
+      "the agent on node " + options_.node_name +
+          " stopped reconciling it: spec.nodeName is now " + object.spec.node_name +
+          ", whose agent takes over",
+      object.metadata.generation, std::chrono::system_clock::now());
+  if (HasBeenReleased(object)) return true;  // for this generation, already
+  KubeStatusWriter writer(client_, nullptr);
+  std::string error;
+  if (!writer.WriteStatus(object, status, &error)) {
+    log::Warn("release of an ElasticVM for another node failed; retried on the next resync",
+              {{"object", object.Key()}, {"error", error}});
+    return false;
+  }
+  log::Info("released an ElasticVM for another node",
+            {{"object", object.Key()}, {"to", object.spec.node_name}});
+  return true;
 }
 
 std::string Informer::LastResourceVersion() const {
@@ -84,8 +144,9 @@ int Informer::ListCount() const {
   return list_count_;
 }
 
-bool Informer::InScope(const crd::ElasticVM& object) const {
-  return options_.node_name.empty() || object.TargetNode() == options_.node_name;
+std::string Informer::SelectorQuery() const {
+  if (options_.node_name.empty()) return "";
+  return "&labelSelector=" + QueryEscape(NodeLabelSelector(options_.node_name));
 }
 
 void Informer::Backoff() {
@@ -137,10 +198,12 @@ std::string Informer::ListResourceVersion() const {
   return last_rv_.empty() ? "0" : last_rv_;
 }
 
-bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* listed) {
+bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* listed,
+                            MovingMap* moving) {
   // Each item is decoded as soon as the parser has it and then dropped from the document, so
   // a LIST answered whole from the watch cache (tens of MB) never becomes one DOM.
   bool in_items = false;
+  size_t items = 0;
   json::parser_callback_t on_element = [&](int depth, json::parse_event_t event,
                                            json& parsed) {
     if (depth == 1 && event == json::parse_event_t::key) {
@@ -149,11 +212,24 @@ bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* l
       crd::DecodeResult decoded = crd::DecodeJson(parsed);
       if (!decoded.ok()) {
         log::Warn("skipping an ElasticVM that cannot be decoded", {{"error", decoded.error}});
-      } else if (InScope(*decoded.object)) {
-        TrimForCache(*decoded.object);
+      } else {
         std::string key = decoded.object->Key();
-        listed->insert_or_assign(std::move(key), std::move(*decoded.object));
+        if (log::Enabled(log::Level::kDebug)) {
+          log::Debug("listed object", {{"object", key}, {"node", LabelledNode(*decoded.object)}});
+        }
+        switch (ScopeFor(*decoded.object, options_.node_name)) {
+          case NodeScope::kMine:
+            listed->insert_or_assign(std::move(key), PackForCache(*decoded.object));
+            break;
+          case NodeScope::kMovedAway:
+            TrimForCache(*decoded.object);
+            moving->insert_or_assign(std::move(key), std::move(*decoded.object));
+            break;
+          case NodeScope::kNotMine:
+            break;
+        }
       }
+      items++;
       return false;
     }
     return true;
@@ -163,6 +239,7 @@ bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* l
     const json& metadata = document.value("metadata", json::object());
     page->resource_version = metadata.value("resourceVersion", "");
     page->continue_token = metadata.value("continue", "");
+    metrics_->Received("list", items, body.size());
     return true;
   } catch (const json::exception& e) {
     log::Warn("list of elasticvms: bad answer", {{"error", e.what()}});
@@ -181,6 +258,7 @@ bool Informer::RefusedVersion(const ApiResult& result) {
 bool Informer::List(std::string* resource_version) {
   auto start = std::chrono::steady_clock::now();
   CacheMap listed;
+  MovingMap moving;
   ListPage page;
   std::string asked_rv = ListResourceVersion();
   // (A loop with `continue` meaning "start the list over": a do/while would test the emptied
@@ -188,7 +266,7 @@ bool Informer::List(std::string* resource_version) {
   for (;;) {
     if (Stopping()) return false;
     std::string path = ElasticVMsPath(options_.ns) + "?limit=" +
-                       std::to_string(options_.list_page_size);
+                       std::to_string(options_.list_page_size) + SelectorQuery();
     // A continuation carries its version inside the token; the server refuses both.
     if (!page.continue_token.empty()) {
       path += "&continue=" + QueryEscape(page.continue_token);
@@ -201,6 +279,7 @@ bool Informer::List(std::string* resource_version) {
         // The continue token expired: start the list over.
         page = ListPage{};
         listed.clear();
+        moving.clear();
         continue;
       }
       if (!asked_rv.empty() && RefusedVersion(result)) {
@@ -210,12 +289,13 @@ bool Informer::List(std::string* resource_version) {
         asked_rv.clear();
         page = ListPage{};
         listed.clear();
+        moving.clear();
         continue;
       }
       log::Warn("list of elasticvms failed", {{"error", result.error}});
       return false;
     }
-    if (!ReadListPage(result.body, &page, &listed)) return false;
+    if (!ReadListPage(result.body, &page, &listed, &moving)) return false;
     if (page.continue_token.empty()) break;
   }
   list_rv_unavailable_ = false;
@@ -228,8 +308,7 @@ bool Informer::List(std::string* resource_version) {
     std::lock_guard lock(mu_);
     for (const auto& [key, object] : cache_) {
       auto it = listed.find(key);
-      if (it == listed.end() ||
-          it->second.metadata.resource_version != object.metadata.resource_version) {
+      if (it == listed.end() || it->second.resource_version() != object.resource_version()) {
         changed.push_back(key);
       }
     }
@@ -237,6 +316,12 @@ bool Informer::List(std::string* resource_version) {
       if (!cache_.count(key)) changed.push_back(key);
     }
     cache_ = std::move(listed);
+    // What to release is what this list says; each goes through the controller, whose
+    // Released() writes the release once no pass of it runs.
+    for (const auto& [key, object] : moving) {
+      if (!std::count(changed.begin(), changed.end(), key)) changed.push_back(key);
+    }
+    moving_ = std::move(moving);
     synced_ = true;
     last_rv_ = list_rv;
     list_count_++;
@@ -263,7 +348,8 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
   std::string path = ElasticVMsPath(options_.ns) +
                      "?watch=1&allowWatchBookmarks=true&resourceVersion=" +
                      QueryEscape(resource_version) +
-                     "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count());
+                     "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count()) +
+                     SelectorQuery();
   WatchOutcome outcome = WatchOutcome::kReconnect;
   size_t events = 0;
   auto started = std::chrono::steady_clock::now();
@@ -333,6 +419,7 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
   }
   WatchEvent& event = *parsed.event;
   metrics_->WatchEvent(WatchEventTypeName(event.type));
+  metrics_->Received("watch", event.object ? 1 : 0, line.size());
   if (event.type == WatchEvent::Type::kError) {
     if (event.code == 410 || event.reason == "Expired" || event.reason == "Gone") {
       log::Info("watch: resourceVersion too old; listing again", {{"message", event.message}});
@@ -353,13 +440,26 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
     if (log::Enabled(log::Level::kDebug)) {
       log::Debug("watch event", {{"type", WatchEventTypeName(event.type)},
                                  {"object", object.Key()},
+                                 {"node", LabelledNode(object)},
                                  {"resourceVersion", event.resource_version},
                                  {"generation", std::to_string(object.metadata.generation)}});
     }
-    if (event.type == WatchEvent::Type::kDeleted || !InScope(object)) {
-      Remove(object.Key());
-    } else {
-      Upsert(std::move(object));
+    NodeScope scope = event.type == WatchEvent::Type::kDeleted
+                          ? NodeScope::kNotMine  // deleted, or no longer selected
+                          : ScopeFor(object, options_.node_name);
+    switch (scope) {
+      case NodeScope::kMine:
+        Upsert(std::move(object));
+        break;
+      case NodeScope::kMovedAway: {
+        std::string key = object.Key();
+        TrimForCache(object);
+        Remove(key, std::move(object));
+        break;
+      }
+      case NodeScope::kNotMine:
+        Remove(object.Key());
+        break;
     }
   }
   if (!event.resource_version.empty()) {
@@ -370,31 +470,38 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
 }
 
 void Informer::Upsert(crd::ElasticVM object) {
-  TrimForCache(object);
   std::string key = object.Key();
+  PackedObject packed = PackForCache(object);
   size_t size;
   {
     std::lock_guard lock(mu_);
+    moving_.erase(key);
     auto it = cache_.find(key);
-    if (it != cache_.end() && !object.metadata.resource_version.empty() &&
-        it->second.metadata.resource_version == object.metadata.resource_version) {
+    if (it != cache_.end() && !packed.resource_version().empty() &&
+        it->second.resource_version() == packed.resource_version()) {
       // The echo of our own status write, already taken in by Observed(): the same version
       // is the same object, so there is nothing new to reconcile (a pass would only observe
       // the domain again; tests/bench/apply_latency_bench saw it double the passes).
       return;
     }
-    cache_[key] = std::move(object);
+    cache_[key] = std::move(packed);
     size = cache_.size();
   }
   metrics_->CacheSize(size);
   on_change_(key);
 }
 
-void Informer::Remove(const std::string& key) {
+void Informer::Remove(const std::string& key, std::optional<crd::ElasticVM> moving) {
   size_t size;
   {
     std::lock_guard lock(mu_);
-    if (cache_.erase(key) == 0) return;
+    moving_.erase(key);
+    bool was_cached = cache_.erase(key) > 0;
+    if (moving) {
+      moving_.insert_or_assign(key, std::move(*moving));
+    } else if (!was_cached) {
+      return;
+    }
     size = cache_.size();
   }
   metrics_->CacheSize(size);

@@ -5,11 +5,15 @@
 // a relist for the last version seen, and a refused version falls back to a paged quorum read. Keeps a cache
 // keyed by "namespace/name" and implements the controller's ObjectSource.
 //
-// Node scope (--node-name): a label selector cannot see spec.nodeName, so the informer
-// watches every ElasticVM in its namespace scope and keeps only those whose TargetNode()
-// (spec.nodeName, else the hotplug.dev/node label) equals the node. Objects naming no node
-// are left to an operator started without --node-name. An object moved to another node
-// leaves the cache as if deleted.
+// Node scope (--node-name): the LIST and WATCH carry labelSelector=hotplug.dev/node=<node>,
+// so the API server sends this agent its own objects only (controller/kube/node_scope.h has
+// the rules; the central assigner keeps the label equal to spec.nodeName). An object still
+// labelled for this node whose spec.nodeName names another leaves the cache as if deleted,
+// and once the controller is done with it (Released) the informer writes the release
+// (Ready=False, NodeChanged) that lets the assigner hand it to the other node's agent.
+//
+// The cache holds each object packed (controller/kube/packed_object.h): ~100 bytes instead
+// of ~2 KB; Get decodes it.
 #pragma once
 
 #include <chrono>
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "controller/kube/client.h"
+#include "controller/kube/packed_object.h"
 #include "controller/source.h"
 
 namespace hotplug::controller::kube {
@@ -36,13 +41,18 @@ class InformerMetrics {
   // why: "closed", "broken", "gone", "error", "http_error"
   virtual void WatchRestarted(std::string_view why) { (void)why; }
   virtual void CacheSize(size_t objects) { (void)objects; }
+  // What the API server sent: request "list" (per page) or "watch" (per line); objects
+  // counts the ElasticVMs in it, bytes the JSON.
+  virtual void Received(std::string_view request, size_t objects, size_t bytes) {
+    (void)request, (void)objects, (void)bytes;
+  }
 };
 
 class Informer final : public ObjectSource {
  public:
   struct Options {
     std::string ns;         // "" = all namespaces
-    std::string node_name;  // "" = every object in scope
+    std::string node_name;  // "" = every object in scope, no label selector
     // timeoutSeconds asked of each watch; the server ends the stream then and we reconnect.
     std::chrono::seconds watch_timeout{300};
     std::chrono::milliseconds backoff_initial{200};
@@ -57,7 +67,12 @@ class Informer final : public ObjectSource {
   void Stop() override;
   bool HasSynced() const override;
   std::optional<crd::ElasticVM> Get(const std::string& key) const override;
+  // The cached keys, and those waiting to be released (so a resync retries a release
+  // whose write failed).
   std::vector<std::string> Keys() const override;
+  // The controller is done with `key`, which is not in the cache: if it left because its
+  // spec.nodeName names another node, write the release now (no pass of it runs any more).
+  void Released(const std::string& key) override;
 
   // A write of ours succeeded and the server returned `updated`: when the cache still holds
   // the version the write was based on (`based_on_rv`), take the new one now instead of
@@ -71,7 +86,8 @@ class Informer final : public ObjectSource {
 
  private:
   enum class WatchOutcome { kReconnect, kRelist, kStop };
-  using CacheMap = std::unordered_map<std::string, crd::ElasticVM>;
+  using CacheMap = std::unordered_map<std::string, PackedObject>;
+  using MovingMap = std::unordered_map<std::string, crd::ElasticVM>;
   // Where a LIST page says to go on: the list's version and the next page's token.
   struct ListPage {
     std::string resource_version;
@@ -81,16 +97,22 @@ class Informer final : public ObjectSource {
   bool List(std::string* resource_version);
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
   std::string ListResourceVersion() const;
-  // Decodes one LIST answer into `listed` (in-scope objects only); false on a bad answer.
-  bool ReadListPage(const std::string& body, ListPage* page, CacheMap* listed);
+  // Decodes one LIST answer into `listed` (in-scope objects) and `moving` (those to
+  // release); false on a bad answer.
+  bool ReadListPage(const std::string& body, ListPage* page, CacheMap* listed,
+                    MovingMap* moving);
+  // "&labelSelector=..." for an agent, "" otherwise.
+  std::string SelectorQuery() const;
   // The server will not serve a LIST at the version asked for.
   static bool RefusedVersion(const ApiResult& result);
   WatchOutcome WatchOnce(const std::string& resource_version);
   // Applies one watch line; returns false when the stream must end with `outcome`.
   bool HandleLine(std::string_view line, WatchOutcome* outcome);
-  bool InScope(const crd::ElasticVM& object) const;
   void Upsert(crd::ElasticVM object);
-  void Remove(const std::string& key);
+  // Drops `key` from the cache; with `moving`, keeps that object to release.
+  void Remove(const std::string& key, std::optional<crd::ElasticVM> moving = std::nullopt);
+  // Ready=False, NodeChanged on `object`'s status; false when the write failed.
+  bool WriteRelease(const crd::ElasticVM& object);
   // Sleeps for the current backoff (cut short by Stop) and grows it.
   void Backoff();
   bool Stopping() const;
@@ -106,6 +128,7 @@ class Informer final : public ObjectSource {
   std::condition_variable stop_cv_;
   // Guarded by mu_.
   CacheMap cache_;
+  MovingMap moving_;  // left the cache for another node, not released yet
   bool synced_ = false;
   bool stopping_ = false;
   std::shared_ptr<StreamCancel> current_watch_;
