@@ -107,6 +107,8 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
       {"kubeconfig", {false, Text(&flags->kubeconfig)}},
       {"namespace", {false, Text(&flags->ns)}},
       {"node-name", {false, Text(&flags->node_name)}},
+      {"agent-lease-namespace", {false, Text(&flags->agent_lease_namespace)}},
+      {"assign-nodes", {true, Boolean(&flags->assign_nodes)}},
       {"workers", {false, Integer(&flags->workers, 1)}},
       {"resync-period", {false, Duration(&flags->resync_period, true)}},
       {"leader-elect", {true, Boolean(&flags->leader_elect)}},
@@ -171,7 +173,15 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
     *error = "--hypervisor: must be libvirt or fake, not \"" + flags->hypervisor + "\"";
     return ParseOutcome::kError;
   }
-  if (flags->hypervisor == "libvirt" && !features.libvirt) {
+  if (flags->assign_nodes && !flags->node_name.empty()) {
+    *error = "--assign-nodes serves every node; it cannot be used with --node-name";
+    return ParseOutcome::kError;
+  }
+  if (flags->assign_nodes && flags->agent_lease_namespace.empty()) {
+    *error = "--assign-nodes needs --agent-lease-namespace (where the agents' Leases are)";
+    return ParseOutcome::kError;
+  }
+  if (flags->hypervisor == "libvirt" && !features.libvirt && !flags->assign_nodes) {
     *error = "--hypervisor=libvirt: this build has no libvirt backend; use --hypervisor=fake";
     return ParseOutcome::kError;
   }
@@ -206,12 +216,23 @@ std::string HelpText(const FlagFeatures& features) {
          "  --kubeconfig PATH        kubeconfig to use. Default: $KUBECONFIG, else the in-cluster\n"
          "                           service account, else ~/.kube/config.\n"
          "  --namespace NS           watch ElasticVMs in this namespace only. Default: all.\n"
-         "  --node-name NODE         reconcile only ElasticVMs meant for this node: those whose\n"
-         "                           spec.nodeName is NODE, or, without spec.nodeName, whose\n"
-         "                           label hotplug.dev/node is NODE. All ElasticVMs in scope are\n"
-         "                           watched (a label selector cannot see spec.nodeName) and the\n"
-         "                           rest are ignored, including those naming no node.\n"
+         "  --node-name NODE         the agent of NODE: list and watch only the ElasticVMs\n"
+         "                           labelled hotplug.dev/node=NODE (the API server filters\n"
+         "                           them; --assign-nodes keeps the label equal to\n"
+         "                           spec.nodeName), and of those reconcile the ones whose\n"
+         "                           spec.nodeName is NODE or empty. One moved to another node is\n"
+         "                           released (Ready=False, NodeChanged) once no pass of it runs.\n"
          "                           Default: $NODE_NAME; empty: every ElasticVM in scope.\n"
+         "  --agent-lease-namespace NS   with --node-name: renew the Lease\n"
+         "                           hotplug-agent-NODE in NS every 10s (40s duration), which\n"
+         "                           tells --assign-nodes this node has an agent. With\n"
+         "                           --assign-nodes: where to read those Leases. Default: none.\n"
+         "  --assign-nodes           run the central node assigner instead of reconciling: keep\n"
+         "                           each ElasticVM's hotplug.dev/node label equal to its\n"
+         "                           spec.nodeName (a move waits for the old agent's release) and\n"
+         "                           set Ready=False, reason NoNode or NoAgent, on those no agent\n"
+         "                           serves. Use with --leader-elect; needs\n"
+         "                           --agent-lease-namespace; no hypervisor is opened.\n"
          "  --workers N              reconcile up to N objects at once (one worker per object at\n"
          "                           a time). Default: 2.\n"
          "  --resync-period D        look at every object again this often. 0 disables.\n"

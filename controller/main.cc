@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "backends/fake/fake_hypervisor.h"
+#include "controller/central_main.h"
 #include "controller/controller.h"
 #include "controller/fake_setup.h"
 #include "controller/flags.h"
 #include "controller/health.h"
+#include "controller/kube/agent_lease.h"
 #include "controller/kube/client.h"
 #include "controller/kube/config.h"
 #include "controller/kube/event_recorder.h"
@@ -159,6 +161,7 @@ int Run(const Flags& flags) {
                                           {"hypervisor", flags.hypervisor},
                                           {"node", flags.node_name},
                                           {"namespace", flags.ns.empty() ? "*" : flags.ns}});
+  if (flags.assign_nodes) return RunCentral(flags, stop_signals);
 
   HypervisorStack hypervisor;
   std::string error;
@@ -271,6 +274,15 @@ int Run(const Flags& flags) {
   }
 
   controller.Start();
+  // An agent says it runs here (controller/kube/agent_lease.h), for the central assigner.
+  std::unique_ptr<kube::AgentLease> agent_lease;
+  if (client && !flags.node_name.empty() && !flags.agent_lease_namespace.empty()) {
+    agent_lease = std::make_unique<kube::AgentLease>(
+        *client, kube::AgentLease::Options{.ns = flags.agent_lease_namespace,
+                                           .node = flags.node_name,
+                                           .identity = kube::LeaderElector::DefaultIdentity()});
+    agent_lease->Start();
+  }
   std::atomic<bool> leadership_lost{false};
   std::unique_ptr<kube::Client> lease_client;
   std::unique_ptr<kube::LeaderElector> elector;
@@ -325,6 +337,7 @@ int Run(const Flags& flags) {
     kube_events->Stop();
   }
   if (elector) elector->Stop();  // releases the lease after the workers are done
+  if (agent_lease) agent_lease->Stop();
   health.Stop();
   if (!drained) {
     log::Error("a worker did not finish before the shutdown deadline; exiting anyway");
