@@ -2,8 +2,10 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -197,18 +199,26 @@ void AgentPresence::Run() {
 
 bool AgentPresence::Poll() {
   ApiResult listed = client_.Get(LeasesPath(options_.ns));
-  if (!listed.ok()) {
-    log::Warn("agent presence: cannot list the agents' Leases",
-              {{"namespace", options_.ns}, {"error", listed.error}});
-    return false;
-  }
   json leases;
-  try {
-    leases = json::parse(listed.body);
-  } catch (const json::exception& e) {
-    log::Warn("agent presence: bad lease list", {{"error", e.what()}});
+  std::string error = listed.error;
+  if (listed.ok()) {
+    try {
+      leases = json::parse(listed.body);
+    } catch (const json::exception& e) {
+      error = std::string("bad lease list: ") + e.what();
+    }
+  }
+  if (!error.empty() || !listed.ok()) {
+    // Once per run of failures; until a poll succeeds the assigner reports no one.
+    if (!failing_) {
+      log::Warn("agent presence: cannot list the agents' Leases; retrying every second",
+                {{"namespace", options_.ns}, {"error", error}});
+    }
+    failing_ = true;
     return false;
   }
+  if (failing_) log::Info("agent presence: listing the agents' Leases again");
+  failing_ = false;
   const auto local_now = std::chrono::steady_clock::now();
   const auto wall_now = system_clock::now();
   std::map<std::string, Seen> seen;

@@ -97,6 +97,7 @@ class AgentPresence {
   std::set<std::string> alive_;
   // The presence thread only: by node, the Lease as last read.
   std::map<std::string, Seen> seen_;
+  bool failing_ = false;  // the presence thread only: the last poll failed
 };
 
 }  // namespace hotplug::controller::kube

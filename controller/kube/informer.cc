@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <random>
 #include <set>
 
@@ -21,6 +22,11 @@ using json = nlohmann::json;
 
 namespace {
 
+uint64_t NextId() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
+
 // What of an object the cache keeps: the hotplug.dev/ labels and annotations (TrimForCache),
 // not the creation time, which nothing here reads.
 PackedObject PackForCache(crd::ElasticVM& object) {
@@ -34,6 +40,7 @@ PackedObject PackForCache(crd::ElasticVM& object) {
 Informer::Informer(Client& client, Options options)
     : client_(client),
       options_(std::move(options)),
+      id_(NextId()),
       metrics_(options_.metrics ? options_.metrics : &no_metrics_) {}
 
 Informer::~Informer() { Stop(); }
@@ -73,7 +80,22 @@ std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
     if (it == cache_.end()) return std::nullopt;
     packed = it->second;  // a copy of ~100 bytes; the decode runs without the lock
   }
-  return packed.Unpack();
+  // Each change is looked up twice in a row on the informer's thread (the metrics, the
+  // controller's domain index): each thread keeps the last object it decoded, by this
+  // informer, key and version (a version is one content).
+  struct LastDecoded {
+    uint64_t informer = 0;
+    std::string key, resource_version;
+    crd::ElasticVM object;
+  };
+  thread_local LastDecoded last;
+  if (last.informer == id_ && !packed.resource_version().empty() && last.key == key &&
+      last.resource_version == packed.resource_version()) {
+    return last.object;
+  }
+  std::optional<crd::ElasticVM> object = packed.Unpack();
+  if (object) last = {id_, key, packed.resource_version(), *object};
+  return object;
 }
 
 std::vector<std::string> Informer::Keys() const {
@@ -219,7 +241,8 @@ bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* l
         }
         switch (ScopeFor(*decoded.object, options_.node_name)) {
           case NodeScope::kMine:
-            listed->insert_or_assign(std::move(key), PackForCache(*decoded.object));
+            // Packed from the item as served: no second encoding of the object.
+            listed->insert_or_assign(std::move(key), PackedObject::PackServed(parsed));
             break;
           case NodeScope::kMovedAway:
             TrimForCache(*decoded.object);

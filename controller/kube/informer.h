@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -119,6 +120,7 @@ class Informer final : public ObjectSource {
 
   Client& client_;
   const Options options_;
+  const uint64_t id_;  // tells this informer's decoded objects from another's (Get)
   InformerMetrics no_metrics_;
   InformerMetrics* metrics_;
   ChangeHandler on_change_;

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <iterator>
+
 #include <nlohmann/json.hpp>
 
 #include "controller/log.h"
@@ -164,28 +166,57 @@ bool Inflate(const std::string& in, size_t offset, std::string* text) {
 
 }  // namespace
 
-PackedObject PackedObject::Pack(const crd::ElasticVM& object) {
+// Header bits: 0 = deflated; 1 = the text is the object as served (its decode says whether
+// the spec is bad); the rest, for an encoded object, 0 without a spec_error, else its
+// length + 1, and the error follows the header.
+PackedObject PackedObject::Make(std::string resource_version, std::string text, bool as_served,
+                                const std::optional<std::string>& spec_error) {
   PackedObject packed;
-  packed.resource_version_ = object.metadata.resource_version;
-  std::string text =
-      crd::EncodeJson(object).dump(-1, ' ', false, json::error_handler_t::replace);
+  packed.resource_version_ = std::move(resource_version);
   std::string body;
   bool deflated = Deflate(text, &body);
   if (!deflated) {
     // zlib fails only when memory runs out, which the next allocation would die of anyway:
     // keep the text as it is rather than lose the object.
-    log::Error("cache: deflate failed; keeping the object uncompressed", {{"object", object.Key()}});
+    log::Error("cache: deflate failed; keeping an object uncompressed");
     body = std::move(text);
   }
-  // Header: bit 0 says deflated; the rest is 0 without a spec_error, else its length + 1.
-  const std::string spec_error = object.spec_error.value_or("");
-  size_t marker = object.spec_error ? spec_error.size() + 1 : 0;
+  size_t marker = spec_error ? spec_error->size() + 1 : 0;
   std::string bytes;
-  AppendVarint(&bytes, (marker << 1) | (deflated ? 1 : 0));
-  bytes += spec_error;
+  AppendVarint(&bytes, (marker << 2) | (as_served ? 2 : 0) | (deflated ? 1 : 0));
+  if (spec_error) bytes += *spec_error;
   bytes += body;
   packed.bytes_.assign(bytes.data(), bytes.size());  // capacity = size
   return packed;
+}
+
+PackedObject PackedObject::Pack(const crd::ElasticVM& object) {
+  return Make(object.metadata.resource_version,
+              crd::EncodeJson(object).dump(-1, ' ', false, json::error_handler_t::replace),
+              false, object.spec_error);
+}
+
+PackedObject PackedObject::PackServed(nlohmann::json& item) {
+  std::string resource_version;
+  auto metadata = item.find("metadata");
+  if (metadata != item.end() && metadata->is_object()) {
+    // What the cache keeps (controller/kube/watch_event.h's TrimForCache, and no creation
+    // time): the hotplug.dev/ labels and annotations, no managedFields.
+    metadata->erase("managedFields");
+    metadata->erase("creationTimestamp");
+    for (const char* field : {"labels", "annotations"}) {
+      auto entries = metadata->find(field);
+      if (entries == metadata->end() || !entries->is_object()) continue;
+      for (auto it = entries->begin(); it != entries->end();) {
+        it = it.key().starts_with("hotplug.dev/") ? std::next(it) : entries->erase(it);
+      }
+      if (entries->empty()) metadata->erase(field);
+    }
+    auto rv = metadata->find("resourceVersion");
+    if (rv != metadata->end() && rv->is_string()) resource_version = rv->get<std::string>();
+  }
+  return Make(std::move(resource_version),
+              item.dump(-1, ' ', false, json::error_handler_t::replace), true, std::nullopt);
 }
 
 std::optional<crd::ElasticVM> PackedObject::Unpack() const {
@@ -196,7 +227,8 @@ std::optional<crd::ElasticVM> PackedObject::Unpack() const {
     return std::nullopt;
   }
   const bool deflated = (header & 1) != 0;
-  const size_t marker = header >> 1;
+  const bool as_served = (header & 2) != 0;
+  const size_t marker = header >> 2;
   std::optional<std::string> spec_error;
   if (marker > 0) {
     if (marker - 1 > bytes_.size() - offset) {
@@ -220,7 +252,7 @@ std::optional<crd::ElasticVM> PackedObject::Unpack() const {
   }
   // The spec the cache encoded decodes without the error that came with it (the bad field
   // is not re-encoded); the error is the object's, as the API server served it.
-  decoded.object->spec_error = std::move(spec_error);
+  if (!as_served) decoded.object->spec_error = std::move(spec_error);
   return std::move(decoded.object);
 }
 

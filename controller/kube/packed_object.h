@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "crd/elasticvm.h"
 
 namespace hotplug::controller::kube {
@@ -16,6 +18,10 @@ class PackedObject {
  public:
   PackedObject() = default;
   static PackedObject Pack(const crd::ElasticVM& object);
+  // An object as the API server served it (a LIST item), without encoding it again: trims
+  // `item` as TrimForCache trims a decoded object (and drops its creation time), then packs
+  // its text. Unpack decodes it as the informer would have.
+  static PackedObject PackServed(nlohmann::json& item);
   // The object Pack was given (spec_error included). nullopt only if the bytes are damaged,
   // which a correct program never sees; it is logged.
   std::optional<crd::ElasticVM> Unpack() const;
@@ -26,8 +32,9 @@ class PackedObject {
 
  private:
   std::string resource_version_;
-  // [varint: (spec_error length + 1, or 0) << 1 | deflated][spec_error][raw deflate of the
-  // JSON text, or the text itself]
+  static PackedObject Make(std::string resource_version, std::string text, bool as_served,
+                           const std::optional<std::string>& spec_error);
+  // [varint header (packed_object.cc)][spec_error][raw deflate of the JSON text, or the text]
   std::string bytes_;
 };
 

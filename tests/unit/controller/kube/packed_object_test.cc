@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "controller/kube/watch_event.h"
 #include "crd/codec.h"
 
 namespace hotplug::controller::kube {
@@ -80,6 +81,39 @@ TEST(PackedObjectTest, ATypicalObjectTakesAFractionOfItsJson) {
   size_t text = Json(object).size();
   size_t packed = PackedObject::Pack(object).packed_bytes();
   EXPECT_LT(packed * 4, text) << packed << " packed bytes of " << text << " bytes of JSON";
+}
+
+TEST(PackedObjectTest, AnObjectAsServedDecodesAsTheInformerTrimsIt) {
+  for (const char* spec : {R"({"cpu": {"vcpus": 3}, "nodeName": "n"})",
+                           R"({"cpu": {"vcpus": "four"}})"}) {
+    nlohmann::json item = nlohmann::json::parse(R"({"apiVersion": "hotplug.dev/v1alpha1",
+        "kind": "ElasticVM",
+        "metadata": {"name": "web", "namespace": "vms", "uid": "u-1", "resourceVersion": "77",
+                     "generation": 2, "creationTimestamp": "2026-11-25T12:00:00Z",
+                     "labels": {"app": "web", "hotplug.dev/node": "n"},
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                     "hotplug.dev/note": "kept"},
+                     "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+        "spec": )" + std::string(spec) + R"(,
+        "status": {"observedGeneration": 2,
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "Synced",
+                                   "message": "m", "lastTransitionTime": "2026-11-25T12:00:01Z",
+                                   "observedGeneration": 2}]}})");
+    crd::DecodeResult decoded = crd::DecodeJson(item);
+    ASSERT_TRUE(decoded.ok()) << decoded.error;
+    crd::ElasticVM want = *decoded.object;
+    TrimForCache(want);
+    want.metadata.creation_timestamp.clear();
+
+    PackedObject packed = PackedObject::PackServed(item);
+    EXPECT_EQ(packed.resource_version(), "77");
+    std::optional<crd::ElasticVM> back = packed.Unpack();
+    ASSERT_TRUE(back);
+    EXPECT_EQ(Json(*back), Json(want)) << spec;
+    EXPECT_EQ(back->spec_error, want.spec_error) << spec;
+    EXPECT_EQ(back->metadata.labels, (std::map<std::string, std::string>{
+                                         {"hotplug.dev/node", "n"}}));
+  }
 }
 
 TEST(PackedObjectTest, LargeObjectsAndOtherThreadsRoundTrip) {
