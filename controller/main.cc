@@ -27,6 +27,7 @@
 #include "controller/kube/leader_election.h"
 #include "controller/kube/status_writer.h"
 #include "controller/log.h"
+#include "controller/malloc_tuning.h"
 #include "reconciler/clock.h"
 
 #ifdef HOTPLUG_HAVE_LIBVIRT
@@ -354,6 +355,7 @@ int Run(const Flags& flags) {
 
 int main(int argc, char** argv) {
   using namespace hotplug::controller;
+  TuneMallocForLongRunning();
   std::vector<std::string> args(argv + 1, argv + argc);
   FlagFeatures features = BuildFeatures();
   Flags flags;

@@ -250,18 +250,18 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
                                  .Add({});
   auto& received_objects = prometheus::BuildCounter()
                                .Name("hotplug_informer_received_objects_total")
-                               .Help("ElasticVMs the API server sent the informer, by request "
+                               .Help("ElasticVMs the API server sent the informer, by verb "
                                      "(list|watch).")
                                .Register(registry);
   auto& received_bytes = prometheus::BuildCounter()
                              .Name("hotplug_informer_received_bytes_total")
-                             .Help("Bytes of JSON the API server sent the informer, by request "
+                             .Help("Bytes of JSON the API server sent the informer, by verb "
                                    "(list|watch).")
                              .Register(registry);
   for (int i = 0; i < 2; ++i) {
-    const char* request = i == 0 ? "list" : "watch";
-    informer_received_objects_[i] = &received_objects.Add({{"request", request}});
-    informer_received_bytes_[i] = &received_bytes.Add({{"request", request}});
+    const char* verb = i == 0 ? "list" : "watch";
+    informer_received_objects_[i] = &received_objects.Add({{"verb", verb}});
+    informer_received_bytes_[i] = &received_bytes.Add({{"verb", verb}});
   }
   informer_last_activity_ = &prometheus::BuildGauge()
                                  .Name("hotplug_informer_last_activity_timestamp_seconds")
@@ -624,8 +624,8 @@ void PrometheusMetrics::CacheSize(size_t objects) {
   informer_cache_objects_->Set(static_cast<double>(objects));
 }
 
-void PrometheusMetrics::Received(std::string_view request, size_t objects, size_t bytes) {
-  const int i = request == "list" ? 0 : 1;
+void PrometheusMetrics::Received(std::string_view verb, size_t objects, size_t bytes) {
+  const int i = verb == "list" ? 0 : 1;
   informer_received_objects_[i]->Increment(static_cast<double>(objects));
   informer_received_bytes_[i]->Increment(static_cast<double>(bytes));
 }

@@ -93,7 +93,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   void WatchEvent(std::string_view type) override;
   void WatchRestarted(std::string_view why) override;
   void CacheSize(size_t objects) override;
-  void Received(std::string_view request, size_t objects, size_t bytes) override;
+  void Received(std::string_view verb, size_t objects, size_t bytes) override;
 
   // --- kube::ClientMetrics
   void Request(std::string_view verb, int http_status, double seconds) override;
@@ -143,7 +143,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   prometheus::Counter* informer_lists_;
   prometheus::Family<prometheus::Counter>* informer_events_;
   prometheus::Gauge* informer_cache_objects_;
-  // By request (list|watch): what the API server sent the informer.
+  // By verb (list|watch): what the API server sent the informer.
   prometheus::Counter* informer_received_objects_[2];
   prometheus::Counter* informer_received_bytes_[2];
   // Its series appears with the first LIST, so a process without an informer (standalone)

@@ -1,5 +1,6 @@
 #include "controller/kube/informer.h"
 
+#include <malloc.h>
 #include <pthread.h>
 
 #include <algorithm>
@@ -322,6 +323,10 @@ bool Informer::List(std::string* resource_version) {
     if (page.continue_token.empty()) break;
   }
   list_rv_unavailable_ = false;
+  // A LIST answered whole from the watch cache is tens of MB of transient text and copies;
+  // glibc keeps such freed blocks in the heap (its mmap threshold grows after large frees),
+  // which would count against the cache for the life of the process: give them back.
+  malloc_trim(0);
   const std::string& list_rv = page.resource_version;
 
   // Replace the cache and tell which keys changed (added, modified, deleted).

@@ -42,10 +42,10 @@ class InformerMetrics {
   // why: "closed", "broken", "gone", "error", "http_error"
   virtual void WatchRestarted(std::string_view why) { (void)why; }
   virtual void CacheSize(size_t objects) { (void)objects; }
-  // What the API server sent: request "list" (per page) or "watch" (per line); objects
-  // counts the ElasticVMs in it, bytes the JSON.
-  virtual void Received(std::string_view request, size_t objects, size_t bytes) {
-    (void)request, (void)objects, (void)bytes;
+  // What the API server sent: verb "list" (per page) or "watch" (per line); objects counts
+  // the ElasticVMs in it, bytes the JSON.
+  virtual void Received(std::string_view verb, size_t objects, size_t bytes) {
+    (void)verb, (void)objects, (void)bytes;
   }
 };
 
