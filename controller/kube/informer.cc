@@ -221,12 +221,12 @@ std::string Informer::ListResourceVersion() const {
   return last_rv_.empty() ? "0" : last_rv_;
 }
 
-bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* listed,
-                            MovingMap* moving) {
-  // Each item is decoded as soon as the parser has it and then dropped from the document, so
-  // a LIST answered whole from the watch cache (tens of MB) never becomes one DOM.
+bool Informer::ReadListPage(std::istream& body, ListPage* page, CacheMap* listed,
+                            MovingMap* moving, size_t* items) {
+  // Each item is decoded as soon as the parser has it and then dropped from the document,
+  // and the body is parsed as it arrives, so a LIST answered whole from the watch cache (tens
+  // of MB) is never held, as text or as one DOM.
   bool in_items = false;
-  size_t items = 0;
   json::parser_callback_t on_element = [&](int depth, json::parse_event_t event,
                                            json& parsed) {
     if (depth == 1 && event == json::parse_event_t::key) {
@@ -253,7 +253,7 @@ bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* l
             break;
         }
       }
-      items++;
+      (*items)++;
       return false;
     }
     return true;
@@ -263,7 +263,6 @@ bool Informer::ReadListPage(const std::string& body, ListPage* page, CacheMap* l
     const json& metadata = document.value("metadata", json::object());
     page->resource_version = metadata.value("resourceVersion", "");
     page->continue_token = metadata.value("continue", "");
-    metrics_->Received("list", items, body.size());
     return true;
   } catch (const json::exception& e) {
     log::Warn("list of elasticvms: bad answer", {{"error", e.what()}});
@@ -297,7 +296,13 @@ bool Informer::List(std::string* resource_version) {
     } else if (!asked_rv.empty()) {
       path += "&resourceVersion=" + QueryEscape(asked_rv);
     }
-    ApiResult result = client_.Get(path);
+    size_t items = 0;
+    size_t bytes = 0;
+    ApiResult result = client_.GetStreamed(
+        path,
+        [&](std::istream& body) { return ReadListPage(body, &page, &listed, &moving, &items); },
+        &bytes);
+    metrics_->Received("list", items, bytes);
     if (!result.ok()) {
       if (result.gone() && !page.continue_token.empty()) {
         // The continue token expired: start the list over.
@@ -319,7 +324,6 @@ bool Informer::List(std::string* resource_version) {
       log::Warn("list of elasticvms failed", {{"error", result.error}});
       return false;
     }
-    if (!ReadListPage(result.body, &page, &listed, &moving)) return false;
     if (page.continue_token.empty()) break;
   }
   list_rv_unavailable_ = false;

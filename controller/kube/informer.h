@@ -19,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -100,8 +101,8 @@ class Informer final : public ObjectSource {
   std::string ListResourceVersion() const;
   // Decodes one LIST answer into `listed` (in-scope objects) and `moving` (those to
   // release); false on a bad answer.
-  bool ReadListPage(const std::string& body, ListPage* page, CacheMap* listed,
-                    MovingMap* moving);
+  bool ReadListPage(std::istream& body, ListPage* page, CacheMap* listed, MovingMap* moving,
+                    size_t* items);
   // "&labelSelector=..." for an agent, "" otherwise.
   std::string SelectorQuery() const;
   // The server will not serve a LIST at the version asked for.
