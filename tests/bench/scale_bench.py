@@ -477,7 +477,7 @@ def bench_big_cache(ctx):
     skipped = require_real_server()
     if skipped:
         return skipped
-    sizes = [500] if ctx.smoke else [10000, 100000]
+    sizes = [500] if ctx.smoke else [1000, 10000, 100000]
     runs = 1 if ctx.smoke else 3
     binary = ctx.binary("hotplug-operator")
     results = []

@@ -13,7 +13,8 @@ with one shared call log (the same domains, as if both agents could reach them).
 - re-pointing spec.nodeName while the old agent is in the middle of plugging hands over:
   the old agent finishes its pass, writes its release, and only then does the new one
   start; no vCPU step is done twice (the shared call log);
-- nobody got a 403.
+- nobody got a 403;
+- once an agent stops and its Lease runs out, its node's objects are reported NoAgent.
 
 Run: python3 tests/integration/node_scope_test.py [path/to/hotplug-operator] [-k NAME]
 """
@@ -303,6 +304,24 @@ def check_nobody_was_forbidden():
     expect(not forbidden, f"403s: {forbidden[:5]}")
 
 
+def check_a_node_whose_agent_stopped_is_reported():
+    """Last: stops node-b's agent. Its Lease is not renewed; once it runs out (40 s) the
+    assigner reports node-b's objects NoAgent."""
+    s = scenario()
+    poll(lambda: s.converged("b2", 2), "b2 to converge on node-b", 60)
+    stopped = time.monotonic()
+    s.operators["node-b"].stop()
+    ready = poll(lambda: (s.ready("b2") or {}).get("reason") == "NoAgent" and s.ready("b2"),
+                 "b2 to be reported NoAgent after its agent stopped", 90, 0.5)
+    waited = time.monotonic() - stopped
+    expect("node node-b" in ready["message"], ready["message"])
+    # Not before the Lease ran out: a restart within its duration changes nothing.
+    expect(waited >= 25, f"reported {waited:.0f}s after the agent stopped, before its Lease "
+                         f"(40 s, renewed every 10 s) ran out")
+    expect(s.get("b2")["metadata"]["labels"].get(NODE_LABEL) == "node-b", "b2 relabelled")
+    print(f"  b2 reported NoAgent {waited:.0f} s after node-b's agent stopped")
+
+
 def main():
     global SCENARIO
     require_assets()
@@ -314,6 +333,8 @@ def main():
              check_repoint_hands_over_without_a_step_twice),
             ("each_agent_receives_only_its_own", check_each_agent_receives_only_its_own),
             ("nobody_was_forbidden", check_nobody_was_forbidden),
+            ("a_node_whose_agent_stopped_is_reported",
+             check_a_node_whose_agent_stopped_is_reported),
         ], sys.argv)
         SCENARIO.failed = code != 0
     return code
