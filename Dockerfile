@@ -12,7 +12,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       g++ cmake ninja-build pkg-config \
       libvirt-dev libxml2-dev libyaml-cpp-dev libcpprest-dev libssl-dev prometheus-cpp-dev \
-      nlohmann-json3-dev \
+      libcivetweb-dev nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -29,11 +29,12 @@ RUN cmake -S . -B /build -G Ninja \
 # ---- runtime: the shared libraries and nothing to build with
 FROM debian:bookworm-slim AS runtime
 # libvirt0 carries libvirt.so and libvirt-qemu.so; prometheus-cpp is two libraries (core,
-# pull); ca-certificates verifies the API server and qemu+tls:// peers.
+# pull); civetweb serves the health probes and /metrics; ca-certificates verifies the API
+# server and qemu+tls:// peers.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libvirt0 libcpprest2.10 libyaml-cpp0.7 libprometheus-cpp-core1.0 \
-      libprometheus-cpp-pull1.0 libxml2 libssl3 ca-certificates \
+      libprometheus-cpp-pull1.0 libcivetweb1 libxml2 libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # A non-root user by default. Who may use the libvirt socket is the trade-off:
 #  - libvirtd's read-write socket is root-owned (0770 root:libvirt on Debian, polkit for

@@ -1,32 +1,34 @@
 #include "backends/hypervisor.h"
 
-namespace hotplug::backends {
+#include <iterator>
 
-const char* ErrorCodeName(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kOk:
-      return "Ok";
-    case ErrorCode::kDomainNotFound:
-      return "DomainNotFound";
-    case ErrorCode::kDomainNotRunning:
-      return "DomainNotRunning";
-    case ErrorCode::kHypervisorUnavailable:
-      return "HypervisorUnavailable";
-    case ErrorCode::kOperationInvalid:
-      return "OperationInvalid";
-    case ErrorCode::kTimeout:
-      return "Timeout";
-    case ErrorCode::kGuestAgentUnavailable:
-      return "GuestAgentUnavailable";
-    case ErrorCode::kUnsupported:
-      return "Unsupported";
-    case ErrorCode::kGuestRejected:
-      return "GuestRejected";
-    case ErrorCode::kInternal:
-      break;
-  }
-  return "HypervisorError";
-}
+namespace hotplug::backends {
+namespace {
+
+// Names by enum value; the static_asserts keep each table as long as its enum.
+constexpr const char* kErrorCodeNames[] = {
+    "Ok",
+    "DomainNotFound",
+    "DomainNotRunning",
+    "HypervisorUnavailable",
+    "OperationInvalid",
+    "Timeout",
+    "GuestAgentUnavailable",
+    "Unsupported",
+    "GuestRejected",
+    "HypervisorError"};  // kInternal: the hypervisor's own error
+static_assert(std::size(kErrorCodeNames) == static_cast<size_t>(ErrorCode::kInternal) + 1);
+constexpr const char* kDomainStateNames[] = {"running", "paused", "shut off", "crashed", "other"};
+static_assert(std::size(kDomainStateNames) == static_cast<size_t>(DomainState::kOther) + 1);
+constexpr const char* kJobKindNames[] = {"none", "migration", "save", "snapshot", "job"};
+static_assert(std::size(kJobKindNames) == static_cast<size_t>(JobKind::kOther) + 1);
+constexpr const char* kMemoryStepOpNames[] = {"attach", "detach", "resize", "balloon"};
+static_assert(std::size(kMemoryStepOpNames) ==
+              static_cast<size_t>(MemoryStep::Op::kSetBalloon) + 1);
+
+}  // namespace
+
+const char* ErrorCodeName(ErrorCode code) { return kErrorCodeNames[static_cast<size_t>(code)]; }
 
 std::string Status::ToString() const {
   if (ok()) return "OK";
@@ -36,63 +38,13 @@ std::string Status::ToString() const {
 }
 
 const char* DomainStateName(DomainState state) {
-  switch (state) {
-    case DomainState::kRunning:
-      return "running";
-    case DomainState::kPaused:
-      return "paused";
-    case DomainState::kShutOff:
-      return "shut off";
-    case DomainState::kCrashed:
-      return "crashed";
-    case DomainState::kOther:
-      break;
-  }
-  return "other";
+  return kDomainStateNames[static_cast<size_t>(state)];
 }
 
-const char* JobKindName(JobKind job) {
-  switch (job) {
-    case JobKind::kNone:
-      return "none";
-    case JobKind::kMigration:
-      return "migration";
-    case JobKind::kSave:
-      return "save";
-    case JobKind::kSnapshot:
-      return "snapshot";
-    case JobKind::kOther:
-      break;
-  }
-  return "job";
-}
-
-const char* MemoryMethodName(MemoryMethod method) {
-  switch (method) {
-    case MemoryMethod::kVirtioMem:
-      return "virtio-mem";
-    case MemoryMethod::kDimm:
-      return "dimm";
-    case MemoryMethod::kBalloon:
-      return "balloon";
-    case MemoryMethod::kAuto:
-      break;
-  }
-  return "auto";
-}
+const char* JobKindName(JobKind job) { return kJobKindNames[static_cast<size_t>(job)]; }
 
 const char* MemoryStepOpName(MemoryStep::Op op) {
-  switch (op) {
-    case MemoryStep::Op::kAttachDimm:
-      return "attach";
-    case MemoryStep::Op::kDetachDimm:
-      return "detach";
-    case MemoryStep::Op::kSetVirtioMemRequested:
-      return "resize";
-    case MemoryStep::Op::kSetBalloon:
-      break;
-  }
-  return "balloon";
+  return kMemoryStepOpNames[static_cast<size_t>(op)];
 }
 
 }  // namespace hotplug::backends

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <variant>
@@ -59,7 +60,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : value_(std::move(status)) {}  // NOLINT: implicit by design
   bool ok() const { return std::holds_alternative<T>(value_); }
   const T& value() const { return std::get<T>(value_); }
@@ -86,24 +87,19 @@ struct VcpuInfo {
   // QEMU's own view when the backend read it (after an unplug timeout libvirt's `enabled`
   // can be stale: QEMU removed the CPU and libvirt never noticed). nullopt = not read.
   std::optional<bool> present_in_qemu;
-  // Plugging this vCPU would crash QEMU. Under TCG, once any vCPU was unplugged in a QEMU
-  // process, QEMU 7.2 aborted on the next plug of that vCPU and of never-used slots alike
-  // (measured), so backends mark every vCPU that QEMU does not have. It lasts as long as the
-  // QEMU process: a restart of the domain clears it.
-  bool replug_unsafe = false;
 };
 
 struct Topology {
   unsigned sockets = 0, dies = 0, cores = 0, threads = 0;  // 0 = not given
 };
 
-enum class MemoryMethod { kAuto, kVirtioMem, kDimm, kBalloon };
-const char* MemoryMethodName(MemoryMethod method);
-
+// A hot-pluggable memory device. (How memory is changed, the balloon included, is the API's
+// crd::MemoryMethod; the planner chooses it.)
 struct MemoryDevice {
-  std::string alias;           // e.g. "dimm0", "virtiomem0"
-  MemoryMethod model = MemoryMethod::kDimm;  // kDimm or kVirtioMem
-  uint64_t size_bytes = 0;     // DIMM size, or virtio-mem maximum (<size>)
+  enum class Model { kDimm, kVirtioMem };
+  std::string alias;  // e.g. "dimm0", "virtiomem0"
+  Model model = Model::kDimm;
+  uint64_t size_bytes = 0;       // DIMM size, or virtio-mem maximum (<size>)
   uint64_t requested_bytes = 0;  // virtio-mem only
   uint64_t current_bytes = 0;    // virtio-mem: what the guest has plugged; DIMM: size
   uint64_t block_bytes = 0;      // virtio-mem block size; 0 for DIMM
@@ -111,10 +107,10 @@ struct MemoryDevice {
 };
 
 struct MemoryInfo {
-  uint64_t current_bytes = 0;   // what the domain has now (boot memory + devices, or balloon)
-  uint64_t maximum_bytes = 0;   // <maxMemory>, or <memory> when there is no hotplug
-  uint64_t boot_bytes = 0;      // memory that is not in any device
-  unsigned slots = 0;           // <maxMemory slots=...>
+  uint64_t current_bytes = 0;  // what the domain has now (boot memory + devices, or balloon)
+  uint64_t maximum_bytes = 0;  // <maxMemory>, or <memory> when there is no hotplug
+  uint64_t boot_bytes = 0;     // memory that is not in any device
+  unsigned slots = 0;          // <maxMemory slots=...>
   std::vector<MemoryDevice> devices;
 };
 
@@ -127,6 +123,9 @@ struct DomainObservation {
   JobKind job = JobKind::kNone;
   bool persistent = false;
   bool tcg = false;  // <domain type='qemu'>: software emulation
+  // TCG only: the vCPUs unplugged in the domain's current QEMU process. With `tcg` and each
+  // vCPU's present_in_qemu, what backends/tcg_replug.h decides plug safety from.
+  std::set<unsigned> unplugged_vcpus;
   unsigned maximum_vcpus = 0;
   unsigned host_max_vcpus = 0;  // 0 when unknown
   std::vector<VcpuInfo> vcpus;  // one entry per slot, size == maximum_vcpus

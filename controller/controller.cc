@@ -20,19 +20,37 @@ const char* EventTypeName(reconciler::Event::Type type) {
   return type == reconciler::Event::Type::kWarning ? "Warning" : "Normal";
 }
 
+void LogSteps(const std::string& key, const std::vector<reconciler::StepRecord>& steps) {
+  for (const auto& step : steps) {
+    std::string id = step.id >= 0 ? std::to_string(step.id) : std::to_string(step.bytes) + "B";
+    if (step.result.ok()) {
+      log::Info("step done", {{"object", key},
+                              {"resource", step.resource},
+                              {"operation", step.operation},
+                              {"id", id}});
+    } else {
+      log::Warn("step failed", {{"object", key},
+                                {"resource", step.resource},
+                                {"operation", step.operation},
+                                {"id", id},
+                                {"error", step.result.ToString()}});
+    }
+  }
+}
+
 }  // namespace
 
 Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventRecorder& events,
                        backends::Hypervisor& hypervisor, const reconciler::Clock& clock,
                        Options options)
     : source_(source),
-      status_writer_(status_writer),
       events_(events),
       hypervisor_(hypervisor),
       clock_(clock),
       options_(std::move(options)),
       metrics_(options_.metrics ? options_.metrics : &no_metrics_),
-      queue_(clock, QueueOptions(options_)) {
+      queue_(clock, QueueOptions(options_)),
+      status_sync_(source, status_writer, *metrics_) {
   options_.reconciler.stop_requested = &stop_requested_;
 }
 
@@ -101,38 +119,12 @@ bool Controller::Stop(std::chrono::steady_clock::time_point deadline) {
 
 void Controller::OnChange(const std::string& key) {
   std::optional<crd::ElasticVM> object = source_.Get(key);
-  std::optional<size_t> domain_hash;
-  if (object) domain_hash = std::hash<std::string>{}(object->EffectiveDomain());
-  {
-    std::lock_guard lock(index_mu_);
-    auto it = domain_hash_of_key_.find(key);
-    if (it != domain_hash_of_key_.end() && it->second != domain_hash) {
-      auto range = keys_of_domain_hash_.equal_range(it->second);
-      for (auto entry = range.first; entry != range.second; ++entry) {
-        if (entry->second == &it->first) {
-          keys_of_domain_hash_.erase(entry);
-          break;
-        }
-      }
-      domain_hash_of_key_.erase(it);
-      it = domain_hash_of_key_.end();
-    }
-    if (domain_hash && it == domain_hash_of_key_.end()) {
-      it = domain_hash_of_key_.emplace(key, *domain_hash).first;
-      keys_of_domain_hash_.emplace(*domain_hash, &it->first);
-    }
-  }
+  domain_index_.Set(key, object ? std::optional(object->EffectiveDomain()) : std::nullopt);
   queue_.Add(key);
 }
 
 void Controller::OnDomainEvent(const std::string& domain) {
-  std::vector<std::string> keys;
-  {
-    std::lock_guard lock(index_mu_);
-    auto range = keys_of_domain_hash_.equal_range(std::hash<std::string>{}(domain));
-    for (auto it = range.first; it != range.second; ++it) keys.push_back(*it->second);
-  }
-  for (const auto& key : keys) {
+  for (const auto& key : domain_index_.KeysNaming(domain)) {
     log::Debug("domain event", {{"domain", domain}, {"object", key}});
     queue_.Add(key);
   }
@@ -175,22 +167,8 @@ void Controller::Worker(int index) {
   stop_cv_.notify_all();
 }
 
-bool Controller::Write(const std::string& key, const crd::ElasticVM& object,
-                       const crd::ElasticVMStatus& status) {
-  std::string error;
-  if (status_writer_.WriteStatus(object, status, &error)) {
-    status_writes_++;
-    metrics_->StatusWrite("success");
-    return true;
-  }
-  status_write_failures_++;
-  metrics_->StatusWrite("failure");
-  log::Warn("status write failed", {{"object", key}, {"error", error}});
-  return false;
-}
-
 void Controller::Process(reconciler::Reconciler& reconciler, const std::string& key) {
-  auto start = clock_.Monotonic();
+  const auto start = clock_.Monotonic();
   auto seconds_since_start = [&] {
     return std::chrono::duration<double>(clock_.Monotonic() - start).count();
   };
@@ -198,90 +176,40 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
   if (!object) {
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
-    {
-      std::lock_guard lock(unwritten_mu_);
-      unwritten_.erase(key);
-    }
+    status_sync_.Forget(key);
     metrics_->ReconcileDone("deleted", seconds_since_start());
     source_.Released(key);
     return;
   }
   passes_++;
-  // The pass starts from the status the last pass computed when its write failed; the
-  // decision to write is still made against what the API holds (object->status). The copy
-  // is made only then: the pass is a few microseconds and a copy of the object is not.
-  std::optional<crd::ElasticVM> with_unwritten;
-  {
-    std::lock_guard lock(unwritten_mu_);
-    auto it = unwritten_.find(key);
-    if (it != unwritten_.end() && it->second.first == object->metadata.uid) {
-      with_unwritten = *object;
-      with_unwritten->status = it->second.second;
-    }
-  }
-  const crd::ElasticVM& input = with_unwritten ? *with_unwritten : *object;
-  std::optional<crd::ElasticVMStatus> written;  // what this pass already wrote
-  bool write_failed = false;
-  reconciler::Result result =
-      reconciler.Reconcile(input, [&](const crd::ElasticVMStatus& in_progress) {
-        if (in_progress == object->status) return;
-        if (Write(key, *object, in_progress)) {
-          written = in_progress;
-        } else {
-          write_failed = true;
-        }
-      });
+  StatusSync::Writes writes = status_sync_.Begin(key, *object);
+  reconciler::Result result = reconciler.Reconcile(
+      writes.input(),
+      [&](const crd::ElasticVMStatus& in_progress) { writes.Progress(in_progress); });
+  RecordEvents(*object, result.events);
+  LogSteps(key, result.steps);
+  const bool written = writes.Finish(result.status);
+  Requeue(key, result, written, seconds_since_start());
+}
 
-  for (const auto& event : result.events) {
-    events_.Record(*object, event);
+void Controller::RecordEvents(const crd::ElasticVM& object,
+                              const std::vector<reconciler::Event>& events) {
+  for (const auto& event : events) {
+    events_.Record(object, event);
     metrics_->EventRecorded(EventTypeName(event.type), event.reason);
   }
-  for (const auto& step : result.steps) {
-    std::string id = step.id >= 0 ? std::to_string(step.id) : std::to_string(step.bytes) + "B";
-    if (step.result.ok()) {
-      log::Info("step done", {{"object", key},
-                              {"resource", step.resource},
-                              {"operation", step.operation},
-                              {"id", id}});
-    } else {
-      log::Warn("step failed", {{"object", key},
-                                {"resource", step.resource},
-                                {"operation", step.operation},
-                                {"id", id},
-                                {"error", step.result.ToString()}});
-    }
-  }
+}
 
-  // Write the status when it differs from what the object (or this pass) last said. The
-  // source may already hold the version our in-progress write produced.
-  const crd::ElasticVMStatus& previous = written ? *written : object->status;
-  bool final_write_failed = false;
-  if (result.status != previous) {
-    crd::ElasticVM base = *object;
-    if (written) {
-      std::optional<crd::ElasticVM> latest = source_.Get(key);
-      if (latest && latest->metadata.uid == object->metadata.uid) base = std::move(*latest);
-    }
-    if (!Write(key, base, result.status)) write_failed = final_write_failed = true;
-  }
-  {
-    std::lock_guard lock(unwritten_mu_);
-    if (final_write_failed) {
-      unwritten_[key] = {object->metadata.uid, result.status};
-    } else if (!unwritten_.empty()) {
-      unwritten_.erase(key);
-    }
-  }
-
-  if (write_failed || result.requeue_with_backoff) {
+void Controller::Requeue(const std::string& key, const reconciler::Result& result, bool written,
+                         double seconds) {
+  if (!written || result.requeue_with_backoff) {
     queue_.AddRateLimited(key);
-    metrics_->ReconcileDone(write_failed ? "error" : "requeue", seconds_since_start());
+    metrics_->ReconcileDone(!written ? "error" : "requeue", seconds);
     return;
   }
   queue_.Forget(key);
   if (result.requeue_after.count() > 0) queue_.AddAfter(key, result.requeue_after);
-  metrics_->ReconcileDone(result.requeue_after.count() > 0 ? "requeue" : "success",
-                          seconds_since_start());
+  metrics_->ReconcileDone(result.requeue_after.count() > 0 ? "requeue" : "success", seconds);
 }
 
 }  // namespace hotplug::controller

@@ -6,6 +6,8 @@
 #include <optional>
 #include <sstream>
 
+#include "controller/log.h"
+
 namespace hotplug::controller {
 
 bool ParseDuration(std::string_view text, std::chrono::milliseconds* out) {
@@ -111,6 +113,7 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
       {"assign-nodes", {true, Boolean(&flags->assign_nodes)}},
       {"workers", {false, Integer(&flags->workers, 1)}},
       {"resync-period", {false, Duration(&flags->resync_period, true)}},
+      {"watch-timeout", {false, Duration(&flags->watch_timeout, false)}},
       {"leader-elect", {true, Boolean(&flags->leader_elect)}},
       {"leader-elect-namespace", {false, Text(&flags->leader_elect_namespace)}},
       {"leader-elect-id", {false, Text(&flags->leader_elect_id)}},
@@ -191,6 +194,10 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
     *error = "--fake-* flags need --hypervisor=fake";
     return ParseOutcome::kError;
   }
+  if (flags->watch_timeout < std::chrono::seconds(1)) {
+    *error = "--watch-timeout: must be at least 1s (the API takes whole seconds)";
+    return ParseOutcome::kError;
+  }
   if (!(flags->renew_deadline < flags->lease_duration)) {
     *error = "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration";
     return ParseOutcome::kError;
@@ -199,8 +206,7 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
     *error = "--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline";
     return ParseOutcome::kError;
   }
-  if (flags->log_level != "debug" && flags->log_level != "info" && flags->log_level != "warn" &&
-      flags->log_level != "error") {
+  if (log::Level level; !log::ParseLevel(flags->log_level, &level)) {
     *error = "--log-level: must be debug, info, warn or error, not \"" + flags->log_level + "\"";
     return ParseOutcome::kError;
   }
@@ -237,6 +243,9 @@ std::string HelpText(const FlagFeatures& features) {
          "                           a time). Default: 2.\n"
          "  --resync-period D        look at every object again this often. 0 disables.\n"
          "                           Default: 10m.\n"
+         "  --watch-timeout D        ask the API server to end each watch after D (whole\n"
+         "                           seconds, at least 1s); the informer then resumes from the\n"
+         "                           last resourceVersion it saw. Default: 5m.\n"
          "  --leader-elect           run workers only while holding a coordination.k8s.io/v1\n"
          "                           Lease; the process exits with code 1 when it loses it.\n"
          "  --leader-elect-namespace NS   namespace of the Lease. Default: the service\n"

@@ -19,6 +19,8 @@ struct Flags {
   bool assign_nodes = false;  // --assign-nodes: the central node assigner, no reconciling
   int workers = 2;
   std::chrono::milliseconds resync_period{std::chrono::minutes(10)};
+  // --watch-timeout: the timeoutSeconds each watch asks for (the server then ends it).
+  std::chrono::milliseconds watch_timeout{std::chrono::minutes(5)};
   bool leader_elect = false;
   std::string leader_elect_namespace;  // "" = the config's namespace, else "default"
   std::string leader_elect_id = "hotplug-operator";

@@ -1,178 +1,92 @@
 #include "controller/health.h"
 
-#include <pthread.h>
+#include <civetweb.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "controller/bind_address.h"
+#include "controller/http_serving.h"
+#include "controller/log.h"
 
 namespace hotplug::controller {
+namespace {
 
-bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
-  if (address.empty()) return false;
-  if (address[0] == '[') {
-    auto close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
-      return false;
-    }
-    *host = address.substr(1, close - 1);
-    *port = address.substr(close + 2);
-  } else {
-    auto colon = address.rfind(':');
-    if (colon == std::string::npos) return false;
-    *host = address.substr(0, colon);
-    if (host->find(':') != std::string::npos) return false;
-    *port = address.substr(colon + 1);
-  }
-  if (port->empty() || port->find_first_not_of("0123456789") != std::string::npos) return false;
-  return std::stoul(*port) <= 65535;
+// civetweb's own complaints (a bad request, a timed-out client) are a client's doing: debug.
+int LogCivetMessage(const mg_connection*, const char* message) {
+  log::Debug("health server", {{"message", message ? message : ""}});
+  return 1;
 }
+
+struct Answer {
+  int code;
+  const char* reason;
+  const char* body;
+};
+
+}  // namespace
 
 HealthServer::~HealthServer() { Stop(); }
 
 bool HealthServer::Start(const std::string& address, std::string* error) {
-  std::string host, port;
-  if (!SplitHostPort(address, &host, &port)) {
-    *error = "bad address \"" + address + "\" (want host:port, :port or [v6]:port)";
+  const std::optional<std::string> listening = CivetListeningPort(address);
+  if (!listening) {
+    *error = "bad address \"" + address + "\" (want " + kBindAddressForms + ")";
     return false;
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) {
-    *error = "cannot resolve \"" + address + "\": " + gai_strerror(rc);
+  const std::vector<std::string> options = CivetOptions(*listening);
+  std::vector<const char*> pointers;
+  for (const auto& option : options) pointers.push_back(option.c_str());
+  pointers.push_back(nullptr);
+  mg_callbacks callbacks{};
+  callbacks.log_message = LogCivetMessage;
+  mg_init_library(0);
+  server_ = mg_start(&callbacks, this, pointers.data());
+  if (server_ == nullptr) {
+    *error = "cannot listen on " + address + " (taken, or not an address of this host)";
     return false;
   }
-  std::string last_error = "no address";
-  for (addrinfo* ai = found; ai; ai = ai->ai_next) {
-    // ":port" means every interface: prefer IPv4's 0.0.0.0, which getaddrinfo lists first
-    // on most systems; take whatever binds.
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0) {
-      listen_fd_ = fd;
-      break;
-    }
-    last_error = std::strerror(errno);
-    close(fd);
-  }
-  freeaddrinfo(found);
-  if (listen_fd_ < 0) {
-    *error = "cannot listen on " + address + ": " + last_error;
+  mg_set_request_handler(server_, "/", Handle, this);
+  mg_server_port bound{};
+  if (mg_get_server_ports(server_, 1, &bound) < 1) {
+    Stop();
+    *error = "cannot tell the port bound for " + address;
     return false;
   }
-  sockaddr_storage bound{};
-  socklen_t length = sizeof(bound);
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
-  char text[INET6_ADDRSTRLEN] = {0};
-  if (bound.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&bound);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
-    port_ = ntohs(v4->sin_port);
-    bound_address_ = std::string(text) + ":" + std::to_string(port_);
-  } else {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&bound);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
-    port_ = ntohs(v6->sin6_port);
-    bound_address_ = "[" + std::string(text) + "]:" + std::to_string(port_);
-  }
-  if (pipe2(wake_fds_, O_CLOEXEC) != 0) {
-    *error = std::string("pipe: ") + std::strerror(errno);
-    close(listen_fd_);
-    listen_fd_ = -1;
-    return false;
-  }
-  thread_ = std::thread([this] { Serve(); });
+  port_ = bound.port;
+  const std::string host = listening->substr(0, listening->rfind(':'));
+  bound_address_ = host + ":" + std::to_string(port_);
   return true;
 }
 
 void HealthServer::Stop() {
-  if (thread_.joinable()) {
-    char byte = 1;
-    (void)!write(wake_fds_[1], &byte, 1);
-    thread_.join();
-  }
-  for (int* fd : {&listen_fd_, &wake_fds_[0], &wake_fds_[1]}) {
-    if (*fd >= 0) close(*fd);
-    *fd = -1;
-  }
+  if (server_ == nullptr) return;
+  mg_stop(server_);  // waits for the workers
+  server_ = nullptr;
 }
 
-void HealthServer::Serve() {
-  pthread_setname_np(pthread_self(), "health");
-  while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents) return;
-    if (fds[0].revents & POLLIN) {
-      int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (client < 0) continue;
-      Answer(client);
-      close(client);
-    }
+int HealthServer::Handle(mg_connection* connection, void* data) {
+  auto* self = static_cast<HealthServer*>(data);
+  const mg_request_info* request = mg_get_request_info(connection);
+  const std::string_view method = request->request_method ? request->request_method : "";
+  const std::string_view path = request->local_uri ? request->local_uri : "";
+  const bool head = method == "HEAD";
+  Answer answer{404, "Not Found", "not found\n"};
+  if (method != "GET" && !head) {
+    answer = {405, "Method Not Allowed", "method not allowed\n"};
+  } else if (path == "/healthz" || path == "/livez") {
+    answer = {200, "OK", "ok\n"};
+  } else if (path == "/readyz") {
+    const bool ready = self->ready_ ? self->ready_() : true;
+    answer = ready ? Answer{200, "OK", "ok\n"}
+                   : Answer{503, "Service Unavailable", "cache not synced\n"};
   }
-}
-
-void HealthServer::Answer(int client) {
-  // Read the request head (bounded in size and time: a probe sends a few hundred bytes).
-  std::string request;
-  char buf[1024];
-  while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
-    pollfd fd{client, POLLIN, 0};
-    if (poll(&fd, 1, 2000) <= 0) return;
-    ssize_t n = read(client, buf, sizeof(buf));
-    if (n <= 0) return;
-    request.append(buf, static_cast<size_t>(n));
-  }
-  std::string line = request.substr(0, request.find("\r\n"));
-  int code = 404;
-  std::string body = "not found\n";
-  bool head = line.rfind("HEAD ", 0) == 0;
-  if (line.rfind("GET ", 0) == 0 || head) {
-    std::string target = line.substr(line.find(' ') + 1);
-    target = target.substr(0, target.find(' '));
-    std::string path = target.substr(0, target.find('?'));
-    if (path == "/healthz" || path == "/livez") {
-      code = 200;
-      body = "ok\n";
-    } else if (path == "/readyz") {
-      bool ready = ready_ ? ready_() : true;
-      code = ready ? 200 : 503;
-      body = ready ? "ok\n" : "cache not synced\n";
-    }
-  } else {
-    code = 405;
-    body = "method not allowed\n";
-  }
-  const char* status = code == 200 ? "OK"
-                       : code == 503 ? "Service Unavailable"
-                       : code == 405 ? "Method Not Allowed"
-                                     : "Not Found";
-  std::string response = "HTTP/1.1 " + std::to_string(code) + " " + status +
-                         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                         (head ? "" : body);
-  size_t sent = 0;
-  while (sent < response.size()) {
-    ssize_t n = send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    sent += static_cast<size_t>(n);
-  }
+  mg_printf(connection,
+            "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "
+            "%zu\r\nConnection: close\r\n\r\n%s",
+            answer.code, answer.reason, std::strlen(answer.body), head ? "" : answer.body);
+  return answer.code;
 }
 
 }  // namespace hotplug::controller

@@ -1,19 +1,21 @@
-// The health endpoints kubelet probes: GET /healthz (the process answers) and GET /readyz
-// (ready once the cache has synced). A tiny HTTP/1.1 server on plain POSIX sockets with one
-// thread ("health"); it binds exactly the address it is given ("127.0.0.1:0" picks a port,
-// ":8081" means every interface) and reports the port it got.
+// The health endpoints kubelet probes: GET /healthz and /livez (the process answers) and
+// GET /readyz (ready once the cache has synced), served by civetweb with enough workers and
+// request deadlines that slow or idle clients cannot starve a probe (http_serving.h). It
+// binds exactly the address it is given (controller/bind_address.h: "127.0.0.1:0" picks a
+// port, ":8081" means every interface) and reports the port it got.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <string>
-#include <thread>
+
+struct mg_connection;
+struct mg_context;
 
 namespace hotplug::controller {
 
 class HealthServer {
  public:
-  // `ready` is called per /readyz request, from the health thread.
+  // `ready` is called per /readyz request, from civetweb's worker threads (concurrently).
   explicit HealthServer(std::function<bool()> ready) : ready_(std::move(ready)) {}
   ~HealthServer();
   HealthServer(const HealthServer&) = delete;
@@ -28,18 +30,12 @@ class HealthServer {
   const std::string& bound_address() const { return bound_address_; }
 
  private:
-  void Serve();
-  void Answer(int client);
+  static int Handle(mg_connection* connection, void* self);
 
   std::function<bool()> ready_;
-  int listen_fd_ = -1;
-  int wake_fds_[2] = {-1, -1};  // a pipe that tells the thread to stop
+  mg_context* server_ = nullptr;  // civetweb; its threads call Handle
   int port_ = 0;
   std::string bound_address_;
-  std::thread thread_;  // "health"
 };
-
-// Splits "host:port", ":port", "[v6]:port" into host ("" = any) and port. False when bad.
-bool SplitHostPort(const std::string& address, std::string* host, std::string* port);
 
 }  // namespace hotplug::controller

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -13,25 +14,17 @@ namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::mutex g_write_mu;  // guards stderr so lines never interleave
 
-const char* LevelName(Level level) {
-  switch (level) {
-    case Level::kDebug:
-      return "debug";
-    case Level::kInfo:
-      return "info";
-    case Level::kWarn:
-      return "warn";
-    case Level::kError:
-      break;
-  }
-  return "error";
-}
+// By Level's value: the words --log-level takes and the lines carry.
+constexpr const char* kLevelNames[] = {"debug", "info", "warn", "error"};
+static_assert(std::size(kLevelNames) == static_cast<size_t>(Level::kError) + 1);
+
+const char* LevelName(Level level) { return kLevelNames[static_cast<size_t>(level)]; }
 
 std::string NowRfc3339Millis() {
   auto now = std::chrono::system_clock::now();
   std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) %
-                1000;
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   char buf[64];
@@ -44,9 +37,9 @@ std::string NowRfc3339Millis() {
 }  // namespace
 
 bool ParseLevel(std::string_view text, Level* out) {
-  for (Level level : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {
-    if (text == LevelName(level)) {
-      *out = level;
+  for (size_t i = 0; i < std::size(kLevelNames); ++i) {
+    if (text == kLevelNames[i]) {
+      *out = static_cast<Level>(i);
       return true;
     }
   }
@@ -59,12 +52,10 @@ bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(); }
 
 void Write(Level level, std::string_view message, std::initializer_list<Field> fields) {
   if (!Enabled(level)) return;
-  nlohmann::json line = {{"time", NowRfc3339Millis()},
-                         {"level", LevelName(level)},
-                         {"msg", std::string(message)}};
+  nlohmann::json line = {
+      {"time", NowRfc3339Millis()}, {"level", LevelName(level)}, {"msg", std::string(message)}};
   for (const auto& [key, value] : fields) line[std::string(key)] = std::string(value);
-  std::string text =
-      line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::lock_guard lock(g_write_mu);
   std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);

@@ -28,6 +28,7 @@
 #include "controller/kube/status_writer.h"
 #include "controller/log.h"
 #include "controller/malloc_tuning.h"
+#include "controller/process_parts.h"
 #include "reconciler/clock.h"
 
 #ifdef HOTPLUG_HAVE_LIBVIRT
@@ -47,7 +48,6 @@
 namespace hotplug::controller {
 namespace {
 
-constexpr auto kShutdownDeadline = std::chrono::seconds(25);
 constexpr int kExitBadFlags = 2;
 
 FlagFeatures BuildFeatures() {
@@ -110,9 +110,9 @@ bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* er
   }
   for (const auto& domain : domains) stack->fake->AddDomain(domain);
   if (flags.fake_vcpu_latency.count() > 0) {
-    stack->fake->SetLatency(std::chrono::microseconds(0),
-                            std::chrono::duration_cast<std::chrono::microseconds>(
-                                flags.fake_vcpu_latency));
+    stack->fake->SetLatency(
+        std::chrono::microseconds(0),
+        std::chrono::duration_cast<std::chrono::microseconds>(flags.fake_vcpu_latency));
   }
   stack->active = stack->fake.get();
   if (!flags.fake_call_log.empty()) {
@@ -134,211 +134,117 @@ bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* er
   return true;
 }
 
-// Waits for SIGTERM/SIGINT (blocked in every thread, taken here) or for `give_up`.
-// Returns the signal number, or 0 when `give_up` became true.
-int WaitForSignalOr(const std::atomic<bool>& give_up, const sigset_t& signals) {
-  while (!give_up.load()) {
-    timespec tick{0, 200'000'000};
-    int signal_number = sigtimedwait(&signals, nullptr, &tick);
-    if (signal_number > 0) return signal_number;
-  }
-  return 0;
-}
-
-int Run(const Flags& flags) {
-  log::Level level;
-  log::ParseLevel(flags.log_level, &level);
-  log::SetLevel(level);
-
-  // Block the stop signals before any thread starts, so only WaitForSignalOr sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  log::Info("hotplug-operator starting", {{"version", HOTPLUG_VERSION},
-                                          {"hypervisor", flags.hypervisor},
-                                          {"node", flags.node_name},
-                                          {"namespace", flags.ns.empty() ? "*" : flags.ns}});
-  if (flags.assign_nodes) return RunCentral(flags, stop_signals);
-
-  HypervisorStack hypervisor;
-  std::string error;
-  if (!BuildHypervisor(flags, &hypervisor, &error)) {
-    log::Error("cannot set up the hypervisor", {{"error", error}});
-    return 1;
-  }
-
-  reconciler::SystemClock clock;
-
-  // Metrics: one object behind every measurement seam, served on its own port.
-#ifdef HOTPLUG_HAVE_METRICS
-  PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
-  if (flags.metrics_bind_address != "0") {
-    if (!metrics.Serve(flags.metrics_bind_address, &error)) {
-      log::Error("cannot serve metrics", {{"error", error}});
-      return 1;
-    }
-    log::Info("metrics server listening", {{"address", flags.metrics_bind_address},
-                                           {"port", std::to_string(metrics.port())}});
-  }
-  ControllerMetrics* controller_metrics = &metrics;
-  kube::InformerMetrics* informer_metrics = &metrics;
-  kube::ClientMetrics* client_metrics = &metrics;
-#else
-  ControllerMetrics* controller_metrics = nullptr;
-  kube::InformerMetrics* informer_metrics = nullptr;
-  kube::ClientMetrics* client_metrics = nullptr;
-#endif
-
-  // Where objects come from and where their status and Events go: Kubernetes, or a folder.
+// Where objects come from and where their status and Events go: Kubernetes, or a folder;
+// with whatever that needs kept alive.
+struct Seams {
   ObjectSource* source = nullptr;
   StatusWriter* status_writer = nullptr;
-  EventRecorder* event_recorder = nullptr;
+  EventRecorder* events = nullptr;
   kube::Config config;
   std::unique_ptr<kube::Client> client;
   std::unique_ptr<kube::Informer> informer;
   std::unique_ptr<kube::KubeStatusWriter> kube_status_writer;
   std::unique_ptr<kube::KubeEventRecorder> kube_events;
+  // An agent's own Lease (controller/kube/agent_lease.h): tells the central assigner it runs.
+  std::unique_ptr<kube::AgentLease> agent_lease;
 #ifdef HOTPLUG_HAVE_STANDALONE
   std::unique_ptr<standalone::StandaloneMode> folder;
-  if (!flags.standalone_dir.empty()) {
-    if (flags.leader_elect) {
-      log::Error("--leader-elect needs Kubernetes; it cannot be used with --standalone");
-      return 2;
-    }
-    folder = standalone::MakeStandalone(flags.standalone_dir, &error);
-    if (!folder) {
-      log::Error("cannot use the standalone folder", {{"error", error}});
-      return 1;
-    }
-    log::Info("standalone mode", {{"dir", flags.standalone_dir}});
-    source = &folder->source();
-    status_writer = &folder->status_writer();
-    event_recorder = &folder->events();
-  }
 #endif
-  if (source == nullptr) {
-    if (!kube::LoadConfig(flags.kubeconfig, &config, &error)) {
-      log::Error("cannot load the Kubernetes configuration", {{"error", error}});
-      return 1;
-    }
-    log::Info("Kubernetes API", {{"server", config.server}, {"from", config.origin}});
-    // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
-    kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
-    client = std::make_unique<kube::Client>(
-        config, kube::Client::Options{
-                    .request_timeout = std::chrono::seconds(15),
-                    .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                    .metrics = client_metrics});
-    kube::Informer::Options informer_options;
-    informer_options.ns = flags.ns;
-    informer_options.node_name = flags.node_name;
-    informer_options.metrics = informer_metrics;
-    informer = std::make_unique<kube::Informer>(*client, informer_options);
-    kube_status_writer = std::make_unique<kube::KubeStatusWriter>(*client, informer.get());
-    kube_events = std::make_unique<kube::KubeEventRecorder>(
-        *client, kube::KubeEventRecorder::Options{.component = "hotplug-operator",
-                                                  .host = flags.node_name,
-                                                  .queue_limit = 1000,
-                                                  .remembered = 4096});
-    source = informer.get();
-    status_writer = kube_status_writer.get();
-    event_recorder = kube_events.get();
+};
+
+#ifdef HOTPLUG_HAVE_STANDALONE
+// --standalone DIR: the folder's source, status files and event log. Exit code or 0.
+int UseFolder(const Flags& flags, Seams* seams) {
+  if (flags.leader_elect) {
+    log::Error("--leader-elect needs Kubernetes; it cannot be used with --standalone");
+    return 2;
   }
-#ifdef HOTPLUG_HAVE_METRICS
-  MeteredSource metered_source(*source, metrics);
-  MeteredStatusWriter metered_status_writer(*status_writer, metrics);
-  source = &metered_source;
-  status_writer = &metered_status_writer;
+  std::string error;
+  seams->folder = standalone::MakeStandalone(flags.standalone_dir, &error);
+  if (!seams->folder) {
+    log::Error("cannot use the standalone folder", {{"error", error}});
+    return 1;
+  }
+  log::Info("standalone mode", {{"dir", flags.standalone_dir}});
+  seams->source = &seams->folder->source();
+  seams->status_writer = &seams->folder->status_writer();
+  seams->events = &seams->folder->events();
+  return 0;
+}
 #endif
 
+// The Kubernetes API: informer, status writer, event recorder. False when it cannot be used.
+bool UseKubernetes(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
+  std::string error;
+  if (!kube::LoadConfig(flags.kubeconfig, &seams->config, &error)) {
+    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
+    return false;
+  }
+  log::Info("Kubernetes API", {{"server", seams->config.server}, {"from", seams->config.origin}});
+  // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
+  kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
+  seams->client = std::make_unique<kube::Client>(seams->config,
+                                                 ClientOptions(std::chrono::seconds(15), metrics));
+  kube::Informer::Options informer_options;
+  informer_options.ns = flags.ns;
+  informer_options.node_name = flags.node_name;
+  informer_options.watch_timeout =
+      std::chrono::duration_cast<std::chrono::seconds>(flags.watch_timeout);
+  informer_options.metrics = metrics.informer;
+  seams->informer = std::make_unique<kube::Informer>(*seams->client, informer_options);
+  seams->kube_status_writer =
+      std::make_unique<kube::KubeStatusWriter>(*seams->client, seams->informer.get());
+  seams->kube_events = std::make_unique<kube::KubeEventRecorder>(
+      *seams->client, kube::KubeEventRecorder::Options{.component = "hotplug-operator",
+                                                       .host = flags.node_name,
+                                                       .queue_limit = 1000,
+                                                       .remembered = 4096});
+  seams->source = seams->informer.get();
+  seams->status_writer = seams->kube_status_writer.get();
+  seams->events = seams->kube_events.get();
+  return true;
+}
+
+// A folder with --standalone, else Kubernetes. The process's exit code, or 0.
+int BuildSeams(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
+#ifdef HOTPLUG_HAVE_STANDALONE
+  if (!flags.standalone_dir.empty()) return UseFolder(flags, seams);
+#endif
+  return UseKubernetes(flags, metrics, seams) ? 0 : 1;
+}
+
+Controller::Options ControllerOptions(const Flags& flags, const MetricsSeams& metrics) {
   Controller::Options options;
   options.workers = flags.workers;
   options.resync_period = flags.resync_period;
   options.reconciler.hooks_dir = flags.hooks_dir;
   options.reconciler.hook_timeout = flags.hook_timeout;
-  options.metrics = controller_metrics;
-  Controller controller(*source, *status_writer, *event_recorder, *hypervisor.active, clock,
-                        options);
+  options.metrics = metrics.controller;
+  return options;
+}
 
-  HealthServer health([&controller] { return controller.HasSynced(); });
-  if (flags.health_probe_bind_address != "0") {
-    if (!health.Start(flags.health_probe_bind_address, &error)) {
-      log::Error("cannot serve health probes", {{"error", error}});
-      return 1;
-    }
-    log::Info("health server listening", {{"address", health.bound_address()},
-                                          {"port", std::to_string(health.port())}});
-  }
+// An agent (--node-name with --agent-lease-namespace, against Kubernetes) renews its Lease.
+void StartAgentLease(const Flags& flags, Seams& seams) {
+  if (!seams.client || flags.node_name.empty() || flags.agent_lease_namespace.empty()) return;
+  seams.agent_lease = std::make_unique<kube::AgentLease>(
+      *seams.client, kube::AgentLease::Options{.ns = flags.agent_lease_namespace,
+                                               .node = flags.node_name,
+                                               .identity = kube::LeaderElector::DefaultIdentity()});
+  seams.agent_lease->Start();
+}
 
-  controller.Start();
-  // An agent says it runs here (controller/kube/agent_lease.h), for the central assigner.
-  std::unique_ptr<kube::AgentLease> agent_lease;
-  if (client && !flags.node_name.empty() && !flags.agent_lease_namespace.empty()) {
-    agent_lease = std::make_unique<kube::AgentLease>(
-        *client, kube::AgentLease::Options{.ns = flags.agent_lease_namespace,
-                                           .node = flags.node_name,
-                                           .identity = kube::LeaderElector::DefaultIdentity()});
-    agent_lease->Start();
-  }
-  std::atomic<bool> leadership_lost{false};
-  std::unique_ptr<kube::Client> lease_client;
-  std::unique_ptr<kube::LeaderElector> elector;
-  if (flags.leader_elect) {
-    std::string lease_namespace = flags.leader_elect_namespace;
-    if (lease_namespace.empty()) lease_namespace = config.default_namespace;
-    if (lease_namespace.empty()) lease_namespace = "default";
-    // Lease requests get their own client whose timeout fits inside the renew deadline, so
-    // a hung renewal cannot hold leadership past it.
-    auto lease_timeout = std::max<std::chrono::seconds>(
-        std::chrono::seconds(1),
-        std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
-    lease_client = std::make_unique<kube::Client>(
-        config, kube::Client::Options{
-                    .request_timeout = lease_timeout,
-                    .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                    .metrics = client_metrics});
-    elector = std::make_unique<kube::LeaderElector>(
-        *lease_client, kube::LeaderElector::Options{.ns = lease_namespace,
-                                              .name = flags.leader_elect_id,
-                                              .identity = kube::LeaderElector::DefaultIdentity(),
-                                              .lease_duration = flags.lease_duration,
-                                              .renew_deadline = flags.renew_deadline,
-                                              .retry_period = flags.retry_period});
-    if (controller_metrics) controller_metrics->Leading(false);
-    elector->Start(
-        [&controller, controller_metrics] {
-          if (controller_metrics) controller_metrics->Leading(true);
-          controller.StartWorkers();
-        },
-        [&leadership_lost, controller_metrics] {
-          if (controller_metrics) controller_metrics->Leading(false);
-          leadership_lost = true;
-        });
-  } else {
-    if (controller_metrics) controller_metrics->Leading(true);
-    controller.StartWorkers();
-  }
-
-  int signal_number = WaitForSignalOr(leadership_lost, stop_signals);
-  if (signal_number > 0) {
-    log::Info("stopping: finishing the steps in flight",
-              {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  } else {
-    log::Error("stopping: leadership lost; another replica takes over");
-  }
+// Graceful stop: the steps in flight finish and write their status, queued Events are sent
+// for a moment, the lease is handed over. The exit code.
+int Shutdown(Controller& controller, Seams& seams, Leadership& leadership, HealthServer& health) {
   auto deadline = std::chrono::steady_clock::now() + kShutdownDeadline;
   bool drained = controller.Stop(deadline);
-  if (kube_events) {
-    kube_events->Flush(
+  if (seams.kube_events) {
+    seams.kube_events->Flush(
         std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
-    kube_events->Stop();
+    seams.kube_events->Stop();
   }
-  if (elector) elector->Stop();  // releases the lease after the workers are done
-  if (agent_lease) agent_lease->Stop();
+  if (leadership.elector) leadership.elector->Stop();  // after the workers are done
+  if (seams.agent_lease) seams.agent_lease->Stop();
   health.Stop();
   if (!drained) {
     log::Error("a worker did not finish before the shutdown deadline; exiting anyway");
@@ -347,7 +253,52 @@ int Run(const Flags& flags) {
   }
   log::Info("stopped", {{"passes", std::to_string(controller.passes())},
                         {"statusWrites", std::to_string(controller.status_writes())}});
-  return leadership_lost ? 1 : 0;
+  return leadership.lost ? 1 : 0;
+}
+
+int Run(const Flags& flags) {
+  log::Level level;
+  log::ParseLevel(flags.log_level, &level);
+  log::SetLevel(level);
+  const sigset_t stop_signals = BlockStopSignals();
+  log::Info("hotplug-operator starting", {{"version", HOTPLUG_VERSION},
+                                          {"hypervisor", flags.hypervisor},
+                                          {"node", flags.node_name},
+                                          {"namespace", flags.ns.empty() ? "*" : flags.ns}});
+  if (flags.assign_nodes) return RunCentral(flags, stop_signals);
+  HypervisorStack hypervisor;
+  std::string error;
+  if (!BuildHypervisor(flags, &hypervisor, &error)) {
+    log::Error("cannot set up the hypervisor", {{"error", error}});
+    return 1;
+  }
+  reconciler::SystemClock clock;
+  MetricsSeams metrics_seams;
+#ifdef HOTPLUG_HAVE_METRICS
+  // One object behind every measurement seam, served on its own port.
+  PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
+  if (!ServeMetrics(flags, metrics)) return 1;
+  metrics_seams = {&metrics, &metrics, &metrics};
+#endif
+  Seams seams;
+  if (int exit_code = BuildSeams(flags, metrics_seams, &seams); exit_code != 0) return exit_code;
+#ifdef HOTPLUG_HAVE_METRICS
+  MeteredSource metered_source(*seams.source, metrics);
+  MeteredStatusWriter metered_status_writer(*seams.status_writer, metrics);
+  seams.source = &metered_source;
+  seams.status_writer = &metered_status_writer;
+#endif
+  Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor.active,
+                        clock, ControllerOptions(flags, metrics_seams));
+  HealthServer health([&controller] { return controller.HasSynced(); });
+  if (!ServeHealth(flags, health)) return 1;
+  controller.Start();
+  StartAgentLease(flags, seams);
+  Leadership leadership;
+  StartWorkersOrElect(
+      flags, seams.config, metrics_seams, [&controller] { controller.StartWorkers(); }, leadership);
+  WaitForSignalOr(leadership.lost, stop_signals);
+  return Shutdown(controller, seams, leadership, health);
 }
 
 }  // namespace

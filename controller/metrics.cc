@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "backends/hypervisor.h"
+#include "controller/bind_address.h"
+#include "controller/http_serving.h"
 #include "controller/log.h"
 
 namespace hotplug::controller {
@@ -42,6 +44,13 @@ const Histogram::BucketBoundaries kRestBuckets = {0.005, 0.01, 0.025, 0.05, 0.1,
                                                   0.5,   1,    2.5,   5,    10,  30};
 
 constexpr const char* kQueueName = "elasticvm";
+
+// A metric family registered in `registry`.
+template <typename Metric>
+prometheus::Family<Metric>* Family(prometheus::Registry& registry, const std::string& name,
+                                   const std::string& help) {
+  return &prometheus::detail::Builder<Metric>().Name(name).Help(help).Register(registry);
+}
 
 // Condition reasons the reconciler writes (its table); any other (a hand-edited status) is
 // "Other", so the label set stays bounded.
@@ -110,22 +119,6 @@ std::string KnockHost(const std::string& host) {
   return host;
 }
 
-// ":8080" -> "0.0.0.0:8080" (civetweb wants a host or none); "host:port" and "port" as they
-// are. False when there is no numeric port.
-bool CivetAddress(const std::string& bind_address, std::string* out) {
-  auto colon = bind_address.rfind(':');
-  std::string host = colon == std::string::npos ? "" : bind_address.substr(0, colon);
-  std::string port = colon == std::string::npos ? bind_address : bind_address.substr(colon + 1);
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      std::stoi(port) > 65535) {
-    return false;
-  }
-  if (colon != std::string::npos && host.empty()) host = "0.0.0.0";
-  *out = host.empty() ? port : host + ":" + port;
-  return true;
-}
-
 }  // namespace
 
 // Refreshes the gauges derived from state just before each scrape collects the registry.
@@ -143,193 +136,145 @@ class PrometheusMetrics::ScrapeTimeCollectable final : public prometheus::Collec
 
 PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Clock& clock)
     : clock_(clock), registry_(std::make_shared<prometheus::Registry>()) {
-  auto& registry = *registry_;
-  vcpu_duration_ = &prometheus::BuildHistogram()
-                        .Name("hotplug_vcpu_operation_duration_seconds")
-                        .Help(
-                            "Time of one per-vCPU hypervisor call, by operation "
-                            "(plug|unplug|online) and result (success|failure|pending).")
-                        .Register(registry);
-  memory_duration_ = &prometheus::BuildHistogram()
-                          .Name("hotplug_memory_operation_duration_seconds")
-                          .Help(
-                              "Time of one memory step, by operation "
-                              "(attach|detach|resize|balloon) and result.")
-                          .Register(registry);
-  vcpu_total_ = &prometheus::BuildCounter()
-                     .Name("hotplug_vcpu_operations_total")
-                     .Help("Per-vCPU hypervisor calls, by operation and result.")
-                     .Register(registry);
-  memory_total_ = &prometheus::BuildCounter()
-                       .Name("hotplug_memory_operations_total")
-                       .Help("Memory steps, by operation and result.")
-                       .Register(registry);
-  failures_total_ = &prometheus::BuildCounter()
-                         .Name("hotplug_operation_failures_total")
-                         .Help(
-                             "Failures recorded in status.failures, by resource "
-                             "(vcpu|memory) and reason.")
-                         .Register(registry);
-  sync_duration_ = &prometheus::BuildHistogram()
-                        .Name("hotplug_sync_duration_seconds")
-                        .Help(
-                            "From the watch delivering a new generation of an ElasticVM to "
-                            "the status write saying Ready=True for it.")
-                        .Register(registry)
-                        .Add({}, kSyncBuckets);
-  reconcile_total_ = &prometheus::BuildCounter()
-                          .Name("hotplug_reconcile_total")
-                          .Help(
-                              "Reconcile passes, by result "
-                              "(success|requeue|error|deleted|skipped).")
-                          .Register(registry);
-  reconcile_duration_ = &prometheus::BuildHistogram()
-                             .Name("hotplug_reconcile_duration_seconds")
-                             .Help("Time of one reconcile pass, status write included.")
-                             .Register(registry)
-                             .Add({}, kOperationBuckets);
-  status_writes_total_ = &prometheus::BuildCounter()
-                              .Name("hotplug_status_writes_total")
-                              .Help("Status writes, by result (success|failure).")
-                              .Register(registry);
-  events_total_ = &prometheus::BuildCounter()
-                       .Name("hotplug_events_total")
-                       .Help("Kubernetes Events recorded, by type and reason.")
-                       .Register(registry);
-  active_workers_ = &prometheus::BuildGauge()
-                         .Name("hotplug_active_workers")
-                         .Help("Reconcile workers running.")
-                         .Register(registry)
-                         .Add({});
-  leader_ = &prometheus::BuildGauge()
-                 .Name("hotplug_leader")
-                 .Help("1 while this process runs the workers (leader, or no election).")
-                 .Register(registry)
-                 .Add({});
-  elasticvms_ = &prometheus::BuildGauge()
-                     .Name("hotplug_elasticvms")
-                     .Help(
-                         "ElasticVMs in the cache, by condition "
-                         "(Ready|VCPUsSynced|MemorySynced) and status (True|False|Unknown).")
-                     .Register(registry);
-  elasticvms_ready_reason_ = &prometheus::BuildGauge()
-                                  .Name("hotplug_elasticvms_ready_reason")
-                                  .Help(
-                                      "ElasticVMs by the reason of their Ready condition "
-                                      "(\"None\" when there is none yet).")
-                                  .Register(registry);
-  vcpu_drift_ = &prometheus::BuildGauge()
-                     .Name("hotplug_vcpu_drift")
-                     .Help("Sum over ElasticVMs of |spec.cpu.vcpus - status.vcpus.current|.")
-                     .Register(registry)
-                     .Add({});
-  informer_reconnects_ = &prometheus::BuildCounter()
-                              .Name("hotplug_informer_reconnects_total")
-                              .Help(
+  RegisterOperationMetrics();
+  RegisterObjectMetrics();
+  RegisterInformerMetrics();
+  RegisterQueueMetrics();
+  Family<prometheus::Gauge>(*registry_, "hotplug_build_info",
+                            "Always 1; the version of this build is a label.")
+      ->Add({{"version", std::move(version)}})
+      .Set(1);
+  CreateBoundedSeries();
+  collectable_ = std::make_shared<ScrapeTimeCollectable>(*this);
+}
+
+void PrometheusMetrics::RegisterOperationMetrics() {
+  auto& r = *registry_;
+  vcpu_duration_ = Family<Histogram>(r, "hotplug_vcpu_operation_duration_seconds",
+                                     "Time of one per-vCPU hypervisor call, by operation "
+                                     "(plug|unplug|online) and result (success|failure|pending).");
+  memory_duration_ = Family<Histogram>(r, "hotplug_memory_operation_duration_seconds",
+                                       "Time of one memory step, by operation "
+                                       "(attach|detach|resize|balloon) and result.");
+  vcpu_total_ = Family<prometheus::Counter>(r, "hotplug_vcpu_operations_total",
+                                            "Per-vCPU hypervisor calls, by operation and result.");
+  memory_total_ = Family<prometheus::Counter>(r, "hotplug_memory_operations_total",
+                                              "Memory steps, by operation and result.");
+  failures_total_ = Family<prometheus::Counter>(
+      r, "hotplug_operation_failures_total",
+      "Failures recorded in status.failures, by resource (vcpu|memory) and reason.");
+  sync_duration_ = &Family<Histogram>(r, "hotplug_sync_duration_seconds",
+                                      "From the watch delivering a new generation of an "
+                                      "ElasticVM to the status write saying Ready=True for it.")
+                        ->Add({}, kSyncBuckets);
+  reconcile_total_ = Family<prometheus::Counter>(
+      r, "hotplug_reconcile_total",
+      "Reconcile passes, by result (success|requeue|error|deleted|skipped).");
+  reconcile_duration_ = &Family<Histogram>(r, "hotplug_reconcile_duration_seconds",
+                                           "Time of one reconcile pass, status write included.")
+                             ->Add({}, kOperationBuckets);
+  status_writes_total_ = Family<prometheus::Counter>(r, "hotplug_status_writes_total",
+                                                     "Status writes, by result (success|failure).");
+  events_total_ = Family<prometheus::Counter>(r, "hotplug_events_total",
+                                              "Kubernetes Events recorded, by type and reason.");
+  active_workers_ =
+      &Family<prometheus::Gauge>(r, "hotplug_active_workers", "Reconcile workers running.")
+           ->Add({});
+  leader_ = &Family<prometheus::Gauge>(r, "hotplug_leader",
+                                       "1 while this process runs the workers (leader, or no "
+                                       "election).")
+                 ->Add({});
+}
+
+void PrometheusMetrics::RegisterObjectMetrics() {
+  auto& r = *registry_;
+  elasticvms_ = Family<prometheus::Gauge>(r, "hotplug_elasticvms",
+                                          "ElasticVMs in the cache, by condition "
+                                          "(Ready|VCPUsSynced|MemorySynced) and status "
+                                          "(True|False|Unknown).");
+  elasticvms_ready_reason_ = Family<prometheus::Gauge>(
+      r, "hotplug_elasticvms_ready_reason",
+      "ElasticVMs by the reason of their Ready condition (\"None\" when there is none yet).");
+  vcpu_drift_ =
+      &Family<prometheus::Gauge>(r, "hotplug_vcpu_drift",
+                                 "Sum over ElasticVMs of |spec.cpu.vcpus - status.vcpus.current|.")
+           ->Add({});
+}
+
+void PrometheusMetrics::RegisterInformerMetrics() {
+  auto& r = *registry_;
+  informer_reconnects_ =
+      Family<prometheus::Counter>(r, "hotplug_informer_reconnects_total",
                                   "Watch streams that ended and were reopened, by reason "
-                                  "(closed|broken|gone|error|http_error).")
-                              .Register(registry);
-  auto& lists = prometheus::BuildCounter()
-                    .Name("hotplug_informer_lists_total")
-                    .Help("Full LISTs of ElasticVMs, the first included.")
-                    .Register(registry);
-  informer_lists_ = &lists.Add({});
-  informer_relists_ = &prometheus::BuildCounter()
-                           .Name("hotplug_informer_relists_total")
-                           .Help("LISTs after the first (410 Gone, an ERROR event).")
-                           .Register(registry)
-                           .Add({});
-  informer_events_ = &prometheus::BuildCounter()
-                          .Name("hotplug_informer_watch_events_total")
-                          .Help("Watch events received, by type.")
-                          .Register(registry);
-  informer_cache_objects_ = &prometheus::BuildGauge()
-                                 .Name("hotplug_informer_cache_objects")
-                                 .Help("ElasticVMs in the informer's cache.")
-                                 .Register(registry)
-                                 .Add({});
-  auto& received_objects = prometheus::BuildCounter()
-                               .Name("hotplug_informer_received_objects_total")
-                               .Help("ElasticVMs the API server sent the informer, by verb "
-                                     "(list|watch).")
-                               .Register(registry);
-  auto& received_bytes = prometheus::BuildCounter()
-                             .Name("hotplug_informer_received_bytes_total")
-                             .Help("Bytes of JSON the API server sent the informer, by verb "
-                                   "(list|watch).")
-                             .Register(registry);
+                                  "(closed|broken|gone|error|http_error).");
+  informer_lists_ = &Family<prometheus::Counter>(r, "hotplug_informer_lists_total",
+                                                 "Full LISTs of ElasticVMs, the first included.")
+                         ->Add({});
+  informer_relists_ =
+      &Family<prometheus::Counter>(r, "hotplug_informer_relists_total",
+                                   "LISTs after the first (410 Gone, an ERROR event).")
+           ->Add({});
+  informer_events_ = Family<prometheus::Counter>(r, "hotplug_informer_watch_events_total",
+                                                 "Watch events received, by type.");
+  informer_cache_objects_ = &Family<prometheus::Gauge>(r, "hotplug_informer_cache_objects",
+                                                       "ElasticVMs in the informer's cache.")
+                                 ->Add({});
+  auto* received_objects = Family<prometheus::Counter>(
+      r, "hotplug_informer_received_objects_total",
+      "ElasticVMs the API server sent the informer, by verb (list|watch).");
+  auto* received_bytes = Family<prometheus::Counter>(
+      r, "hotplug_informer_received_bytes_total",
+      "Bytes of JSON the API server sent the informer, by verb (list|watch).");
   for (int i = 0; i < 2; ++i) {
     const char* verb = i == 0 ? "list" : "watch";
-    informer_received_objects_[i] = &received_objects.Add({{"verb", verb}});
-    informer_received_bytes_[i] = &received_bytes.Add({{"verb", verb}});
+    informer_received_objects_[i] = &received_objects->Add({{"verb", verb}});
+    informer_received_bytes_[i] = &received_bytes->Add({{"verb", verb}});
   }
-  informer_last_activity_ = &prometheus::BuildGauge()
-                                 .Name("hotplug_informer_last_activity_timestamp_seconds")
-                                 .Help(
-                                     "Unix time of the informer's last LIST or watch event "
-                                     "(bookmarks included).")
-                                 .Register(registry);
-  rest_requests_ = &prometheus::BuildCounter()
-                        .Name("rest_client_requests_total")
-                        .Help(
-                            "Kubernetes API requests, by HTTP code (\"<error>\": no answer) "
-                            "and method.")
-                        .Register(registry);
-  rest_duration_ = &prometheus::BuildHistogram()
-                        .Name("rest_client_request_duration_seconds")
-                        .Help("Kubernetes API request latency, by verb.")
-                        .Register(registry);
-  const prometheus::Labels queue = {{"name", kQueueName}};
-  queue_depth_ = &prometheus::BuildGauge()
-                      .Name("workqueue_depth")
-                      .Help("Current depth of workqueue")
-                      .Register(registry)
-                      .Add(queue);
-  queue_adds_ = &prometheus::BuildCounter()
-                     .Name("workqueue_adds_total")
-                     .Help("Total number of adds handled by workqueue")
-                     .Register(registry)
-                     .Add(queue);
-  queue_duration_ = &prometheus::BuildHistogram()
-                         .Name("workqueue_queue_duration_seconds")
-                         .Help(
-                             "How long in seconds an item stays in workqueue before being "
-                             "requested")
-                         .Register(registry)
-                         .Add(queue, kQueueBuckets);
-  work_duration_ = &prometheus::BuildHistogram()
-                        .Name("workqueue_work_duration_seconds")
-                        .Help("How long in seconds processing an item from workqueue takes.")
-                        .Register(registry)
-                        .Add(queue, kQueueBuckets);
-  queue_retries_ = &prometheus::BuildCounter()
-                        .Name("workqueue_retries_total")
-                        .Help("Total number of retries handled by workqueue")
-                        .Register(registry)
-                        .Add(queue);
-  queue_unfinished_ = &prometheus::BuildGauge()
-                           .Name("workqueue_unfinished_work_seconds")
-                           .Help(
-                               "How many seconds of work has been done that is in progress "
-                               "and hasn't been observed by work_duration.")
-                           .Register(registry)
-                           .Add(queue);
-  queue_longest_running_ = &prometheus::BuildGauge()
-                                .Name("workqueue_longest_running_processor_seconds")
-                                .Help(
-                                    "How many seconds has the longest running processor for "
-                                    "workqueue been running.")
-                                .Register(registry)
-                                .Add(queue);
-  prometheus::BuildGauge()
-      .Name("hotplug_build_info")
-      .Help("Always 1; the version of this build is a label.")
-      .Register(registry)
-      .Add({{"version", std::move(version)}})
-      .Set(1);
+  informer_last_activity_ = Family<prometheus::Gauge>(
+      r, "hotplug_informer_last_activity_timestamp_seconds",
+      "Unix time of the informer's last LIST or watch event (bookmarks included).");
+  rest_requests_ = Family<prometheus::Counter>(
+      r, "rest_client_requests_total",
+      "Kubernetes API requests, by HTTP code (\"<error>\": no answer) and method.");
+  rest_duration_ = Family<Histogram>(r, "rest_client_request_duration_seconds",
+                                     "Kubernetes API request latency, by verb.");
+}
 
-  // Every series of a bounded label set exists from the start, so rate() and alerts see a
-  // 0 before the first event instead of nothing.
+// controller-runtime's work-queue metrics, names and help as it writes them.
+void PrometheusMetrics::RegisterQueueMetrics() {
+  auto& r = *registry_;
+  const prometheus::Labels queue = {{"name", kQueueName}};
+  queue_depth_ =
+      &Family<prometheus::Gauge>(r, "workqueue_depth", "Current depth of workqueue")->Add(queue);
+  queue_adds_ = &Family<prometheus::Counter>(r, "workqueue_adds_total",
+                                             "Total number of adds handled by workqueue")
+                     ->Add(queue);
+  queue_duration_ = &Family<Histogram>(r, "workqueue_queue_duration_seconds",
+                                       "How long in seconds an item stays in workqueue before "
+                                       "being requested")
+                         ->Add(queue, kQueueBuckets);
+  work_duration_ = &Family<Histogram>(r, "workqueue_work_duration_seconds",
+                                      "How long in seconds processing an item from workqueue "
+                                      "takes.")
+                        ->Add(queue, kQueueBuckets);
+  queue_retries_ = &Family<prometheus::Counter>(r, "workqueue_retries_total",
+                                                "Total number of retries handled by workqueue")
+                        ->Add(queue);
+  queue_unfinished_ = &Family<prometheus::Gauge>(r, "workqueue_unfinished_work_seconds",
+                                                 "How many seconds of work has been done that "
+                                                 "is in progress and hasn't been observed by "
+                                                 "work_duration.")
+                           ->Add(queue);
+  queue_longest_running_ =
+      &Family<prometheus::Gauge>(r, "workqueue_longest_running_processor_seconds",
+                                 "How many seconds has the longest running processor for "
+                                 "workqueue been running.")
+           ->Add(queue);
+}
+
+// Every series of a bounded label set exists from the start, so rate() and alerts see a 0
+// before the first event instead of nothing.
+void PrometheusMetrics::CreateBoundedSeries() {
   for (const char* operation : {"plug", "unplug", "online"}) {
     for (const char* result : {"success", "failure", "pending"}) {
       vcpu_duration_->Add({{"operation", operation}, {"result", result}}, kOperationBuckets);
@@ -365,8 +310,6 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
       elasticvms_->Add({{"condition", condition}, {"status", status}});
     }
   }
-
-  collectable_ = std::make_shared<ScrapeTimeCollectable>(*this);
 }
 
 PrometheusMetrics::~PrometheusMetrics() {
@@ -388,16 +331,17 @@ PrometheusMetrics::~PrometheusMetrics() {
 }
 
 bool PrometheusMetrics::Serve(const std::string& bind_address, std::string* error) {
-  std::string address;
-  if (!CivetAddress(bind_address, &address)) {
-    *error = "metrics bind address \"" + bind_address +
-             "\" is not host:port, :port or port (e.g. :8080, 127.0.0.1:0)";
+  const std::optional<std::string> civet_address = CivetListeningPort(bind_address);
+  if (!civet_address) {
+    *error = "metrics bind address \"" + bind_address + "\" is not " + kBindAddressForms +
+             " (e.g. :8080, 127.0.0.1:0)";
     return false;
   }
+  const std::string& address = *civet_address;
   try {
-    // Two civetweb threads ("metrics server"): a scrape is cheap, two let a second client
-    // in while Prometheus holds one.
-    exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+    // Enough civetweb workers and request deadlines that slow or idle clients cannot keep
+    // Prometheus out (http_serving.h).
+    exposer_ = std::make_unique<prometheus::Exposer>(CivetOptions(address));
   } catch (const std::exception& e) {
     *error = "cannot serve metrics on " + bind_address + ": " + e.what();
     return false;

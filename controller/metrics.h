@@ -48,9 +48,9 @@ class PrometheusMetrics final : public ControllerMetrics,
   PrometheusMetrics(const PrometheusMetrics&) = delete;
   PrometheusMetrics& operator=(const PrometheusMetrics&) = delete;
 
-  // Serves /metrics on `bind_address`: "host:port", ":port" (every interface) or "port";
-  // port 0 picks a free port (see port()). Returns false and sets `error` when the address
-  // is malformed or cannot be bound. Call at most once.
+  // Serves /metrics on `bind_address` (controller/bind_address.h: "host:port", ":port" for
+  // every interface, "[v6]:port"); port 0 picks a free port (see port()). Returns false and sets
+  // `error` when the address is malformed or cannot be bound. Call at most once.
   bool Serve(const std::string& bind_address, std::string* error);
   // The port actually bound, or 0 when not serving.
   int port() const;
@@ -115,6 +115,12 @@ class PrometheusMetrics final : public ControllerMetrics,
                        ObjectState* state);
   // Recomputes the gauges that are derived at scrape time.
   void RefreshDerivedGauges();
+  // The constructor's parts: the families by subject, then the series that exist from start.
+  void RegisterOperationMetrics();
+  void RegisterObjectMetrics();
+  void RegisterInformerMetrics();
+  void RegisterQueueMetrics();
+  void CreateBoundedSeries();
 
   const reconciler::Clock& clock_;
   std::shared_ptr<prometheus::Registry> registry_;

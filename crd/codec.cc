@@ -24,8 +24,7 @@ std::string Show(const json& value) {
   return text;
 }
 
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
-bool IsValidUtf8(std::string_view text) {
+bool Utf8IsValid(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     const auto c = static_cast<unsigned char>(text[i]);
@@ -81,10 +80,20 @@ class FieldReader {
     const json* v = Find(field);
     if (v == nullptr) return;
     if (!v->is_string()) return Fail(field, "expected a string", *v);
-    if (!IsValidUtf8(v->get_ref<const std::string&>())) {
+    if (!Utf8IsValid(v->get_ref<const std::string&>())) {
       return Fail(field, "expected UTF-8 text", *v);
     }
     *out = v->get<std::string>();
+  }
+  // A string that names something (a libvirt domain, a node): also without control
+  // characters, which libvirt would cut the name at (NUL) or a log would show wrongly.
+  void Name(const std::string& field, std::string* out) {
+    std::string text;
+    String(field, &text);
+    if (HasControlCharacters(text)) {
+      return Fail(field, "expected a name without control characters", json(text));
+    }
+    *out = std::move(text);
   }
   void Bool(const std::string& field, bool* out) {
     const json* v = Find(field);
@@ -116,7 +125,7 @@ class FieldReader {
     if (!v->is_object()) return Fail(field, "expected a map of strings", *v);
     for (const auto& [key, value] : v->items()) {
       if (!value.is_string()) return Fail(field + "." + key, "expected a string", value);
-      if (!IsValidUtf8(key) || !IsValidUtf8(value.get_ref<const std::string&>())) {
+      if (!Utf8IsValid(key) || !Utf8IsValid(value.get_ref<const std::string&>())) {
         return Fail(field + "." + key, "expected UTF-8 text", value);
       }
       (*out)[key] = value.get<std::string>();
@@ -139,36 +148,28 @@ class FieldReader {
   std::string* error_;
 };
 
+// An enum field spelled as one of `names` (indexed by the enum's value).
 template <typename Enum, size_t N>
-void ReadEnum(FieldReader& reader, const std::string& field,
-              const std::pair<const char*, Enum> (&table)[N], Enum* out) {
+void ReadEnum(FieldReader& reader, const std::string& field, const char* const (&names)[N],
+              Enum* out) {
   std::string text;
   reader.String(field, &text);
   if (text.empty()) return;
-  for (const auto& [name, value] : table) {
-    if (text == name) {
-      *out = value;
+  for (size_t i = 0; i < N; ++i) {
+    if (text == names[i]) {
+      *out = static_cast<Enum>(i);
       return;
     }
   }
   std::string allowed;
-  for (const auto& entry : table)
-    allowed += (allowed.empty() ? "" : ", ") + std::string(entry.first);
+  for (const char* name : names) allowed += (allowed.empty() ? "" : ", ") + std::string(name);
   reader.Fail(field, "expected one of " + allowed, json(text));
 }
 
-constexpr std::pair<const char*, GuestOnline> kGuestOnlineNames[] = {
-    {"auto", GuestOnline::kAuto}, {"agent", GuestOnline::kAgent}, {"none", GuestOnline::kNone}};
-constexpr std::pair<const char*, MemoryMethod> kMemoryMethodNames[] = {
-    {"auto", MemoryMethod::kAuto},
-    {"virtio-mem", MemoryMethod::kVirtioMem},
-    {"dimm", MemoryMethod::kDimm},
-    {"balloon", MemoryMethod::kBalloon}};
-
 void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
   FieldReader reader(doc, "spec", error);
-  reader.String("domain", &spec->domain);
-  reader.String("nodeName", &spec->node_name);
+  reader.Name("domain", &spec->domain);
+  reader.Name("nodeName", &spec->node_name);
   reader.Bool("persist", &spec->persist);
   reader.Bool("suspend", &spec->suspend);
   if (const json* cpu = reader.Object("cpu")) {
@@ -200,11 +201,13 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
 
 void DecodeMetadata(const json& doc, ObjectMeta* meta, std::string* error) {
   FieldReader reader(doc, "metadata", error);
-  reader.String("name", &meta->name);
-  reader.String("namespace", &meta->namespace_);
-  reader.String("uid", &meta->uid);
-  reader.String("resourceVersion", &meta->resource_version);
-  reader.String("creationTimestamp", &meta->creation_timestamp);
+  for (auto [field, target] : {std::pair{"name", &meta->name},
+                               {"namespace", &meta->namespace_},
+                               {"uid", &meta->uid},
+                               {"resourceVersion", &meta->resource_version},
+                               {"creationTimestamp", &meta->creation_timestamp}}) {
+    reader.String(field, target);
+  }
   reader.Int("generation", &meta->generation, "expected an integer");
   reader.StringMap("labels", &meta->labels);
   reader.StringMap("annotations", &meta->annotations);
@@ -287,9 +290,12 @@ json ResolvePlainScalar(const std::string& text) {
 // that is still open (a cycle) is refused instead of building a cyclic graph.
 class JsonBuilder final : public YAML::EventHandler {
  public:
-  explicit JsonBuilder(size_t budget) : budget_(budget) {}
+  // `file_limited`: the budget is what is left of the file's, not a document's.
+  JsonBuilder(size_t budget, bool file_limited)
+      : budget_(budget), initial_budget_(budget), file_limited_(file_limited) {}
 
   bool done() const { return done_; }
+  size_t spent() const { return initial_budget_ - budget_; }
   json& result() { return result_; }
 
   void OnDocumentStart(const YAML::Mark&) override {}
@@ -302,22 +308,38 @@ class JsonBuilder final : public YAML::EventHandler {
     if (it == anchors_.end()) {
       Fail(mark, "an alias refers to an anchor that is not complete (a cycle)");
     }
-    Add(mark, it->second.first, 0, it->second.second);
+    Spend(mark, it->second.second);  // before the copy: a bomb fails without being built
+    Place(mark, it->second.first, 0, it->second.second);
   }
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
-    // "!" marks a quoted scalar, tag:yaml.org,2002:str an explicit string: both stay text.
-    const bool text = tag == "!" || tag == "tag:yaml.org,2002:str";
-    Add(mark, text ? json(value) : ResolvePlainScalar(value), anchor, 1);
+    // "?" marks a plain scalar, "!" a quoted one, tag:yaml.org,2002:str an explicit string.
+    if (tag == "?" && value == "<<" && AwaitingKey()) {
+      Fail(mark, "merge keys (<<) are not supported; write the fields out");
+    }
+    json resolved;
+    if (tag == "!" || IsCoreTag(tag, "str")) {
+      resolved = value;
+    } else if (tag == "?" || tag.empty()) {
+      resolved = ResolvePlainScalar(value);
+    } else {
+      resolved = ResolvePlainScalar(value);
+      const bool fits = (IsCoreTag(tag, "int") && resolved.is_number_integer()) ||
+                        (IsCoreTag(tag, "float") && resolved.is_number()) ||
+                        (IsCoreTag(tag, "bool") && resolved.is_boolean()) ||
+                        (IsCoreTag(tag, "null") && resolved.is_null());
+      if (!fits) Fail(mark, UnsupportedTag(tag, "a scalar"));
+    }
+    Add(mark, std::move(resolved), anchor, 1);
   }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    Open(mark, json::array(), anchor);
+    OpenTagged(mark, tag, "seq", "a list", json::array(), anchor);
   }
   void OnSequenceEnd() override { Close(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    Open(mark, json::object(), anchor);
+    OpenTagged(mark, tag, "map", "a map", json::object(), anchor);
   }
   void OnMapEnd() override { Close(); }
 
@@ -329,14 +351,39 @@ class JsonBuilder final : public YAML::EventHandler {
     std::optional<std::string> key;  // maps: the key waiting for its value
   };
 
+  // YAML's core tags ("!!str" and the like), as yaml-cpp resolves them.
+  static constexpr std::string_view kCoreTagPrefix = "tag:yaml.org,2002:";
+  static bool IsCoreTag(const std::string& tag, std::string_view name) {
+    return tag.size() == kCoreTagPrefix.size() + name.size() && tag.starts_with(kCoreTagPrefix) &&
+           tag.ends_with(name);
+  }
+
+  // A list or a map: untagged, or tagged as what it is (`core`).
+  void OpenTagged(const YAML::Mark& mark, const std::string& tag, std::string_view core,
+                  const char* what, json value, YAML::anchor_t anchor) {
+    if (tag != "?" && !tag.empty() && !IsCoreTag(tag, core)) Fail(mark, UnsupportedTag(tag, what));
+    Open(mark, std::move(value), anchor);
+  }
+
+  static std::string UnsupportedTag(const std::string& tag, const char* what) {
+    std::string shown =
+        tag.starts_with(kCoreTagPrefix) ? "!!" + tag.substr(kCoreTagPrefix.size()) : tag;
+    if (shown.size() > 64) shown = shown.substr(0, 64) + "...";
+    return "the tag " + shown + " on " + what + " is not supported (only YAML's own tags are)";
+  }
+  bool AwaitingKey() const {
+    return !stack_.empty() && stack_.back().value.is_object() && !stack_.back().key;
+  }
   [[noreturn]] static void Fail(const YAML::Mark& mark, const std::string& what) {
     throw YamlError{what + " at line " + std::to_string(mark.line + 1) + ", column " +
                     std::to_string(mark.column + 1)};
   }
   void Spend(const YAML::Mark& mark, size_t nodes) {
     if (nodes > budget_) {
-      Fail(mark, "document has more than " + std::to_string(kMaxDocumentNodes) +
-                     " nodes (after expanding aliases)");
+      Fail(mark, file_limited_ ? "the file has more than " + std::to_string(kMaxFileNodes) +
+                                     " nodes in all (after expanding aliases)"
+                               : "document has more than " + std::to_string(kMaxDocumentNodes) +
+                                     " nodes (after expanding aliases)");
     }
     budget_ -= nodes;
   }
@@ -364,7 +411,12 @@ class JsonBuilder final : public YAML::EventHandler {
   }
   // Puts a finished value into its parent (or makes it the document).
   void Place(const YAML::Mark& mark, json value, YAML::anchor_t anchor, size_t nodes) {
-    if (anchor != 0) anchors_[anchor] = {value, nodes};
+    if (anchor != 0) {
+      // Keeping a copy is work too: an anchor on every node would otherwise cost the square
+      // of the document's size.
+      Spend(mark, nodes);
+      anchors_[anchor] = {value, nodes};
+    }
     if (stack_.empty()) {
       result_ = std::move(value);
       return;
@@ -388,6 +440,8 @@ class JsonBuilder final : public YAML::EventHandler {
   }
 
   size_t budget_;
+  const size_t initial_budget_;
+  const bool file_limited_;
   bool done_ = false;
   json result_;
   std::vector<Frame> stack_;
@@ -397,9 +451,13 @@ class JsonBuilder final : public YAML::EventHandler {
 
 // Reads the next document of `parser` into `out`. Returns false at the end of the stream.
 // Throws YamlError or YAML::Exception on bad input.
-bool NextDocument(YAML::Parser& parser, json* out) {
-  JsonBuilder builder(kMaxDocumentNodes);
+// `file_budget` is what the rest of the file may still spend; this document's spending is
+// taken from it.
+bool NextDocument(YAML::Parser& parser, json* out, size_t* file_budget = nullptr) {
+  const size_t budget = file_budget ? std::min(kMaxDocumentNodes, *file_budget) : kMaxDocumentNodes;
+  JsonBuilder builder(budget, file_budget && budget < kMaxDocumentNodes);
   if (!parser.HandleNextDocument(builder)) return false;
+  if (file_budget) *file_budget -= builder.spent();
   *out = std::move(builder.result());
   return true;
 }
@@ -414,12 +472,46 @@ json EncodeCondition(const Condition& c) {
   return out;
 }
 
+// Whether `text` written as a plain scalar reads back as this string (not "True", "123", "",
+// "a: b"). Words, paths and times are decided without a parser; other short text is
+// parsed; long text is always quoted (quoting is always right, and parsing it would cost).
+bool PlainIsString(const std::string& text) {
+  if (text.empty()) return false;
+  auto word_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '/' || c == '+';
+  };
+  const char first = text.front();
+  const bool starts_plain = (first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') ||
+                            (first >= '0' && first <= '9') || first == '/';
+  bool simple = starts_plain && text.back() != ' ' && text.back() != ':';
+  for (size_t i = 0; simple && i < text.size(); ++i) {
+    const char c = text[i];
+    if (word_char(c)) continue;
+    if (c == ':' && text[i + 1] != ' ') continue;  // not last: checked above
+    if (c == ' ' && text[i + 1] != '#' && text[i + 1] != ' ') continue;
+    simple = false;
+  }
+  if (simple) return ResolvePlainScalar(text).is_string();
+  if (text.size() > 4096) return false;
+  json reread;
+  std::string ignored;
+  return YamlToJson(text, &reread, &ignored) && reread.is_string() && reread == text;
+}
+
 void EmitYaml(YAML::Emitter& out, const json& value) {
   switch (value.type()) {
     case json::value_t::object:
       out << YAML::BeginMap;
       for (const auto& [key, item] : value.items()) {
-        out << YAML::Key << key << YAML::Value;
+        out << YAML::Key;
+        // Quoted when plain would read back as something else ("null", "1e3", a merge key).
+        if (key == "<<") {
+          out << YAML::DoubleQuoted << key;
+        } else {
+          EmitYaml(out, json(key));
+        }
+        out << YAML::Value;
         EmitYaml(out, item);
       }
       out << YAML::EndMap;
@@ -431,12 +523,7 @@ void EmitYaml(YAML::Emitter& out, const json& value) {
       break;
     case json::value_t::string: {
       const std::string& text = value.get_ref<const std::string&>();
-      // Quote strings that would read back as another type ("True", "123", "").
-      json reread;
-      std::string ignored;
-      const bool plain_is_string =
-          !text.empty() && YamlToJson(text, &reread, &ignored) && reread == value;
-      if (plain_is_string) {
+      if (PlainIsString(text)) {
         out << text;
       } else {
         out << YAML::DoubleQuoted << text;
@@ -444,16 +531,10 @@ void EmitYaml(YAML::Emitter& out, const json& value) {
       break;
     }
     case json::value_t::boolean:
-      out << value.get<bool>();
-      break;
     case json::value_t::number_integer:
-      out << value.get<int64_t>();
-      break;
     case json::value_t::number_unsigned:
-      out << value.get<uint64_t>();
-      break;
     case json::value_t::number_float:
-      out << value.get<double>();
+      out << value.dump();  // JSON's spelling of a number or a bool is YAML's too
       break;
     default:
       out << YAML::Null;
@@ -467,6 +548,21 @@ std::string ToYaml(const json& value) {
 }
 
 }  // namespace
+
+bool IsValidUtf8(std::string_view text) { return Utf8IsValid(text); }
+
+bool HasControlCharacters(std::string_view text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7F) return true;
+    // C1 controls, U+0080 to U+009F: 0xC2 0x80..0x9F in UTF-8.
+    if (c == 0xC2 && i + 1 < text.size()) {
+      const auto next = static_cast<unsigned char>(text[i + 1]);
+      if (next >= 0x80 && next <= 0x9F) return true;
+    }
+  }
+  return false;
+}
 
 DecodeResult DecodeJson(const json& doc) {
   if (!doc.is_object()) {
@@ -550,6 +646,7 @@ std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
   }
   std::istringstream in{std::string(text)};
   YAML::Parser parser(in);
+  size_t file_budget = kMaxFileNodes;
   for (size_t index = 1;; ++index) {
     if (index > kMaxDocuments) {
       // Also the way out of a yaml-cpp state (found by fuzzing) in which the parser returns
@@ -562,7 +659,7 @@ std::vector<DecodeResult> DecodeYamlText(std::string_view text) {
     json doc;
     std::string syntax_error;
     try {
-      if (!NextDocument(parser, &doc)) break;
+      if (!NextDocument(parser, &doc, &file_budget)) break;
     } catch (const YamlError& e) {
       syntax_error = e.message;
     } catch (const YAML::Exception& e) {

@@ -42,6 +42,13 @@ inline constexpr size_t kMaxDocumentNodes = 100'000;
 inline constexpr size_t kMaxDocumentDepth = 64;
 inline constexpr size_t kMaxDocumentBytes = 4 * 1024 * 1024;
 inline constexpr size_t kMaxDocuments = 1000;  // per YAML file
+// All the documents of one YAML file together (aliases expanded): bounds a file's work.
+inline constexpr size_t kMaxFileNodes = 250'000;
+
+// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
+bool IsValidUtf8(std::string_view text);
+// True when `text` holds a C0 or C1 control character or DEL (NUL included).
+bool HasControlCharacters(std::string_view text);
 
 DecodeResult DecodeJsonText(std::string_view text);
 DecodeResult DecodeJson(const nlohmann::json& doc);
@@ -50,7 +57,11 @@ DecodeResult DecodeJson(const nlohmann::json& doc);
 // says which document failed and why.
 std::vector<DecodeResult> DecodeYamlText(std::string_view text);
 
-// Converts YAML text (one document) to JSON, respecting the limits above.
+// Converts YAML text (one document) to JSON, respecting the limits above. What the
+// converter does not implement is an error naming its line, never silently dropped: merge
+// keys (<<), tags other than YAML's own (!!str, !!int, !!float, !!bool, !!null, !!map,
+// !!seq). Anchored values count against the node limit each time they are stored or
+// repeated, so the work of a document is bounded by it.
 // Returns false and sets `error` on failure.
 bool YamlToJson(std::string_view text, nlohmann::json* out, std::string* error);
 

@@ -2,32 +2,6 @@
 
 namespace hotplug::crd {
 
-const char* GuestOnlineName(GuestOnline value) {
-  switch (value) {
-    case GuestOnline::kAgent:
-      return "agent";
-    case GuestOnline::kNone:
-      return "none";
-    case GuestOnline::kAuto:
-      break;
-  }
-  return "auto";
-}
-
-const char* MemoryMethodName(MemoryMethod value) {
-  switch (value) {
-    case MemoryMethod::kVirtioMem:
-      return "virtio-mem";
-    case MemoryMethod::kDimm:
-      return "dimm";
-    case MemoryMethod::kBalloon:
-      return "balloon";
-    case MemoryMethod::kAuto:
-      break;
-  }
-  return "auto";
-}
-
 std::string ElasticVM::TargetNode() const {
   if (!spec.node_name.empty()) return spec.node_name;
   auto it = metadata.labels.find(kNodeLabel);

@@ -2,7 +2,9 @@
 // mirror crd/hotplug.dev_elasticvms.yaml; crd/codec.h turns them into JSON/YAML and back.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,8 +36,18 @@ struct ObjectMeta {
 enum class GuestOnline { kAuto, kAgent, kNone };
 enum class MemoryMethod { kAuto, kVirtioMem, kDimm, kBalloon };
 
-const char* GuestOnlineName(GuestOnline value);
-const char* MemoryMethodName(MemoryMethod value);
+// The API's spelling of each value, by value: what the codec writes and accepts.
+inline constexpr const char* kGuestOnlineNames[] = {"auto", "agent", "none"};
+inline constexpr const char* kMemoryMethodNames[] = {"auto", "virtio-mem", "dimm", "balloon"};
+static_assert(std::size(kGuestOnlineNames) == static_cast<size_t>(GuestOnline::kNone) + 1);
+static_assert(std::size(kMemoryMethodNames) == static_cast<size_t>(MemoryMethod::kBalloon) + 1);
+
+inline const char* GuestOnlineName(GuestOnline value) {
+  return kGuestOnlineNames[static_cast<size_t>(value)];
+}
+inline const char* MemoryMethodName(MemoryMethod value) {
+  return kMemoryMethodNames[static_cast<size_t>(value)];
+}
 
 struct CpuSpec {
   std::optional<int64_t> vcpus;  // nullopt: vCPUs are not managed
@@ -79,11 +91,9 @@ struct Failure {
 };
 
 struct VcpuStatus {
-  int64_t desired = 0;
-  int64_t current = 0;
-  int64_t maximum = 0;
-  std::string enabled;  // range list, e.g. "0-2,5"
-  std::string online;   // the guest's own view, when known
+  int64_t desired = 0, current = 0, maximum = 0;
+  std::string enabled;          // range list, e.g. "0-2,5"
+  std::string online;           // the guest's own view, when known
   std::optional<int64_t> qemu;  // QEMU's count when it differs from libvirt's
   std::string pending;          // vCPUs whose unplug is requested but not confirmed
   friend bool operator==(const VcpuStatus&, const VcpuStatus&) = default;

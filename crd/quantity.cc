@@ -41,22 +41,30 @@ struct Suffix {
   Quantity::Format format;
 };
 
+constexpr Suffix Binary(std::string_view text, int exp2) {
+  return {text, 0, exp2, Quantity::Format::kBinarySI};
+}
+constexpr Suffix Decimal(std::string_view text, int exp10) {
+  return {text, exp10, 0, Quantity::Format::kDecimalSI};
+}
+
+// Kubernetes' quantity suffixes: 2^10 .. 2^60, and 10^-9 .. 10^18.
 constexpr std::array<Suffix, 15> kSuffixes{{
-    {"Ki", 0, 10, Quantity::Format::kBinarySI},
-    {"Mi", 0, 20, Quantity::Format::kBinarySI},
-    {"Gi", 0, 30, Quantity::Format::kBinarySI},
-    {"Ti", 0, 40, Quantity::Format::kBinarySI},
-    {"Pi", 0, 50, Quantity::Format::kBinarySI},
-    {"Ei", 0, 60, Quantity::Format::kBinarySI},
-    {"n", -9, 0, Quantity::Format::kDecimalSI},
-    {"u", -6, 0, Quantity::Format::kDecimalSI},
-    {"m", -3, 0, Quantity::Format::kDecimalSI},
-    {"k", 3, 0, Quantity::Format::kDecimalSI},
-    {"M", 6, 0, Quantity::Format::kDecimalSI},
-    {"G", 9, 0, Quantity::Format::kDecimalSI},
-    {"T", 12, 0, Quantity::Format::kDecimalSI},
-    {"P", 15, 0, Quantity::Format::kDecimalSI},
-    {"E", 18, 0, Quantity::Format::kDecimalSI},
+    Binary("Ki", 10),
+    Binary("Mi", 20),
+    Binary("Gi", 30),
+    Binary("Ti", 40),
+    Binary("Pi", 50),
+    Binary("Ei", 60),
+    Decimal("n", -9),
+    Decimal("u", -6),
+    Decimal("m", -3),
+    Decimal("k", 3),
+    Decimal("M", 6),
+    Decimal("G", 9),
+    Decimal("T", 12),
+    Decimal("P", 15),
+    Decimal("E", 18),
 }};
 
 std::string Int128ToString(__int128 value) {
@@ -127,8 +135,7 @@ std::optional<Quantity> Quantity::Parse(std::string_view text, std::string* erro
   int exp10 = 0;
   int exp2 = 0;
   Format format = Format::kDecimalSI;
-  bool is_exponent = suffix.size() >= 2 && (suffix[0] == 'e' || suffix[0] == 'E') &&
-                     suffix != "Ei";
+  bool is_exponent = suffix.size() >= 2 && (suffix[0] == 'e' || suffix[0] == 'E') && suffix != "Ei";
   if (is_exponent) {
     size_t i = 1;
     bool exp_negative = false;
@@ -226,7 +233,7 @@ std::string Quantity::ToString() const {
 
   if (format_ == Format::kBinarySI && IsInteger() && magnitude >= 1024 * kNanosPerUnit) {
     __int128 value = magnitude / kNanosPerUnit;
-    static constexpr std::array<std::string_view, 7> kBinary{"", "Ki", "Mi", "Gi",
+    static constexpr std::array<std::string_view, 7> kBinary{"",   "Ki", "Mi", "Gi",
                                                              "Ti", "Pi", "Ei"};
     size_t index = 0;
     while (index + 1 < kBinary.size() && value % 1024 == 0) {

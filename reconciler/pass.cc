@@ -243,7 +243,7 @@ std::string Pass::OutOfSyncMessage() const {
 
 void Pass::ConcludeMemory() {
   if (!ManagesMemory()) return;
-  const char* method = backends::MemoryMethodName(memory_plan_.method);
+  const char* method = crd::MemoryMethodName(memory_plan_.method);
   if (result_.status.memory) result_.status.memory->method = method;
   if (!memory_failure_.empty()) {
     return Conclude(condition::kMemorySynced, false, Reason::kPartialFailure, memory_failure_);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backends/range_list.h"
+#include "backends/tcg_replug.h"
 #include "crd/quantity.h"
 
 namespace hotplug::reconciler {
@@ -10,14 +11,15 @@ namespace hotplug::reconciler {
 using backends::FormatRangeList;
 
 using backends::DomainObservation;
-using backends::MemoryMethod;
+using crd::MemoryMethod;
+using Model = backends::MemoryDevice::Model;
 using backends::MemoryStep;
 using backends::VcpuInfo;
 
 VcpuView ViewVcpus(const DomainObservation& domain, const std::vector<unsigned>& pending_hint) {
   VcpuView view;
   for (const VcpuInfo& v : domain.vcpus) {
-    if (v.replug_unsafe) view.replug_unsafe.push_back(v.id);
+    if (!backends::VcpuPlugIsSafe(domain, v)) view.replug_unsafe.push_back(v.id);
     if (!v.enabled) continue;
     view.enabled.push_back(v.id);
     if (v.present_in_qemu == false) {
@@ -39,84 +41,95 @@ void ReleaseWantedPending(VcpuView& view, int64_t desired) {
   view.pending.clear();
 }
 
-VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired) {
-  VcpuPlan plan;
-  const std::string wanted = std::to_string(desired);
+namespace {
+
+// What the host or the domain cannot give, whatever the vCPUs' state: nullopt when none.
+std::optional<Verdict> CheckDesiredVcpus(const DomainObservation& domain, int64_t desired) {
+  const std::string wanted = "spec.cpu.vcpus is " + std::to_string(desired);
   if (desired < 1) {
-    plan.blocked = {Reason::kBelowMinimum,
-                    "spec.cpu.vcpus is " + wanted +
-                        "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
-    return plan;
+    return Verdict{Reason::kBelowMinimum,
+                   wanted + "; a running domain needs at least 1 vCPU (vCPU 0 is never unplugged)"};
   }
   if (desired > domain.maximum_vcpus) {
-    plan.blocked = {Reason::kExceedsMaximum,
-                    "spec.cpu.vcpus is " + wanted + " but domain " + domain.name +
-                        " has a maximum of " + std::to_string(domain.maximum_vcpus) +
-                        " vCPUs (<vcpu> in its XML); lower spec.cpu.vcpus, or raise the "
-                        "maximum and restart the domain"};
-    return plan;
+    return Verdict{Reason::kExceedsMaximum,
+                   wanted + " but domain " + domain.name + " has a maximum of " +
+                       std::to_string(domain.maximum_vcpus) +
+                       " vCPUs (<vcpu> in its XML); lower spec.cpu.vcpus, or raise the maximum "
+                       "and restart the domain"};
   }
   if (domain.host_max_vcpus != 0 && desired > domain.host_max_vcpus) {
-    plan.blocked = {Reason::kHostLimit,
-                    "spec.cpu.vcpus is " + wanted + " but this host allows at most " +
-                        std::to_string(domain.host_max_vcpus) + " vCPUs per domain"};
-    return plan;
+    return Verdict{Reason::kHostLimit, wanted + " but this host allows at most " +
+                                           std::to_string(domain.host_max_vcpus) +
+                                           " vCPUs per domain"};
   }
-  if (domain.topology.threads > 1 && desired % domain.topology.threads != 0) {
-    plan.blocked = {Reason::kTopologyMismatch,
-                    "domain " + domain.name + " has " + std::to_string(domain.topology.threads) +
-                        " threads per core, so vCPUs come and go by whole cores; ask for a "
-                        "multiple of " +
-                        std::to_string(domain.topology.threads)};
-    return plan;
+  const unsigned threads = domain.topology.threads;
+  if (threads > 1 && desired % threads != 0) {
+    return Verdict{Reason::kTopologyMismatch,
+                   "domain " + domain.name + " has " + std::to_string(threads) +
+                       " threads per core, so vCPUs come and go by whole cores; ask for a "
+                       "multiple of " +
+                       std::to_string(threads)};
   }
+  return std::nullopt;
+}
 
-  const auto current = static_cast<int64_t>(view.effective.size());
-  if (desired > current) {
-    // Grow: the lowest-numbered free slots that are safe to plug.
-    auto needed = static_cast<size_t>(desired - current);
-    for (const VcpuInfo& v : domain.vcpus) {
-      if (plan.plug.size() == needed) break;
-      if (!v.enabled && v.hotpluggable && !v.replug_unsafe) plan.plug.push_back(v.id);
-    }
-    plan.shortfall = static_cast<unsigned>(needed - plan.plug.size());
-    if (plan.shortfall > 0) {
-      if (!view.pending.empty()) {
-        plan.shortfall_why = {Reason::kUnplugPending, "waiting for the guest to release vCPU " +
-                                                          FormatRangeList(view.pending) +
-                                                          " before more vCPUs can be plugged"};
-      } else if (!view.replug_unsafe.empty()) {
-        plan.shortfall_why = {
-            Reason::kReplugRefused,
-            "plugging vCPU " + FormatRangeList(view.replug_unsafe) +
-                " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
-                "(software emulation) QEMU crashes on the next plug; restart the domain to grow "
-                "it"};
-      } else {
-        plan.shortfall_why = {Reason::kExceedsMaximum, "no free hotpluggable vCPU slot left"};
-      }
-    }
-  } else if (desired < current) {
-    // Shrink: last plugged, first unplugged; never vCPU 0 or a non-hotpluggable one.
-    std::vector<const VcpuInfo*> candidates;
-    for (unsigned id : view.effective) {
-      const VcpuInfo& v = domain.vcpus[id];
-      if (v.id != 0 && v.hotpluggable) candidates.push_back(&v);
-    }
-    std::sort(candidates.begin(), candidates.end(), [](const VcpuInfo* a, const VcpuInfo* b) {
-      return a->order != b->order ? a->order > b->order : a->id > b->id;
-    });
-    auto excess = static_cast<size_t>(current - desired);
-    for (size_t i = 0; i < candidates.size() && plan.unplug.size() < excess; ++i) {
-      plan.unplug.push_back(candidates[i]->id);
-    }
-    if (plan.unplug.size() < excess) {
-      plan.blocked = {Reason::kBelowMinimum, "only " + std::to_string(candidates.size()) +
-                                                 " of the enabled vCPUs can be unplugged (vCPU 0 "
-                                                 "and non-hotpluggable vCPUs stay)"};
-      plan.unplug.clear();
+// Grow: the lowest-numbered free slots that are safe to plug; why there are not enough.
+void PlanGrow(const DomainObservation& domain, const VcpuView& view, size_t needed,
+              VcpuPlan& plan) {
+  for (const VcpuInfo& v : domain.vcpus) {
+    if (plan.plug.size() == needed) break;
+    if (!v.enabled && v.hotpluggable && backends::VcpuPlugIsSafe(domain, v)) {
+      plan.plug.push_back(v.id);
     }
   }
+  plan.shortfall = static_cast<unsigned>(needed - plan.plug.size());
+  if (plan.shortfall == 0) return;
+  if (!view.pending.empty()) {
+    plan.shortfall_why = {Reason::kUnplugPending, "waiting for the guest to release vCPU " +
+                                                      FormatRangeList(view.pending) +
+                                                      " before more vCPUs can be plugged"};
+  } else if (!view.replug_unsafe.empty()) {
+    plan.shortfall_why = {
+        Reason::kReplugRefused,
+        "plugging vCPU " + FormatRangeList(view.replug_unsafe) +
+            " is refused: a vCPU was unplugged earlier in this QEMU process, and under TCG "
+            "(software emulation) QEMU crashes on the next plug; restart the domain to grow it"};
+  } else {
+    plan.shortfall_why = {Reason::kExceedsMaximum, "no free hotpluggable vCPU slot left"};
+  }
+}
+
+// Shrink: last plugged, first unplugged; never vCPU 0 or a non-hotpluggable one.
+void PlanShrink(const DomainObservation& domain, const VcpuView& view, size_t excess,
+                VcpuPlan& plan) {
+  std::vector<const VcpuInfo*> candidates;
+  for (unsigned id : view.effective) {
+    const VcpuInfo& v = domain.vcpus[id];
+    if (v.id != 0 && v.hotpluggable) candidates.push_back(&v);
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const VcpuInfo* a, const VcpuInfo* b) {
+    return a->order != b->order ? a->order > b->order : a->id > b->id;
+  });
+  for (size_t i = 0; i < candidates.size() && plan.unplug.size() < excess; ++i) {
+    plan.unplug.push_back(candidates[i]->id);
+  }
+  if (plan.unplug.size() < excess) {
+    plan.blocked = {Reason::kBelowMinimum, "only " + std::to_string(candidates.size()) +
+                                               " of the enabled vCPUs can be unplugged (vCPU 0 "
+                                               "and non-hotpluggable vCPUs stay)"};
+    plan.unplug.clear();
+  }
+}
+
+}  // namespace
+
+VcpuPlan PlanVcpuSteps(const DomainObservation& domain, const VcpuView& view, int64_t desired) {
+  VcpuPlan plan;
+  plan.blocked = CheckDesiredVcpus(domain, desired);
+  if (plan.blocked) return plan;
+  const auto current = static_cast<int64_t>(view.effective.size());
+  if (desired > current) PlanGrow(domain, view, static_cast<size_t>(desired - current), plan);
+  if (desired < current) PlanShrink(domain, view, static_cast<size_t>(current - desired), plan);
   return plan;
 }
 
@@ -124,19 +137,11 @@ namespace {
 
 std::string Bytes(uint64_t bytes) { return crd::FormatBytes(bytes); }
 
-MemoryMethod ChooseMethod(const DomainObservation& domain, crd::MemoryMethod requested) {
-  switch (requested) {
-    case crd::MemoryMethod::kVirtioMem:
-      return MemoryMethod::kVirtioMem;
-    case crd::MemoryMethod::kDimm:
-      return MemoryMethod::kDimm;
-    case crd::MemoryMethod::kBalloon:
-      return MemoryMethod::kBalloon;
-    case crd::MemoryMethod::kAuto:
-      break;
-  }
+// What `auto` means: the domain's virtio-mem device, else DIMM slots, else the balloon.
+MemoryMethod ChooseMethod(const DomainObservation& domain, MemoryMethod requested) {
+  if (requested != MemoryMethod::kAuto) return requested;
   for (const auto& dev : domain.memory.devices) {
-    if (dev.model == MemoryMethod::kVirtioMem) return MemoryMethod::kVirtioMem;
+    if (dev.model == Model::kVirtioMem) return MemoryMethod::kVirtioMem;
   }
   return domain.memory.slots > 0 ? MemoryMethod::kDimm : MemoryMethod::kBalloon;
 }
@@ -148,7 +153,7 @@ void Block(MemoryPlan& plan, Reason why, std::string message) {
 void PlanVirtioMem(const DomainObservation& domain, const crd::MemorySpec& spec, MemoryPlan& plan) {
   const backends::MemoryDevice* dev = nullptr;
   for (const auto& d : domain.memory.devices) {
-    if (d.model == MemoryMethod::kVirtioMem) dev = &d;
+    if (d.model == Model::kVirtioMem) dev = &d;
   }
   if (dev == nullptr) {
     return Block(
@@ -207,7 +212,7 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
                        " is not one");
     }
     unsigned dimms = 0;
-    for (const auto& d : domain.memory.devices) dimms += d.model == MemoryMethod::kDimm;
+    for (const auto& d : domain.memory.devices) dimms += d.model == Model::kDimm;
     if (dimms >= domain.memory.slots) {
       return Block(plan, Reason::kHostLimit,
                    "all " + std::to_string(domain.memory.slots) + " memory slots are in use");
@@ -222,7 +227,7 @@ void PlanDimm(const DomainObservation& domain, const crd::MemorySpec& spec, Memo
     // Remove the newest module that fits in the excess, one per pass.
     const uint64_t excess = current - plan.desired_bytes;
     for (auto it = domain.memory.devices.rbegin(); it != domain.memory.devices.rend(); ++it) {
-      if (it->model == MemoryMethod::kDimm && it->size_bytes <= excess) {
+      if (it->model == Model::kDimm && it->size_bytes <= excess) {
         plan.step = MemoryStep{MemoryStep::Op::kDetachDimm, it->alias, it->size_bytes, it->node};
         return;
       }

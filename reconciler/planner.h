@@ -16,11 +16,11 @@ namespace hotplug::reconciler {
 
 // The domain's vCPUs, sorted into what matters for planning.
 struct VcpuView {
-  std::vector<unsigned> enabled;    // libvirt says enabled
-  std::vector<unsigned> effective;  // enabled, really in QEMU, and not being unplugged
-  std::vector<unsigned> stale;      // libvirt says enabled, QEMU removed it (TCG unplug)
-  std::vector<unsigned> pending;    // unplug requested, the guest has not let go yet
-  std::vector<unsigned> replug_unsafe;
+  std::vector<unsigned> enabled;        // libvirt says enabled
+  std::vector<unsigned> effective;      // enabled, really in QEMU, and not being unplugged
+  std::vector<unsigned> stale;          // libvirt says enabled, QEMU removed it (TCG unplug)
+  std::vector<unsigned> pending;        // unplug requested, the guest has not let go yet
+  std::vector<unsigned> replug_unsafe;  // plugging them may crash QEMU (backends/tcg_replug.h)
 };
 
 // `pending_hint` lists vCPUs whose unplug an earlier pass requested (from the last status);
@@ -57,8 +57,8 @@ VcpuPlan PlanVcpuSteps(const backends::DomainObservation& domain, const VcpuView
                        int64_t desired);
 
 struct MemoryPlan {
-  std::optional<Verdict> blocked;  // set: nothing may be changed
-  backends::MemoryMethod method = backends::MemoryMethod::kBalloon;
+  std::optional<Verdict> blocked;                          // set: nothing may be changed
+  crd::MemoryMethod method = crd::MemoryMethod::kBalloon;  // never kAuto: the one chosen
   uint64_t desired_bytes = 0;
   uint64_t maximum_bytes = 0;                // the most this method can reach
   std::optional<backends::MemoryStep> step;  // the next step, if any

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "backends/tcg_replug.h"
+
 namespace hotplug::backends::fake {
 namespace {
 
@@ -21,6 +23,13 @@ void SleepFor(std::chrono::microseconds latency) {
 }
 
 }  // namespace
+
+// QEMU has a vCPU libvirt enables, unless a timed-out unplug removed it. Known only on TCG
+// domains, where the backend reads QEMU's own view.
+std::optional<bool> FakeHypervisor::PresentInQemu(const Domain& d, const VcpuInfo& v) {
+  if (v.present_in_qemu || !d.spec.tcg) return v.present_in_qemu;
+  return v.enabled;
+}
 
 void FakeHypervisor::AddDomain(const DomainSpec& spec) {
   Domain d;
@@ -42,7 +51,7 @@ void FakeHypervisor::AddDomain(const DomainSpec& spec) {
   if (spec.virtio_mem_size_bytes > 0) {
     MemoryDevice dev;
     dev.alias = "virtiomem0";
-    dev.model = MemoryMethod::kVirtioMem;
+    dev.model = MemoryDevice::Model::kVirtioMem;
     dev.size_bytes = spec.virtio_mem_size_bytes;
     dev.block_bytes = spec.virtio_mem_block_bytes;
     dev.node = 0;
@@ -177,6 +186,11 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   o.maximum_vcpus = d.spec.maximum_vcpus;
   o.host_max_vcpus = d.spec.host_max_vcpus;
   o.vcpus = d.vcpus;
+  if (d.spec.tcg) {
+    // Under TCG the backend reads QEMU's own view, as the libvirt backend does.
+    for (VcpuInfo& v : o.vcpus) v.present_in_qemu = PresentInQemu(d, v);
+    o.unplugged_vcpus = d.unplugged;
+  }
   o.guest_agent_available = d.spec.guest_agent;
   if (d.spec.guest_agent) {
     o.guest_online_cpus = std::vector<unsigned>(d.guest_online.begin(), d.guest_online.end());
@@ -228,8 +242,7 @@ Result<DomainObservation> FakeHypervisor::Observe(const std::string& domain) {
   return ObserveLocked(*d);
 }
 
-Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enable,
-                               bool persist) {
+Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) {
   std::chrono::microseconds latency;
   {
     std::lock_guard lock(mu_);
@@ -256,26 +269,23 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
     }
     VcpuInfo& v = d->vcpus[id];
     if (!v.hotpluggable && !enable) {
-      return Status::Error(ErrorCode::kOperationInvalid,
-                           "Operation not supported: vcpu '" + std::to_string(id) +
-                               "' can't be unplugged",
-                           kVirErrOperationUnsupported);
+      return Status::Error(
+          ErrorCode::kOperationInvalid,
+          "Operation not supported: vcpu '" + std::to_string(id) + "' can't be unplugged",
+          kVirErrOperationUnsupported);
     }
-    if (enable && v.replug_unsafe) {
-      return Status::Error(ErrorCode::kUnsupported,
-                           "vCPU " + std::to_string(id) +
-                               " was unplugged in this QEMU process; plugging it again would "
-                               "crash QEMU under TCG");
+    if (enable && !VcpuPlugIsSafe(d->spec.tcg, d->unplugged, id, PresentInQemu(*d, v))) {
+      return RefuseVcpuPlug(domain, id, d->unplugged);
     }
     if (!enable && d->pending_unplugs.count(id) != 0 && d->spec.tcg) {
       return Status::Error(ErrorCode::kInternal, "An error occurred, but the cause is unknown",
                            kVirErrInternal);
     }
     if (v.enabled == enable) {
-      return Status::Error(ErrorCode::kOperationInvalid,
-                           "invalid argument: vcpu " + std::to_string(id) +
-                               " is already in the requested state",
-                           kVirErrInvalidArg);
+      return Status::Error(
+          ErrorCode::kOperationInvalid,
+          "invalid argument: vcpu " + std::to_string(id) + " is already in the requested state",
+          kVirErrInvalidArg);
     }
     bool config = persist && d->spec.persistent;
     if (!enable && d->unplug_times_out) {
@@ -283,10 +293,7 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
       if (d->spec.tcg) {
         v.present_in_qemu = false;  // QEMU removed it; libvirt never hears
         d->guest_online.erase(id);
-        // After any TCG unplug QEMU dies on the next plug of any vCPU (measured).
-        for (auto& other : d->vcpus) {
-          if (!other.enabled || other.id == id) other.replug_unsafe = true;
-        }
+        d->unplugged.insert(id);  // for as long as this QEMU process lives
       } else {
         v.present_in_qemu = true;  // the guest has not let go yet
       }
@@ -329,18 +336,23 @@ Status FakeHypervisor::ApplyMemoryStep(const std::string& domain, const MemorySt
   Domain* d = nullptr;
   if (Status s = CheckRunningLocked(domain, &d); !s.ok()) return s;
   auto& devices = d->memory.devices;
+  const bool dimm =
+      step.op == MemoryStep::Op::kAttachDimm || step.op == MemoryStep::Op::kDetachDimm;
+  if (dimm && !DimmChangeIsSafe(d->spec.tcg, d->unplugged)) {
+    return RefuseDimmChange(domain, step.op, d->unplugged);
+  }
   switch (step.op) {
     case MemoryStep::Op::kAttachDimm: {
-      unsigned dimms = static_cast<unsigned>(std::count_if(
-          devices.begin(), devices.end(),
-          [](const MemoryDevice& m) { return m.model == MemoryMethod::kDimm; }));
+      unsigned dimms = static_cast<unsigned>(
+          std::count_if(devices.begin(), devices.end(),
+                        [](const MemoryDevice& m) { return m.model == MemoryDevice::Model::kDimm; }));
       if (dimms >= d->memory.slots) {
         return Status::Error(ErrorCode::kOperationInvalid, "no free memory device slot available",
                              kVirErrOperationInvalid);
       }
       MemoryDevice dev;
       dev.alias = "dimm" + std::to_string(d->next_dimm++);
-      dev.model = MemoryMethod::kDimm;
+      dev.model = MemoryDevice::Model::kDimm;
       dev.size_bytes = dev.current_bytes = step.bytes;
       dev.node = step.node;
       devices.push_back(dev);

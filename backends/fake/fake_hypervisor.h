@@ -24,15 +24,15 @@ struct DomainSpec {
   unsigned maximum_vcpus = 4;
   unsigned current_vcpus = 1;
   bool persistent = true;
-  bool tcg = false;  // TCG: unplugs time out and unplugged vCPUs are replug-unsafe
+  bool tcg = false;  // TCG: unplugs time out, and after one no plug is safe (tcg_replug.h)
   DomainState state = DomainState::kRunning;
   bool guest_agent = false;
   uint64_t boot_memory_bytes = 1ull << 30;
   uint64_t maximum_memory_bytes = 4ull << 30;
-  unsigned memory_slots = 0;              // DIMM slots; 0 = no DIMM hotplug
-  uint64_t virtio_mem_size_bytes = 0;     // 0 = no virtio-mem device
+  unsigned memory_slots = 0;           // DIMM slots; 0 = no DIMM hotplug
+  uint64_t virtio_mem_size_bytes = 0;  // 0 = no virtio-mem device
   uint64_t virtio_mem_block_bytes = 2ull << 20;
-  unsigned host_max_vcpus = 0;            // 0 = unknown
+  unsigned host_max_vcpus = 0;  // 0 = unknown
 };
 
 // What a scripted fault does to the call it hits.
@@ -85,8 +85,7 @@ class FakeHypervisor final : public Hypervisor {
   Result<DomainObservation> Observe(const std::string& domain) override;
   Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
-  Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
-                         bool persist) override;
+  Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
   void SetEventSink(DomainEventSink sink) override;
 
  private:
@@ -98,6 +97,7 @@ class FakeHypervisor final : public Hypervisor {
     JobKind job = JobKind::kNone;
     bool unplug_times_out = false;
     std::set<unsigned> pending_unplugs;
+    std::set<unsigned> unplugged;  // TCG: unplugged in this "QEMU process"
     std::map<unsigned, Fault> vcpu_faults;
     int vanish_after_calls = -1;
     std::set<unsigned> guest_online;
@@ -109,6 +109,7 @@ class FakeHypervisor final : public Hypervisor {
   Domain* FindLocked(const std::string& name);
   const Domain* FindLocked(const std::string& name) const;
   DomainObservation ObserveLocked(const Domain& domain) const;
+  static std::optional<bool> PresentInQemu(const Domain& domain, const VcpuInfo& vcpu);
   Status CheckRunningLocked(const std::string& name, Domain** out);
   void Fire(const std::string& name);
 

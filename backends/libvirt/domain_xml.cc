@@ -22,6 +22,20 @@ bool ValidAlias(const std::string& alias) {
   return true;
 }
 
+// The <memory> device with `alias` in a domain XML, or why there is none.
+Result<xmlNodePtr> FindMemoryDevice(const XmlDocument& document, const std::string& alias) {
+  if (!ValidAlias(alias)) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "invalid memory device alias '" + alias + "'");
+  }
+  auto nodes = XPathNodes(document, AliasXPath(alias).c_str());
+  if (nodes.empty()) {
+    return Status::Error(ErrorCode::kOperationInvalid,
+                         "the domain has no memory device with alias '" + alias + "'");
+  }
+  return nodes.front();
+}
+
 Status ParseVcpus(const XmlDocument& xml, ParsedDomainXml& parsed) {
   const uint64_t maximum = XPathUnsigned(xml, "/domain/vcpu").value_or(0);
   const uint64_t current = XPathUnsigned(xml, "/domain/vcpu/@current").value_or(maximum);
@@ -60,9 +74,9 @@ void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
     const std::string model = XPathText(xml, "@model", node).value_or("");
     MemoryDevice device;
     if (model == "dimm") {
-      device.model = MemoryMethod::kDimm;
+      device.model = MemoryDevice::Model::kDimm;
     } else if (model == "virtio-mem") {
-      device.model = MemoryMethod::kVirtioMem;
+      device.model = MemoryDevice::Model::kVirtioMem;
     } else {
       continue;  // nvdimm, virtio-pmem, sgx-epc: not ours to resize
     }
@@ -70,7 +84,7 @@ void ParseMemory(const XmlDocument& xml, ParsedDomainXml& parsed) {
     device.size_bytes = XPathBytes(xml, "target/size", node).value_or(0);
     device.node = static_cast<int>(XPathUnsigned(xml, "target/node", node).value_or(0));
     if (!XPathText(xml, "target/node", node)) device.node = -1;
-    if (device.model == MemoryMethod::kVirtioMem) {
+    if (device.model == MemoryDevice::Model::kVirtioMem) {
       device.block_bytes = XPathBytes(xml, "target/block", node).value_or(0);
       device.requested_bytes = XPathBytes(xml, "target/requested", node).value_or(0);
       device.current_bytes = XPathBytes(xml, "target/current", node).value_or(0);
@@ -139,18 +153,11 @@ std::vector<VcpuInfo> ImpliedVcpuMap(unsigned maximum, unsigned current) {
 }
 
 Result<std::string> MemoryDeviceXml(std::string_view domain_xml, const std::string& alias) {
-  if (!ValidAlias(alias)) {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "invalid memory device alias '" + alias + "'");
-  }
   auto document = ParseXml(domain_xml, "the domain XML");
   if (!document.ok()) return document.status();
-  auto nodes = XPathNodes(document.value(), AliasXPath(alias).c_str());
-  if (nodes.empty()) {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "the domain has no memory device with alias '" + alias + "'");
-  }
-  return NodeToString(document.value().doc.get(), nodes.front());
+  auto device = FindMemoryDevice(document.value(), alias);
+  if (!device.ok()) return device.status();
+  return NodeToString(document.value().doc.get(), device.value());
 }
 
 Result<std::string> WithRequestedSize(std::string_view device_xml, uint64_t requested_bytes) {
@@ -192,22 +199,15 @@ Result<std::string> VirtioMemRequestXml(std::string_view domain_xml, const std::
 
 Result<std::string> InactiveMemoryDeviceXml(std::string_view inactive_xml,
                                             std::string_view live_xml, const std::string& alias) {
-  if (!ValidAlias(alias)) {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "invalid memory device alias '" + alias + "'");
-  }
   auto live = ParseXml(live_xml, "the live domain XML");
   if (!live.ok()) return live.status();
-  auto live_nodes = XPathNodes(live.value(), AliasXPath(alias).c_str());
-  if (live_nodes.empty()) {
-    return Status::Error(ErrorCode::kOperationInvalid,
-                         "the domain has no memory device with alias '" + alias + "'");
-  }
+  auto device = FindMemoryDevice(live.value(), alias);
+  if (!device.ok()) return device.status();
   std::string match = "/domain/devices/memory[@model='" +
-                      XPathText(live.value(), "@model", live_nodes.front()).value_or("") + "']";
+                      XPathText(live.value(), "@model", device.value()).value_or("") + "']";
   for (const char* attribute : {"type", "domain", "bus", "slot", "function"}) {
     const std::string expr = std::string("address/@") + attribute;
-    auto value = XPathText(live.value(), expr.c_str(), live_nodes.front());
+    auto value = XPathText(live.value(), expr.c_str(), device.value());
     if (value && value->find('\'') == std::string::npos) {
       match += "[" + expr + "='" + *value + "']";
     }

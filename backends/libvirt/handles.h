@@ -13,37 +13,28 @@
 
 namespace hotplug::backends::libvirt {
 
-struct DomainDeleter {
-  void operator()(virDomainPtr domain) const { virDomainFree(domain); }
+// A deleter that frees with `Free`: a C function, or the address of a function pointer
+// (libxml2's xmlFree is one).
+template <auto Free>
+struct FreeWith {
+  template <typename T>
+  void operator()(T* handle) const {
+    (*Free)(handle);
+  }
 };
-using DomainHandle = std::unique_ptr<virDomain, DomainDeleter>;
 
-struct XmlDocDeleter {
-  void operator()(xmlDocPtr doc) const { xmlFreeDoc(doc); }
-};
-using XmlDoc = std::unique_ptr<xmlDoc, XmlDocDeleter>;
-
-struct XPathContextDeleter {
-  void operator()(xmlXPathContextPtr context) const { xmlXPathFreeContext(context); }
-};
-using XPathContext = std::unique_ptr<xmlXPathContext, XPathContextDeleter>;
-
-struct XPathObjectDeleter {
-  void operator()(xmlXPathObjectPtr object) const { xmlXPathFreeObject(object); }
-};
-using XPathObject = std::unique_ptr<xmlXPathObject, XPathObjectDeleter>;
+using DomainHandle = std::unique_ptr<virDomain, FreeWith<virDomainFree>>;
+using XmlDoc = std::unique_ptr<xmlDoc, FreeWith<xmlFreeDoc>>;
+using XPathContext = std::unique_ptr<xmlXPathContext, FreeWith<xmlXPathFreeContext>>;
+using XPathObject = std::unique_ptr<xmlXPathObject, FreeWith<xmlXPathFreeObject>>;
+// Strings libxml2 allocates (xmlGetProp, xmlNodeGetContent).
+using XmlString = std::unique_ptr<xmlChar, FreeWith<&xmlFree>>;
 
 // Strings libvirt hands over with malloc (virDomainGetXMLDesc, virDomainGetMetadata, ...).
 struct MallocDeleter {
   void operator()(void* pointer) const { std::free(pointer); }
 };
 using MallocString = std::unique_ptr<char, MallocDeleter>;
-
-// Strings libxml2 allocates (xmlGetProp, xmlNodeGetContent).
-struct XmlCharDeleter {
-  void operator()(xmlChar* text) const { xmlFree(text); }
-};
-using XmlString = std::unique_ptr<xmlChar, XmlCharDeleter>;
 
 // Typed parameters filled by virDomainGetJobStats, virDomainGetGuestVcpus, ...
 class TypedParams {

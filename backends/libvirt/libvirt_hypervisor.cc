@@ -9,9 +9,11 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 
+#include "backends/libvirt/code_map.h"
 #include "backends/libvirt/connection.h"
 #include "backends/libvirt/domain_events.h"
 #include "backends/libvirt/domain_xml.h"
@@ -21,6 +23,7 @@
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
+#include "backends/tcg_replug.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -35,69 +38,51 @@ bool LooksLikeUuid(const std::string& text) {
   return true;
 }
 
-DomainState MapState(int state) {
+constexpr CodeMapping<DomainState> kStates[] = {{VIR_DOMAIN_RUNNING, DomainState::kRunning},
+                                                {VIR_DOMAIN_PAUSED, DomainState::kPaused},
+                                                {VIR_DOMAIN_PMSUSPENDED, DomainState::kPaused},
+                                                {VIR_DOMAIN_SHUTOFF, DomainState::kShutOff},
+                                                {VIR_DOMAIN_CRASHED, DomainState::kCrashed}};
+
+constexpr CodeMapping<JobKind> kJobOperations[] = {
+    {VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, JobKind::kMigration},
+    {VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT, JobKind::kMigration},
+    {VIR_DOMAIN_JOB_OPERATION_SAVE, JobKind::kSave},
+    {VIR_DOMAIN_JOB_OPERATION_RESTORE, JobKind::kSave},
+    {VIR_DOMAIN_JOB_OPERATION_SNAPSHOT, JobKind::kSnapshot},
+    {VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT, JobKind::kSnapshot}};
+
+// libvirt's virDomain*Reason values, by state, in their enum order.
+std::string StateReason(int state, int reason) {
+  static const char* const kRunning[] = {
+      "unknown",       "booted",   "migrated",           "restored",
+      "from snapshot", "unpaused", "migration canceled", "save canceled",
+      "wakeup",        "crashed",  "post-copy",          "post-copy failed"};
+  static const char* const kPaused[] = {
+      "unknown", "user",        "migrating",     "saving",           "dumping",
+      "ioerror", "watchdog",    "from snapshot", "shutting down",    "snapshot",
+      "crashed", "starting up", "post-copy",     "post-copy failed", "api error"};
+  static const char* const kShutOff[] = {"unknown", "shutdown",      "destroyed",
+                                         "crashed", "migrated",      "saved",
+                                         "failed",  "from snapshot", "daemon"};
+  std::span<const char* const> reasons;
   switch (state) {
     case VIR_DOMAIN_RUNNING:
-      return DomainState::kRunning;
+      reasons = kRunning;
+      break;
     case VIR_DOMAIN_PAUSED:
-    case VIR_DOMAIN_PMSUSPENDED:
-      return DomainState::kPaused;
+      reasons = kPaused;
+      break;
     case VIR_DOMAIN_SHUTOFF:
-      return DomainState::kShutOff;
-    case VIR_DOMAIN_CRASHED:
-      return DomainState::kCrashed;
-    default:
-      return DomainState::kOther;
-  }
-}
-
-std::string StateReason(int state, int reason) {
-  switch (state) {
-    case VIR_DOMAIN_RUNNING: {
-      static const char* const kReasons[] = {
-          "unknown",       "booted",   "migrated",           "restored",
-          "from snapshot", "unpaused", "migration canceled", "save canceled",
-          "wakeup",        "crashed",  "post-copy",          "post-copy failed"};
-      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
+      reasons = kShutOff;
       break;
-    }
-    case VIR_DOMAIN_PAUSED: {
-      static const char* const kReasons[] = {
-          "unknown", "user",        "migrating",     "saving",           "dumping",
-          "ioerror", "watchdog",    "from snapshot", "shutting down",    "snapshot",
-          "crashed", "starting up", "post-copy",     "post-copy failed", "api error"};
-      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
-      break;
-    }
-    case VIR_DOMAIN_SHUTOFF: {
-      static const char* const kReasons[] = {"unknown", "shutdown",      "destroyed",
-                                             "crashed", "migrated",      "saved",
-                                             "failed",  "from snapshot", "daemon"};
-      if (reason >= 0 && reason < static_cast<int>(std::size(kReasons))) return kReasons[reason];
-      break;
-    }
     case VIR_DOMAIN_CRASHED:
       return reason == VIR_DOMAIN_CRASHED_PANICKED ? "panicked" : "crashed";
     default:
       break;
   }
+  if (reason >= 0 && static_cast<size_t>(reason) < reasons.size()) return reasons[reason];
   return "unknown";
-}
-
-JobKind MapJobOperation(int operation) {
-  switch (operation) {
-    case VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN:
-    case VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
-      return JobKind::kMigration;
-    case VIR_DOMAIN_JOB_OPERATION_SAVE:
-    case VIR_DOMAIN_JOB_OPERATION_RESTORE:
-      return JobKind::kSave;
-    case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT:
-    case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT:
-      return JobKind::kSnapshot;
-    default:
-      return JobKind::kOther;
-  }
 }
 
 }  // namespace
@@ -208,6 +193,21 @@ struct LibvirtHypervisor::Impl {
     return ParseQueryCpusFast(TakeString(reply));
   }
 
+  // The guard before a plug. Only a TCG domain has an unplug record, so the domain XML is
+  // read (to tell TCG) only when there is one. Whether QEMU has the vCPU is not asked: unknown
+  // counts as unsafe.
+  Status CheckVcpuPlug(Session& session, unsigned id) {
+    auto unplugged = ReadRecord(session);
+    if (!unplugged.ok()) return unplugged.status();
+    if (unplugged.value().empty()) return Status::Ok();
+    auto parsed = ParsedXml(session);
+    if (!parsed.ok()) return parsed.status();
+    if (VcpuPlugIsSafe(parsed.value().tcg, unplugged.value(), id, std::nullopt)) {
+      return Status::Ok();
+    }
+    return RefuseVcpuPlug(session.name, id, unplugged.value());
+  }
+
   JobKind ActiveJob(Session& session) {
     int type = VIR_DOMAIN_JOB_NONE;
     TypedParams params;
@@ -228,7 +228,7 @@ struct LibvirtHypervisor::Impl {
       virResetLastError();
       return JobKind::kOther;
     }
-    return MapJobOperation(operation);
+    return MapCode(kJobOperations, operation, JobKind::kOther);
   }
 
   // The guest's online CPUs through its agent; nullopt when there is no answering agent.
@@ -292,7 +292,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
   if (virDomainGetState(dom, &state, &reason, 0) < 0) {
     return impl_->Fail(session.conn, "virDomainGetState(" + domain + ")");
   }
-  observation.state = MapState(state);
+  observation.state = MapCode(kStates, state, DomainState::kOther);
   observation.state_reason = StateReason(state, reason);
   const int persistent = virDomainIsPersistent(dom);
   if (persistent < 0) return impl_->Fail(session.conn, "virDomainIsPersistent(" + domain + ")");
@@ -349,12 +349,7 @@ Result<DomainObservation> LibvirtHypervisor::Observe(const std::string& domain) 
         }
       }
     }
-    // After any unplug, plugging any vCPU that QEMU does not have crashes QEMU (design §4;
-    // with QEMU 7.2 even a never-used slot), so every absent vCPU is unsafe to plug.
-    for (VcpuInfo& vcpu : observation.vcpus) {
-      vcpu.replug_unsafe = unplugged.count(vcpu.id) > 0 ||
-                           (!unplugged.empty() && !vcpu.present_in_qemu.value_or(false));
-    }
+    observation.unplugged_vcpus = std::move(unplugged);  // what plug safety is decided from
   }
   return observation;
 }
@@ -365,18 +360,8 @@ Status LibvirtHypervisor::SetVcpu(const std::string& domain, unsigned id, bool e
   if (!opened.ok()) return opened.status();
   Impl::Session& session = opened.value();
   if (enable) {
-    auto unplugged = impl_->ReadRecord(session);
-    if (!unplugged.ok()) return unplugged.status();
-    if (!unplugged.value().empty()) {
-      return Status::Error(
-          ErrorCode::kUnsupported,
-          "refusing to plug vCPU " + std::to_string(id) + " of '" + domain + "': vCPU " +
-              FormatRangeList({unplugged.value().begin(), unplugged.value().end()}) +
-              " was unplugged earlier in this QEMU process, and under TCG QEMU crashes on a "
-              "vCPU plug after an unplug (QEMU 7.2: heap corruption on the next plug of any "
-              "vCPU; QEMU 10.0: tcg_register_thread assertion when the same vCPU is plugged "
-              "again); vCPUs can be plugged again once the domain is restarted");
-    }
+    Status safe = impl_->CheckVcpuPlug(session, id);
+    if (!safe.ok()) return safe;
   }
   const unsigned int flags = impl_->ChangeFlags(session, persist);
   const std::string vcpu_map = std::to_string(id);
@@ -494,15 +479,8 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
   if (parsed.value().tcg) {
     auto unplugged = impl_->ReadRecord(session);
     if (!unplugged.ok()) return unplugged.status();
-    if (!unplugged.value().empty()) {
-      return Status::Error(
-          ErrorCode::kUnsupported,
-          std::string("refusing to ") +
-              (step.op == MemoryStep::Op::kAttachDimm ? "attach a DIMM to" : "detach a DIMM from") +
-              " '" + domain + "': vCPU " + FormatRangeList({unplugged.value().begin(), unplugged.value().end()}) +
-              " was unplugged in this QEMU process, and QEMU 7.2 under TCG corrupted its heap "
-              "and died on the next DIMM change after that; use virtio-mem, or restart the "
-              "domain first");
+    if (!DimmChangeIsSafe(true, unplugged.value())) {
+      return RefuseDimmChange(domain, step.op, unplugged.value());
     }
   }
 

@@ -43,15 +43,13 @@ class LibvirtHypervisor final : public Hypervisor {
 
   Result<DomainObservation> Observe(const std::string& domain) override;
 
-  // Refuses (kUnsupported, without calling libvirt) to enable any vCPU of a TCG domain once
-  // a vCPU was unplugged in the same QEMU process: QEMU 7.2 corrupted its heap and died on
-  // the next plug, even of a never-used slot (measured here). Observe marks every vCPU that
-  // QEMU does not have replug_unsafe then. After an unplug times out, the message also
-  // says what QEMU itself reports for that vCPU.
+  // Refuses (kUnsupported, without calling libvirt) a plug that backends/tcg_replug.h calls
+  // unsafe: on a TCG domain once a vCPU was unplugged in the same QEMU process. Observe
+  // reports the vCPUs recorded as unplugged (DomainObservation::unplugged_vcpus). After an
+  // unplug times out, the message also says what QEMU itself reports for that vCPU.
   Status SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) override;
   Status OnlineGuestVcpus(const std::string& domain, const std::vector<unsigned>& ids) override;
-  // DIMM attach/detach on a TCG domain after a vCPU unplug in the same QEMU process is
-  // refused (kUnsupported): QEMU 7.2 corrupted its heap and died on it on this machine.
+  // DIMM attach/detach that backends/tcg_replug.h calls unsafe is refused (kUnsupported).
   Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
   void SetEventSink(DomainEventSink sink) override;
 

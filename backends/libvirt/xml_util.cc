@@ -9,10 +9,6 @@
 namespace hotplug::backends::libvirt {
 namespace {
 
-struct XmlBufferDeleter {
-  void operator()(xmlBufferPtr buffer) const { xmlBufferFree(buffer); }
-};
-
 std::optional<uint64_t> ParseUnsigned(const std::string& text) {
   uint64_t value = 0;
   const char* begin = text.data();
@@ -99,7 +95,7 @@ std::optional<uint64_t> XPathBytes(const XmlDocument& document, const char* expr
 }
 
 std::string NodeToString(xmlDocPtr doc, xmlNodePtr node) {
-  std::unique_ptr<xmlBuffer, XmlBufferDeleter> buffer(xmlBufferCreate());
+  std::unique_ptr<xmlBuffer, FreeWith<xmlBufferFree>> buffer(xmlBufferCreate());
   if (!buffer || xmlNodeDump(buffer.get(), doc, node, 0, 0) < 0) return "";
   return std::string(reinterpret_cast<const char*>(xmlBufferContent(buffer.get())));
 }

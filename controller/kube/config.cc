@@ -1,13 +1,12 @@
 #include "controller/kube/config.h"
 
 #include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <yaml-cpp/yaml.h>
 
 namespace hotplug::controller::kube {
 namespace {
@@ -42,8 +41,8 @@ std::string Trim(std::string text) {
 YAML::Node FindNamed(const YAML::Node& list, const std::string& name, const char* inner) {
   if (!list || !list.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
   for (const auto& entry : list) {
-    if (entry.IsMap() && entry["name"] && entry["name"].as<std::string>() == name &&
-        entry[inner] && entry[inner].IsMap()) {
+    if (entry.IsMap() && entry["name"] && entry["name"].as<std::string>() == name && entry[inner] &&
+        entry[inner].IsMap()) {
       return entry[inner];
     }
   }
@@ -99,6 +98,44 @@ bool DecodeBase64(const std::string& text, std::string* out) {
   return true;
 }
 
+namespace {
+
+// The credentials of user `user_name` ("" = none) into `config`.
+bool ReadUser(const YAML::Node& doc, const std::string& user_name, const std::string& base_dir,
+              Config* config, std::string* error) {
+  if (user_name.empty()) return true;
+  YAML::Node user = FindNamed(doc["users"], user_name, "user");
+  if (!user.IsMap()) {
+    *error = "kubeconfig: user \"" + user_name + "\" not found";
+    return false;
+  }
+  if (user["exec"] || user["auth-provider"]) {
+    *error = "kubeconfig: user \"" + user_name +
+             "\" uses exec/auth-provider credentials, which this client does not support; "
+             "use a token or a client certificate";
+    return false;
+  }
+  config->token = Str(user, "token");
+  std::string token_file = Str(user, "tokenFile");
+  if (!token_file.empty()) config->token_file = Resolve(token_file, base_dir);
+  if (!LoadPem(user, "client-certificate", base_dir, &config->client_cert_pem, error) ||
+      !LoadPem(user, "client-key", base_dir, &config->client_key_pem, error)) {
+    return false;
+  }
+  if (config->client_cert_pem.empty() != config->client_key_pem.empty()) {
+    *error = "kubeconfig: user \"" + user_name +
+             "\" has a client certificate without a key or a key without a certificate";
+    return false;
+  }
+  if (!Str(user, "username").empty()) {
+    *error = "kubeconfig: basic auth (username/password) is not supported";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool ParseKubeconfig(const std::string& yaml_text, const std::string& base_dir, Config* out,
                      std::string* error) {
   try {
@@ -130,36 +167,7 @@ bool ParseKubeconfig(const std::string& yaml_text, const std::string& base_dir, 
     if (!LoadPem(cluster, "certificate-authority", base_dir, &config.ca_pem, error)) return false;
     config.default_namespace = Str(context, "namespace");
 
-    std::string user_name = Str(context, "user");
-    if (!user_name.empty()) {
-      YAML::Node user = FindNamed(doc["users"], user_name, "user");
-      if (!user.IsMap()) {
-        *error = "kubeconfig: user \"" + user_name + "\" not found";
-        return false;
-      }
-      if (user.IsMap() && (user["exec"] || user["auth-provider"])) {
-        *error = "kubeconfig: user \"" + user_name +
-                 "\" uses exec/auth-provider credentials, which this client does not support; "
-                 "use a token or a client certificate";
-        return false;
-      }
-      config.token = Str(user, "token");
-      std::string token_file = Str(user, "tokenFile");
-      if (!token_file.empty()) config.token_file = Resolve(token_file, base_dir);
-      if (!LoadPem(user, "client-certificate", base_dir, &config.client_cert_pem, error) ||
-          !LoadPem(user, "client-key", base_dir, &config.client_key_pem, error)) {
-        return false;
-      }
-      if (config.client_cert_pem.empty() != config.client_key_pem.empty()) {
-        *error = "kubeconfig: user \"" + user_name +
-                 "\" has a client certificate without a key or a key without a certificate";
-        return false;
-      }
-      if (!Str(user, "username").empty()) {
-        *error = "kubeconfig: basic auth (username/password) is not supported";
-        return false;
-      }
-    }
+    if (!ReadUser(doc, Str(context, "user"), base_dir, &config, error)) return false;
     config.origin = "context " + context_name;
     *out = std::move(config);
     return true;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "controller/log.h"
@@ -23,8 +22,11 @@ KubeEventRecorder::KubeEventRecorder(Client& client, Options options)
 KubeEventRecorder::~KubeEventRecorder() { Stop(); }
 
 void KubeEventRecorder::Record(const crd::ElasticVM& object, const reconciler::Event& event) {
-  Pending pending{object.metadata.namespace_, object.metadata.name, object.metadata.uid,
-                  object.metadata.resource_version, event,
+  Pending pending{object.metadata.namespace_,
+                  object.metadata.name,
+                  object.metadata.uid,
+                  object.metadata.resource_version,
+                  event,
                   reconciler::FormatRfc3339(std::chrono::system_clock::now())};
   {
     std::lock_guard lock(mu_);
@@ -113,18 +115,25 @@ bool KubeEventRecorder::Send(const Pending& pending) {
       return true;
     }
     if (!result.not_found()) {
-      log::Warn("event not aggregated", {{"error", result.error}, {"reason", pending.event.reason}});
+      log::Warn("event not aggregated",
+                {{"error", result.error}, {"reason", pending.event.reason}});
       return !Retryable(result);
     }
     // The Event expired (events have a TTL): create a fresh one.
     sent_.erase(known);
   }
+  return Create(pending, type, identity);
+}
+
+bool KubeEventRecorder::Create(const Pending& pending, const char* type,
+                               const std::string& identity) {
   auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
   char suffix[40];
-  std::snprintf(suffix, sizeof(suffix), ".%llx", static_cast<unsigned long long>(now_ns) +
-                                                     static_cast<unsigned long long>(sequence_++));
+  std::snprintf(
+      suffix, sizeof(suffix), ".%llx",
+      static_cast<unsigned long long>(now_ns) + static_cast<unsigned long long>(sequence_++));
   std::string event_name = pending.name + suffix;
   json body = {
       {"apiVersion", "v1"},

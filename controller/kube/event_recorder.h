@@ -22,15 +22,15 @@ class KubeEventRecorder final : public EventRecorder {
  public:
   struct Options {
     std::string component = "hotplug-operator";
-    std::string host;            // source.host / reportingInstance (the node name)
-    size_t queue_limit = 1000;   // events waiting to be sent; more are dropped
+    std::string host;           // source.host / reportingInstance (the node name)
+    size_t queue_limit = 1000;  // events waiting to be sent; more are dropped
     // An Event the API could not take (no answer, 5xx, 429) is sent again after a backoff
     // that doubles from `retry_initial` up to `retry_max`, at most `max_attempts` times
     // (client-go's broadcaster does the same: 12 tries, 10 s apart).
     int max_attempts = 12;
     std::chrono::milliseconds retry_initial{500};
     std::chrono::milliseconds retry_max{10'000};
-    size_t remembered = 4096;    // distinct events remembered for aggregation
+    size_t remembered = 4096;  // distinct events remembered for aggregation
   };
   KubeEventRecorder(Client& client, Options options);
   ~KubeEventRecorder() override;
@@ -55,6 +55,8 @@ class KubeEventRecorder final : public EventRecorder {
   void Run();
   // Returns false when the API answered in a way worth retrying (no answer, 5xx, 429).
   bool Send(const Pending& pending);
+  // Posts a new Event (`identity` is what aggregates repeats of it).
+  bool Create(const Pending& pending, const char* type, const std::string& identity);
 
   Client& client_;
   const Options options_;

@@ -169,7 +169,7 @@ int Informer::ListCount() const {
 
 std::string Informer::SelectorQuery() const {
   if (options_.node_name.empty()) return "";
-  return "&labelSelector=" + QueryEscape(NodeLabelSelector(options_.node_name));
+  return "labelSelector=" + QueryEscape(NodeLabelSelector(options_.node_name));
 }
 
 void Informer::Backoff() {
@@ -282,29 +282,58 @@ bool Informer::List(std::string* resource_version) {
   auto start = std::chrono::steady_clock::now();
   CacheMap listed;
   MovingMap moving;
+  if (!ReadAllPages(&listed, &moving, resource_version)) return false;
+  // A LIST answered whole from the watch cache is tens of MB of transient text and copies;
+  // glibc keeps such freed blocks in the heap (its mmap threshold grows after large frees),
+  // which would count against the cache for the life of the process: give them back.
+  malloc_trim(0);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ReplaceCache(std::move(listed), std::move(moving), *resource_version, seconds);
+  return true;
+}
+
+std::string Informer::ListPagePath(const std::string& asked_rv, const ListPage& page) const {
+  std::string path = ElasticVMsPath(options_.ns);
+  // As client-go's reflector: pages, except at a version other than "0" from a server that
+  // did not page before. kube-apiserver reads a version with a limit from etcd at exactly
+  // that revision, which after its restart or a compaction is the very version the watch
+  // was just refused (410 again, forever); without a limit its watch cache answers with
+  // something at least as new.
+  bool paged = asked_rv.empty() || asked_rv == "0" || paginated_result_ ||
+               !page.continue_token.empty();
+  std::vector<std::string> query;
+  if (paged) query.push_back("limit=" + std::to_string(options_.list_page_size));
+  // A continuation carries its version inside the token; the server refuses both.
+  if (!page.continue_token.empty()) {
+    query.push_back("continue=" + QueryEscape(page.continue_token));
+  } else if (!asked_rv.empty()) {
+    query.push_back("resourceVersion=" + QueryEscape(asked_rv));
+  }
+  if (std::string selector = SelectorQuery(); !selector.empty()) query.push_back(selector);
+  for (size_t i = 0; i < query.size(); ++i) path += (i == 0 ? "?" : "&") + query[i];
+  return path;
+}
+
+bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::string* list_rv) {
+  CacheMap& listed = *listed_out;
+  MovingMap& moving = *moving_out;
   ListPage page;
   std::string asked_rv = ListResourceVersion();
   // (A loop with `continue` meaning "start the list over": a do/while would test the emptied
   // continue token and take an empty list for the whole truth.)
   for (;;) {
     if (Stopping()) return false;
-    std::string path = ElasticVMsPath(options_.ns) + "?limit=" +
-                       std::to_string(options_.list_page_size) + SelectorQuery();
-    // A continuation carries its version inside the token; the server refuses both.
-    if (!page.continue_token.empty()) {
-      path += "&continue=" + QueryEscape(page.continue_token);
-    } else if (!asked_rv.empty()) {
-      path += "&resourceVersion=" + QueryEscape(asked_rv);
-    }
+    bool continued = !page.continue_token.empty();
     size_t items = 0;
     size_t bytes = 0;
     ApiResult result = client_.GetStreamed(
-        path,
+        ListPagePath(asked_rv, page),
         [&](std::istream& body) { return ReadListPage(body, &page, &listed, &moving, &items); },
         &bytes);
     metrics_->Received("list", items, bytes);
     if (!result.ok()) {
-      if (result.gone() && !page.continue_token.empty()) {
+      if (result.gone() && continued) {
         // The continue token expired: start the list over.
         page = ListPage{};
         listed.clear();
@@ -325,15 +354,18 @@ bool Informer::List(std::string* resource_version) {
       return false;
     }
     if (page.continue_token.empty()) break;
+    // A LIST at "0" that comes in pages: this server has no watch cache (reflector's
+    // paginatedResult), so relists keep paging rather than read everything at once.
+    if (!continued && asked_rv == "0") paginated_result_ = true;
   }
   list_rv_unavailable_ = false;
-  // A LIST answered whole from the watch cache is tens of MB of transient text and copies;
-  // glibc keeps such freed blocks in the heap (its mmap threshold grows after large frees),
-  // which would count against the cache for the life of the process: give them back.
-  malloc_trim(0);
-  const std::string& list_rv = page.resource_version;
+  *list_rv = page.resource_version;
+  return true;
+}
 
-  // Replace the cache and tell which keys changed (added, modified, deleted).
+void Informer::ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv,
+                            double seconds) {
+  // Tell which keys changed (added, modified, deleted).
   std::vector<std::string> changed;
   size_t size;
   {
@@ -359,15 +391,11 @@ bool Informer::List(std::string* resource_version) {
     list_count_++;
     size = cache_.size();
   }
-  *resource_version = list_rv;
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_->Listed(size, seconds);
   metrics_->CacheSize(size);
   log::Info("listed elasticvms",
             {{"objects", std::to_string(size)}, {"resourceVersion", list_rv}});
   for (const auto& key : changed) on_change_(key);
-  return true;
 }
 
 Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) {
@@ -380,8 +408,8 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
   std::string path = ElasticVMsPath(options_.ns) +
                      "?watch=1&allowWatchBookmarks=true&resourceVersion=" +
                      QueryEscape(resource_version) +
-                     "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count()) +
-                     SelectorQuery();
+                     "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count());
+  if (std::string selector = SelectorQuery(); !selector.empty()) path += "&" + selector;
   WatchOutcome outcome = WatchOutcome::kReconnect;
   size_t events = 0;
   auto started = std::chrono::steady_clock::now();
@@ -400,12 +428,19 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
   // A watch that delivered something, or lived a while, was healthy: failures after it
   // start backing off from the beginning. One that failed at once backs off more each time.
   size_t good_events = events - (outcome == WatchOutcome::kRelist ? 1 : 0);
-  bool healthy = good_events > 0 || std::chrono::steady_clock::now() - started >=
-                                        std::chrono::seconds(10);
+  // (A quiet watch that ran to its own timeout was healthy too, however short it is.)
+  auto long_enough = std::min<std::chrono::steady_clock::duration>(std::chrono::seconds(10),
+                                                                    options_.watch_timeout);
+  bool healthy = good_events > 0 || std::chrono::steady_clock::now() - started >= long_enough;
   if (healthy) {
     std::lock_guard lock(mu_);
     backoff_ = std::chrono::milliseconds(0);
   }
+  return AfterWatch(end, outcome, healthy);
+}
+
+Informer::WatchOutcome Informer::AfterWatch(const WatchEnd& end, WatchOutcome outcome,
+                                            bool healthy) {
   switch (end.kind) {
     case WatchEnd::Kind::kClosed:
       if (outcome == WatchOutcome::kRelist) {

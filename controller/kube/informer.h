@@ -2,8 +2,8 @@
 // reconnecting from the last version seen when a stream closes and listing again on
 // 410 Gone or an ERROR event, with capped, jittered backoff between failures. LISTs follow
 // client-go's reflector: the first asks for resourceVersion=0 (the API server's watch cache),
-// a relist for the last version seen, and a refused version falls back to a paged quorum read. Keeps a cache
-// keyed by "namespace/name" and implements the controller's ObjectSource.
+// a relist for the last version seen, and a refused version falls back to a paged quorum
+// read. Keeps a cache keyed by "namespace/name" and implements the controller's ObjectSource.
 //
 // Node scope (--node-name): the LIST and WATCH carry labelSelector=hotplug.dev/node=<node>,
 // so the API server sends this agent its own objects only (controller/kube/node_scope.h has
@@ -97,17 +97,28 @@ class Informer final : public ObjectSource {
   };
   void Run();
   bool List(std::string* resource_version);
+  // Every page of one LIST into `listed` and `moving`; false when it failed (the cache stays
+  // as it was).
+  bool ReadAllPages(CacheMap* listed, MovingMap* moving, std::string* list_rv);
+  // Swaps in a complete LIST and signals each key that was added, changed, removed or is to
+  // be released.
+  void ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv,
+                    double seconds);
+  // The path and query of one LIST request.
+  std::string ListPagePath(const std::string& asked_rv, const ListPage& page) const;
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
   std::string ListResourceVersion() const;
   // Decodes one LIST answer into `listed` (in-scope objects) and `moving` (those to
   // release); false on a bad answer.
   bool ReadListPage(std::istream& body, ListPage* page, CacheMap* listed, MovingMap* moving,
                     size_t* items);
-  // "&labelSelector=..." for an agent, "" otherwise.
+  // "labelSelector=..." for an agent, "" otherwise.
   std::string SelectorQuery() const;
   // The server will not serve a LIST at the version asked for.
   static bool RefusedVersion(const ApiResult& result);
   WatchOutcome WatchOnce(const std::string& resource_version);
+  // What to do after a watch ended as `end` (`outcome`: what its lines asked for).
+  WatchOutcome AfterWatch(const WatchEnd& end, WatchOutcome outcome, bool healthy);
   // Applies one watch line; returns false when the stream must end with `outcome`.
   bool HandleLine(std::string_view line, WatchOutcome* outcome);
   void Upsert(crd::ElasticVM object);
@@ -140,6 +151,8 @@ class Informer final : public ObjectSource {
   std::chrono::milliseconds backoff_{0};
   // Informer thread only: the server refused the version asked for; list from etcd next.
   bool list_rv_unavailable_ = false;
+  // Informer thread only: a LIST at "0" came in pages (the server has no watch cache).
+  bool paginated_result_ = false;
 };
 
 }  // namespace hotplug::controller::kube

@@ -1,14 +1,12 @@
 #include "controller/kube/leader_election.h"
 
 #include <pthread.h>
-
 #include <unistd.h>
 
 #include <cstdio>
 #include <ctime>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "controller/log.h"
 
@@ -110,29 +108,31 @@ void LeaderElector::Run() {
   leading_ = false;
 }
 
+bool LeaderElector::CreateLease(const std::string& now) {
+  json lease = {{"apiVersion", "coordination.k8s.io/v1"},
+                {"kind", "Lease"},
+                {"metadata", {{"name", options_.name}, {"namespace", options_.ns}}},
+                {"spec",
+                 {{"holderIdentity", options_.identity},
+                  {"leaseDurationSeconds", SecondsCeil(options_.lease_duration)},
+                  {"acquireTime", now},
+                  {"renewTime", now},
+                  {"leaseTransitions", 0}}}};
+  ApiResult created = client_.Post(LeasesPath(options_.ns), lease.dump());
+  if (!created.ok()) {
+    log::Debug("leader election: create failed", {{"error", created.error}});
+    return false;
+  }
+  observed_record_ = options_.identity + "|" + now + "|0";
+  observed_at_ = std::chrono::steady_clock::now();
+  return true;
+}
+
 bool LeaderElector::TryAcquireOrRenew() {
   std::string path = LeasePath(options_.ns, options_.name);
   std::string now = NowMicroTime();
   ApiResult got = client_.Get(path);
-  if (got.not_found()) {
-    json lease = {{"apiVersion", "coordination.k8s.io/v1"},
-                  {"kind", "Lease"},
-                  {"metadata", {{"name", options_.name}, {"namespace", options_.ns}}},
-                  {"spec",
-                   {{"holderIdentity", options_.identity},
-                    {"leaseDurationSeconds", SecondsCeil(options_.lease_duration)},
-                    {"acquireTime", now},
-                    {"renewTime", now},
-                    {"leaseTransitions", 0}}}};
-    ApiResult created = client_.Post(LeasesPath(options_.ns), lease.dump());
-    if (!created.ok()) {
-      log::Debug("leader election: create failed", {{"error", created.error}});
-      return false;
-    }
-    observed_record_ = options_.identity + "|" + now + "|0";
-    observed_at_ = std::chrono::steady_clock::now();
-    return true;
-  }
+  if (got.not_found()) return CreateLease(now);
   if (!got.ok()) {
     log::Warn("leader election: cannot read the lease", {{"error", got.error}});
     return false;
@@ -148,7 +148,8 @@ bool LeaderElector::TryAcquireOrRenew() {
   std::string holder = spec.value("holderIdentity", "");
   std::string renew_time = spec.value("renewTime", "");
   int64_t transitions = spec.value("leaseTransitions", 0);
-  int64_t duration_seconds = spec.value("leaseDurationSeconds", SecondsCeil(options_.lease_duration));
+  int64_t duration_seconds =
+      spec.value("leaseDurationSeconds", SecondsCeil(options_.lease_duration));
   std::string record = holder + "|" + renew_time + "|" + std::to_string(transitions);
   auto local_now = std::chrono::steady_clock::now();
   if (record != observed_record_) {

@@ -46,6 +46,7 @@ class LeaderElector {
   void Run();
   // One GET + create/update; true when we hold the lease afterwards.
   bool TryAcquireOrRenew();
+  bool CreateLease(const std::string& now);  // there is none yet
   void Release();
   // Waits `period` (with +20% jitter when `jitter`); false when stopping.
   bool Wait(std::chrono::milliseconds period, bool jitter);

@@ -1,8 +1,8 @@
 #include "controller/kube/watch_event.h"
 
-#include <nlohmann/json.hpp>
-
+#include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "crd/codec.h"
@@ -17,12 +17,15 @@ std::string StringField(const json& object, const char* name) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// By WatchEvent::Type's value: the API's event types, and UNKNOWN for any other.
+constexpr const char* kTypeNames[] = {"ADDED",    "MODIFIED", "DELETED",
+                                      "BOOKMARK", "ERROR",    "UNKNOWN"};
+static_assert(std::size(kTypeNames) == static_cast<size_t>(WatchEvent::Type::kUnknown) + 1);
+
 WatchEvent::Type TypeOf(const std::string& name) {
-  if (name == "ADDED") return WatchEvent::Type::kAdded;
-  if (name == "MODIFIED") return WatchEvent::Type::kModified;
-  if (name == "DELETED") return WatchEvent::Type::kDeleted;
-  if (name == "BOOKMARK") return WatchEvent::Type::kBookmark;
-  if (name == "ERROR") return WatchEvent::Type::kError;
+  for (size_t i = 0; i + 1 < std::size(kTypeNames); ++i) {
+    if (name == kTypeNames[i]) return static_cast<WatchEvent::Type>(i);
+  }
   return WatchEvent::Type::kUnknown;
 }
 
@@ -48,21 +51,7 @@ void TrimForCache(crd::ElasticVM& object) {
 }
 
 const char* WatchEventTypeName(WatchEvent::Type type) {
-  switch (type) {
-    case WatchEvent::Type::kAdded:
-      return "ADDED";
-    case WatchEvent::Type::kModified:
-      return "MODIFIED";
-    case WatchEvent::Type::kDeleted:
-      return "DELETED";
-    case WatchEvent::Type::kBookmark:
-      return "BOOKMARK";
-    case WatchEvent::Type::kError:
-      return "ERROR";
-    case WatchEvent::Type::kUnknown:
-      break;
-  }
-  return "UNKNOWN";
+  return kTypeNames[static_cast<size_t>(type)];
 }
 
 ParsedWatchLine ParseWatchLine(std::string_view line) {

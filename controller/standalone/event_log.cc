@@ -1,5 +1,8 @@
 #include "controller/standalone/event_log.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -8,12 +11,24 @@
 
 namespace hotplug::controller::standalone {
 
-LogEventRecorder::LogEventRecorder(std::string events_file, const reconciler::Clock& clock,
+LogEventRecorder::LogEventRecorder(const StatusDir* status_dir, const reconciler::Clock& clock,
                                    size_t rotate_bytes)
-    : events_file_(std::move(events_file)), clock_(clock), rotate_bytes_(rotate_bytes) {}
+    : status_dir_(status_dir), clock_(clock), rotate_bytes_(rotate_bytes) {}
 
-LogEventRecorder::~LogEventRecorder() {
-  if (file_) std::fclose(file_);
+bool LogEventRecorder::EnsureOpenLocked() {
+  if (file_.valid() && status_dir_->generation() == generation_) return true;
+  std::string error;
+  file_.Reset(status_dir_->OpenEventsLog(&generation_, &error));
+  if (!file_.valid()) {
+    if (!open_failed_) {
+      log::Warn("standalone: cannot append to the events file; events go to the log only",
+                {{"dir", status_dir_->path()}, {"error", error}});
+    }
+    open_failed_ = true;
+    return false;
+  }
+  open_failed_ = false;
+  return true;
 }
 
 void LogEventRecorder::Record(const crd::ElasticVM& object, const reconciler::Event& event) {
@@ -24,7 +39,7 @@ void LogEventRecorder::Record(const crd::ElasticVM& object, const reconciler::Ev
               {"type", warning ? "Warning" : "Normal"},
               {"reason", event.reason},
               {"message", event.message}});
-  if (events_file_.empty()) return;
+  if (status_dir_ == nullptr) return;
 
   nlohmann::json line = {{"time", reconciler::FormatRfc3339(clock_.Now())},
                          {"object", key},
@@ -33,25 +48,19 @@ void LogEventRecorder::Record(const crd::ElasticVM& object, const reconciler::Ev
                          {"message", event.message}};
   std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::lock_guard lock(mu_);
-  if (file_ && std::ftell(file_) >= static_cast<long>(rotate_bytes_)) {
-    std::fclose(file_);
-    file_ = nullptr;
-    std::rename(events_file_.c_str(), (events_file_ + ".1").c_str());
+  if (!EnsureOpenLocked()) return;
+  struct stat info {};
+  if (fstat(file_.get(), &info) == 0 && static_cast<size_t>(info.st_size) >= rotate_bytes_) {
+    file_.Reset();
+    status_dir_->RotateEventsLog();
+    if (!EnsureOpenLocked()) return;
   }
-  if (!file_) {
-    file_ = std::fopen(events_file_.c_str(), "a");
-    if (!file_) {
-      if (!open_failed_) {
-        log::Warn("standalone: cannot append to the events file; events go to the log only",
-                  {{"file", events_file_}, {"error", std::strerror(errno)}});
-      }
-      open_failed_ = true;
-      return;
-    }
-    open_failed_ = false;
+  // One write of a whole line with O_APPEND: lines never interleave. A short write (a full
+  // disk) loses the rest of this line only.
+  if (write(file_.get(), text.data(), text.size()) < 0 && !open_failed_) {
+    log::Warn("standalone: cannot append to the events file",
+              {{"dir", status_dir_->path()}, {"error", std::strerror(errno)}});
   }
-  std::fwrite(text.data(), 1, text.size(), file_);
-  std::fflush(file_);
 }
 
 }  // namespace hotplug::controller::standalone

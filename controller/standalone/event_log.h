@@ -1,35 +1,41 @@
 // The EventRecorder of standalone mode: each Event becomes a JSON log line (type, reason,
-// message, object) and, when a file is given, a JSON line appended to it
-// (DIR/.status/events.log; rotated to events.log.1 past a size limit).
+// message, object) and, when a status folder is given, a JSON line appended to
+// DIR/.status/events.log (rotated to events.log.1 past a size limit; opened again when the
+// folder was made again; never a symlink, a FIFO or anything but a regular file).
 #pragma once
 
-#include <cstdio>
+#include <cstdint>
 #include <mutex>
 #include <string>
 
 #include "controller/source.h"
+#include "controller/standalone/safe_files.h"
+#include "controller/standalone/status_dir.h"
 #include "reconciler/clock.h"
 
 namespace hotplug::controller::standalone {
 
 class LogEventRecorder final : public EventRecorder {
  public:
-  // `events_file` empty: log lines only. `clock` must outlive the recorder.
-  LogEventRecorder(std::string events_file, const reconciler::Clock& clock,
+  // `status_dir` nullptr: log lines only. Both must outlive the recorder.
+  LogEventRecorder(const StatusDir* status_dir, const reconciler::Clock& clock,
                    size_t rotate_bytes = 4 << 20);
-  ~LogEventRecorder() override;
   LogEventRecorder(const LogEventRecorder&) = delete;
   LogEventRecorder& operator=(const LogEventRecorder&) = delete;
 
   void Record(const crd::ElasticVM& object, const reconciler::Event& event) override;
 
  private:
-  const std::string events_file_;
+  // Opens events.log when it is not open or the folder changed; false when it cannot be.
+  bool EnsureOpenLocked();
+
+  const StatusDir* const status_dir_;
   const reconciler::Clock& clock_;
   const size_t rotate_bytes_;
   std::mutex mu_;
-  std::FILE* file_ = nullptr;  // guarded by mu_; opened on first use
-  bool open_failed_ = false;   // guarded by mu_: log the failure once
+  UniqueFd file_;             // guarded by mu_; opened on first use
+  uint64_t generation_ = 0;   // guarded by mu_: the folder's generation file_ is in
+  bool open_failed_ = false;  // guarded by mu_: log the failure once
 };
 
 }  // namespace hotplug::controller::standalone

@@ -1,6 +1,5 @@
 #include "controller/standalone/folder_source.h"
 
-#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -12,21 +11,23 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
+#include <ranges>
 
 #include "controller/log.h"
+#include "controller/standalone/input_file.h"
+#include "controller/standalone/read_pool.h"
+#include "controller/standalone/safe_files.h"
 #include "crd/codec.h"
 
 namespace hotplug::controller::standalone {
 namespace {
 
-using Steady = std::chrono::steady_clock;
-
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
                                 IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+// Files read and parsed at once: a slow one leaves the other thread to the rest.
+constexpr int kReadThreads = 2;
 // Keep gathering events for at most this long before acting on them.
 constexpr auto kMaxCoalesce = std::chrono::milliseconds(200);
 
@@ -84,9 +85,8 @@ FolderSource::~FolderSource() {
 }
 
 bool FolderSource::Init(std::string* error) {
-  struct stat info {};
-  if (stat(dir_.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    *error = dir_ + " is not a folder";
+  if (status_dir_.input_fd() < 0) {
+    *error = dir_ + " is not open (StatusDir::Open first)";
     return false;
   }
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -104,9 +104,11 @@ bool FolderSource::Init(std::string* error) {
     *error = std::string("eventfd: ") + std::strerror(errno);
     return false;
   }
+  reads_ = std::make_unique<ReadPool>(status_dir_.input_fd(), kReadThreads);
   previous_ = status_dir_.LoadObjects();
   // Error files of an earlier life: rewritten or removed by the first pass over the folder.
-  for (auto& file : status_dir_.FilesWithErrors()) error_files_[std::move(file)] = {};
+  for (auto& name : status_dir_.ErrorFileNames()) stale_error_files_.insert(std::move(name));
+  status_generation_ = status_dir_.generation();
   return true;
 }
 
@@ -136,10 +138,8 @@ std::optional<crd::ElasticVM> FolderSource::Get(const std::string& key) const {
 
 std::vector<std::string> FolderSource::Keys() const {
   std::lock_guard lock(mu_);
-  std::vector<std::string> keys;
-  keys.reserve(cache_.size());
-  for (const auto& [key, entry] : cache_) keys.push_back(key);
-  return keys;
+  auto keys = std::views::keys(cache_);
+  return {keys.begin(), keys.end()};
 }
 
 bool FolderSource::CommitStatus(const std::string& key, const std::string& uid,
@@ -170,428 +170,516 @@ bool FolderSource::IsInputFile(const std::string& name) const {
 
 std::string FolderSource::Now() const { return reconciler::FormatRfc3339(clock_.Now()); }
 
+// A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
+// folder is read again on the next change.
+void FolderSource::Guarded(const char* what, const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    log::Error("standalone: unexpected error; the folder is read again on the next change",
+               {{"while", what}, {"error", e.what()}});
+  }
+}
+
 void FolderSource::Run() {
   pthread_setname_np(pthread_self(), "folder-watch");
-  // A library throwing on some input (yaml-cpp, nlohmann) must not end the process: the
-  // folder is read again on the next change.
-  auto guarded = [this](const char* what, const std::function<void()>& step) {
-    try {
-      step();
-    } catch (const std::exception& e) {
-      log::Error("standalone: unexpected error; the folder is read again on the next change",
-                 {{"while", what}, {"error", e.what()}});
-    }
-  };
-  guarded("reading the folder", [this] {
-    ScanAll();
-    Apply();
+  Guarded("reading the folder", [this] {
+    ReadAll();
+    for (const auto& name : stale_error_files_) status_dir_.RemoveErrorFile(name);
+    stale_error_files_.clear();
   });
   synced_ = true;
   log::Info("standalone: folder read", {{"dir", dir_}, {"objects", std::to_string(Keys().size())}});
-
-  std::set<std::string> dirty;
-  std::map<std::string, Steady::time_point> settling;  // created, not yet closed
-  bool rescan_all = false;
-  bool watch_lost = false;
-  // When the changes not acted on yet began (valid while `pending`). Not an optional: GCC 12
-  // warns maybe-uninitialized on one at -O2.
-  bool pending = false;
-  Steady::time_point first_dirty{};
-  alignas(inotify_event) char buffer[64 * 1024];
-
+  WatchState state;
   while (true) {
-    auto now = Steady::now();
-    int timeout_ms = -1;
-    auto wait_until = [&](Steady::time_point when) {
-      auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
-      int bounded = static_cast<int>(std::max<int64_t>(0, ms));
-      timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
-    };
-    for (const auto& [name, due] : settling) wait_until(due);
-    if (pending) wait_until(std::min(now + options_.coalesce, first_dirty + kMaxCoalesce));
-
-    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    int ready = poll(fds, 2, timeout_ms);
+    pollfd fds[3] = {
+        {wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}, {reads_->done_fd(), POLLIN, 0}};
+    int ready = poll(fds, 3, PollTimeoutMs(state, Steady::now()));
     if (ready < 0 && errno != EINTR) {
       log::Error("standalone: poll failed; edits are no longer followed",
                  {{"error", std::strerror(errno)}});
       return;
     }
     if (fds[0].revents & POLLIN) return;
-
-    now = Steady::now();
-    bool got_events = false;
-    if (ready > 0 && (fds[1].revents & POLLIN)) {
-      while (true) {
-        ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
-        if (length <= 0) break;
-        got_events = true;
-        for (char* at = buffer; at < buffer + length;) {
-          const auto* event = reinterpret_cast<const inotify_event*>(at);
-          at += sizeof(inotify_event) + event->len;
-          if (event->mask & IN_Q_OVERFLOW) {
-            log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
-            rescan_all = true;
-            continue;
-          }
-          if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-            if (!watch_lost) {
-              log::Error(
-                  "standalone: the folder was removed or moved; its objects are kept as last "
-                  "read and edits are no longer followed",
-                  {{"dir", dir_}});
-            }
-            watch_lost = true;
-            continue;
-          }
-          if (event->len == 0 || (event->mask & IN_ISDIR)) continue;
-          std::string name = event->name;
-          if (!IsInputFile(name)) continue;
-          if ((event->mask & IN_CREATE) &&
-              !(event->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
-            settling[name] = now + options_.created_settle;
-            continue;
-          }
-          settling.erase(name);
-          dirty.insert(name);
-        }
-      }
+    if (ready > 0 && (fds[2].revents & POLLIN)) {
+      Guarded("applying a change", [this] { ApplyReads(reads_->TakeDone()); });
     }
-    for (auto it = settling.begin(); it != settling.end();) {
-      if (it->second <= now) {
-        dirty.insert(it->first);
-        it = settling.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if ((!dirty.empty() || rescan_all) && !pending) {
-      pending = true;
-      first_dirty = now;
-    }
-    // Act once the burst is over (no event in the last poll) or has lasted long enough.
-    bool burst_over = !got_events || now - first_dirty >= kMaxCoalesce;
-    if (pending && burst_over) {
-      guarded("applying a change", [&] {
-        if (rescan_all || watch_lost) {
-          ScanAll();
-        } else {
-          for (const auto& name : dirty) ReadFile(name);
-        }
-        Apply();
+    const auto now = Steady::now();
+    const bool got_events = ready > 0 && (fds[1].revents & POLLIN) && ReadEvents(state, now);
+    if (state.status_folder_touched) {
+      state.status_folder_touched = false;
+      Guarded("making the status folder again", [this] {
+        if (status_dir_.generation() != status_generation_) RewriteStatusFolder();
       });
-      dirty.clear();
-      rescan_all = false;
-      pending = false;
+    }
+    for (auto it = state.settling.begin(); it != state.settling.end();) {
+      if (it->second > now) {
+        ++it;
+        continue;
+      }
+      state.dirty.insert(it->first);
+      it = state.settling.erase(it);
+    }
+    ActOnChanges(state, got_events, now);
+  }
+}
+
+// Until the next file settles or the pending changes are due; -1 (forever) when neither.
+int FolderSource::PollTimeoutMs(const WatchState& state, Steady::time_point now) const {
+  int timeout_ms = -1;
+  auto wait_until = [&](Steady::time_point when) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(when - now).count();
+    int bounded = static_cast<int>(std::max<int64_t>(0, ms));
+    timeout_ms = timeout_ms < 0 ? bounded : std::min(timeout_ms, bounded);
+  };
+  for (const auto& [name, due] : state.settling) wait_until(due);
+  if (state.pending)
+    wait_until(std::min(now + options_.coalesce, state.first_dirty + kMaxCoalesce));
+  return timeout_ms;
+}
+
+// Reads every queued inotify event into `state`; true when there was any.
+bool FolderSource::ReadEvents(WatchState& state, Steady::time_point now) {
+  alignas(inotify_event) char buffer[64 * 1024];
+  bool got_events = false;
+  while (true) {
+    ssize_t length = read(inotify_fd_, buffer, sizeof(buffer));
+    if (length <= 0) return got_events;
+    got_events = true;
+    for (char* at = buffer; at < buffer + length;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(at);
+      at += sizeof(inotify_event) + event->len;
+      HandleEvent(*event, state, now);
     }
   }
 }
 
-void FolderSource::ScanAll() {
-  std::set<std::string> names;
-  for (const auto& [name, contents] : files_) names.insert(name);
-  if (DIR* handle = opendir(dir_.c_str())) {
-    while (dirent* entry = readdir(handle)) {
-      if (IsInputFile(entry->d_name)) names.insert(entry->d_name);
-    }
-    closedir(handle);
-  } else {
-    // Keep what was read: a folder that vanished changes nothing on the VMs.
-    log::Error("standalone: cannot list the folder; keeping the objects as last read",
-               {{"dir", dir_}, {"error", std::strerror(errno)}});
+void FolderSource::HandleEvent(const inotify_event& event, WatchState& state,
+                               Steady::time_point now) {
+  if (event.mask & IN_Q_OVERFLOW) {
+    log::Warn("standalone: inotify queue overflowed; reading the whole folder again");
+    state.rescan_all = true;
     return;
   }
-  for (const auto& name : names) ReadFile(name);
+  if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+    if (!state.watch_lost) {
+      log::Error(
+          "standalone: the folder was removed or moved; its objects are kept as last read and "
+          "edits are no longer followed",
+          {{"dir", dir_}});
+    }
+    state.watch_lost = true;
+    return;
+  }
+  if (event.len == 0) return;
+  std::string name = event.name;
+  if (event.mask & IN_ISDIR) {
+    if (name == ".status") state.status_folder_touched = true;
+    return;
+  }
+  if (!IsInputFile(name)) return;
+  if ((event.mask & IN_CREATE) &&
+      !(event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM))) {
+    state.settling[name] = now + options_.created_settle;
+    return;
+  }
+  state.settling.erase(name);
+  state.dirty.insert(name);
 }
 
-void FolderSource::ReadFile(const std::string& name) {
-  const std::string path = dir_ + "/" + name;
+// Acts once the burst is over (no event in the last poll) or has lasted long enough.
+void FolderSource::ActOnChanges(WatchState& state, bool got_events, Steady::time_point now) {
+  if ((!state.dirty.empty() || state.rescan_all) && !state.pending) {
+    state.pending = true;
+    state.first_dirty = now;
+  }
+  const bool burst_over = !got_events || now - state.first_dirty >= kMaxCoalesce;
+  if (!state.pending || !burst_over) return;
+  // Read and parsed on the read pool; applied as each file is done (Run).
+  for (const auto& name : state.rescan_all || state.watch_lost ? ListAll() : state.dirty) {
+    reads_->Submit(name);
+  }
+  state.dirty.clear();
+  state.rescan_all = false;
+  state.pending = false;
+}
+
+void FolderSource::ReadAll() {
+  std::set<std::string> names = ListAll();
+  for (const auto& name : names) reads_->Submit(name);
+  std::vector<FileRead> done;
+  while (true) {
+    for (auto& read : reads_->TakeDone()) done.push_back(std::move(read));
+    if (!reads_->Busy()) break;
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {reads_->done_fd(), POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[0].revents & POLLIN) return;  // stopping: Run sees it too
+  }
+  for (auto& read : reads_->TakeDone()) done.push_back(std::move(read));
+  ApplyReads(std::move(done), /*even_if_none=*/true);
+}
+
+void FolderSource::ApplyReads(std::vector<FileRead> reads, bool even_if_none) {
+  if (reads.empty() && !even_if_none) return;
+  std::set<std::string> keys, names;
+  for (auto& read : reads) {
+    names.insert(read.name);
+    ApplyRead(std::move(read), &keys);
+  }
+  Apply(keys, std::move(names));
+}
+
+std::set<std::string> FolderSource::ListAll() {
+  std::set<std::string> names;
+  for (const auto& [name, contents] : files_) names.insert(name);
   struct stat info {};
-  if (stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+  if (fstat(status_dir_.input_fd(), &info) != 0 || info.st_nlink == 0) {
+    // Keep what was read: a folder that vanished changes nothing on the VMs.
+    log::Error("standalone: cannot list the folder; keeping the objects as last read",
+               {{"dir", dir_}});
+    return {};
+  }
+  for (auto& name : ListFolder(status_dir_.input_fd())) {
+    if (IsInputFile(name)) names.insert(std::move(name));
+  }
+  return names;
+}
+
+void FolderSource::UnclaimDocuments(const std::string& name, std::set<std::string>* keys) {
+  auto found = files_.find(name);
+  if (found == files_.end()) return;
+  for (const auto& document : found->second.documents) {
+    const std::string key = document.object.Key();
+    keys->insert(key);
+    auto claims = claims_.find(key);
+    if (claims == claims_.end()) continue;
+    claims->second.erase(Claim{name, document.index});
+    if (claims->second.empty()) claims_.erase(claims);
+  }
+}
+
+void FolderSource::ClaimDocuments(const std::string& name, std::set<std::string>* keys) {
+  for (const auto& document : files_.at(name).documents) {
+    const std::string key = document.object.Key();
+    keys->insert(key);
+    claims_[key].insert(Claim{name, document.index});
+  }
+}
+
+// What can be read applies; what the file showed before and no longer shows is kept stale.
+void FolderSource::KeepStale(FileContents& contents, const std::string& why,
+                             std::vector<Document> readable) {
+  std::set<std::string> seen;
+  for (const auto& document : readable) seen.insert(document.object.Key());
+  for (auto& document : contents.documents) {
+    if (seen.count(document.object.Key())) continue;
+    document.stale = true;
+    readable.push_back(std::move(document));
+  }
+  contents.documents = std::move(readable);
+  contents.parse_error = why;
+}
+
+void FolderSource::ApplyRead(FileRead read, std::set<std::string>* keys) {
+  const std::string& name = read.name;
+  UnclaimDocuments(name, keys);
+  if (read.status == ReadStatus::kMissing) {
     files_.erase(name);
     return;
   }
   FileContents& contents = files_[name];  // the previous documents, if any
-  // What can be read applies; what the file showed before and no longer shows is kept stale.
-  auto keep_stale = [&](const std::string& why, std::vector<Document> readable) {
-    std::set<std::string> seen;
-    for (const auto& document : readable) seen.insert(document.object.Key());
-    for (auto& document : contents.documents) {
-      if (seen.count(document.object.Key())) continue;
-      document.stale = true;
-      readable.push_back(std::move(document));
+  if (read.status != ReadStatus::kOk) {
+    contents.errors.clear();
+    KeepStale(contents,
+              read.status == ReadStatus::kTooLarge ? "the file is larger than 4 MiB"
+                                                   : "cannot read it: " + read.error,
+              {});
+  } else {
+    std::vector<Document> readable;
+    for (auto& document : read.parsed.documents) {
+      readable.push_back({document.index, std::move(document.object), false});
     }
-    contents.documents = std::move(readable);
-    contents.parse_error = why;
-  };
-  if (static_cast<size_t>(info.st_size) > crd::kMaxDocumentBytes) {
-    keep_stale("the file is larger than 4 MiB", {});
-    return;
+    contents.errors = std::move(read.parsed.errors);
+    if (!read.parsed.syntax_error.empty()) {
+      KeepStale(contents, read.parsed.syntax_error, std::move(readable));
+    } else {
+      contents.documents = std::move(readable);
+      contents.parse_error.clear();
+    }
   }
-  std::string text;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    if (!in) {
-      keep_stale(std::string("cannot read it: ") + std::strerror(errno), {});
-      return;
-    }
-    text = buffer.str();
-  }
-
-  std::vector<Document> readable;
-  std::vector<std::string> errors;
-  std::string syntax_error;
-  const std::vector<crd::DecodeResult> results = crd::DecodeYamlText(text);
-  for (size_t i = 0; i < results.size(); ++i) {
-    const int index = static_cast<int>(i) + 1;
-    if (!results[i].ok()) {
-      // A syntax error ends what can be read of the file; other errors are one document's.
-      if (results[i].kind == crd::DecodeError::kSyntax) {
-        syntax_error = results[i].error;
-        break;
-      }
-      errors.push_back(results[i].error);
-      continue;
-    }
-    crd::ElasticVM object = *results[i].object;
-    const std::string where = "document " + std::to_string(index) + ": ";
-    if (!IsValidNamespace(object.metadata.namespace_)) {
-      errors.push_back(where + "metadata.namespace \"" + object.metadata.namespace_ +
-                       "\" is not a valid namespace (lowercase letters, digits and '-', at most "
-                       "63 characters)");
-      continue;
-    }
-    if (!IsValidName(object.metadata.name)) {
-      errors.push_back(where + "metadata.name \"" + object.metadata.name +
-                       "\" is not a valid name (lowercase letters, digits, '-' and '.', at most "
-                       "253 characters)");
-      continue;
-    }
-    // What Kubernetes would own is the source's to set; a status in the file is ignored.
-    object.metadata.uid.clear();
-    object.metadata.resource_version.clear();
-    object.metadata.generation = 0;
-    object.metadata.creation_timestamp.clear();
-    object.status = {};
-    readable.push_back({index, std::move(object), false});
-  }
-  contents.errors = std::move(errors);
-  if (!syntax_error.empty()) {
-    keep_stale(syntax_error, std::move(readable));
-    return;
-  }
-  contents.documents = std::move(readable);
-  contents.parse_error.clear();
+  ClaimDocuments(name, keys);
 }
 
-void FolderSource::Apply() {
-  rescans_++;
-  std::map<std::string, std::vector<std::string>> errors_by_file;
-  // Every document that names a key, files in name order, documents in file order.
-  struct Claim {
-    const std::string* file;
-    const Document* document;
-  };
-  std::map<std::string, std::vector<Claim>> claims;
-  for (const auto& [file, contents] : files_) {
-    auto& errors = errors_by_file[file];
-    errors = contents.errors;
-    if (!contents.parse_error.empty()) {
-      bool any_stale = false;
-      for (const auto& document : contents.documents) any_stale |= document.stale;
-      errors.insert(errors.begin(),
-                    contents.parse_error +
-                        (any_stale ? "; the objects it no longer shows are kept as last read "
-                                     "and nothing is changed on them until it is fixed"
-                                   : ""));
-    }
-    for (const auto& document : contents.documents) {
-      claims[document.object.Key()].push_back({&file, &document});
-    }
+const FolderSource::Document* FolderSource::FindDocument(const Claim& claim) const {
+  auto file = files_.find(claim.file);
+  if (file == files_.end()) return nullptr;
+  for (const auto& document : file->second.documents) {
+    if (document.index == claim.index) return &document;
   }
+  return nullptr;
+}
 
-  std::map<std::string, std::string> current_files;
+const FolderSource::Claim* FolderSource::Owner(const std::string& key) const {
+  auto claims = claims_.find(key);
+  if (claims == claims_.end() || claims->second.empty()) return nullptr;
+  // The object stays with the file it was first seen in (in this run, or as its status
+  // file says); otherwise the first claim in file order wins.
+  std::string owner_file;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [key, entry] : cache_) current_files[key] = entry.file;
+    if (auto it = cache_.find(key); it != cache_.end()) owner_file = it->second.file;
   }
-  struct Wanted {
-    std::string file;
-    crd::ElasticVM object;
-  };
-  std::map<std::string, Wanted> wanted;
-  for (const auto& [key, list] : claims) {
-    // The object stays with the file it was first seen in; otherwise the first claim wins.
-    size_t owner = 0;
-    if (auto it = current_files.find(key); it != current_files.end()) {
-      for (size_t i = 0; i < list.size(); ++i) {
-        if (*list[i].file == it->second) {
-          owner = i;
-          break;
-        }
-      }
+  if (owner_file.empty()) {
+    if (auto prev = previous_.find(key); prev != previous_.end()) {
+      auto source = prev->second.metadata.annotations.find(kSourceFileAnnotation);
+      if (source != prev->second.metadata.annotations.end()) owner_file = source->second;
     }
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (i == owner) continue;
-      errors_by_file[*list[i].file].push_back(
-          "document " + std::to_string(list[i].document->index) + ": " + key +
-          " is already defined in " + *list[owner].file + " (document " +
-          std::to_string(list[owner].document->index) +
-          "); this document is ignored while that one exists");
-    }
-    Wanted w{*list[owner].file, list[owner].document->object};
-    if (list[owner].document->stale) {
-      w.object.spec_error = w.file + " cannot be read any more (" + files_.at(w.file).parse_error +
-                            "); the object is kept as last read and nothing is changed until "
-                            "the file is fixed";
-    }
-    wanted.emplace(key, std::move(w));
   }
+  for (const auto& claim : claims->second) {
+    if (claim.file == owner_file) return &claim;
+  }
+  return &*claims->second.begin();
+}
 
+void FolderSource::Apply(const std::set<std::string>& keys, std::set<std::string> files) {
+  rescans_++;
   std::vector<std::string> changed;
   {
     std::lock_guard write_lock(write_mu_);
-    // Removed objects: forget them, change nothing on their VMs, mark their status files.
-    std::vector<std::pair<std::string, Entry>> removed;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = cache_.begin(); it != cache_.end();) {
-        if (wanted.count(it->first)) {
-          ++it;
-          continue;
-        }
-        removed.emplace_back(it->first, std::move(it->second));
-        it = cache_.erase(it);
-      }
+    for (const auto& key : keys) {
+      if (ApplyKey(key, files)) changed.push_back(key);
     }
-    for (auto& [key, entry] : removed) {
-      log::Info(
-          "standalone: object removed; it is no longer reconciled and its VM is left as "
-          "it is",
-          {{"object", key}, {"file", entry.file}});
-      crd::ElasticVM record = std::move(entry.object);
-      record.metadata.annotations[kSourceFileAnnotation] = entry.file;
-      record.metadata.annotations[kRemovedAnnotation] = Now();
-      std::string error;
-      if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
-        log::Warn("standalone: cannot mark the status file of a removed object",
-                  {{"object", key}, {"error", error}});
-      }
-      previous_[key] = std::move(record);
-      changed.push_back(key);
-    }
-
-    for (auto& [key, w] : wanted) {
-      std::unique_lock lock(mu_);
-      auto it = cache_.find(key);
-      if (it != cache_.end()) {
-        crd::ElasticVM& cached = it->second.object;
-        const bool spec_changed = SpecFingerprint(cached) != SpecFingerprint(w.object);
-        const bool meta_changed = cached.metadata.labels != w.object.metadata.labels ||
-                                  cached.metadata.annotations != w.object.metadata.annotations;
-        it->second.file = w.file;
-        if (!spec_changed && !meta_changed) continue;
-        cached.metadata.labels = w.object.metadata.labels;
-        cached.metadata.annotations = w.object.metadata.annotations;
-        cached.spec = w.object.spec;
-        cached.spec_error = w.object.spec_error;
-        if (spec_changed) cached.metadata.generation++;
-        const std::string generation = std::to_string(cached.metadata.generation);
-        lock.unlock();
-        if (spec_changed) {
-          log::Info("standalone: object changed",
-                    {{"object", key}, {"file", w.file}, {"generation", generation}});
-        }
-        changed.push_back(key);
-        continue;
-      }
-
-      // New to this process: continue from what an earlier life (or a removal) left.
-      crd::ElasticVM object = std::move(w.object);
-      bool clear_removed_mark = false;
-      if (auto prev = previous_.find(key); prev != previous_.end()) {
-        const crd::ElasticVM& before = prev->second;
-        object.metadata.uid = before.metadata.uid;
-        object.metadata.creation_timestamp = before.metadata.creation_timestamp;
-        object.metadata.generation = std::max<int64_t>(before.metadata.generation, 1);
-        if (SpecFingerprint(before) != SpecFingerprint(object)) object.metadata.generation++;
-        object.status = before.status;
-        clear_removed_mark =
-            before.metadata.annotations.count(kRemovedAnnotation) && HasStatus(before.status);
-        previous_.erase(prev);
-      } else {
-        object.metadata.generation = 1;
-      }
-      if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
-      if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
-      const std::string generation = std::to_string(object.metadata.generation);
-      crd::ElasticVM record = object;
-      cache_[key] = Entry{object, w.file};
-      lock.unlock();
-      if (clear_removed_mark) {
-        record.metadata.annotations[kSourceFileAnnotation] = w.file;
-        std::string error;
-        if (!status_dir_.WriteObject(record, &error)) {
-          log::Warn("standalone: cannot unmark the status file of a returning object",
-                    {{"object", key}, {"error", error}});
-        }
-      }
-      log::Info("standalone: object added",
-                {{"object", key}, {"file", w.file}, {"generation", generation}});
-      changed.push_back(key);
-    }
-
-    // Status files of objects no YAML defines any more (seen at start): mark them once.
-    for (auto& [key, record] : previous_) {
-      if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
-      record.metadata.annotations[kRemovedAnnotation] = Now();
-      std::string error;
-      if (!status_dir_.WriteObject(record, &error)) {
-        log::Warn("standalone: cannot mark the status file of a removed object",
-                  {{"object", key}, {"error", error}});
-      }
-      log::Info("standalone: status file of an object no file defines any more; marked removed",
-                {{"object", key}});
-    }
+    MarkUnclaimedStatusFiles();
   }
-
-  // Problems no object carries: one file each in .status (rewritten only when they change),
-  // one log line per new problem.
-  for (const auto& [file, errors] : errors_by_file) {
-    if (errors.empty()) continue;
-    auto& written = error_files_[file];
-    if (written == errors) continue;
-    for (const auto& text : errors) {
-      if (std::find(written.begin(), written.end(), text) == written.end()) {
-        log::Warn("standalone: bad input ignored", {{"file", file}, {"error", text}});
-      }
-    }
-    std::string error;
-    if (!status_dir_.WriteFileErrors(file, errors, Now(), &error)) {
-      log::Warn("standalone: cannot write the error file", {{"file", file}, {"error", error}});
-    }
-    written = errors;
-  }
-  for (auto it = error_files_.begin(); it != error_files_.end();) {
-    auto errors = errors_by_file.find(it->first);
-    if (errors != errors_by_file.end() && !errors->second.empty()) {
-      ++it;
-      continue;
-    }
-    std::string error;
-    if (!status_dir_.RemoveFileErrors(it->first, &error)) {
-      log::Warn("standalone: cannot remove the error file",
-                {{"file", it->first}, {"error", error}});
-    }
-    if (!it->second.empty()) log::Info("standalone: file fixed or removed", {{"file", it->first}});
-    it = error_files_.erase(it);
-  }
-
+  WriteErrorFiles(files);
   if (on_change_) {
     for (const auto& key : changed) on_change_(key);
   }
+}
+
+// Adds to `files` every file whose error file may change with this key's owner.
+bool FolderSource::ApplyKey(const std::string& key, std::set<std::string>& files) {
+  if (auto old_owner = owners_.find(key); old_owner != owners_.end()) {
+    files.insert(old_owner->second.file);
+  }
+  const Claim* owner = Owner(key);
+  const Document* document = owner ? FindDocument(*owner) : nullptr;
+  if (document == nullptr) {
+    owners_.erase(key);
+    return RemoveObject(key);
+  }
+  owners_[key] = *owner;
+  for (const auto& claim : claims_[key]) files.insert(claim.file);
+  crd::ElasticVM wanted = document->object;
+  if (document->stale) {
+    wanted.spec_error = owner->file + " cannot be read any more (" +
+                        files_.at(owner->file).parse_error +
+                        "); the object is kept as last read and nothing is changed until the "
+                        "file is fixed";
+  }
+  std::string fingerprint = SpecFingerprint(wanted);
+  bool changed = false;
+  if (UpdateCached(key, owner->file, wanted, fingerprint, &changed)) return changed;
+  AddNew(key, owner->file, std::move(wanted), std::move(fingerprint));
+  return true;
+}
+
+// Removed: change nothing on its VM, mark its status file, forget it.
+bool FolderSource::RemoveObject(const std::string& key) {
+  std::optional<Entry> removed;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return false;
+    removed = std::move(it->second);
+    cache_.erase(it);
+  }
+  log::Info("standalone: object removed; it is no longer reconciled and its VM is left as it is",
+            {{"object", key}, {"file", removed->file}});
+  crd::ElasticVM& record = removed->object;
+  record.metadata.annotations[kSourceFileAnnotation] = removed->file;
+  record.metadata.annotations[kRemovedAnnotation] = Now();
+  std::string error;
+  if (HasStatus(record.status) && !status_dir_.WriteObject(record, &error)) {
+    log::Warn("standalone: cannot mark the status file of a removed object",
+              {{"object", key}, {"error", error}});
+  }
+  return true;
+}
+
+bool FolderSource::UpdateCached(const std::string& key, const std::string& file,
+                                crd::ElasticVM& wanted, std::string& fingerprint, bool* changed) {
+  std::unique_lock lock(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return false;
+  crd::ElasticVM& cached = it->second.object;
+  const bool spec_changed = it->second.fingerprint != fingerprint;
+  const bool meta_changed = cached.metadata.labels != wanted.metadata.labels ||
+                            cached.metadata.annotations != wanted.metadata.annotations;
+  it->second.file = file;
+  *changed = spec_changed || meta_changed;
+  if (!*changed) return true;
+  cached.metadata.labels = std::move(wanted.metadata.labels);
+  cached.metadata.annotations = std::move(wanted.metadata.annotations);
+  cached.spec = std::move(wanted.spec);
+  cached.spec_error = std::move(wanted.spec_error);
+  it->second.fingerprint = std::move(fingerprint);
+  if (spec_changed) cached.metadata.generation++;
+  const std::string generation = std::to_string(cached.metadata.generation);
+  lock.unlock();
+  if (spec_changed) {
+    log::Info("standalone: object changed",
+              {{"object", key}, {"file", file}, {"generation", generation}});
+  }
+  return true;
+}
+
+// New to this process: continue from what an earlier life (or a removal) left in its status
+// file: read at start, or now for an object that returns.
+void FolderSource::AddNew(const std::string& key, const std::string& file, crd::ElasticVM object,
+                          std::string fingerprint) {
+  std::optional<crd::ElasticVM> before;
+  if (auto prev = previous_.find(key); prev != previous_.end()) {
+    before = std::move(prev->second);
+    previous_.erase(prev);
+  } else if (synced_) {
+    before = status_dir_.LoadObject(object.metadata.namespace_, object.metadata.name);
+  }
+  bool clear_removed_mark = false;
+  object.metadata.generation = 1;
+  if (before) {
+    object.metadata.uid = before->metadata.uid;
+    object.metadata.creation_timestamp = before->metadata.creation_timestamp;
+    object.metadata.generation = std::max<int64_t>(before->metadata.generation, 1);
+    if (SpecFingerprint(*before) != fingerprint) object.metadata.generation++;
+    object.status = before->status;
+    clear_removed_mark =
+        before->metadata.annotations.count(kRemovedAnnotation) && HasStatus(before->status);
+  }
+  if (object.metadata.uid.empty()) object.metadata.uid = NewUid();
+  if (object.metadata.creation_timestamp.empty()) object.metadata.creation_timestamp = Now();
+  const std::string generation = std::to_string(object.metadata.generation);
+  crd::ElasticVM record = object;
+  {
+    std::lock_guard lock(mu_);
+    cache_[key] = Entry{std::move(object), file, std::move(fingerprint)};
+  }
+  if (clear_removed_mark) {
+    record.metadata.annotations[kSourceFileAnnotation] = file;
+    std::string error;
+    if (!status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot unmark the status file of a returning object",
+                {{"object", key}, {"error", error}});
+    }
+  }
+  log::Info("standalone: object added",
+            {{"object", key}, {"file", file}, {"generation", generation}});
+}
+
+// Status files of objects no YAML defines any more (seen at start): mark them once and
+// forget them (the file keeps what a returning object needs).
+void FolderSource::MarkUnclaimedStatusFiles() {
+  for (auto& [key, record] : previous_) {
+    if (record.metadata.annotations.count(kRemovedAnnotation)) continue;
+    record.metadata.annotations[kRemovedAnnotation] = Now();
+    std::string error;
+    if (!status_dir_.WriteObject(record, &error)) {
+      log::Warn("standalone: cannot mark the status file of a removed object",
+                {{"object", key}, {"error", error}});
+    }
+    log::Info("standalone: status file of an object no file defines any more; marked removed",
+              {{"object", key}});
+  }
+  previous_.clear();
+}
+
+std::vector<std::string> FolderSource::FileErrors(const std::string& file) const {
+  auto found = files_.find(file);
+  if (found == files_.end()) return {};
+  const FileContents& contents = found->second;
+  std::vector<std::string> errors;
+  if (!contents.parse_error.empty()) {
+    bool any_stale = false;
+    for (const auto& document : contents.documents) any_stale |= document.stale;
+    errors.push_back(contents.parse_error +
+                     (any_stale ? "; the objects it no longer shows are kept as last read "
+                                  "and nothing is changed on them until it is fixed"
+                                : ""));
+  }
+  errors.insert(errors.end(), contents.errors.begin(), contents.errors.end());
+  for (const auto& document : contents.documents) {
+    const std::string key = document.object.Key();
+    auto owner = owners_.find(key);
+    if (owner == owners_.end() || owner->second == Claim{file, document.index}) continue;
+    errors.push_back("document " + std::to_string(document.index) + ": " + key +
+                     " is already defined in " + owner->second.file + " (document " +
+                     std::to_string(owner->second.index) +
+                     "); this document is ignored while that one exists");
+  }
+  return errors;
+}
+
+// Problems no object carries: one file each in .status (rewritten only when they change),
+// one log line per new problem.
+void FolderSource::WriteErrorFiles(const std::set<std::string>& files) {
+  for (const auto& file : files) {
+    std::vector<std::string> errors = FileErrors(file);
+    stale_error_files_.erase(StatusDir::FileErrorName(file));
+    auto written = error_files_.find(file);
+    std::string error;
+    if (errors.empty()) {
+      if (written == error_files_.end()) continue;
+      if (!status_dir_.RemoveFileErrors(file, &error)) {
+        log::Warn("standalone: cannot remove the error file", {{"file", file}, {"error", error}});
+      }
+      log::Info("standalone: file fixed or removed", {{"file", file}});
+      error_files_.erase(written);
+      continue;
+    }
+    if (written != error_files_.end() && written->second == errors) continue;
+    for (const auto& text : errors) {
+      if (written == error_files_.end() || std::find(written->second.begin(), written->second.end(),
+                                                     text) == written->second.end()) {
+        log::Warn("standalone: bad input ignored", {{"file", file}, {"error", text}});
+      }
+    }
+    if (!status_dir_.WriteFileErrors(file, errors, Now(), &error)) {
+      log::Warn("standalone: cannot write the error file", {{"file", file}, {"error", error}});
+    }
+    error_files_[file] = std::move(errors);
+  }
+}
+
+void FolderSource::RewriteStatusFolder() {
+  status_generation_ = status_dir_.generation();
+  size_t written = 0;
+  {
+    std::lock_guard write_lock(write_mu_);
+    std::vector<crd::ElasticVM> records;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [key, entry] : cache_) {
+        if (!HasStatus(entry.object.status)) continue;
+        records.push_back(entry.object);
+        records.back().metadata.annotations[kSourceFileAnnotation] = entry.file;
+      }
+    }
+    for (const auto& record : records) {
+      std::string error;
+      if (status_dir_.WriteObject(record, &error)) {
+        ++written;
+      } else {
+        log::Warn("standalone: cannot write a status file again",
+                  {{"object", record.Key()}, {"error", error}});
+      }
+    }
+  }
+  std::set<std::string> files;
+  for (const auto& [file, errors] : error_files_) files.insert(file);
+  error_files_.clear();
+  WriteErrorFiles(files);
+  log::Warn("standalone: the status folder was made again; its files are written again",
+            {{"dir", status_dir_.path()}, {"statusFiles", std::to_string(written)}});
 }
 
 }  // namespace hotplug::controller::standalone

@@ -22,18 +22,18 @@ std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir,
   std::unique_ptr<StandaloneMode> mode(new StandaloneMode());
   const reconciler::Clock& clock = options.clock ? *options.clock : mode->system_clock_;
   mode->status_dir_ = std::make_unique<StatusDir>(folder);
-  mode->source_ = std::make_unique<FolderSource>(folder, *mode->status_dir_, clock, options.source);
-  if (!mode->status_dir_->Create(error)) {
+  if (!mode->status_dir_->Open(error)) {
     *error = "--standalone " + dir + ": " + *error;
     return nullptr;
   }
+  mode->source_ = std::make_unique<FolderSource>(folder, *mode->status_dir_, clock, options.source);
   if (!mode->source_->Init(error)) {
     *error = "--standalone " + dir + ": " + *error;
     return nullptr;
   }
   mode->status_writer_ = std::make_unique<FileStatusWriter>(*mode->source_, *mode->status_dir_);
   mode->events_ = std::make_unique<LogEventRecorder>(
-      options.events_file ? mode->status_dir_->EventsLogPath() : "", clock);
+      options.events_file ? mode->status_dir_.get() : nullptr, clock);
   return mode;
 }
 

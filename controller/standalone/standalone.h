@@ -41,8 +41,9 @@ class StandaloneMode {
   std::unique_ptr<LogEventRecorder> events_;
 };
 
-// Checks DIR, creates DIR/.status, opens the folder watch and reads the status files of an
-// earlier run. nullptr with `error` when DIR cannot be used.
+// Opens and locks DIR (a second process on it is refused), creates DIR/.status, opens the
+// folder watch and reads the status files of an earlier run. nullptr with `error` when DIR
+// cannot be used.
 std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir,
                                                StandaloneMode::Options options, std::string* error);
 inline std::unique_ptr<StandaloneMode> MakeStandalone(const std::string& dir, std::string* error) {

@@ -21,7 +21,9 @@
 #include "controller/log.h"
 #include "reconciler/clock.h"
 #include "tests/bench/bench_support.h"
-#include "tests/bench/memory_source.h"
+#include "tests/support/fake_event_recorder.h"
+#include "tests/support/fake_object_source.h"
+#include "tests/support/fake_status_writer.h"
 
 namespace hotplug::bench {
 namespace {
@@ -77,9 +79,11 @@ int main(int argc, char** argv) {
   informer_options.ns = "default";
   controller::kube::Informer informer(client, informer_options);
   backends::fake::FakeHypervisor fake;
-  bench::MemorySource unused_source;
-  bench::MemoryStatusWriter writer(unused_source, bench::MemoryStatusWriter::Mode::kDiscard);
-  bench::CountingEventRecorder events;
+  hotplug::testing::FakeObjectSource unused_source;
+  hotplug::testing::FakeStatusWriter writer(unused_source,
+                                            hotplug::testing::FakeStatusWriter::Mode::kDiscard);
+  hotplug::testing::FakeEventRecorder events(
+      hotplug::testing::FakeEventRecorder::Keep::kTotal);
   reconciler::SystemClock clock;
   controller::Controller::Options options;
   options.resync_period = std::chrono::milliseconds(0);

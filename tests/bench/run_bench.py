@@ -6,9 +6,10 @@ it; ctest calls it with --smoke --only NAME --no-report (label `bench`).
     run_bench.py --build-dir DIR [--smoke] [--only throughput,memory,...] [--out FILE]
                  [--no-report] [--command "what the user ran"]
 
-Benchmarks: throughput, memory, apply_latency, restart, scale and big_cache (a real
-kube-apiserver + etcd from $KUBEBUILDER_ASSETS: tests/bench/scale_bench.py), libvirt (needs
-root + libvirtd), virsh (needs root + libvirtd), profile (perf, on the throughput bench).
+Benchmarks: throughput, memory, apply_latency, restart, real_server (a real kube-apiserver +
+etcd from $KUBEBUILDER_ASSETS: restart, memory, convergence by workers, apply latency), scale
+and big_cache (the same server: tests/bench/scale_bench.py), libvirt (needs root + libvirtd),
+virsh (needs root + libvirtd), profile (perf, on the throughput bench).
 `--baseline-binary B` (scale): the same agents run from a hotplug-operator built before
 label selection, for the ratio.
 """
@@ -32,12 +33,14 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "apiserver"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from control_plane import ControlPlane, assets_dir  # noqa: E402
 from launch import ApiServerProcess  # noqa: E402
 from kubeconfig import write_kubeconfig  # noqa: E402
 import scale_bench  # noqa: E402
 
-ALL = ["throughput", "memory", "apply_latency", "restart", "scale", "big_cache", "libvirt",
-       "virsh", "profile"]
+ALL = ["throughput", "memory", "apply_latency", "restart", "real_server", "scale", "big_cache",
+       "libvirt", "virsh", "profile"]
 CRD = os.path.join(ROOT, "crd", "hotplug.dev_elasticvms.yaml")
 
 
@@ -187,14 +190,17 @@ def paged_list_seconds(api, namespace, page_size=500):
             return time.monotonic() - start
 
 
-def operator_run(ctx, kubeconfig, count, log_name, stop_when, wait_for_log=None):
+def operator_run(ctx, kubeconfig, count, log_name, stop_when, wait_for_log=None,
+                 namespace="restart", workers=2, sample=None):
     """Starts hotplug-operator on the fake hypervisor and polls its /metrics until
     stop_when(metrics text) or 600 s; returns (command, seconds from spawn to that moment or
-    None). With wait_for_log, /metrics is polled only once that text is in the operator's
-    log (read every 5 ms), so scraping does not load the process while it starts."""
+    None, CPU seconds it used by then). With wait_for_log, /metrics is polled only once that
+    text is in the operator's log (read every 5 ms), so scraping does not load the process
+    while it starts. sample(pid), when given, is called at that moment (its value lands in
+    OPERATOR_SAMPLES[-1])."""
     port = free_port()
     command = [ctx.binary("hotplug-operator"), "--hypervisor=fake", f"--fake-domains={count}",
-               f"--kubeconfig={kubeconfig}", "--namespace=restart", "--workers=2",
+               f"--kubeconfig={kubeconfig}", f"--namespace={namespace}", f"--workers={workers}",
                f"--metrics-bind-address=127.0.0.1:{port}", "--health-probe-bind-address=0"]
     log_path = ctx.log(log_name)
     with open(log_path, "ab") as stderr, open(log_path, "rb") as reader:
@@ -217,6 +223,7 @@ def operator_run(ctx, kubeconfig, count, log_name, stop_when, wait_for_log=None)
                 if text is not None and stop_when(text):
                     reached = time.monotonic() - start
                     cpu_seconds = process_cpu_seconds(process.pid)
+                    OPERATOR_SAMPLES.append(sample(process.pid) if sample else None)
                     break
                 time.sleep(0.01)
         finally:
@@ -227,6 +234,17 @@ def operator_run(ctx, kubeconfig, count, log_name, stop_when, wait_for_log=None)
                 process.kill()
                 process.wait()
     return command, reached, cpu_seconds
+
+
+OPERATOR_SAMPLES = []
+
+
+def resident_bytes(pid):
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def process_cpu_seconds(pid):
@@ -340,10 +358,227 @@ def bench_profile(ctx):
     return {"code": code, "results": [], "command": command, "text": text}
 
 
+# --- the same on a real kube-apiserver + etcd (tests/support/control_plane.py) ---
+
+def create_real_objects(cp, namespace, first, last, threads=8):
+    """POSTs vm-<first> .. vm-<last-1> (1 vCPU) into `namespace` of the real API server."""
+    errors = []
+
+    def worker(offset):
+        for i in range(first + offset, last, threads):
+            status, answer = cp.request("POST", f"/apis/hotplug.dev/v1alpha1/namespaces/"
+                                        f"{namespace}/elasticvms", {
+                                            "apiVersion": "hotplug.dev/v1alpha1",
+                                            "kind": "ElasticVM",
+                                            "metadata": {"name": f"vm-{i}",
+                                                         "namespace": namespace},
+                                            "spec": {"cpu": {"vcpus": 1}}}, timeout_s=60)
+            if status != 201:
+                errors.append(f"vm-{i}: {status} {answer}")
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} creates failed, first: {errors[0]}")
+
+
+def real_list_seconds(cp, namespace, resource_version):
+    """How long the real API server alone answers the informer's first LIST."""
+    start = time.monotonic()
+    token = ""
+    while True:
+        query = f"limit=500&continue={token}" if token else \
+            "limit=500" + (f"&resourceVersion={resource_version}" if resource_version else "")
+        status, body = cp.get(f"/apis/hotplug.dev/v1alpha1/namespaces/{namespace}/elasticvms?"
+                              f"{query}", timeout_s=120)
+        if status != 200:
+            raise RuntimeError(f"LIST answered {status}: {str(body)[:200]}")
+        token = body["metadata"].get("continue", "")
+        if not token:
+            return time.monotonic() - start, len(json.dumps(body["items"][:1]))
+
+
+def pids_cpu(pids):
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
+def drained(count):
+    """The operator's metrics say: every object cached, reconciled once, nothing queued."""
+    def check(text):
+        return (metric_sum(text, "hotplug_informer_cache_objects") >= count and
+                metric_sum(text, "hotplug_reconcile_total") >= count and
+                metric_sum(text, "workqueue_depth") == 0 and
+                metric_sum(text, "workqueue_unfinished_work_seconds") == 0)
+    return check
+
+
+def real_restarts(ctx, cp, kubeconfig, count, runs, results):
+    """Restarts of the operator on `count` objects whose statuses are written."""
+    for attempt in range(runs):
+        watch_cache_list, object_bytes = real_list_seconds(cp, "restart", "0")
+        quorum_list, _ = real_list_seconds(cp, "restart", "")
+        _, seconds, cpu = operator_run(ctx, kubeconfig, count, "real_restart", drained(count),
+                                       wait_for_log='"msg":"listed elasticvms"',
+                                       sample=resident_bytes)
+        rss = OPERATOR_SAMPLES[-1] if seconds is not None else None
+        print(f"real restart {attempt + 1}: {count} objects synced and drained "
+              f"{seconds if seconds is not None else float('nan'):.3f} s after spawn "
+              f"(the server alone: LIST rv=0 {watch_cache_list:.3f} s, paged quorum LIST "
+              f"{quorum_list:.3f} s); RSS {(rss or 0) / 2**20:.1f} MiB", flush=True)
+        results.append({"bench": "real_restart", "objects": count, "attempt": attempt + 1,
+                        "seconds": seconds, "watch_cache_list_seconds": watch_cache_list,
+                        "quorum_list_seconds": quorum_list, "operator_cpu_seconds": cpu,
+                        "rss_bytes": rss, "object_json_bytes": object_bytes})
+
+
+def real_convergence(ctx, cp, kubeconfig_for, count, workers, results):
+    """A fresh namespace of `count` objects without status; one operator with `workers`
+    workers writes every status. CPU of each process over the run says who limits it."""
+    namespace = f"converge-{workers}"
+    cp.kubectl("create", "namespace", namespace)
+    create_real_objects(cp, namespace, 0, count)
+    server_pids = [cp.apiserver.process.pid, cp.etcd.process.pid]
+    server_cpu = pids_cpu(server_pids)
+
+    def written(text):
+        return (metric_sum(text, "hotplug_status_writes_total") >= count and
+                metric_sum(text, "workqueue_depth") == 0)
+    _, seconds, cpu = operator_run(ctx, kubeconfig_for(namespace), count, "real_converge",
+                                   written, namespace=namespace, workers=workers)
+    server_cpu = pids_cpu(server_pids) - server_cpu
+    rate = count / seconds if seconds else None
+    print(f"real convergence: {count} status writes with {workers} worker(s) in "
+          f"{seconds if seconds is not None else float('nan'):.1f} s "
+          f"({rate or 0:.0f}/s); CPU: operator {cpu or 0:.1f} s, kube-apiserver + etcd "
+          f"{server_cpu:.1f} s", flush=True)
+    results.append({"bench": "real_convergence", "objects": count, "workers": workers,
+                    "seconds": seconds, "writes_per_second": rate,
+                    "operator_cpu_seconds": cpu, "server_cpu_seconds": server_cpu})
+
+
+def bench_real_server(ctx):
+    if not assets_dir():
+        why = ("no kube-apiserver: set KUBEBUILDER_ASSETS (.ci/run and scripts/test use "
+               "../shared/kubernetes/bin)")
+        if os.environ.get("CI") == "true":
+            print(f"FAIL (CI=true): {why}", flush=True)
+            return {"code": 1, "results": [], "command": ["scripts/bench", "--only",
+                                                           "real_server"]}
+        return {"skipped": why}
+    sizes = [300] if ctx.smoke else [1000, 10000]
+    runs = 1 if ctx.smoke else 3
+    worker_counts = [2] if ctx.smoke else [1, 2, 4]
+    converge_count = 200 if ctx.smoke else 10000
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with ControlPlane(tmp) as cp:
+            cp.install_crd()
+            cp.kubectl("create", "namespace", "restart")
+
+            def kubeconfig_for(namespace):
+                return cp.write_kubeconfig(os.path.join(tmp, f"{namespace}.kubeconfig"),
+                                           namespace=namespace)
+            kubeconfig = kubeconfig_for("restart")
+            # The process with nothing to cache: what the per-object figures are above.
+            operator_run(ctx, kubeconfig, 0, "real_restart", drained(0),
+                         sample=resident_bytes)
+            empty_rss = OPERATOR_SAMPLES[-1]
+            created = 0
+            for size in sizes:
+                start = time.monotonic()
+                create_real_objects(cp, "restart", created, size)
+                print(f"real: {size - created} ElasticVMs created in "
+                      f"{time.monotonic() - start:.1f} s", flush=True)
+                fresh = size - created
+                created = size
+                # A first start writes the new objects' statuses, as a running operator would.
+                _, prime, _ = operator_run(
+                    ctx, kubeconfig, size, "real_restart",
+                    lambda text: (metric_sum(text, "hotplug_status_writes_total") >= fresh and
+                                  metric_sum(text, "workqueue_depth") == 0))
+                print(f"real: first start wrote {fresh} statuses in "
+                      f"{prime if prime is not None else float('nan'):.1f} s", flush=True)
+                real_restarts(ctx, cp, kubeconfig, size, runs, results)
+            for workers in worker_counts:
+                real_convergence(ctx, cp, kubeconfig_for, converge_count, workers, results)
+            # Apply -> first SetVcpu with 10k objects watched, on this server.
+            apply_args = (["--objects", "200", "--rate", "10", "--seconds", "3"] if ctx.smoke
+                          else ["--objects", "10000", "--rate", "20", "--seconds", "60"])
+            apply_command = [ctx.binary("tests/bench/apply_latency_bench"), "--kubeconfig",
+                             kubeconfig_for("default")] + apply_args + [
+                             "--workers", "2", "--observe-ms", "1", "--set-vcpu-ms", "15"]
+            code, apply_results = run(apply_command, ctx.log("real_apply_latency"), 1800)
+            results += [dict(r, bench="real_apply_latency") for r in apply_results]
+    for r in results:
+        r["empty_rss_bytes"] = empty_rss
+    restarts_ok = all(r["seconds"] is not None for r in results
+                      if r["bench"] in ("real_restart", "real_convergence"))
+    return {"code": code or (0 if restarts_ok else 1), "results": results,
+            "command": ["scripts/bench", "--only", "real_server"],
+            "apply_command": apply_command}
+
+
+def section_real_server(out, entry):
+    results = entry["results"]
+    out.append("kube-apiserver v1.26.1 (../shared/kubernetes/bin) + Debian's etcd 3.4 with "
+               "fsync on, both on 127.0.0.1 of this machine; objects as that server serves "
+               "them (managedFields and all); fake hypervisor.")
+    out.append("")
+    out.append("| objects | attempt | spawn → synced and drained (s) | server alone: LIST "
+               "rv=0 (s) | server alone: paged quorum LIST (s) | operator CPU (s) | RSS (MiB) "
+               "| RSS above empty, per object (B) |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    worst = {}
+    for r in results:
+        if r["bench"] != "real_restart":
+            continue
+        per_object = ((r["rss_bytes"] - r["empty_rss_bytes"]) / r["objects"]
+                      if r["rss_bytes"] and r["empty_rss_bytes"] else None)
+        worst[r["objects"]] = max(worst.get(r["objects"], 0), r["seconds"] or float("inf"))
+        out.append(f"| {r['objects']:,} | {r['attempt']} | {fmt(r['seconds'], 3)} | "
+                   f"{fmt(r['watch_cache_list_seconds'], 3)} | "
+                   f"{fmt(r['quorum_list_seconds'], 3)} | "
+                   f"{fmt(r['operator_cpu_seconds'], 2)} | "
+                   f"{fmt((r['rss_bytes'] or 0) / 2**20, 1)} | {fmt(per_object, 0)} |")
+    out.append("")
+    if 10000 in worst:
+        out.append(f"Restart target at 10,000 objects ≤ 3 s: {verdict(worst[10000], 3.0)} "
+                   "(worst attempt). The first LIST asks for resourceVersion=0 and is answered "
+                   "whole from the server's watch cache; the quorum LIST beside it is what a "
+                   "LIST without a resourceVersion costs.")
+        out.append("")
+    out.append("| objects | workers | status writes/s | wall (s) | operator CPU (s) | "
+               "kube-apiserver + etcd CPU (s) |")
+    out.append("|---|---|---|---|---|---|")
+    for r in results:
+        if r["bench"] == "real_convergence":
+            out.append(f"| {r['objects']:,} | {r['workers']} | {fmt(r['writes_per_second'], 0)} "
+                       f"| {fmt(r['seconds'], 1)} | {fmt(r['operator_cpu_seconds'], 1)} | "
+                       f"{fmt(r['server_cpu_seconds'], 1)} |")
+    out.append("")
+    out.append("Who limits convergence: the CPU columns over the same wall time, on 2 cores "
+               "shared by all three processes.")
+    for r in results:
+        if r["bench"] == "real_apply_latency":
+            out.append("")
+            out.append("```")
+            out.append(" ".join(entry["apply_command"]))
+            out.append("```")
+            out.append("")
+            out.append(f"Apply → first SetVcpu on this server, {r.get('objects', '?')} objects "
+                       f"watched: acked → call p50 {fmt(r['acked_to_call']['p50_ms'], 2)} ms, "
+                       f"p99 {fmt(r['acked_to_call']['p99_ms'], 2)} ms; sent → call p99 "
+                       f"{fmt(r['sent_to_call']['p99_ms'], 2)} ms. Target p99 ≤ 5 ms: "
+                       f"{verdict(r['acked_to_call']['p99_ms'], 5)} (from acked).")
+
+
 BENCHES = {"throughput": bench_throughput, "memory": bench_memory,
            "apply_latency": bench_apply_latency, "restart": bench_restart,
-           "scale": scale_bench.bench_scale, "big_cache": scale_bench.bench_big_cache,
-           "libvirt": bench_libvirt, "virsh": bench_virsh, "profile": bench_profile}
+           "real_server": bench_real_server, "scale": scale_bench.bench_scale,
+           "big_cache": scale_bench.bench_big_cache, "libvirt": bench_libvirt,
+           "virsh": bench_virsh, "profile": bench_profile}
 
 
 class Context:
@@ -568,15 +803,18 @@ def write_report(path, entries, command, started, source, loads):
     titles = {"throughput": "Reconcile throughput (in-memory objects, fake hypervisor)",
               "memory": "Resident memory per cached ElasticVM",
               "apply_latency": "Apply → first per-vCPU call, with 10k ElasticVMs watched",
-              "restart": "Restart: spawn → every object cached and requeued",
+              "restart": "Restart: spawn → every object cached and requeued (test API server)",
+              "real_server": "On a real kube-apiserver: restart, memory, convergence, apply "
+                             "latency",
               "scale": "Scale-out on a real kube-apiserver: one agent per node, label-selected",
-              "big_cache": "On a real kube-apiserver: restart and memory at 10k and 100k objects",
+              "big_cache": "On a real kube-apiserver: restart and memory at 1k, 10k and 100k "
+                           "objects",
               "libvirt": "Plug overhead on a real guest vs bare virDomainSetVcpu",
               "virsh": "virsh setvcpus --live 1 → 4",
               "profile": "Profile (perf record of the throughput bench, every mode)"}
     sections = {"throughput": section_throughput, "memory": section_memory,
                 "apply_latency": section_apply, "restart": section_restart,
-                "scale": scale_bench.section_scale,
+                "real_server": section_real_server, "scale": scale_bench.section_scale,
                 "big_cache": lambda out, e: scale_bench.section_big_cache(out, e, verdict),
                 "virsh": section_virsh}
     for name, entry in entries:

@@ -22,7 +22,9 @@
 #include "controller/log.h"
 #include "reconciler/clock.h"
 #include "tests/bench/bench_support.h"
-#include "tests/bench/memory_source.h"
+#include "tests/support/fake_event_recorder.h"
+#include "tests/support/fake_object_source.h"
+#include "tests/support/fake_status_writer.h"
 
 namespace hotplug::bench {
 namespace {
@@ -53,9 +55,9 @@ class DoneCounter final : public controller::ControllerMetrics {
 struct Bed {
   backends::fake::FakeHypervisor fake;
   TimedHypervisor timed{fake, nullptr};
-  MemorySource source;
-  MemoryStatusWriter writer{source, MemoryStatusWriter::Mode::kEncodeAndStore};
-  CountingEventRecorder events;
+  testing::FakeObjectSource source;
+  testing::FakeStatusWriter writer{source, testing::FakeStatusWriter::Mode::kEncodeAndStore};
+  testing::FakeEventRecorder events{testing::FakeEventRecorder::Keep::kTotal};
   reconciler::SystemClock clock;
   std::vector<std::string> keys;
   DoneCounter done;
@@ -75,7 +77,7 @@ struct Bed {
       object.metadata.generation = 1;
       object.spec.cpu.vcpus = 1;
       keys.push_back(object.Key());
-      source.Put(std::move(object));
+      source.Put(std::move(object), /*notify=*/false);
     }
   }
 
@@ -110,20 +112,20 @@ controller::Controller::Options ControllerOptions(Bed& bed, int workers) {
 
 void Measure(Bed& bed, const std::string& mode, int workers, int rounds) {
   bool plug = mode != "idle";
-  bed.writer.set_mode(mode == "plug-nowrite" ? MemoryStatusWriter::Mode::kDiscard
-                                             : MemoryStatusWriter::Mode::kEncodeAndStore);
+  bed.writer.set_mode(mode == "plug-nowrite" ? testing::FakeStatusWriter::Mode::kDiscard
+                                             : testing::FakeStatusWriter::Mode::kEncodeAndStore);
   controller::Controller controller(bed.source, bed.writer, bed.events, bed.timed, bed.clock,
                                     ControllerOptions(bed, workers));
   controller.Start();
   controller.StartWorkers();
   // Converge first (statuses written), so an idle round writes nothing.
-  bed.writer.set_mode(MemoryStatusWriter::Mode::kEncodeAndStore);
+  bed.writer.set_mode(testing::FakeStatusWriter::Mode::kEncodeAndStore);
   RunRound(bed);
-  bed.writer.set_mode(mode == "plug-nowrite" ? MemoryStatusWriter::Mode::kDiscard
-                                             : MemoryStatusWriter::Mode::kEncodeAndStore);
+  bed.writer.set_mode(mode == "plug-nowrite" ? testing::FakeStatusWriter::Mode::kDiscard
+                                             : testing::FakeStatusWriter::Mode::kEncodeAndStore);
 
   int64_t passes_before = controller.passes();
-  int64_t writes_before = bed.writer.writes();
+  int64_t writes_before = bed.writer.attempts();
   int64_t calls_before = bed.timed.set_vcpu_calls();
   double cpu_before = CpuSeconds();
   double seconds = 0;
@@ -139,7 +141,7 @@ void Measure(Bed& bed, const std::string& mode, int workers, int rounds) {
               "writes, %lld SetVcpu)\n",
               mode.c_str(), workers, rate, cpu / static_cast<double>(passes) * 1e6,
               static_cast<long long>(passes),
-              static_cast<long long>(bed.writer.writes() - writes_before),
+              static_cast<long long>(bed.writer.attempts() - writes_before),
               static_cast<long long>(bed.timed.set_vcpu_calls() - calls_before));
   Report({{"bench", "throughput"},
           {"mode", mode},
@@ -149,7 +151,7 @@ void Measure(Bed& bed, const std::string& mode, int workers, int rounds) {
           {"seconds", seconds},
           {"passes_per_second", rate},
           {"cpu_us_per_pass", cpu / static_cast<double>(passes) * 1e6},
-          {"status_writes", bed.writer.writes() - writes_before},
+          {"status_writes", bed.writer.attempts() - writes_before},
           {"set_vcpu_calls", bed.timed.set_vcpu_calls() - calls_before}});
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backends/hypervisor.h"
+#include "backends/tcg_replug.h"
 #include "backends/libvirt/libvirt_hypervisor.h"
 #include "tests/e2e/guest.h"
 
@@ -27,7 +28,7 @@ inline unsigned EnabledCount(const DomainObservation& observation) {
 // The lowest disabled, hotpluggable vCPU that was never unplugged in this QEMU process.
 inline std::optional<unsigned> FreshVcpu(const DomainObservation& observation) {
   for (const VcpuInfo& vcpu : observation.vcpus) {
-    if (!vcpu.enabled && vcpu.hotpluggable && !vcpu.replug_unsafe &&
+    if (!vcpu.enabled && vcpu.hotpluggable && backends::VcpuPlugIsSafe(observation, vcpu) &&
         vcpu.present_in_qemu.value_or(false) == false) {
       return vcpu.id;
     }

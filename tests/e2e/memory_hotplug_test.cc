@@ -9,14 +9,14 @@ namespace hotplug::e2e {
 namespace {
 
 using backends::MemoryDevice;
-using backends::MemoryMethod;
+using Model = backends::MemoryDevice::Model;
 using backends::MemoryStep;
 using backends::libvirt::LibvirtHypervisor;
 using namespace std::chrono_literals;
 
 constexpr uint64_t kMiB = 1024ull * 1024;
 
-std::optional<MemoryDevice> FindDevice(const DomainObservation& observation, MemoryMethod model,
+std::optional<MemoryDevice> FindDevice(const DomainObservation& observation, Model model,
                                        const std::string& alias = "") {
   for (const MemoryDevice& device : observation.memory.devices) {
     if (device.model == model && (alias.empty() || device.alias == alias)) return device;
@@ -90,7 +90,7 @@ std::string MemoryHotplugE2E::boot_error_;
 
 TEST_F(MemoryHotplugE2E, VirtioMemGrowsAndShrinksGuestMemory) {
   DomainObservation observation = ObserveOk();
-  auto device = FindDevice(observation, MemoryMethod::kVirtioMem);
+  auto device = FindDevice(observation, Model::kVirtioMem);
   ASSERT_TRUE(device.has_value()) << "no virtio-mem device";
   EXPECT_EQ(device->size_bytes, 1024 * kMiB);
   EXPECT_EQ(device->block_bytes, 2 * kMiB);
@@ -106,7 +106,7 @@ TEST_F(MemoryHotplugE2E, VirtioMemGrowsAndShrinksGuestMemory) {
   EXPECT_TRUE(PollUntil(
       [&] {
         grown = ObserveOk();
-        auto now = FindDevice(grown, MemoryMethod::kVirtioMem, device->alias);
+        auto now = FindDevice(grown, Model::kVirtioMem, device->alias);
         return now && now->requested_bytes == requested && now->current_bytes == requested;
       },
       10s))
@@ -130,8 +130,8 @@ TEST_F(MemoryHotplugE2E, DimmAttachGrowsAndMovableDetachShrinksGuestMemory) {
   DomainObservation after = ObserveOk();
   std::optional<MemoryDevice> dimm;
   for (const MemoryDevice& device : after.memory.devices) {
-    if (device.model == MemoryMethod::kDimm &&
-        !FindDevice(before, MemoryMethod::kDimm, device.alias)) {
+    if (device.model == Model::kDimm &&
+        !FindDevice(before, Model::kDimm, device.alias)) {
       dimm = device;
     }
   }
@@ -145,7 +145,7 @@ TEST_F(MemoryHotplugE2E, DimmAttachGrowsAndMovableDetachShrinksGuestMemory) {
   EXPECT_TRUE(status.ok()) << status.ToString();
   EXPECT_TRUE(PollUntil([&] { return events_.load() > events_before; }, 10s))
       << "no DEVICE_REMOVED event reached the sink";
-  EXPECT_FALSE(FindDevice(ObserveOk(), MemoryMethod::kDimm, dimm->alias).has_value());
+  EXPECT_FALSE(FindDevice(ObserveOk(), Model::kDimm, dimm->alias).has_value());
 }
 
 class RejectingGuestE2E : public MemoryGuestE2E {
@@ -168,7 +168,7 @@ TEST_F(RejectingGuestE2E, DimmDetachTheGuestRejectsIsAnError) {
   MemoryStep attach{MemoryStep::Op::kAttachDimm, "", 256 * kMiB, 0};
   backends::Status status = ApplyAndWait(attach, before_kb + 256 * 1024, "dimm_attach_online");
   ASSERT_TRUE(status.ok()) << status.ToString();
-  auto dimm = FindDevice(ObserveOk(), MemoryMethod::kDimm);
+  auto dimm = FindDevice(ObserveOk(), Model::kDimm);
   ASSERT_TRUE(dimm.has_value());
 
   MemoryStep detach{MemoryStep::Op::kDetachDimm, dimm->alias, 0, 0};
@@ -179,7 +179,7 @@ TEST_F(RejectingGuestE2E, DimmDetachTheGuestRejectsIsAnError) {
   EXPECT_FALSE(status.ok());
   EXPECT_TRUE(status.code() == ErrorCode::kGuestRejected || status.code() == ErrorCode::kTimeout)
       << status.ToString();
-  EXPECT_TRUE(FindDevice(ObserveOk(), MemoryMethod::kDimm, dimm->alias).has_value());
+  EXPECT_TRUE(FindDevice(ObserveOk(), Model::kDimm, dimm->alias).has_value());
   // Not asserted: before refusing the eject the guest may already have offlined some or all
   // of the DIMM's blocks (seen both ways here), so MemTotal after a rejection varies.
   std::printf("guest MemTotal after the rejected detach: %llu kB (before attach %llu kB)\n",
@@ -215,7 +215,7 @@ class PersistentMemoryE2E : public MemoryGuestE2E {
 };
 
 TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDefinition) {
-  auto device = FindDevice(ObserveOk(), MemoryMethod::kVirtioMem);
+  auto device = FindDevice(ObserveOk(), Model::kVirtioMem);
   ASSERT_TRUE(device.has_value());
   ASSERT_EQ(device->requested_bytes, 0u);
   const uint64_t base_kb = MemTotalKb();
@@ -237,7 +237,7 @@ TEST_F(PersistentMemoryE2E, PersistWritesVirtioMemAndDimmChangesToTheInactiveDef
   status = backend_->ApplyMemoryStep(guest_->name(), attach, true);
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_EQ(Count(Inactive(), "<memory model='dimm'>"), 1u) << Inactive();
-  auto dimm = FindDevice(ObserveOk(), MemoryMethod::kDimm);
+  auto dimm = FindDevice(ObserveOk(), Model::kDimm);
   ASSERT_TRUE(dimm.has_value());
   // The guest must have onlined it (movable) before it can give it back.
   ASSERT_TRUE(guest_->WaitForReport(

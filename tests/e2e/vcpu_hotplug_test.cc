@@ -146,7 +146,7 @@ TEST_F(VcpuHotplugE2E, PlugsOneVcpuPerCallAndTheGuestOnlinesEach) {
     EXPECT_TRUE(observation.vcpus[id].hotpluggable);
     EXPECT_GT(observation.vcpus[id].order, 0u);
     EXPECT_TRUE(observation.vcpus[id].present_in_qemu.value_or(false));
-    EXPECT_FALSE(observation.vcpus[id].replug_unsafe);
+    EXPECT_TRUE(backends::VcpuPlugIsSafe(observation, observation.vcpus[id]));
   }
 }
 
@@ -165,7 +165,7 @@ TEST_F(VcpuHotplugE2E, VcpuZeroIsNeverUnplugged) {
   DomainObservation observation = ObserveOk();
   EXPECT_TRUE(observation.vcpus[0].enabled);
   EXPECT_TRUE(observation.vcpus[0].present_in_qemu.value_or(false));
-  EXPECT_FALSE(observation.vcpus[0].replug_unsafe);
+  EXPECT_TRUE(backends::VcpuPlugIsSafe(observation, observation.vcpus[0]));
 }
 
 TEST_F(VcpuHotplugE2E, PersistFalseLeavesTheInactiveDefinitionAlone) {
@@ -247,10 +247,10 @@ TEST_F(VcpuHotplugE2E, UnplugUnderTcgTimesOutButQemuTellsTheTruth) {
       << "QEMU still lists the unplugged vCPUs";
   for (unsigned id : {first, second}) {
     // libvirt's view is stale (design §4): it still says enabled; QEMU says gone.
-    std::printf("vCPU %u after unplug: libvirt enabled=%d, QEMU present=%d, replug_unsafe=%d\n", id,
-                observation.vcpus[id].enabled, *observation.vcpus[id].present_in_qemu,
-                observation.vcpus[id].replug_unsafe);
-    EXPECT_TRUE(observation.vcpus[id].replug_unsafe);
+    const bool plug_safe = backends::VcpuPlugIsSafe(observation, observation.vcpus[id]);
+    std::printf("vCPU %u after unplug: libvirt enabled=%d, QEMU present=%d, plug safe=%d\n", id,
+                observation.vcpus[id].enabled, *observation.vcpus[id].present_in_qemu, plug_safe);
+    EXPECT_FALSE(plug_safe);
   }
   auto recorded = backend_->UnpluggedVcpus(domain());
   ASSERT_TRUE(recorded.ok()) << recorded.status().ToString();
@@ -285,7 +285,7 @@ TEST_F(VcpuHotplugE2E, ReplugOfAnUnpluggedVcpuIsRefusedAndTheVmStaysAlive) {
   DomainObservation observation = ObserveOk();
   for (const VcpuInfo& vcpu : observation.vcpus) {
     if (vcpu.present_in_qemu.value_or(true)) continue;
-    EXPECT_TRUE(vcpu.replug_unsafe) << "vCPU " << vcpu.id;
+    EXPECT_FALSE(backends::VcpuPlugIsSafe(observation, vcpu)) << "vCPU " << vcpu.id;
     if (recorded.value().count(vcpu.id)) continue;
     backends::Status fresh = backend_->SetVcpu(domain(), vcpu.id, true, false);
     EXPECT_EQ(fresh.code(), ErrorCode::kUnsupported) << fresh.ToString();

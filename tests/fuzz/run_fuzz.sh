@@ -16,8 +16,15 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 crd=("$src"/crd/quantity.cc "$src"/crd/codec.cc "$src"/crd/elasticvm.cc -lyaml-cpp)
 read -r -a libxml <<<"$(pkg-config --cflags --libs libxml-2.0 libvirt)"
 total=0
-for target in quantity elasticvm_json elasticvm_yaml domain_xml watch_stream; do
+standalone=("$src"/controller/standalone/input_file.cc "$src"/controller/standalone/status_dir.cc
+            "$src"/controller/standalone/safe_files.cc "$src"/controller/log.cc "${crd[@]}"
+            -lcrypto)
+for target in quantity elasticvm_json elasticvm_yaml domain_xml watch_stream input_file \
+              status_file; do
   case $target in
+    input_file | status_file)
+      corpus_name=$target
+      sources=("${standalone[@]}") ;;
     domain_xml)
       corpus_name=domain_xml
       sources=("$src"/backends/libvirt/domain_xml.cc "$src"/backends/libvirt/qemu_cpus.cc
@@ -32,7 +39,7 @@ for target in quantity elasticvm_json elasticvm_yaml domain_xml watch_stream; do
   bin="$out/$target"
   # Rebuilt whenever any source is newer than the binary (cheap next to the fuzzing).
   if [[ ! -x $bin ]] || [[ -n $(find "$src/tests/fuzz" "$src/crd" "$src/backends/libvirt" \
-        "$src/controller/kube" -newer "$bin" -name '*.[ch]*' -print -quit) ]]; then
+        "$src/controller/kube" "$src/controller/standalone" -newer "$bin" -name '*.[ch]*' -print -quit) ]]; then
     clang++ "${flags[@]}" "$src/tests/fuzz/${target}_fuzz.cc" "${sources[@]}" -o "$bin"
   fi
   work="$out/corpus-$corpus_name"

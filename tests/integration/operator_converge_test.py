@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""hotplug-operator (--hypervisor=fake) against the test API server, driven by the real
-kubectl: an applied ElasticVM converges (status desired = current, Ready=True), a
-`kubectl patch` of spec.cpu.vcpus converges, Events are recorded, /healthz and /readyz
-answer, and SIGTERM ends the process with exit code 0.
+"""hotplug-operator (--hypervisor=fake) against a real kube-apiserver + etcd, driven by the
+real kubectl, running with a token of deploy/'s ServiceAccount (and never refused: see
+operator_lib.Cluster): an applied ElasticVM converges (status desired = current,
+Ready=True), a `kubectl patch` of spec.cpu.vcpus converges, Events are recorded, /healthz
+and /readyz answer, SIGTERM ends the process with exit code 0, and --node-name reconciles
+only the objects meant for its node.
 
 Run: python3 tests/integration/operator_converge_test.py [path/to/hotplug-operator] [-k NAME]
 """
@@ -14,7 +16,7 @@ import statistics
 import sys
 import time
 
-from operator_lib import (Cluster, check_no_step_twice, expect, poll, read_call_log,
+from operator_lib import (Cluster, check_no_step_twice, expect, poll, read_call_log, require_assets,
                           run_checks)
 
 
@@ -24,7 +26,7 @@ def check_apply_patch_and_shutdown():
                                           "currentVcpus": 1}])
         calls_path = cluster.path("calls.log")
         operator = cluster.operator("operator", [
-            "--namespace=default", f"--fake-domains-file={domains}",
+            f"--namespace={cluster.namespace}", f"--fake-domains-file={domains}",
             f"--fake-call-log={calls_path}", "--log-level=debug"])
         poll(lambda: operator.probe("/healthz") == 200, "/healthz to answer 200")
         poll(lambda: operator.probe("/readyz") == 200, "/readyz once the cache synced")
@@ -45,7 +47,7 @@ def check_apply_patch_and_shutdown():
               f"median {statistics.median(latencies) * 1000:.0f} ms, "
               f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes")
 
-        report_event_to_step_latency(operator)
+        report_event_to_step_latency(operator, f"{cluster.namespace}/web-01")
 
         calls = read_call_log(calls_path)
         final = check_no_step_twice(calls, {"web-01": 1})
@@ -86,12 +88,12 @@ def log_time(line):
     return stamp.timestamp()
 
 
-def report_event_to_step_latency(operator):
+def report_event_to_step_latency(operator, key):
     """From the operator's own log: a watch event carrying a new generation -> the log line of
     the first vCPU step of the pass it caused (logged when the pass returns)."""
     seen_generation, waiting_since, latencies = 0, None, []
     for line in operator.lines():
-        if line.get("msg") == "watch event" and line.get("object") == "default/web-01":
+        if line.get("msg") == "watch event" and line.get("object") == key:
             generation = int(line.get("generation", 0))
             if generation > seen_generation:
                 seen_generation, waiting_since = generation, log_time(line)
@@ -107,14 +109,16 @@ def report_event_to_step_latency(operator):
 def check_bad_flags_exit_2():
     import subprocess
     from operator_lib import operator_binary
-    for args in (["--bogus"], ["--workers=0"], ["--resync-period=ten"], ["--hypervisor=xen"]):
+    for args in (["--bogus"], ["--workers=0"], ["--resync-period=ten"], ["--hypervisor=xen"],
+                 ["--watch-timeout=0"], ["--watch-timeout=500ms"]):
         result = subprocess.run([operator_binary()] + args, capture_output=True, text=True,
                                 timeout=10)
         expect(result.returncode == 2, f"{args}: exit {result.returncode}")
         expect(result.stderr.strip(), f"{args}: no message")
     result = subprocess.run([operator_binary(), "--help"], capture_output=True, text=True,
                             timeout=10)
-    expect(result.returncode == 0 and "--leader-elect" in result.stdout, "--help")
+    expect(result.returncode == 0 and "--leader-elect" in result.stdout and
+           "--watch-timeout" in result.stdout, "--help")
 
 
 def check_node_scope():
@@ -124,7 +128,7 @@ def check_node_scope():
         domains = cluster.write_domains([{"name": n, "maximumVcpus": 8, "currentVcpus": 1}
                                          for n in ("mine", "label-mine", "theirs", "nobody")])
         calls_path = cluster.path("calls.log")
-        cluster.operator("agent", ["--namespace=default", "--node-name=host-a",
+        cluster.operator("agent", [f"--namespace={cluster.namespace}", "--node-name=host-a",
                                    f"--fake-domains-file={domains}",
                                    f"--fake-call-log={calls_path}"])
         cluster.apply_vm("mine", 3, extra_spec={"nodeName": "host-a"})
@@ -146,6 +150,7 @@ spec: {cpu: {vcpus: 2}}
 
 
 if __name__ == "__main__":
+    require_assets()
     sys.exit(run_checks([
         ("apply_patch_and_shutdown", check_apply_patch_and_shutdown),
         ("bad_flags_exit_2", check_bad_flags_exit_2),

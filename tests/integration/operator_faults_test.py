@@ -6,6 +6,12 @@ HTTP 500 for a while -- a series of `kubectl patch` changes still converges, no 
 done twice (the fake hypervisor's call log), and no status is lost (the final status matches
 what the hypervisor has and the object's generation).
 
+These run on the project's own test API server (tests/apiserver/, operator_lib.TestApiCluster),
+not on kube-apiserver: these are the faults a real server cannot be made to produce on cue
+(an HTTP 500 window, a 409 on every other write, a 410 on every reconnect, a watch cut after
+N events). The faults a real server does produce -- kube-apiserver restarted, etcd compacted
+under a watch, watches ended by the server's timeout -- are operator_real_faults_test.py.
+
 Run: python3 tests/integration/operator_faults_test.py [path/to/hotplug-operator] [-k NAME]
 """
 
@@ -13,7 +19,7 @@ import json
 import sys
 import time
 
-from operator_lib import (Cluster, check_no_step_twice, expect, poll, read_call_log,
+from operator_lib import (TestApiCluster, check_no_step_twice, expect, poll, read_call_log,
                           run_checks)
 
 TARGETS = (3, 6, 2, 5, 8, 4)
@@ -72,8 +78,8 @@ def faults_at_start(**faults):
 
 def check_watch_closed_every_2_events():
     for abrupt in (False, True):
-        with Cluster("watch-close", faults_at_start(watch_close_after_events=2,
-                                                    watch_close_abrupt=abrupt)) as cluster:
+        with TestApiCluster("watch-close", faults_at_start(
+                watch_close_after_events=2, watch_close_abrupt=abrupt)) as cluster:
             operator, calls_path = start(cluster)
             drive(cluster, calls_path)
             watches = watch_requests(cluster)
@@ -90,7 +96,7 @@ def check_gone_on_reconnect_relists():
     for mode in ("event", "http"):
         # Every reconnect gets 410, and watches end after one event: only relists keep the
         # cache fresh.
-        with Cluster(f"gone-{mode}", faults_at_start(
+        with TestApiCluster(f"gone-{mode}", faults_at_start(
                 watch_close_after_events=1, watch_gone_on_reconnect=True,
                 watch_gone_mode=mode)) as cluster:
             operator, calls_path = start(cluster)
@@ -105,7 +111,7 @@ def check_gone_on_reconnect_relists():
 
 
 def check_status_conflict_every_other_write():
-    with Cluster("conflict") as cluster:
+    with TestApiCluster("conflict") as cluster:
         operator, calls_path = start(cluster)
         before = len(cluster.requests())
         cluster.faults(status_conflict_every=2)
@@ -119,7 +125,7 @@ def check_status_conflict_every_other_write():
 
 
 def check_server_errors_for_a_while():
-    with Cluster("errors") as cluster:
+    with TestApiCluster("errors") as cluster:
         operator, calls_path = start(cluster)
         # 500 on the operator's requests (list, watch, status update, events) for 4 seconds,
         # starting right after a change was made; kubectl's get/patch still work.
@@ -139,8 +145,8 @@ def check_server_errors_for_a_while():
 
 
 def check_all_faults_at_once():
-    with Cluster("all-faults", faults_at_start(watch_close_after_events=3,
-                                               watch_close_abrupt=True)) as cluster:
+    with TestApiCluster("all-faults", faults_at_start(watch_close_after_events=3,
+                                                      watch_close_abrupt=True)) as cluster:
         operator, calls_path = start(cluster, ["--workers=4"])
         cluster.faults(status_conflict_every=2, delay_ms=20,
                        errors=[{"prefix": "/apis/hotplug.dev", "code": 503, "count": 5,

@@ -3,7 +3,7 @@
 status that says what is really enabled is written, and the process exits 0 quickly. A
 restarted operator (the fake hypervisor rebuilt from the call log, as a real hypervisor
 would still be) resumes from what the hypervisor says and finishes the change without
-repeating a step.
+repeating a step. On a real kube-apiserver + etcd, the operator with deploy/'s ServiceAccount.
 
 Run: python3 tests/integration/operator_restart_test.py [path/to/hotplug-operator]
 """
@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 
-from operator_lib import (Cluster, check_no_step_twice, expect, poll, read_call_log,
+from operator_lib import (Cluster, check_no_step_twice, expect, poll, read_call_log, require_assets,
                           run_checks)
 
 
@@ -21,7 +21,7 @@ def check_sigterm_mid_reconcile_then_resume():
         domains = cluster.write_domains([{"name": "big", "maximumVcpus": 16,
                                           "currentVcpus": 1}])
         calls_path = cluster.path("calls.log")
-        args = ["--namespace=default", f"--fake-domains-file={domains}",
+        args = [f"--namespace={cluster.namespace}", f"--fake-domains-file={domains}",
                 f"--fake-call-log={calls_path}", "--fake-vcpu-latency=300ms"]
         first = cluster.operator("first", args)
         poll(lambda: first.probe("/readyz") == 200, "the first operator to sync")
@@ -60,6 +60,7 @@ def check_sigterm_mid_reconcile_then_resume():
 
 
 if __name__ == "__main__":
+    require_assets()
     sys.exit(run_checks([
         ("sigterm_mid_reconcile_then_resume", check_sigterm_mid_reconcile_then_resume),
     ], sys.argv))

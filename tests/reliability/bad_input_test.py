@@ -362,6 +362,26 @@ EXPECTATIONS = {
     "empty.yaml": ("no objects passed to apply", "NONE", "REFUSED: 400 "),
     "generated-deep-nesting.yaml": ("REJECTED", "FILE: nested deeper than 64 levels",
                                     "REFUSED: "),
+    # A hostile host (issue 13). libvirt would see a name cut at the NUL; a terminal would
+    # run the escape sequence: control characters in a name are InvalidSpec.
+    "domain-nul.yaml": ("ACCEPTED",
+                        "InvalidSpec: spec.domain: expected a name without control characters",
+                        "InvalidSpec: spec.domain: expected a name without control characters"),
+    "domain-control.yaml": ("ACCEPTED",
+                            "InvalidSpec: spec.domain: expected a name without control characters",
+                            "InvalidSpec: spec.domain: expected a name without control "
+                            "characters"),
+    # YAML the decoder does not implement is an error naming the line, never dropped.
+    "merge-key.yaml": ('unknown field "spec.memory.vcpus"',
+                       "FILE: document 1: merge keys (<<) are not supported; write the fields out "
+                       "at line 9", "REFUSED: 400 "),
+    "custom-tag.yaml": ("spec.cpu.vcpus in body must be of type integer",
+                        "FILE: document 1: the tag !cpus on a scalar is not supported",
+                        "REFUSED: 400 "),
+    # The operator's own annotations mean what the operator meant: a file's are ignored.
+    "reserved-annotation.yaml": ("ACCEPTED",
+                                 'FILE: document 1: metadata.annotations["hotplug.dev/removed"] '
+                                 "is the operator's own annotation", "REFUSED: 400 "),
 }
 
 

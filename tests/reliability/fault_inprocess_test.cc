@@ -12,7 +12,10 @@
 #include "backends/fake/fake_hypervisor.h"
 #include "controller/controller.h"
 #include "reconciler/clock.h"
-#include "tests/reliability/in_memory_api.h"
+#include "tests/support/fake_api.h"
+#include "tests/support/objects.h"
+#include "tests/support/poll.h"
+#include "tests/support/test_operator.h"
 
 namespace hotplug::reliability {
 namespace {
@@ -20,6 +23,11 @@ namespace {
 using namespace std::chrono_literals;
 using backends::fake::DomainSpec;
 using backends::fake::FakeHypervisor;
+using testing::FakeApi;
+using testing::MakeElasticVM;
+using testing::PollUntil;
+using testing::ReadyReason;
+using Operator = testing::TestOperator;
 
 constexpr auto kDeadline = 10s;
 
@@ -30,29 +38,6 @@ DomainSpec Domain(const std::string& name, unsigned maximum, unsigned current) {
   spec.current_vcpus = current;
   return spec;
 }
-
-// One operator "process": a controller over the shared hypervisor and API.
-class Operator {
- public:
-  Operator(InMemoryApi& api, backends::Hypervisor& hypervisor) {
-    controller::Controller::Options options;
-    options.workers = 2;
-    options.resync_period = 0ms;
-    options.rate_limiter.base_delay = 1ms;
-    options.rate_limiter.max_delay = 200ms;
-    options.reconciler.blocked_requeue = 50ms;
-    options.reconciler.pending_requeue = 50ms;
-    controller_ = std::make_unique<controller::Controller>(api, api, api, hypervisor, clock_,
-                                                           options);
-    controller_->Start();
-    controller_->StartWorkers();
-  }
-  ~Operator() { controller_->Stop(std::chrono::steady_clock::now() + 10s); }
-
- private:
-  reconciler::SystemClock clock_;
-  std::unique_ptr<controller::Controller> controller_;
-};
 
 // The enabled vCPU ids the hypervisor reports.
 std::vector<unsigned> Enabled(const FakeHypervisor& fake, const std::string& domain) {
@@ -78,9 +63,9 @@ void ExpectNoStepTwiceNorVcpuZero(const FakeHypervisor& fake, const std::string&
   }
 }
 
-bool ConvergedOn(InMemoryApi& api, const FakeHypervisor& fake, const std::string& key,
+bool ConvergedOn(FakeApi& api, const FakeHypervisor& fake, const std::string& key,
                  const std::string& domain, int64_t vcpus) {
-  auto vm = api.Get(key);
+  auto vm = api.objects.Get(key);
   if (!vm || !vm->status.vcpus || ReadyReason(vm) != "True/Synced") return false;
   return vm->status.vcpus->current == vcpus && vm->status.vcpus->desired == vcpus &&
          static_cast<int64_t>(Enabled(fake, domain).size()) == vcpus &&
@@ -98,34 +83,35 @@ std::string Describe(const std::optional<crd::ElasticVM>& vm) {
   return text;
 }
 
-bool HasEvent(const InMemoryApi& api, const std::string& key, const std::string& reason) {
-  return api.EventCount(key, reason) > 0;
+bool HasEvent(const FakeApi& api, const std::string& key, const std::string& reason) {
+  return api.events.Count(key, reason) > 0;
 }
 
 TEST(InProcessFaults, DomainDestroyedMidPlanStopsKeepsWhatWasDoneAndResumesWhenItIsBack) {
   FakeHypervisor fake;
-  InMemoryApi api;
+  FakeApi api;
   fake.AddDomain(Domain("web-01", 8, 1));
   fake.VanishAfterCalls("web-01", 2);  // destroyed right after the 2nd plug
   Operator op(api, fake);
-  api.Apply(MakeElasticVM("web-01", 6));
+  api.objects.Apply(MakeElasticVM("web-01", 6));
 
-  ASSERT_TRUE(PollUntil([&] { return ReadyReason(api.Get("default/web-01")) ==
-                                     "False/DomainNotFound"; }, kDeadline))
-      << ReadyReason(api.Get("default/web-01"));
+  ASSERT_TRUE(PollUntil(
+      [&] { return ReadyReason(api.objects.Get("default/web-01")) == "False/DomainNotFound"; },
+      kDeadline))
+      << ReadyReason(api.objects.Get("default/web-01"));
   EXPECT_EQ(fake.SuccessfulCalls().size(), 2u);
-  EXPECT_TRUE(PollUntil([&] { return HasEvent(api, "default/web-01", "DomainNotFound"); },
-                        kDeadline));
-  auto vm = api.Get("default/web-01");
+  EXPECT_TRUE(
+      PollUntil([&] { return HasEvent(api, "default/web-01", "DomainNotFound"); }, kDeadline));
+  auto vm = api.objects.Get("default/web-01");
   ASSERT_TRUE(vm);
   const crd::Condition* ready = crd::FindCondition(vm->status, "Ready");
   EXPECT_NE(ready->message.find("web-01"), std::string::npos) << ready->message;
 
   // The domain is defined and started again (with the 3 vCPUs it had): the operator resumes.
   fake.AddDomain(Domain("web-01", 8, 3));
-  ASSERT_TRUE(PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 6); },
-                        kDeadline))
-      << ReadyReason(api.Get("default/web-01"));
+  ASSERT_TRUE(
+      PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 6); }, kDeadline))
+      << ReadyReason(api.objects.Get("default/web-01"));
   EXPECT_EQ(fake.SuccessfulCalls().size(), 2u + 3u);  // 2 before, 3 after: 1..3 -> 6
   EXPECT_TRUE(HasEvent(api, "default/web-01", "Synced"));
 }
@@ -140,15 +126,18 @@ class HypervisorGoneMidPlan : public ::testing::Test {
     fake_.AddDomain(Domain("web-01", 8, 1));
     fake_.SetLatency(0us, 40'000us);  // a window between two calls
     op_ = std::make_unique<Operator>(api_, fake_);
-    api_.Apply(MakeElasticVM("web-01", 7));
+    api_.objects.Apply(MakeElasticVM("web-01", 7));
     ASSERT_TRUE(PollUntil([&] { return fake_.SuccessfulCalls().size() >= 2; }, kDeadline));
     fake_.SetUnavailable(true);
-    ASSERT_TRUE(PollUntil([&] { return ReadyReason(api_.Get("default/web-01")) ==
-                                       "False/HypervisorUnavailable"; }, kDeadline))
-        << Describe(api_.Get("default/web-01"));
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          return ReadyReason(api_.objects.Get("default/web-01")) == "False/HypervisorUnavailable";
+        },
+        kDeadline))
+        << Describe(api_.objects.Get("default/web-01"));
   }
   FakeHypervisor fake_;
-  InMemoryApi api_;
+  FakeApi api_;
   std::unique_ptr<Operator> op_;
 };
 
@@ -160,9 +149,9 @@ TEST_F(HypervisorGoneMidPlan, IsReportedAndThePlanResumesWhereItStopped) {
                         kDeadline));
 
   fake_.SetUnavailable(false);
-  ASSERT_TRUE(PollUntil([&] { return ConvergedOn(api_, fake_, "default/web-01", "web-01", 7); },
-                        kDeadline))
-      << Describe(api_.Get("default/web-01"));
+  ASSERT_TRUE(
+      PollUntil([&] { return ConvergedOn(api_, fake_, "default/web-01", "web-01", 7); }, kDeadline))
+      << Describe(api_.objects.Get("default/web-01"));
   EXPECT_EQ(fake_.SuccessfulCalls().size(), 6u);
   ExpectNoStepTwiceNorVcpuZero(fake_, "web-01", 1);
   EXPECT_TRUE(HasEvent(api_, "default/web-01", "Synced"));
@@ -173,51 +162,52 @@ TEST_F(HypervisorGoneMidPlan, IsReportedAndThePlanResumesWhereItStopped) {
 // own message said "plugged vcpu 1-2". Now the status counts the steps that were done.
 TEST_F(HypervisorGoneMidPlan, StatusCountsTheStepsDoneBeforeItWentAway) {
   CutMidPlan();
-  auto vm = api_.Get("default/web-01");
+  auto vm = api_.objects.Get("default/web-01");
   ASSERT_TRUE(vm && vm->status.vcpus);
   auto enabled = Enabled(fake_, "web-01");
-  EXPECT_EQ(vm->status.vcpus->current, static_cast<int64_t>(enabled.size()))
-      << Describe(vm);
+  EXPECT_EQ(vm->status.vcpus->current, static_cast<int64_t>(enabled.size())) << Describe(vm);
 }
 
 TEST(InProcessFaults, MigrationJobBlocksEveryStepUntilItEnds) {
   FakeHypervisor fake;
-  InMemoryApi api;
+  FakeApi api;
   fake.AddDomain(Domain("web-01", 8, 2));
   fake.SetJob("web-01", backends::JobKind::kMigration);
   Operator op(api, fake);
-  api.Apply(MakeElasticVM("web-01", 5));
+  api.objects.Apply(MakeElasticVM("web-01", 5));
 
-  ASSERT_TRUE(PollUntil([&] { return ReadyReason(api.Get("default/web-01")) ==
-                                     "False/MigrationInProgress"; }, kDeadline))
-      << ReadyReason(api.Get("default/web-01"));
-  EXPECT_TRUE(PollUntil([&] { return HasEvent(api, "default/web-01", "MigrationInProgress"); },
-                        kDeadline));
+  ASSERT_TRUE(PollUntil(
+      [&] { return ReadyReason(api.objects.Get("default/web-01")) == "False/MigrationInProgress"; },
+      kDeadline))
+      << ReadyReason(api.objects.Get("default/web-01"));
+  EXPECT_TRUE(
+      PollUntil([&] { return HasEvent(api, "default/web-01", "MigrationInProgress"); }, kDeadline));
   // Several blocked passes later (50 ms apart), still nothing was attempted.
   std::this_thread::sleep_for(300ms);  // lets blocked passes run; what is checked is a count
   EXPECT_EQ(fake.SetVcpuCallCount(), 0u);
 
   fake.SetJob("web-01", backends::JobKind::kNone);
-  ASSERT_TRUE(PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 5); },
-                        kDeadline));
+  ASSERT_TRUE(
+      PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 5); }, kDeadline));
   EXPECT_EQ(fake.SetVcpuCallCount(), 3u);
   ExpectNoStepTwiceNorVcpuZero(fake, "web-01", 2);
 }
 
 TEST(InProcessFaults, UnplugPendingAcrossARestartIsNeitherRepeatedNorForgotten) {
   FakeHypervisor fake;
-  InMemoryApi api;
+  FakeApi api;
   fake.AddDomain(Domain("web-01", 8, 5));
   fake.SetUnplugTimesOut("web-01", true);  // the guest has not let go yet
   size_t calls_before_restart = 0;
   {
     Operator first(api, fake);
-    api.Apply(MakeElasticVM("web-01", 3));
-    ASSERT_TRUE(PollUntil([&] { return ReadyReason(api.Get("default/web-01")) ==
-                                       "False/UnplugPending"; }, kDeadline))
-        << ReadyReason(api.Get("default/web-01"));
-    EXPECT_TRUE(PollUntil([&] { return HasEvent(api, "default/web-01", "UnplugPending"); },
-                          kDeadline));
+    api.objects.Apply(MakeElasticVM("web-01", 3));
+    ASSERT_TRUE(PollUntil(
+        [&] { return ReadyReason(api.objects.Get("default/web-01")) == "False/UnplugPending"; },
+        kDeadline))
+        << ReadyReason(api.objects.Get("default/web-01"));
+    EXPECT_TRUE(
+        PollUntil([&] { return HasEvent(api, "default/web-01", "UnplugPending"); }, kDeadline));
     calls_before_restart = fake.SetVcpuCallCount();
     EXPECT_GE(calls_before_restart, 1u);
   }  // the first process stops (its workers drained)
@@ -225,7 +215,7 @@ TEST(InProcessFaults, UnplugPendingAcrossARestartIsNeitherRepeatedNorForgotten) 
   Operator second(api, fake);
   // The new process sees the same pending unplug and does not ask for it again.
   std::this_thread::sleep_for(300ms);  // several pending re-checks, 50 ms apart
-  auto vm = api.Get("default/web-01");
+  auto vm = api.objects.Get("default/web-01");
   EXPECT_EQ(ReadyReason(vm), "False/UnplugPending");
   EXPECT_EQ(fake.SetVcpuCallCount(), calls_before_restart) << "a pending unplug was repeated";
   ASSERT_TRUE(vm && vm->status.vcpus);
@@ -234,10 +224,10 @@ TEST(InProcessFaults, UnplugPendingAcrossARestartIsNeitherRepeatedNorForgotten) 
   // The guest lets go: the device-removed event requeues the object, which converges.
   fake.SetUnplugTimesOut("web-01", false);
   fake.CompletePendingUnplugs("web-01");
-  ASSERT_TRUE(PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 3); },
-                        kDeadline))
-      << Describe(api.Get("default/web-01")) << "; hypervisor: " << Enabled(fake, "web-01").size()
-      << " enabled";
+  ASSERT_TRUE(
+      PollUntil([&] { return ConvergedOn(api, fake, "default/web-01", "web-01", 3); }, kDeadline))
+      << Describe(api.objects.Get("default/web-01"))
+      << "; hypervisor: " << Enabled(fake, "web-01").size() << " enabled";
   auto enabled = Enabled(fake, "web-01");
   EXPECT_EQ(enabled.front(), 0u);
   ExpectNoStepTwiceNorVcpuZero(fake, "web-01", 5);

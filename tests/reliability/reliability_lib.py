@@ -12,8 +12,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import operator_lib  # noqa: E402,F401  (re-exported for the tests)
-from operator_lib import (CheckFailed, Cluster, check_no_step_twice, expect,  # noqa: E402,F401
+from operator_lib import (CheckFailed, check_no_step_twice, expect,  # noqa: E402,F401
                           poll, read_call_log, run_checks)
+# These tests inject faults (500 windows, cut watches, 410s, 409s) and read the request log:
+# the test API server's cluster, not operator_lib.Cluster (the real kube-apiserver).
+from operator_lib import TestApiCluster as Cluster  # noqa: E402,F401
 
 
 def parse_cpuset(text):

@@ -23,7 +23,10 @@
 #include "backends/fake/fake_hypervisor.h"
 #include "controller/controller.h"
 #include "reconciler/clock.h"
-#include "tests/reliability/in_memory_api.h"
+#include "tests/support/fake_api.h"
+#include "tests/support/objects.h"
+#include "tests/support/poll.h"
+#include "tests/support/test_operator.h"
 
 namespace hotplug::reliability {
 namespace {
@@ -31,6 +34,10 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using backends::fake::FakeHypervisor;
+using testing::FakeApi;
+using testing::MakeElasticVM;
+using testing::PollUntil;
+using testing::ReadyReason;
 
 constexpr int kObjects = 24;
 constexpr unsigned kMaxVcpus = 16;
@@ -48,33 +55,22 @@ long ResidentKib() {
 std::string Name(int index) { return "soak-" + std::to_string(index); }
 std::string Key(int index) { return "default/" + Name(index); }
 
-class Operator {
- public:
-  Operator(InMemoryApi& api, backends::Hypervisor& hypervisor) {
-    controller::Controller::Options options;
-    options.workers = 2;
-    options.resync_period = 2s;
-    options.rate_limiter.base_delay = 1ms;
-    options.rate_limiter.max_delay = 300ms;
-    options.reconciler.blocked_requeue = 100ms;
-    options.reconciler.pending_requeue = 100ms;
-    controller_ = std::make_unique<controller::Controller>(api, api, api, hypervisor, clock_,
-                                                           options);
-    controller_->Start();
-    controller_->StartWorkers();
-  }
-  ~Operator() {
-    if (!controller_->Stop(Clock::now() + 20s)) {
-      std::fprintf(stderr, "FAIL: a worker did not stop within 20s\n");
-      std::_Exit(1);
-    }
-  }
-  int64_t passes() const { return controller_->passes(); }
+// One operator "process" over the shared API and hypervisor, with a resync, as in production.
+std::unique_ptr<testing::TestOperator> StartOperator(FakeApi& api,
+                                                     backends::Hypervisor& hypervisor) {
+  controller::Controller::Options options = testing::FastOptions(300ms, 100ms);
+  options.resync_period = 2s;
+  return std::make_unique<testing::TestOperator>(api, hypervisor, options);
+}
 
- private:
-  reconciler::SystemClock clock_;
-  std::unique_ptr<controller::Controller> controller_;
-};
+// Stops it; a worker that does not stop is a failure of the soak.
+void StopOperator(std::unique_ptr<testing::TestOperator>& op) {
+  if (!op->Stop(20s)) {
+    std::fprintf(stderr, "FAIL: a worker did not stop within 20s\n");
+    std::_Exit(1);
+  }
+  op.reset();
+}
 
 struct Tally {
   std::map<std::string, int> actions;
@@ -88,7 +84,7 @@ int Run(int seconds, unsigned seed) {
     return std::uniform_int_distribution<int>(low, high)(random);
   };
   FakeHypervisor fake;
-  InMemoryApi api;
+  FakeApi api;
   for (int i = 0; i < kObjects; ++i) {
     backends::fake::DomainSpec spec;
     spec.name = Name(i);
@@ -98,11 +94,11 @@ int Run(int seconds, unsigned seed) {
   }
   std::map<int, int64_t> desired;
   std::set<int> slow_unplugs;  // domains whose unplugs currently wait for the guest
-  auto op = std::make_unique<Operator>(api, fake);
+  auto op = StartOperator(api, fake);
   Tally tally;
   for (int i = 0; i < kObjects; ++i) {
     desired[i] = pick(1, static_cast<int>(kMaxVcpus));
-    api.Apply(MakeElasticVM(Name(i), desired[i]));
+    api.objects.Apply(MakeElasticVM(Name(i), desired[i]));
   }
 
   std::printf("soak: seed %u (rerun with --seed=%u)\n", seed, seed);
@@ -125,7 +121,7 @@ int Run(int seconds, unsigned seed) {
     if (action < 40) {  // a spec change, now and then out of range
       int64_t vcpus = pick(0, 9) == 0 ? pick(0, 1) * (kMaxVcpus + 1) : pick(1, kMaxVcpus);
       desired[object] = vcpus;
-      api.Apply(MakeElasticVM(domain, vcpus));
+      api.objects.Apply(MakeElasticVM(domain, vcpus));
       tally.Count(vcpus == 0 || vcpus > kMaxVcpus ? "spec change (invalid)" : "spec change");
     } else if (action < 55) {  // one vCPU call fails
       backends::fake::Fault fault;
@@ -134,7 +130,7 @@ int Run(int seconds, unsigned seed) {
       fake.FailVcpu(domain, static_cast<unsigned>(pick(1, kMaxVcpus - 1)), fault);
       tally.Count("vCPU call fails");
     } else if (action < 63) {
-      api.FailNextStatusWrites(pick(1, 4));
+      api.status.FailNextWrites(pick(1, 4));
       tally.Count("status writes fail");
     } else if (action < 68) {
       unavailable = !unavailable;
@@ -155,13 +151,13 @@ int Run(int seconds, unsigned seed) {
         tally.Count("guest confirms unplugs");
       }
     } else if (action < 81) {
-      api.Remove(Key(object));
-      api.Apply(MakeElasticVM(domain, desired[object]));
+      api.objects.Delete(Key(object));
+      api.objects.Apply(MakeElasticVM(domain, desired[object]));
       tally.Count("object deleted and created again");
     } else if (action < 82) {
       tally.passes += op->passes();
-      op.reset();
-      op = std::make_unique<Operator>(api, fake);
+      StopOperator(op);
+      op = StartOperator(api, fake);
       tally.Count("operator restart");
     } else {
       tally.Count("nothing (the workers catch up)");
@@ -180,26 +176,28 @@ int Run(int seconds, unsigned seed) {
   for (int i = 0; i < kObjects; ++i) {
     if (desired[i] < 1 || desired[i] > static_cast<int64_t>(kMaxVcpus)) {
       desired[i] = pick(1, kMaxVcpus);
-      api.Apply(MakeElasticVM(Name(i), desired[i]));
+      api.objects.Apply(MakeElasticVM(Name(i), desired[i]));
     }
   }
   int failed = 0;
   int not_converged = 0;
   for (int i = 0; i < kObjects; ++i) {
-    bool converged = PollUntil([&] {
-      auto vm = api.Get(Key(i));
-      auto seen = fake.Peek(Name(i));
-      if (!vm || !vm->status.vcpus || !seen) return false;
-      int64_t enabled = 0;
-      for (const auto& vcpu : seen->vcpus) enabled += vcpu.enabled ? 1 : 0;
-      return ReadyReason(vm) == "True/Synced" && enabled == desired[i] &&
-             vm->status.vcpus->current == desired[i] &&
-             vm->status.observed_generation == vm->metadata.generation;
-    }, 30s);
+    bool converged = PollUntil(
+        [&] {
+          auto vm = api.objects.Get(Key(i));
+          auto seen = fake.Peek(Name(i));
+          if (!vm || !vm->status.vcpus || !seen) return false;
+          int64_t enabled = 0;
+          for (const auto& vcpu : seen->vcpus) enabled += vcpu.enabled ? 1 : 0;
+          return ReadyReason(vm) == "True/Synced" && enabled == desired[i] &&
+                 vm->status.vcpus->current == desired[i] &&
+                 vm->status.observed_generation == vm->metadata.generation;
+        },
+        30s);
     if (!converged) {
       failed++;
       not_converged++;
-      auto vm = api.Get(Key(i));
+      auto vm = api.objects.Get(Key(i));
       auto seen = fake.Peek(Name(i));
       std::string hypervisor_enabled;
       for (const auto& vcpu : seen ? seen->vcpus : std::vector<backends::VcpuInfo>{}) {
@@ -211,8 +209,7 @@ int Run(int seconds, unsigned seed) {
                    "pending \"%s\"; the hypervisor has vCPUs %s\n",
                    Key(i).c_str(), static_cast<long long>(desired[i]), ReadyReason(vm).c_str(),
                    has_vcpus ? vm->status.vcpus->enabled.c_str() : "",
-                   has_vcpus ? vm->status.vcpus->pending.c_str() : "",
-                   hypervisor_enabled.c_str());
+                   has_vcpus ? vm->status.vcpus->pending.c_str() : "", hypervisor_enabled.c_str());
     }
   }
   for (const auto& call : fake.SuccessfulCalls()) {
@@ -222,7 +219,7 @@ int Run(int seconds, unsigned seed) {
     }
   }
   tally.passes += op->passes();
-  op.reset();
+  StopOperator(op);
 
   // Resident memory: first vs last third, after a warm-up of the first 10% of samples.
   size_t warm = rss_kib.size() / 10;
@@ -240,15 +237,15 @@ int Run(int seconds, unsigned seed) {
     }
   }
 
-  std::printf("soak: %d s, seed %u, %d objects: %lld reconcile passes, %lld status writes "
-              "(%lld failed on purpose), %lld Events, %zu successful vCPU calls\n",
-              seconds, seed, kObjects, static_cast<long long>(tally.passes),
-              static_cast<long long>(api.status_write_attempts()),
-              static_cast<long long>(api.status_write_failures()),
-              static_cast<long long>(api.events_recorded()), fake.SuccessfulCalls().size());
+  std::printf(
+      "soak: %d s, seed %u, %d objects: %lld reconcile passes, %lld status writes "
+      "(%lld failed on purpose), %lld Events, %zu successful vCPU calls\n",
+      seconds, seed, kObjects, static_cast<long long>(tally.passes),
+      static_cast<long long>(api.status.attempts()), static_cast<long long>(api.status.failures()),
+      static_cast<long long>(api.events.recorded()), fake.SuccessfulCalls().size());
   for (const auto& [what, count] : tally.actions) std::printf("  %6d  %s\n", count, what.c_str());
-  std::printf("  resident memory: first third %.0f KiB, last third %.0f KiB (%zu samples)\n",
-              first, last, rss_kib.size());
+  std::printf("  resident memory: first third %.0f KiB, last third %.0f KiB (%zu samples)\n", first,
+              last, rss_kib.size());
   std::printf("%s: %d objects converged of %d\n", failed ? "FAIL" : "PASS",
               kObjects - not_converged, kObjects);
   return failed ? 1 : 0;

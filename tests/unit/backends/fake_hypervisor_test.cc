@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
+
+#include "backends/tcg_replug.h"
 
 namespace hotplug::backends::fake {
 namespace {
@@ -38,7 +41,14 @@ TEST(FakeHypervisorTest, TcgUnplugTimesOutAndLeavesLibvirtStale) {
   auto o = hv.Peek("vm");
   EXPECT_TRUE(o->vcpus[2].enabled);
   EXPECT_EQ(o->vcpus[2].present_in_qemu, false);
-  EXPECT_TRUE(o->vcpus[2].replug_unsafe);
+  EXPECT_EQ(o->vcpus[1].present_in_qemu, true);
+  EXPECT_EQ(o->unplugged_vcpus, (std::set<unsigned>{2}));
+  EXPECT_FALSE(VcpuPlugIsSafe(*o, o->vcpus[2]));
+  EXPECT_FALSE(VcpuPlugIsSafe(*o, o->vcpus[3]));  // never used, refused all the same
+  EXPECT_EQ(hv.SetVcpu("vm", 3, true, false).code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(
+      hv.ApplyMemoryStep("vm", {MemoryStep::Op::kAttachDimm, "", 128ull << 20, 0}, false).code(),
+      ErrorCode::kUnsupported);
   EXPECT_EQ(hv.SetVcpu("vm", 2, false, false).native_code(), 1);  // unknown cause
 }
 

@@ -3,7 +3,10 @@
 // query-cpus-fast. The same code is driven against a real libvirtd in tests/e2e/.
 #include <gtest/gtest.h>
 
+#include <libvirt/virterror.h>
+
 #include "backends/libvirt/domain_xml.h"
+#include "backends/libvirt/errors.h"
 #include "backends/libvirt/qemu_cpus.h"
 
 namespace hotplug::backends::libvirt {
@@ -80,13 +83,13 @@ TEST(DomainXmlTest, ReadsTheLiveXmlOfAHotpluggedGuest) {
   EXPECT_EQ(d.memory.boot_bytes, 512 * kMiB);  // the NUMA cells, not memory minus devices
   ASSERT_EQ(d.memory.devices.size(), 2u);
   const MemoryDevice& dimm = d.memory.devices[0];
-  EXPECT_EQ(dimm.model, MemoryMethod::kDimm);
+  EXPECT_EQ(dimm.model, MemoryDevice::Model::kDimm);
   EXPECT_EQ(dimm.alias, "dimm0");
   EXPECT_EQ(dimm.size_bytes, 128 * kMiB);
   EXPECT_EQ(dimm.current_bytes, 128 * kMiB);
   EXPECT_EQ(dimm.node, 0);
   const MemoryDevice& virtio = d.memory.devices[1];
-  EXPECT_EQ(virtio.model, MemoryMethod::kVirtioMem);
+  EXPECT_EQ(virtio.model, MemoryDevice::Model::kVirtioMem);
   EXPECT_EQ(virtio.alias, "virtiomem0");
   EXPECT_EQ(virtio.size_bytes, 1024 * kMiB);
   EXPECT_EQ(virtio.block_bytes, 2 * kMiB);
@@ -118,7 +121,8 @@ TEST(DomainXmlTest, RefusesWhatIsNotXmlAndAbsurdVcpuCounts) {
   EXPECT_NE(not_xml.status().message().find("could not parse the domain XML"), std::string::npos);
 
   // Four billion slots would be allocated one by one: refused instead.
-  auto huge = ParseDomainXml("<domain><vcpu>4000000000</vcpu><vcpus><vcpu id='0'/></vcpus></domain>");
+  auto huge =
+      ParseDomainXml("<domain><vcpu>4000000000</vcpu><vcpus><vcpu id='0'/></vcpus></domain>");
   ASSERT_FALSE(huge.ok());
   EXPECT_NE(huge.status().message().find("at most 16384"), std::string::npos)
       << huge.status().message();
@@ -173,16 +177,45 @@ TEST(QueryCpusFastTest, ErrorsAndOtherShapesAreErrors) {
       R"({"id": "libvirt-9", "error": {"class": "CommandNotFound", "desc": "The command query-cpus-fast has not been found"}})");
   ASSERT_FALSE(error.ok());
   EXPECT_NE(error.status().message().find("has not been found"), std::string::npos);
-  for (const char* reply : {"", "not json", "[]", R"({"return": {}})",
-                            R"({"return": [{"cpu-index": -1}]})",
-                            R"({"return": [{"cpu-index": "1"}]})", R"({"return": [7]})",
-                            R"({"return": [{"cpu-index": 1e999}]})",
-                            R"({"return": [{"cpu-index": 99999999999}]})"}) {
+  for (const char* reply :
+       {"", "not json", "[]", R"({"return": {}})", R"({"return": [{"cpu-index": -1}]})",
+        R"({"return": [{"cpu-index": "1"}]})", R"({"return": [7]})",
+        R"({"return": [{"cpu-index": 1e999}]})", R"({"return": [{"cpu-index": 99999999999}]})"}) {
     auto parsed = ParseQueryCpusFast(reply);
     EXPECT_FALSE(parsed.ok()) << reply;
     if (!parsed.ok()) {
       EXPECT_EQ(parsed.status().code(), ErrorCode::kInternal);
     }
+  }
+}
+
+// libvirt's error numbers become ErrorCodes by one table; a few are told apart only by
+// libvirt's wording (the boundary where its text becomes a type).
+TEST(LibvirtErrorsTest, NumbersAndTheMessagesThatRefineThemMapToCodes) {
+  struct Case {
+    int number;
+    const char* message;
+    ErrorCode code;
+  };
+  const Case cases[] = {
+      {VIR_ERR_OK, "", ErrorCode::kOk},
+      {VIR_ERR_NO_DOMAIN, "Domain not found", ErrorCode::kDomainNotFound},
+      {VIR_ERR_OPERATION_INVALID, "domain is not running", ErrorCode::kDomainNotRunning},
+      {VIR_ERR_OPERATION_INVALID, "vcpu 3 is already enabled", ErrorCode::kOperationInvalid},
+      {VIR_ERR_NO_CONNECT, "no connection", ErrorCode::kHypervisorUnavailable},
+      {VIR_ERR_RPC, "Cannot recv data", ErrorCode::kHypervisorUnavailable},
+      {VIR_ERR_OPERATION_TIMEOUT, "vcpu unplug request timed out", ErrorCode::kTimeout},
+      {VIR_ERR_AGENT_UNRESPONSIVE, "", ErrorCode::kGuestAgentUnavailable},
+      {VIR_ERR_ARGUMENT_UNSUPPORTED, "QEMU guest agent is not configured",
+       ErrorCode::kGuestAgentUnavailable},
+      {VIR_ERR_OPERATION_UNSUPPORTED, "vcpu '0' can't be unplugged", ErrorCode::kUnsupported},
+      {VIR_ERR_INVALID_ARG, "vcpu 9 is not present", ErrorCode::kOperationInvalid},
+      {VIR_ERR_OPERATION_FAILED, "memory unplug rejected by the guest", ErrorCode::kGuestRejected},
+      {VIR_ERR_INTERNAL_ERROR, "An error occurred, but the cause is unknown",
+       ErrorCode::kInternal},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(MapLibvirtError(c.number, c.message), c.code) << c.number << " " << c.message;
   }
 }
 

@@ -20,7 +20,8 @@ TEST(RangeListTest, ParsesWhatItFormatsAndCommaLists) {
       {"0-2,5", {0, 1, 2, 5}},
       {"2,3", {2, 3}},
       {"5,1", {5, 1}},
-      {"0-4095", [] {
+      {"0-4095",
+       [] {
          std::vector<unsigned> all;
          for (unsigned i = 0; i < 4096; ++i) all.push_back(i);
          return all;

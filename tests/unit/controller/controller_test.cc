@@ -1,5 +1,5 @@
-// The work loop, end to end with the fake hypervisor and in-memory test doubles of
-// ObjectSource / StatusWriter / EventRecorder. Every wait is a poll with a deadline.
+// The work loop, end to end with the fake hypervisor and the test doubles of ObjectSource /
+// StatusWriter / EventRecorder (tests/support/). Every wait is a poll with a deadline.
 #include "controller/controller.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +13,12 @@
 
 #include "backends/fake/fake_hypervisor.h"
 #include "reconciler/clock.h"
+#include "tests/support/fake_event_recorder.h"
+#include "tests/support/fake_object_source.h"
+#include "tests/support/fake_status_writer.h"
+#include "tests/support/objects.h"
+#include "tests/support/poll.h"
+#include "tests/support/test_operator.h"
 
 namespace hotplug::controller {
 namespace {
@@ -20,117 +26,16 @@ namespace {
 using namespace std::chrono_literals;
 using backends::fake::DomainSpec;
 using backends::fake::FakeHypervisor;
+using testing::FakeEventRecorder;
+using testing::FakeObjectSource;
+using testing::FakeStatusWriter;
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds limit = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(2ms);  // polling interval, not synchronisation
-  }
-  return condition();
+  return testing::PollUntil(condition, limit, 2ms);
 }
 
-// An API server in a map: objects by key, status writes bump the resourceVersion.
-class MemorySource final : public ObjectSource, public StatusWriter, public EventRecorder {
- public:
-  void Start(ChangeHandler on_change) override {
-    std::lock_guard lock(mu_);
-    handler_ = std::move(on_change);
-  }
-  void Stop() override {}
-  bool HasSynced() const override { return true; }
-  std::optional<crd::ElasticVM> Get(const std::string& key) const override {
-    std::lock_guard lock(mu_);
-    auto it = objects_.find(key);
-    if (it == objects_.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::string> Keys() const override {
-    std::lock_guard lock(mu_);
-    std::vector<std::string> keys;
-    for (const auto& [key, object] : objects_) keys.push_back(key);
-    return keys;
-  }
-
-  bool WriteStatus(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
-                   std::string* error) override {
-    std::lock_guard lock(mu_);
-    write_attempts_++;
-    if (fail_writes_ > 0) {
-      fail_writes_--;
-      *error = "ServiceUnavailable: injected";
-      return false;
-    }
-    auto it = objects_.find(object.Key());
-    if (it == objects_.end()) return true;
-    it->second.status = status;
-    it->second.metadata.resource_version = std::to_string(++rv_);
-    writes_.push_back(status);
-    return true;
-  }
-
-  void Record(const crd::ElasticVM& object, const reconciler::Event& event) override {
-    std::lock_guard lock(mu_);
-    events_.push_back(object.Key() + " " + event.reason);
-  }
-
-  // Test controls.
-  void Put(crd::ElasticVM object) {
-    ChangeHandler handler;
-    {
-      std::lock_guard lock(mu_);
-      object.metadata.resource_version = std::to_string(++rv_);
-      if (object.metadata.uid.empty()) object.metadata.uid = "uid-" + object.metadata.name;
-      objects_[object.Key()] = object;
-      handler = handler_;
-    }
-    if (handler) handler(object.Key());
-  }
-  void Delete(const std::string& key) {
-    ChangeHandler handler;
-    {
-      std::lock_guard lock(mu_);
-      objects_.erase(key);
-      handler = handler_;
-    }
-    if (handler) handler(key);
-  }
-  void FailNextWrites(int count) {
-    std::lock_guard lock(mu_);
-    fail_writes_ = count;
-  }
-  std::vector<crd::ElasticVMStatus> writes() const {
-    std::lock_guard lock(mu_);
-    return writes_;
-  }
-  int write_attempts() const {
-    std::lock_guard lock(mu_);
-    return write_attempts_;
-  }
-  std::vector<std::string> events() const {
-    std::lock_guard lock(mu_);
-    return events_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  ChangeHandler handler_;
-  std::map<std::string, crd::ElasticVM> objects_;
-  std::vector<crd::ElasticVMStatus> writes_;
-  std::vector<std::string> events_;
-  int fail_writes_ = 0;
-  int write_attempts_ = 0;
-  int64_t rv_ = 0;
-};
-
 crd::ElasticVM MakeVm(const std::string& name, int64_t vcpus, const std::string& domain = "") {
-  crd::ElasticVM vm;
-  vm.metadata.name = name;
-  vm.metadata.namespace_ = "default";
-  vm.metadata.generation = 1;
-  vm.spec.domain = domain;
-  vm.spec.cpu.vcpus = vcpus;
-  return vm;
+  return testing::MakeElasticVM(name, vcpus, domain);
 }
 
 DomainSpec MakeDomain(const std::string& name, unsigned maximum = 8, unsigned current = 1) {
@@ -149,7 +54,7 @@ size_t EnabledVcpus(FakeHypervisor& fake, const std::string& domain) {
   return enabled;
 }
 
-bool Converged(const MemorySource& source, const std::string& key, int64_t vcpus) {
+bool Converged(const FakeObjectSource& source, const std::string& key, int64_t vcpus) {
   auto object = source.Get(key);
   if (!object || !object->status.vcpus) return false;
   const crd::Condition* ready = crd::FindCondition(object->status, "Ready");
@@ -161,17 +66,17 @@ struct Fixture {
     if (options.rate_limiter.base_delay == RateLimiter::Options{}.base_delay) {
       options.rate_limiter.base_delay = 1ms;
     }
-    controller = std::make_unique<Controller>(source, source, source, fake, clock, options);
+    op = std::make_unique<testing::TestOperator>(source, writer, events, fake, options,
+                                                 /*start=*/false);
+    controller = &op->controller();
   }
-  ~Fixture() { controller->Stop(std::chrono::steady_clock::now() + 10s); }
-  void Start() {
-    controller->Start();
-    controller->StartWorkers();
-  }
-  MemorySource source;
+  void Start() { op->Start(); }
+  FakeObjectSource source;
+  FakeStatusWriter writer{source, FakeStatusWriter::Mode::kStore, /*keep_written=*/true};
+  FakeEventRecorder events{FakeEventRecorder::Keep::kEverything};
   FakeHypervisor fake;
-  reconciler::SystemClock clock;
-  std::unique_ptr<Controller> controller;
+  std::unique_ptr<testing::TestOperator> op;
+  Controller* controller = nullptr;
 };
 
 TEST(ControllerTest, ConvergesAnObjectAndWritesItsStatus) {
@@ -193,7 +98,7 @@ TEST(ControllerTest, LongPassPublishesInProgressFirst) {
   f.Start();
   f.source.Put(MakeVm("web-01", 5));
   ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 5); }));
-  auto writes = f.source.writes();
+  auto writes = f.writer.written();
   ASSERT_GE(writes.size(), 2u);
   const crd::Condition* first_ready = crd::FindCondition(writes.front(), "Ready");
   ASSERT_NE(first_ready, nullptr);
@@ -208,10 +113,10 @@ TEST(ControllerTest, UnchangedStatusIsNotWrittenAgain) {
   f.Start();
   f.source.Put(MakeVm("web-01", 2));
   ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 2); }));
-  size_t writes_after_convergence = f.source.writes().size();
+  size_t writes_after_convergence = f.writer.written().size();
   int64_t passes = f.controller->passes();
   ASSERT_TRUE(WaitFor([&] { return f.controller->passes() >= passes + 5; }));
-  EXPECT_EQ(f.source.writes().size(), writes_after_convergence);
+  EXPECT_EQ(f.writer.written().size(), writes_after_convergence);
   EXPECT_EQ(f.fake.SuccessfulCalls().size(), 1u);
 }
 
@@ -238,7 +143,7 @@ TEST(ControllerTest, DeletedObjectIsForgottenAndNothingChanges) {
   f.Start();
   f.source.Put(MakeVm("web-01", 4));
   ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 4); }));
-  int writes = f.source.write_attempts();
+  int writes = f.writer.attempts();
   f.source.Delete("default/web-01");
   // The domain drifts; a live object would be repaired, a deleted one must not be.
   ASSERT_TRUE(f.fake.SetVcpu("web-01", 3, false, false).ok());
@@ -247,7 +152,7 @@ TEST(ControllerTest, DeletedObjectIsForgottenAndNothingChanges) {
   f.controller->queue().Add("default/web-01");
   ASSERT_TRUE(WaitFor([&] { return metrics.Count("deleted") >= 2; }));
   EXPECT_EQ(f.fake.SetVcpuCallCount(), calls);
-  EXPECT_EQ(f.source.write_attempts(), writes);
+  EXPECT_EQ(f.writer.attempts(), writes);
   EXPECT_EQ(EnabledVcpus(f.fake, "web-01"), 3u);
   EXPECT_EQ(f.controller->queue().NumRequeues("default/web-01"), 0);
 }
@@ -259,17 +164,18 @@ TEST(ControllerTest, NeverDeletedObjectKeyOnlyIsANoOp) {
   f.controller->queue().Add("default/ghost");
   ASSERT_TRUE(WaitFor([&] { return f.controller->queue().Len() == 0; }));
   EXPECT_EQ(f.fake.SetVcpuCallCount(), 0u);
-  EXPECT_EQ(f.source.write_attempts(), 0);
+  EXPECT_EQ(f.writer.attempts(), 0);
   EXPECT_EQ(f.controller->passes(), 0);
 }
 
 TEST(ControllerTest, FailedStepIsRetriedWithBackoffAndNoStepRunsTwice) {
   Fixture f;
   f.fake.AddDomain(MakeDomain("web-01"));
-  f.fake.FailVcpu("web-01", 2, {.code = backends::ErrorCode::kInternal,
-                                .message = "injected",
-                                .native_code = 1,
-                                .remaining = 2});
+  f.fake.FailVcpu("web-01", 2,
+                  {.code = backends::ErrorCode::kInternal,
+                   .message = "injected",
+                   .native_code = 1,
+                   .remaining = 2});
   f.Start();
   f.source.Put(MakeVm("web-01", 4));
   ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 4); }));
@@ -281,18 +187,18 @@ TEST(ControllerTest, FailedStepIsRetriedWithBackoffAndNoStepRunsTwice) {
   EXPECT_GE(f.fake.SetVcpuCallCount(), 5u);  // 3 successes + the injected failures
   // A warning Event was recorded for the failure.
   bool failure_event = false;
-  for (const auto& event : f.source.events()) failure_event |= event.find("default/web-01") == 0;
+  for (const auto& event : f.events.events()) failure_event |= event.find("default/web-01") == 0;
   EXPECT_TRUE(failure_event);
 }
 
 TEST(ControllerTest, FailedStatusWriteIsRetriedUntilItLands) {
   Fixture f;
   f.fake.AddDomain(MakeDomain("web-01"));
-  f.source.FailNextWrites(3);
+  f.writer.FailNextWrites(3);
   f.Start();
   f.source.Put(MakeVm("web-01", 2));
   ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/web-01", 2); }));
-  EXPECT_GE(f.source.write_attempts(), 4);
+  EXPECT_GE(f.writer.attempts(), 4);
   EXPECT_EQ(f.fake.SuccessfulCalls().size(), 1u);
 }
 
@@ -300,7 +206,7 @@ TEST(ControllerTest, LostStatusWriteDoesNotRepeatAnUnplugRequest) {
   Fixture f;
   f.fake.AddDomain(MakeDomain("web-01", 4, 4));
   f.fake.SetUnplugTimesOut("web-01", true);  // the guest is slow to let go
-  f.source.FailNextWrites(2);  // the status saying so is lost (in-progress and final)
+  f.writer.FailNextWrites(2);                // the status saying so is lost (in-progress and final)
   f.Start();
   f.source.Put(MakeVm("web-01", 2));
   ASSERT_TRUE(WaitFor([&] {
@@ -415,7 +321,7 @@ TEST(ControllerTest, GracefulStopFinishesTheStepInFlightAndWritesStatus) {
   ASSERT_TRUE(WaitFor([&] { return f.fake.SetVcpuCallCount() >= 1; }));
   EXPECT_TRUE(f.controller->Stop(std::chrono::steady_clock::now() + 5s));
   size_t calls = f.fake.SetVcpuCallCount();
-  EXPECT_LT(calls, 15u);  // it stopped early
+  EXPECT_LT(calls, 15u);                              // it stopped early
   EXPECT_EQ(f.fake.SuccessfulCalls().size(), calls);  // every call that started, finished
   // The final status tells the truth about what is enabled now.
   auto object = f.source.Get("default/web-01");
@@ -431,12 +337,14 @@ TEST(ControllerTest, ManyObjectsManyWorkersAllConverge) {
   for (int i = 0; i < 50; ++i) f.fake.AddDomain(MakeDomain("vm-" + std::to_string(i)));
   f.Start();
   for (int i = 0; i < 50; ++i) f.source.Put(MakeVm("vm-" + std::to_string(i), 1 + i % 8));
-  ASSERT_TRUE(WaitFor([&] {
-    for (int i = 0; i < 50; ++i) {
-      if (!Converged(f.source, "default/vm-" + std::to_string(i), 1 + i % 8)) return false;
-    }
-    return true;
-  }, 20s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (int i = 0; i < 50; ++i) {
+          if (!Converged(f.source, "default/vm-" + std::to_string(i), 1 + i % 8)) return false;
+        }
+        return true;
+      },
+      20s));
   std::set<std::tuple<std::string, unsigned, bool>> seen;
   for (const auto& call : f.fake.SuccessfulCalls()) {
     EXPECT_TRUE(seen.insert({call.domain, call.id, call.enable}).second);

@@ -305,3 +305,112 @@ TEST(CodecTest, AFileHasABoundedNumberOfDocuments) {
 
 }  // namespace
 }  // namespace hotplug::crd
+
+namespace hotplug::crd {
+namespace {
+
+TEST(CodecTest, ControlCharactersInNamesAreAnInvalidSpec) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"domain":"vm\u0000x"})", "spec.domain: expected a name without control characters"},
+      {R"({"domain":"vm\u001b[31m"})", "spec.domain: expected a name without control characters"},
+      {R"({"domain":"vm\n2"})", "spec.domain: expected a name without control characters"},
+      {R"({"domain":"vm\u007f"})", "spec.domain: expected a name without control characters"},
+      {R"({"domain":"vm\u0085"})", "spec.domain: expected a name without control characters"},
+      {R"({"nodeName":"host\u0000b"})",
+       "spec.nodeName: expected a name without control characters"},
+  };
+  for (const auto& [spec, expected] : cases) {
+    auto result = DecodeJsonText(std::string(R"({"metadata":{"name":"x"},"spec":)") + spec + "}");
+    ASSERT_TRUE(result.ok()) << spec << ": " << result.error;
+    ASSERT_TRUE(result.object->spec_error) << spec;
+    EXPECT_EQ(result.object->spec_error->rfind(expected, 0), 0u)
+        << spec << " -> " << *result.object->spec_error;
+  }
+  auto fine = DecodeJsonText(R"({"metadata":{"name":"x"},"spec":{"domain":"web-é 01"}})");
+  ASSERT_TRUE(fine.ok());
+  EXPECT_FALSE(fine.object->spec_error) << *fine.object->spec_error;
+}
+
+TEST(CodecTest, YamlFeaturesTheDecoderDoesNotImplementAreErrorsNamingTheLine) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"metadata: {name: a}\nspec:\n  cpu: &c {vcpus: 2}\n  memory:\n    <<: *c\n",
+       "merge keys (<<) are not supported; write the fields out at line 5"},
+      {"metadata: {name: a}\nspec:\n  cpu:\n    vcpus: !cpus 2\n",
+       "the tag !cpus on a scalar is not supported (only YAML's own tags are) at line 4"},
+      {"metadata: {name: a}\nspec: !!python/object {}\n",
+       "the tag !!python/object on a map is not supported"},
+      {"metadata: {name: a}\nspec: {cpu: !list [1]}\n", "the tag !list on a list is not supported"},
+      {"metadata: {name: a}\nspec: {cpu: {vcpus: !!int two}}\n",
+       "the tag !!int on a scalar is not supported"},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto results = DecodeYamlText(text);
+    ASSERT_EQ(results.size(), 1u) << text;
+    EXPECT_FALSE(results[0].ok()) << text;
+    EXPECT_EQ(results[0].kind, DecodeError::kSyntax);
+    EXPECT_NE(results[0].error.find(expected), std::string::npos) << text << results[0].error;
+  }
+  // YAML's own tags keep working, and a quoted "<<" is an ordinary key.
+  auto results = DecodeYamlText(
+      "metadata: {name: a, labels: {\"<<\": x}}\nspec: !!map {cpu: {vcpus: !!int 2}, domain: !!str "
+      "7}\n");
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_TRUE(results[0].ok()) << results[0].error;
+  EXPECT_EQ(results[0].object->spec.cpu.vcpus, 2);
+  EXPECT_EQ(results[0].object->spec.domain, "7");
+  EXPECT_EQ(results[0].object->metadata.labels.at("<<"), "x");
+}
+
+TEST(CodecTest, AnAnchorOnEveryNodeCostsItsCopiesAgainstTheBudget) {
+  // Each anchored map keeps a copy of all it holds: 40 nested levels of 1,000 nodes cost the
+  // square of the size unless the copies count.
+  std::string text;
+  for (int level = 0; level < 40; ++level) {
+    const std::string indent(static_cast<size_t>(level) * 2, ' ');
+    for (int i = 0; i < 500; ++i) {
+      text += indent + "k" + std::to_string(i) + ": &a" + std::to_string(level) + "_" +
+              std::to_string(i) + " v\n";
+    }
+    text += indent + "child: &c" + std::to_string(level) + "\n";
+  }
+  text += std::string(80, ' ') + "end: x\n";
+  auto results = DecodeYamlText(text);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].ok());
+  EXPECT_NE(results[0].error.find("nodes (after expanding aliases)"), std::string::npos)
+      << results[0].error;
+}
+
+TEST(CodecTest, AFileOfManyAliasedDocumentsIsBoundedAsAWhole) {
+  // Each document stays under the per-document budget; the file as a whole does not.
+  const std::string doc =
+      "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+      "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+      "e: [*d,*d,*d,*d,*d,*d]\n---\n";
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += doc;
+  auto results = DecodeYamlText(text);
+  ASSERT_FALSE(results.empty());
+  EXPECT_LT(results.size(), 5u);
+  EXPECT_FALSE(results.back().ok());
+  EXPECT_EQ(results.back().kind, DecodeError::kSyntax);
+  EXPECT_NE(results.back().error.find("the file has more than 250000 nodes in all"),
+            std::string::npos)
+      << results.back().error;
+}
+
+TEST(CodecTest, MapKeysThatLookLikeOtherTypesReadBackAsWritten) {
+  ElasticVM vm;
+  vm.metadata.name = "a";
+  vm.metadata.namespace_ = "default";
+  for (const char* key : {"null", "~", "1e3", "true", "<<", "", "a: b", "- x", "#c", "é"}) {
+    vm.metadata.labels[key] = key;
+  }
+  auto results = DecodeYamlText(EncodeYamlText(vm));
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_TRUE(results[0].ok()) << results[0].error << "\n" << EncodeYamlText(vm);
+  EXPECT_EQ(results[0].object->metadata.labels, vm.metadata.labels);
+}
+
+}  // namespace
+}  // namespace hotplug::crd

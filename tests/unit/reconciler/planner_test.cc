@@ -67,14 +67,21 @@ TEST(PlannerTest, NonHotpluggableVcpusAreNeverUnplugged) {
   EXPECT_TRUE(plan.unplug.empty());
 }
 
-TEST(PlannerTest, ReplugUnsafeSlotsAreNotPlugged) {
-  DomainObservation d = Domain(4, {0});
-  d.vcpus[1].replug_unsafe = true;
-  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 4);
-  EXPECT_EQ(plan.plug, (std::vector<unsigned>{2, 3}));
-  EXPECT_EQ(plan.shortfall, 1u);
+TEST(PlannerTest, AfterATcgUnplugNoSlotIsPlugged) {
+  DomainObservation d = Domain(4, {0, 1});
+  d.tcg = true;
+  for (auto& v : d.vcpus) v.present_in_qemu = v.enabled && v.id != 1;
+  d.unplugged_vcpus = {1};  // stale: libvirt still says enabled, QEMU removed it
+  VcpuPlan plan = PlanVcpuSteps(d, ViewVcpus(d, {}), 3);
+  EXPECT_TRUE(plan.plug.empty());
+  EXPECT_EQ(plan.shortfall, 2u);
   ASSERT_TRUE(plan.shortfall_why);
   EXPECT_EQ(plan.shortfall_why->reason, Reason::kReplugRefused);
+  EXPECT_NE(plan.shortfall_why->message.find("plugging vCPU 1-3 is refused"), std::string::npos)
+      << plan.shortfall_why->message;
+
+  d.tcg = false;  // without TCG the free slots are plugged (vCPU 1 still counts as stale)
+  EXPECT_EQ(PlanVcpuSteps(d, ViewVcpus(d, {}), 3).plug, (std::vector<unsigned>{2, 3}));
 }
 
 TEST(PlannerTest, StaleAndPendingVcpusAreNotCountedAsPresent) {

@@ -7,16 +7,12 @@
 #include "backends/fake/fake_hypervisor.h"
 #include "crd/elasticvm.h"
 #include "reconciler/reconciler.h"
+#include "tests/support/objects.h"
 
 namespace hotplug::reconciler::testing {
 
 inline crd::ElasticVM MakeVm(const std::string& name, std::optional<int64_t> vcpus) {
-  crd::ElasticVM vm;
-  vm.metadata.name = name;
-  vm.metadata.namespace_ = "default";
-  vm.metadata.generation = 1;
-  vm.spec.cpu.vcpus = vcpus;
-  return vm;
+  return ::hotplug::testing::MakeElasticVM(name, vcpus);
 }
 
 class ReconcilerFixture : public ::testing::Test {

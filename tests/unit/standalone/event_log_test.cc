@@ -3,7 +3,10 @@
 #include "controller/standalone/event_log.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -28,14 +31,24 @@ std::vector<nlohmann::json> Lines(const std::string& text) {
   return lines;
 }
 
-TEST(LogEventRecorderTest, AppendsOneJsonLinePerEvent) {
+// A status folder in a temp DIR, opened (and locked) as standalone mode does.
+struct StatusFolder {
+  StatusFolder() : status(dir.path()) {
+    std::string error;
+    EXPECT_TRUE(status.Open(&error)) << error;
+  }
   TempDir dir;
+  StatusDir status;
+};
+
+TEST(LogEventRecorderTest, AppendsOneJsonLinePerEvent) {
+  StatusFolder folder;
   reconciler::FakeClock clock;
-  LogEventRecorder recorder(dir.File("events.log"), clock);
+  LogEventRecorder recorder(&folder.status, clock);
   recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "VcpuPlugged", "plugged vcpu 1"});
   recorder.Record(Vm(), {reconciler::Event::Type::kWarning, "PartialFailure", "vcpu 3: \"x\""});
 
-  auto lines = Lines(dir.Read("events.log"));
+  auto lines = Lines(folder.dir.Read(".status/events.log"));
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0]["object"], "prod/web-01");
   EXPECT_EQ(lines[0]["type"], "Normal");
@@ -43,37 +56,62 @@ TEST(LogEventRecorderTest, AppendsOneJsonLinePerEvent) {
   EXPECT_EQ(lines[1]["type"], "Warning");
   EXPECT_EQ(lines[1]["message"], "vcpu 3: \"x\"");
   EXPECT_EQ(lines[1]["time"], reconciler::FormatRfc3339(clock.Now()));
+  struct stat info {};
+  ASSERT_EQ(stat(folder.dir.File(".status/events.log").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
 }
 
 TEST(LogEventRecorderTest, RotatesPastTheSizeLimit) {
-  TempDir dir;
+  StatusFolder folder;
   reconciler::FakeClock clock;
-  LogEventRecorder recorder(dir.File("events.log"), clock, /*rotate_bytes=*/200);
+  LogEventRecorder recorder(&folder.status, clock, /*rotate_bytes=*/200);
   for (int i = 0; i < 10; ++i) {
     recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "event " + std::to_string(i)});
   }
-  EXPECT_TRUE(dir.Exists("events.log.1"));
-  auto lines = Lines(dir.Read("events.log"));
+  EXPECT_TRUE(folder.dir.Exists(".status/events.log.1"));
+  auto lines = Lines(folder.dir.Read(".status/events.log"));
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back()["message"], "event 9");
-  EXPECT_LE(dir.Read("events.log").size(), 400u);
+  EXPECT_LE(folder.dir.Read(".status/events.log").size(), 400u);
 }
 
-TEST(LogEventRecorderTest, WithoutAFileOnlyLogs) {
+TEST(LogEventRecorderTest, WithoutAFolderOnlyLogs) {
   TempDir dir;
   reconciler::FakeClock clock;
-  LogEventRecorder recorder("", clock);
+  LogEventRecorder recorder(nullptr, clock);
   recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "m"});
-  EXPECT_FALSE(dir.Exists("events.log"));
+  EXPECT_FALSE(dir.Exists(".status/events.log"));
 }
 
-TEST(LogEventRecorderTest, AnUnwritableFileDoesNotStopRecording) {
-  TempDir dir;
+TEST(LogEventRecorderTest, NeverFollowsASymlinkNorBlocksOnAFifo) {
+  StatusFolder folder;
+  folder.dir.Write("victim", "theirs\n");
+  ASSERT_EQ(
+      symlink(folder.dir.File("victim").c_str(), folder.dir.File(".status/events.log").c_str()), 0);
   reconciler::FakeClock clock;
-  LogEventRecorder recorder(dir.File("missing/events.log"), clock);
-  recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "m"});
-  recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "m"});
+  {
+    LogEventRecorder recorder(&folder.status, clock);
+    recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "m"});
+  }
+  EXPECT_EQ(folder.dir.Read("victim"), "theirs\n");
+
+  folder.dir.Remove(".status/events.log");
+  ASSERT_EQ(mkfifo(folder.dir.File(".status/events.log").c_str(), 0600), 0);
+  LogEventRecorder recorder(&folder.status, clock);
+  recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "m"});  // returns: no reader
   SUCCEED();
+}
+
+TEST(LogEventRecorderTest, FollowsTheStatusFolderWhenItIsMadeAgain) {
+  StatusFolder folder;
+  reconciler::FakeClock clock;
+  LogEventRecorder recorder(&folder.status, clock);
+  recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "before"});
+  std::filesystem::remove_all(folder.dir.File(".status"));
+  recorder.Record(Vm(), {reconciler::Event::Type::kNormal, "R", "after"});
+  auto lines = Lines(folder.dir.Read(".status/events.log"));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["message"], "after");
 }
 
 }  // namespace

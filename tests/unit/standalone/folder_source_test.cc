@@ -5,8 +5,10 @@
 #include "controller/standalone/folder_source.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -430,6 +432,112 @@ TEST_F(FolderSourceTest, FixedFileLosesItsErrorFile) {
   dir_.Replace("vm.yaml", VmYaml("web-01", 2));
   EXPECT_TRUE(WaitFor([&] { return !dir_.Exists(".status/_file_vm.yaml.yaml"); }, kEditSeenWithin));
   EXPECT_TRUE(Get("default/web-01"));
+}
+
+TEST_F(FolderSourceTest, ASecondSourceOnTheSameFolderIsRefused) {
+  StartSource();
+  std::string error;
+  EXPECT_FALSE(MakeStandalone(dir_.path(), &error));
+  EXPECT_NE(error.find("another process already owns"), std::string::npos) << error;
+}
+
+TEST_F(FolderSourceTest, TheOperatorsOwnAnnotationsInAFileAreIgnoredAndReported) {
+  dir_.Write("vm.yaml", VmYaml("web-01", 2, "",
+                               "  annotations:\n    hotplug.dev/removed: mine\n    note: kept\n"));
+  StartSource();
+  auto object = Get("default/web-01");
+  ASSERT_TRUE(object);
+  EXPECT_EQ(object->metadata.annotations.count("hotplug.dev/removed"), 0u);
+  EXPECT_EQ(object->metadata.annotations.at("note"), "kept");
+  std::string report = dir_.Read(".status/_file_vm.yaml.yaml");
+  EXPECT_NE(report.find("operator's own annotation"), std::string::npos) << report;
+}
+
+TEST_F(FolderSourceTest, TheOwnerOfADuplicatedObjectSurvivesARestart) {
+  dir_.Write("b.yaml", VmYaml("web-01", 2));
+  StartSource();
+  dir_.Write("a.yaml", VmYaml("web-01", 7));
+  ASSERT_TRUE(WaitFor([&] { return dir_.Exists(".status/_file_a.yaml.yaml"); }));
+  WriteStatus("default/web-01", "Synced");
+  StopSource();
+
+  StartSource();  // a.yaml comes first in name order; b.yaml owned the object
+  EXPECT_EQ(Vcpus("default/web-01"), 2);
+  EXPECT_EQ(Get("default/web-01")->metadata.generation, 1);
+  EXPECT_NE(dir_.Read(".status/_file_a.yaml.yaml").find("already defined in b.yaml"),
+            std::string::npos);
+}
+
+TEST_F(FolderSourceTest, FilesThatAreNotRegularOrLeadOutOfTheFolderAreReportedNotRead) {
+  TempDir elsewhere;
+  elsewhere.Write("secret", "kind: s3cret-value\n");
+  ASSERT_EQ(symlink(elsewhere.File("secret").c_str(), dir_.File("secret.yaml").c_str()), 0);
+  ASSERT_EQ(mkfifo(dir_.File("fifo.yaml").c_str(), 0600), 0);
+  dir_.Write("good.yaml", VmYaml("web-01", 2));
+  StartSource();
+  EXPECT_EQ(source().Keys(), std::vector<std::string>{"default/web-01"});
+  std::string secret = dir_.Read(".status/_file_secret.yaml.yaml");
+  EXPECT_NE(secret.find("leads out of the folder"), std::string::npos) << secret;
+  EXPECT_EQ(secret.find("s3cret-value"), std::string::npos) << secret;
+  EXPECT_NE(dir_.Read(".status/_file_fifo.yaml.yaml").find("not a regular file"),
+            std::string::npos);
+}
+
+TEST_F(FolderSourceTest, AFileNameThatIsNotUtf8IsReported) {
+  dir_.Write("caf\xe9.yaml", VmYaml("web-01", 2));
+  StartSource();
+  EXPECT_TRUE(source().Keys().empty());
+  bool reported = false;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.File(".status"))) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("_file_", 0) == 0) {
+      reported = dir_.Read(".status/" + name).find("not UTF-8") != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(reported);
+}
+
+TEST_F(FolderSourceTest, ARemovedStatusFolderIsMadeAgainWithEveryStatusFile) {
+  dir_.Write("a.yaml", VmYaml("web-01", 2) + "---\n" + VmYaml("web-02", 3));
+  dir_.Write("bad.yaml", "kind: Nope\nmetadata: {name: x}\n");
+  StartSource();
+  WriteStatus("default/web-01", "Synced");
+  WriteStatus("default/web-02", "Synced");
+  std::filesystem::remove_all(dir_.File(".status"));
+  EXPECT_TRUE(WaitFor([&] {
+    return dir_.Exists(".status/default_web-01.yaml") &&
+           dir_.Exists(".status/default_web-02.yaml") && dir_.Exists(".status/_file_bad.yaml.yaml");
+  }));
+}
+
+TEST_F(FolderSourceTest, RemovedObjectsAreNotKeptInMemoryButReadBackWhenTheyReturn) {
+  dir_.Write("a.yaml", VmYaml("web-01", 2));
+  StartSource();
+  WriteStatus("default/web-01", "Synced");
+  const std::string uid = Get("default/web-01")->metadata.uid;
+  dir_.Remove("a.yaml");
+  ASSERT_TRUE(WaitFor([&] { return !Get("default/web-01"); }));
+  // What a returning object resumes from is its status file, not memory.
+  std::string text = dir_.Read(".status/default_web-01.yaml");
+  ASSERT_NE(text.find(uid), std::string::npos);
+  dir_.Write("a.yaml", VmYaml("web-01", 2));
+  ASSERT_TRUE(WaitFor([&] { return Get("default/web-01").has_value(); }, kEditSeenWithin));
+  EXPECT_EQ(Get("default/web-01")->metadata.uid, uid);
+  ASSERT_TRUE(WaitFor([&] {
+    return dir_.Read(".status/default_web-01.yaml").find("hotplug.dev/removed") ==
+           std::string::npos;
+  }));
+
+  dir_.Remove("a.yaml");
+  ASSERT_TRUE(WaitFor([&] { return !Get("default/web-01"); }));
+  ASSERT_TRUE(WaitFor([&] {
+    return dir_.Read(".status/default_web-01.yaml").find("hotplug.dev/removed") !=
+           std::string::npos;
+  }));
+  dir_.Remove(".status/default_web-01.yaml");
+  dir_.Write("a.yaml", VmYaml("web-01", 2));
+  ASSERT_TRUE(WaitFor([&] { return Get("default/web-01").has_value(); }, kEditSeenWithin));
+  EXPECT_NE(Get("default/web-01")->metadata.uid, uid);  // nothing left: a new object
 }
 
 TEST_F(FolderSourceTest, MissingFolderIsAClearError) {

@@ -2,13 +2,17 @@
 // and no temp file is left), objects read back as written, error files, safe names.
 #include "controller/standalone/status_dir.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include "crd/codec.h"
 #include "tests/unit/standalone/test_util.h"
 
 namespace hotplug::controller::standalone {
@@ -22,47 +26,74 @@ size_t CountEntries(const std::string& dir) {
   return n;
 }
 
-TEST(WriteFileAtomicallyTest, ReplacesTheWholeFileAndLeavesNoTempFile) {
+// A held descriptor of a temp folder, as the status folder holds its own.
+struct HeldDir {
+  HeldDir() : fd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
   TempDir dir;
+  UniqueFd fd;
+};
+
+crd::ElasticVM Vm(const std::string& name, const std::string& ns = "default") {
+  crd::ElasticVM vm;
+  vm.metadata.name = name;
+  vm.metadata.namespace_ = ns;
+  vm.metadata.uid = "0b5c6c84-1f1e-4c2b-9d38-3c7f2f4d0c11";
+  vm.metadata.generation = 3;
+  vm.status.observed_generation = 3;
+  return vm;
+}
+
+TEST(WriteFileAtomicallyTest, ReplacesTheWholeFileAndLeavesNoTempFile) {
+  HeldDir held;
   std::string error;
-  ASSERT_TRUE(WriteFileAtomically(dir.File("s.yaml"), "old content that is longer\n", &error));
-  ASSERT_TRUE(WriteFileAtomically(dir.File("s.yaml"), "new\n", &error)) << error;
-  EXPECT_EQ(dir.Read("s.yaml"), "new\n");
-  EXPECT_EQ(CountEntries(dir.path()), 1u);
+  ASSERT_TRUE(
+      WriteFileAtomically(held.fd.get(), "s.yaml", "old content that is longer\n", 0600, &error));
+  ASSERT_TRUE(WriteFileAtomically(held.fd.get(), "s.yaml", "new\n", 0600, &error)) << error;
+  EXPECT_EQ(held.dir.Read("s.yaml"), "new\n");
+  EXPECT_EQ(CountEntries(held.dir.path()), 1u);
   struct stat info {};
-  ASSERT_EQ(stat(dir.File("s.yaml").c_str(), &info), 0);
-  EXPECT_EQ(info.st_mode & 0777, 0644u);
+  ASSERT_EQ(stat(held.dir.File("s.yaml").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
 }
 
 TEST(WriteFileAtomicallyTest, FailsWithAClearErrorAndKeepsTheOldFile) {
-  TempDir dir;
+  HeldDir held;
   std::string error;
-  EXPECT_FALSE(WriteFileAtomically(dir.File("missing/s.yaml"), "x", &error));
-  EXPECT_NE(error.find("missing"), std::string::npos) << error;
+  ASSERT_TRUE(WriteFileAtomically(held.fd.get(), "s.yaml", "old", 0600, &error));
+  std::filesystem::create_directory(held.dir.File("dir.yaml"));
+  EXPECT_FALSE(WriteFileAtomically(held.fd.get(), "dir.yaml", "x", 0600, &error));
+  EXPECT_NE(error.find("dir.yaml"), std::string::npos) << error;
+  EXPECT_EQ(held.dir.Read("s.yaml"), "old");
+  EXPECT_EQ(CountEntries(held.dir.path()), 2u);  // s.yaml, dir.yaml: the temp file is gone
+}
 
-  ASSERT_TRUE(WriteFileAtomically(dir.File("s.yaml"), "old", &error));
-  std::filesystem::create_directory(dir.File("dir.yaml"));
-  EXPECT_FALSE(WriteFileAtomically(dir.File("dir.yaml"), "x", &error));
-  EXPECT_EQ(dir.Read("s.yaml"), "old");
-  EXPECT_EQ(CountEntries(dir.path()), 2u);  // s.yaml, dir.yaml: the temp file is gone
+TEST(WriteFileAtomicallyTest, ReplacesASymlinkInsteadOfWritingThroughIt) {
+  HeldDir held;
+  TempDir elsewhere;
+  elsewhere.Write("victim", "theirs");
+  ASSERT_EQ(symlink(elsewhere.File("victim").c_str(), held.dir.File("s.yaml").c_str()), 0);
+  std::string error;
+  ASSERT_TRUE(WriteFileAtomically(held.fd.get(), "s.yaml", "ours", 0600, &error)) << error;
+  EXPECT_EQ(elsewhere.Read("victim"), "theirs");
+  EXPECT_EQ(held.dir.Read("s.yaml"), "ours");
 }
 
 TEST(WriteFileAtomicallyTest, AConcurrentReaderSeesOneVersionOrTheOtherNeverAMix) {
-  TempDir dir;
+  HeldDir held;
   const std::string a(256 * 1024, 'a'), b(256 * 1024, 'b');
   std::string error;
-  ASSERT_TRUE(WriteFileAtomically(dir.File("s"), a, &error));
+  ASSERT_TRUE(WriteFileAtomically(held.fd.get(), "s", a, 0600, &error));
   std::atomic<bool> done{false};
   std::atomic<int> torn{0}, reads{0};
   std::thread reader([&] {
     while (!done.load()) {
-      std::string text = dir.Read("s");
+      std::string text = held.dir.Read("s");
       reads++;
       if (text != a && text != b) torn++;
     }
   });
   for (int i = 0; i < 50; ++i) {
-    ASSERT_TRUE(WriteFileAtomically(dir.File("s"), i % 2 ? a : b, &error)) << error;
+    ASSERT_TRUE(WriteFileAtomically(held.fd.get(), "s", i % 2 ? a : b, 0600, &error)) << error;
   }
   done = true;
   reader.join();
@@ -70,27 +101,109 @@ TEST(WriteFileAtomicallyTest, AConcurrentReaderSeesOneVersionOrTheOtherNeverAMix
   EXPECT_EQ(torn.load(), 0);
 }
 
-TEST(StatusDirTest, CreateMakesTheFolderAndRemovesTempFilesOfACrash) {
+TEST(ReadRegularFileTest, ReadsOnlyRegularFilesWithinTheSizeLimitAndNeverBlocks) {
+  HeldDir held;
+  TempDir elsewhere;
+  held.dir.Write("ok.yaml", "hello");
+  held.dir.Write("big.yaml", std::string(2000, 'x'));
+  ASSERT_EQ(mkfifo(held.dir.File("fifo.yaml").c_str(), 0600), 0);
+  ASSERT_EQ(symlink("/dev/zero", held.dir.File("zero.yaml").c_str()), 0);
+  elsewhere.Write("secret", "s3cret");
+  ASSERT_EQ(symlink(elsewhere.File("secret").c_str(), held.dir.File("out.yaml").c_str()), 0);
+  std::filesystem::create_directory(held.dir.File("sub"));
+  held.dir.Write("sub/in.yaml", "inside");
+  ASSERT_EQ(symlink("sub/in.yaml", held.dir.File("in.yaml").c_str()), 0);
+  const std::string dotdot =
+      "../" + std::filesystem::path(held.dir.path()).filename().string() + "/ok.yaml";
+  ASSERT_EQ(symlink(dotdot.c_str(), held.dir.File("dotdot.yaml").c_str()), 0);
+
+  struct Case {
+    const char* name;
+    Follow follow;
+    ReadStatus want;
+    const char* text;
+  };
+  const Case cases[] = {
+      {"ok.yaml", Follow::kNever, ReadStatus::kOk, "hello"},
+      {"missing.yaml", Follow::kNever, ReadStatus::kMissing, ""},
+      {"big.yaml", Follow::kNever, ReadStatus::kTooLarge, ""},
+      {"fifo.yaml", Follow::kBeneath, ReadStatus::kNotRegular, ""},
+      {"zero.yaml", Follow::kBeneath, ReadStatus::kOutside, ""},
+      {"zero.yaml", Follow::kNever, ReadStatus::kOutside, ""},
+      {"out.yaml", Follow::kBeneath, ReadStatus::kOutside, ""},
+      {"in.yaml", Follow::kBeneath, ReadStatus::kOk, "inside"},
+      {"in.yaml", Follow::kNever, ReadStatus::kOutside, ""},
+      {"dotdot.yaml", Follow::kBeneath, ReadStatus::kOutside, ""},
+  };
+  for (const auto& c : cases) {
+    ReadResult read = ReadRegularFile(held.fd.get(), c.name, c.follow, 1000);
+    EXPECT_EQ(read.status, c.want) << c.name << ": " << read.error;
+    EXPECT_EQ(read.text, c.text) << c.name;
+    if (!read.ok()) {
+      EXPECT_FALSE(read.error.empty()) << c.name;
+    }
+  }
+}
+
+TEST(FitFileNameTest, ShortNamesStayLongOnesAreHashedApart) {
+  EXPECT_EQ(FitFileName("default_web-01", ".yaml"), "default_web-01.yaml");
+  const std::string a = "default_" + std::string(240, 'a');
+  const std::string b = "default_" + std::string(239, 'a') + "b";
+  const std::string fa = FitFileName(a, ".yaml"), fb = FitFileName(b, ".yaml");
+  EXPECT_LE(fa.size(), kMaxFileNameBytes);
+  EXPECT_NE(fa, fb);
+  EXPECT_EQ(fa, FitFileName(a, ".yaml"));  // stable
+  EXPECT_EQ(fa.substr(fa.size() - 5), ".yaml");
+}
+
+TEST(StatusDirTest, OpenMakesAPrivateFolderAndRemovesTempFilesOfACrash) {
   TempDir dir;
-  StatusDir status(dir.path());
   std::string error;
-  ASSERT_TRUE(status.Create(&error)) << error;
+  {
+    StatusDir status(dir.path());
+    ASSERT_TRUE(status.Open(&error)) << error;
+  }
+  struct stat info {};
+  ASSERT_EQ(stat(dir.File(".status").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0700u);
   dir.Write(".status/.tmp.default_x.yaml.AbCdEf", "half");
   dir.Write(".status/default_x.yaml", "kept");
-  ASSERT_TRUE(status.Create(&error)) << error;
+  StatusDir status(dir.path());
+  ASSERT_TRUE(status.Open(&error)) << error;
   EXPECT_FALSE(dir.Exists(".status/.tmp.default_x.yaml.AbCdEf"));
   EXPECT_TRUE(dir.Exists(".status/default_x.yaml"));
+}
+
+TEST(StatusDirTest, ASecondOwnerOfTheFolderIsRefused) {
+  TempDir dir;
+  StatusDir first(dir.path());
+  std::string error;
+  ASSERT_TRUE(first.Open(&error)) << error;
+  StatusDir second(dir.path());
+  bool locked = false;
+  EXPECT_FALSE(second.Open(&error, &locked));
+  EXPECT_TRUE(locked);
+  EXPECT_NE(error.find("another process already owns"), std::string::npos) << error;
+}
+
+TEST(StatusDirTest, AStatusFolderThatIsASymlinkIsRefusedAndNothingWrittenThere) {
+  TempDir dir, elsewhere;
+  elsewhere.Write(".tmp.theirs", "theirs");
+  ASSERT_EQ(symlink(elsewhere.path().c_str(), dir.File(".status").c_str()), 0);
+  StatusDir status(dir.path());
+  std::string error;
+  EXPECT_FALSE(status.Open(&error));
+  EXPECT_NE(error.find("is not a folder"), std::string::npos) << error;
+  EXPECT_TRUE(elsewhere.Exists(".tmp.theirs"));
+  EXPECT_EQ(CountEntries(elsewhere.path()), 1u);
 }
 
 TEST(StatusDirTest, ObjectsReadBackAsWritten) {
   TempDir dir;
   StatusDir status(dir.path());
   std::string error;
-  ASSERT_TRUE(status.Create(&error));
-  crd::ElasticVM vm;
-  vm.metadata.name = "web-01";
-  vm.metadata.namespace_ = "prod";
-  vm.metadata.uid = "0b5c6c84-1f1e-4c2b-9d38-3c7f2f4d0c11";
+  ASSERT_TRUE(status.Open(&error));
+  crd::ElasticVM vm = Vm("web-01", "prod");
   vm.metadata.generation = 7;
   vm.metadata.creation_timestamp = "2027-01-15T07:00:00Z";
   vm.spec.cpu.vcpus = 4;
@@ -102,6 +215,9 @@ TEST(StatusDirTest, ObjectsReadBackAsWritten) {
   vm.status.vcpus = crd::VcpuStatus{4, 3, 8, "0-2", "0-2", 2, "3"};
   ASSERT_TRUE(status.WriteObject(vm, &error)) << error;
   EXPECT_TRUE(dir.Exists(".status/prod_web-01.yaml"));
+  struct stat info {};
+  ASSERT_EQ(stat(dir.File(".status/prod_web-01.yaml").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
 
   auto objects = status.LoadObjects();
   ASSERT_EQ(objects.size(), 1u);
@@ -112,32 +228,84 @@ TEST(StatusDirTest, ObjectsReadBackAsWritten) {
   EXPECT_EQ(back.spec.cpu.vcpus, 4);
   EXPECT_EQ(back.spec_error, vm.spec_error);
   EXPECT_EQ(back.status, vm.status);
+  auto one = status.LoadObject("prod", "web-01");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->metadata.uid, vm.metadata.uid);
 }
 
-TEST(StatusDirTest, AStatusFolderRemovedAtRunTimeIsMadeAgain) {
+TEST(StatusDirTest, EveryValidNameGetsAStatusFileThatReadsBack) {
   TempDir dir;
   StatusDir status(dir.path());
   std::string error;
-  ASSERT_TRUE(status.Create(&error));
+  ASSERT_TRUE(status.Open(&error));
+  std::string longest = std::string(63, 'a') + "." + std::string(63, 'b') + "." +
+                        std::string(63, 'c') + "." + std::string(61, 'd');
+  ASSERT_TRUE(IsValidName(longest));
+  crd::ElasticVM vm = Vm(longest, std::string(63, 'n'));
+  ASSERT_TRUE(status.WriteObject(vm, &error)) << error;
+  auto objects = status.LoadObjects();
+  ASSERT_EQ(objects.count(vm.Key()), 1u);
+  EXPECT_EQ(objects.at(vm.Key()).metadata.uid, vm.metadata.uid);
+}
+
+TEST(StatusDirTest, LabelKeysThatLookLikeOtherTypesReadBack) {
+  TempDir dir;
+  StatusDir status(dir.path());
+  std::string error;
+  ASSERT_TRUE(status.Open(&error));
+  crd::ElasticVM vm = Vm("web-01");
+  for (const char* key : {"null", "~", "1e3", "true", "yes", "<<", "0x10", "", "a: b", "#x"}) {
+    vm.metadata.labels[key] = "v";
+  }
+  ASSERT_TRUE(status.WriteObject(vm, &error)) << error;
+  auto back = status.LoadObject("default", "web-01");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->metadata.labels, vm.metadata.labels);
+}
+
+TEST(StatusDirTest, AStatusTooLargeToReadBackLeavesTheUserMetadataOut) {
+  TempDir dir;
+  StatusDir status(dir.path());
+  std::string error;
+  ASSERT_TRUE(status.Open(&error));
+  crd::ElasticVM vm = Vm("web-01");
+  vm.metadata.annotations["note"] = std::string(2'200'000, '"');  // 4.4 MB double-quoted
+  ASSERT_TRUE(status.WriteObject(vm, &error)) << error;
+  auto back = status.LoadObject("default", "web-01");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->metadata.uid, vm.metadata.uid);
+  EXPECT_EQ(back->metadata.generation, vm.metadata.generation);
+  EXPECT_EQ(back->metadata.annotations.count("note"), 0u);
+  EXPECT_EQ(back->metadata.annotations.count(kMetadataOmittedAnnotation), 1u);
+}
+
+TEST(StatusDirTest, AStatusFolderRemovedAtRunTimeIsMadeAgainPrivate) {
+  TempDir dir;
+  StatusDir status(dir.path());
+  std::string error;
+  ASSERT_TRUE(status.Open(&error));
+  const uint64_t generation = status.generation();
   std::filesystem::remove_all(dir.File(".status"));
-  crd::ElasticVM vm;
-  vm.metadata.name = "web-01";
-  vm.metadata.namespace_ = "default";
-  EXPECT_TRUE(status.WriteObject(vm, &error)) << error;
+  EXPECT_TRUE(status.WriteObject(Vm("web-01"), &error)) << error;
   EXPECT_TRUE(dir.Exists(".status/default_web-01.yaml"));
+  EXPECT_GT(status.generation(), generation);
+  struct stat info {};
+  ASSERT_EQ(stat(dir.File(".status").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0700u);
 }
 
-TEST(StatusDirTest, UnreadableOrMisnamedStatusFilesAreSkipped) {
+TEST(StatusDirTest, UnreadableMisnamedOrSpecialStatusFilesAreSkipped) {
   TempDir dir;
   StatusDir status(dir.path());
   std::string error;
-  ASSERT_TRUE(status.Create(&error));
+  ASSERT_TRUE(status.Open(&error));
   dir.Write(".status/default_a.yaml", "{{{ not yaml");
-  crd::ElasticVM vm;
-  vm.metadata.name = "b";
-  vm.metadata.namespace_ = "default";
-  ASSERT_TRUE(status.WriteObject(vm, &error));
+  ASSERT_TRUE(status.WriteObject(Vm("b"), &error));
   std::filesystem::rename(dir.File(".status/default_b.yaml"), dir.File(".status/default_c.yaml"));
+  ASSERT_EQ(mkfifo(dir.File(".status/default_fifo.yaml").c_str(), 0600), 0);
+  ASSERT_EQ(symlink("/dev/zero", dir.File(".status/default_zero.yaml").c_str()), 0);
+  { std::ofstream big(dir.File(".status/default_big.yaml")); }
+  std::filesystem::resize_file(dir.File(".status/default_big.yaml"), 1ull << 30);  // sparse
   EXPECT_TRUE(status.LoadObjects().empty());
 }
 
@@ -145,11 +313,8 @@ TEST(StatusDirTest, RefusesToWriteAnObjectWhoseNameIsNotSafe) {
   TempDir dir;
   StatusDir status(dir.path());
   std::string error;
-  ASSERT_TRUE(status.Create(&error));
-  crd::ElasticVM vm;
-  vm.metadata.name = "../escape";
-  vm.metadata.namespace_ = "default";
-  EXPECT_FALSE(status.WriteObject(vm, &error));
+  ASSERT_TRUE(status.Open(&error));
+  EXPECT_FALSE(status.WriteObject(Vm("../escape"), &error));
   EXPECT_NE(error.find("invalid name"), std::string::npos) << error;
 }
 
@@ -157,19 +322,32 @@ TEST(StatusDirTest, FileErrorsAreWrittenListedAndRemoved) {
   TempDir dir;
   StatusDir status(dir.path());
   std::string error;
-  ASSERT_TRUE(status.Create(&error));
+  ASSERT_TRUE(status.Open(&error));
   ASSERT_TRUE(status.WriteFileErrors("bad.yaml", {"document 1: \"quoted\": x", "second"},
                                      "2027-01-15T08:00:00Z", &error))
       << error;
   std::string text = dir.Read(".status/_file_bad.yaml.yaml");
   EXPECT_NE(text.find("file: \"bad.yaml\""), std::string::npos) << text;
   EXPECT_NE(text.find("second"), std::string::npos) << text;
-  EXPECT_EQ(status.FilesWithErrors(), std::vector<std::string>{"bad.yaml"});
+  EXPECT_EQ(status.ErrorFileNames(), std::vector<std::string>{"_file_bad.yaml.yaml"});
   EXPECT_TRUE(status.LoadObjects().empty());  // error files are not objects
 
   ASSERT_TRUE(status.RemoveFileErrors("bad.yaml", &error));
   ASSERT_TRUE(status.RemoveFileErrors("bad.yaml", &error));  // idempotent
-  EXPECT_TRUE(status.FilesWithErrors().empty());
+  EXPECT_TRUE(status.ErrorFileNames().empty());
+}
+
+TEST(StatusDirTest, AnInputFileNameThatIsNotUtf8GetsAUtf8ErrorFile) {
+  TempDir dir;
+  StatusDir status(dir.path());
+  std::string error;
+  ASSERT_TRUE(status.Open(&error));
+  const std::string name = "caf\xe9-" + std::string(250, 'x') + ".yaml";
+  ASSERT_TRUE(status.WriteFileErrors(name, {"the file name is not UTF-8"}, "t", &error)) << error;
+  auto names = status.ErrorFileNames();
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_LE(names[0].size(), kMaxFileNameBytes);
+  EXPECT_TRUE(crd::IsValidUtf8(dir.Read(".status/" + names[0])));
 }
 
 TEST(NameTest, OnlyKubernetesNamesBecomeFileNames) {
