@@ -53,6 +53,31 @@ std::optional<system_clock::time_point> ParseTime(const std::string& text) {
 
 }  // namespace
 
+// --- PeriodicThread
+
+PeriodicThread::~PeriodicThread() { Stop(); }
+
+void PeriodicThread::Start(const char* name, std::chrono::milliseconds period,
+                           std::function<bool()> step) {
+  thread_ = std::thread([this, name, period, step = std::move(step)] {
+    pthread_setname_np(pthread_self(), name);
+    for (;;) {
+      auto wait = step() ? period
+                         : std::min<std::chrono::milliseconds>(period, std::chrono::seconds(1));
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, wait, [&] { return stopping_; })) return;
+    }
+  });
+}
+
+void PeriodicThread::Stop() {
+  std::unique_lock lock(mu_);
+  stopping_ = true;
+  lock.unlock();
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
 // --- AgentLease
 
 AgentLease::AgentLease(Client& client, Options options)
@@ -61,37 +86,22 @@ AgentLease::AgentLease(Client& client, Options options)
 AgentLease::~AgentLease() { Stop(); }
 
 void AgentLease::Start() {
-  thread_ = std::thread([this] { Run(); });
+  log::Info("agent lease: renewing",
+            {{"lease", options_.ns + "/" + AgentLeaseName(options_.node)},
+             {"every", std::to_string(options_.renew_period.count()) + "ms"}});
+  thread_.Start("agent-lease", options_.renew_period, [this] {
+    if (!Renew()) return false;
+    std::lock_guard lock(mu_);
+    renewals_++;
+    return true;
+  });
 }
 
-void AgentLease::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void AgentLease::Stop() { thread_.Stop(); }
 
 int AgentLease::renewals() const {
   std::lock_guard lock(mu_);
   return renewals_;
-}
-
-void AgentLease::Run() {
-  pthread_setname_np(pthread_self(), "agent-lease");
-  log::Info("agent lease: renewing",
-            {{"lease", options_.ns + "/" + AgentLeaseName(options_.node)},
-             {"every", std::to_string(options_.renew_period.count()) + "ms"}});
-  for (;;) {
-    bool renewed = Renew();
-    std::unique_lock lock(mu_);
-    if (renewed) renewals_++;
-    auto wait = renewed ? options_.renew_period
-                        : std::min<std::chrono::milliseconds>(options_.renew_period,
-                                                              std::chrono::seconds(1));
-    if (cv_.wait_for(lock, wait, [&] { return stopping_; })) return;
-  }
 }
 
 bool AgentLease::Renew() {
@@ -163,17 +173,10 @@ AgentPresence::~AgentPresence() { Stop(); }
 
 void AgentPresence::Start(ChangeHandler on_change) {
   on_change_ = std::move(on_change);
-  thread_ = std::thread([this] { Run(); });
+  thread_.Start("agent-presence", options_.poll_period, [this] { return Poll(); });
 }
 
-void AgentPresence::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void AgentPresence::Stop() { thread_.Stop(); }
 
 bool AgentPresence::Known() const {
   std::lock_guard lock(mu_);
@@ -183,18 +186,6 @@ bool AgentPresence::Known() const {
 bool AgentPresence::Alive(const std::string& node) const {
   std::lock_guard lock(mu_);
   return alive_.count(node) > 0;
-}
-
-void AgentPresence::Run() {
-  pthread_setname_np(pthread_self(), "agent-presence");
-  for (;;) {
-    bool polled = Poll();
-    std::unique_lock lock(mu_);
-    auto wait = polled ? options_.poll_period
-                       : std::min<std::chrono::milliseconds>(options_.poll_period,
-                                                             std::chrono::seconds(1));
-    if (cv_.wait_for(lock, wait, [&] { return stopping_; })) return;
-  }
 }
 
 bool AgentPresence::Poll() {

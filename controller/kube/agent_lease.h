@@ -22,6 +22,22 @@
 
 namespace hotplug::controller::kube {
 
+// A thread named `name` that calls `step` until Stop: again after `period`, or after a second
+// when the step failed (returned false) and the period is longer.
+class PeriodicThread {
+ public:
+  ~PeriodicThread();
+  void Start(const char* name, std::chrono::milliseconds period, std::function<bool()> step);
+  // Waits for a step in progress to end.
+  void Stop();
+
+ private:
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+};
+
 class AgentLease {
  public:
   struct Options {
@@ -42,16 +58,13 @@ class AgentLease {
   int renewals() const;
 
  private:
-  void Run();
   bool Renew();
 
   Client& client_;
   const Options options_;
-  std::thread thread_;
+  PeriodicThread thread_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  int renewals_ = 0;       // guarded by mu_
+  int renewals_ = 0;  // guarded by mu_
   // The renewal thread only: the Lease's resourceVersion after our last write.
   std::string resource_version_;
   bool warned_ = false;
@@ -82,22 +95,19 @@ class AgentPresence {
     std::chrono::steady_clock::time_point changed_at;
     std::chrono::seconds duration{0};
   };
-  void Run();
   bool Poll();
 
   Client& client_;
   const Options options_;
   ChangeHandler on_change_;
-  std::thread thread_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
   // Guarded by mu_.
-  bool stopping_ = false;
   bool known_ = false;
   std::set<std::string> alive_;
   // The presence thread only: by node, the Lease as last read.
   std::map<std::string, Seen> seen_;
   bool failing_ = false;  // the presence thread only: the last poll failed
+  PeriodicThread thread_;  // last: joined before the members its step uses go
 };
 
 }  // namespace hotplug::controller::kube

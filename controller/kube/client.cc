@@ -125,6 +125,17 @@ struct Client::Impl {
   Impl(const Config& config, std::chrono::seconds timeout)
       : http(utility::conversions::to_string_t(config.server), MakeHttpConfig(config, timeout)),
         tokens(config) {}
+  // A request with the headers every call carries (the token is read afresh each time).
+  http::http_request Request(const char* verb, const std::string& path,
+                             const std::string& user_agent) {
+    http::http_request request(verb);
+    request.set_request_uri(path);
+    request.headers().add("Accept", "application/json");
+    request.headers().add("User-Agent", user_agent);
+    std::string token = tokens.Token();
+    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    return request;
+  }
   client::http_client http;  // thread-safe for concurrent requests
   TokenSource tokens;
 };
@@ -141,12 +152,7 @@ ApiResult Client::Send(const char* verb, const std::string& path, const std::str
   auto start = std::chrono::steady_clock::now();
   ApiResult result;
   try {
-    http::http_request request(verb);
-    request.set_request_uri(path);
-    request.headers().add("Accept", "application/json");
-    request.headers().add("User-Agent", options_.user_agent);
-    std::string token = impl_->tokens.Token();
-    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    http::http_request request = impl_->Request(verb, path, options_.user_agent);
     if (body) request.set_body(*body, content_type);
     http::http_response response = impl_->http.request(request).get();
     result.http_status = response.status_code();
@@ -170,12 +176,7 @@ ApiResult Client::GetStreamed(const std::string& path,
   ApiResult result;
   if (body_bytes) *body_bytes = 0;
   try {
-    http::http_request request(http::methods::GET);
-    request.set_request_uri(path);
-    request.headers().add("Accept", "application/json");
-    request.headers().add("User-Agent", options_.user_agent);
-    std::string token = impl_->tokens.Token();
-    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    http::http_request request = impl_->Request("GET", path, options_.user_agent);
     http::http_response response = impl_->http.request(request).get();
     result.http_status = response.status_code();
     if (result.ok()) {
@@ -223,12 +224,7 @@ WatchEnd Client::Watch(const std::string& path,
     // A client of its own: its idle timeout must outlast the watch's timeoutSeconds.
     client::http_client http(utility::conversions::to_string_t(config_.server),
                              MakeHttpConfig(config_, idle_timeout));
-    http::http_request request(http::methods::GET);
-    request.set_request_uri(path);
-    request.headers().add("Accept", "application/json");
-    request.headers().add("User-Agent", options_.user_agent);
-    std::string token = impl_->tokens.Token();
-    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    http::http_request request = impl_->Request("GET", path, options_.user_agent);
     auto token_source = cancel.impl()->source.get_token();
     http::http_response response = http.request(request, token_source).get();
     end.result.http_status = response.status_code();
