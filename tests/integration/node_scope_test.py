@@ -13,7 +13,8 @@ with one shared call log (the same domains, as if both agents could reach them).
 - re-pointing spec.nodeName while the old agent is in the middle of plugging hands over:
   the old agent finishes its pass, writes its release, and only then does the new one
   start; no vCPU step is done twice (the shared call log);
-- nobody got a 403;
+- nobody got a 403, and each part used every verb deploy/ grants it (or the verb is
+  named with the path that uses it, which this run does not take);
 - once an agent stops and its Lease runs out, its node's objects are reported NoAgent.
 
 Run: python3 tests/integration/node_scope_test.py [path/to/hotplug-operator] [-k NAME]
@@ -304,6 +305,59 @@ def check_nobody_was_forbidden():
     expect(not forbidden, f"403s: {forbidden[:5]}")
 
 
+# Grants a part holds for a path this run does not take; everything else it is granted it
+# must have used. (part, verb, resource): why.
+NOT_TAKEN_HERE = {
+    ("agent", "get", "elasticvms"): "the re-read after a status write's 409",
+    ("agent", "patch", "events"): "a repeated Event, counted up",
+    ("agent", "get", "leases"): "reading the Lease a previous pod of the node left",
+    ("central", "get", "elasticvms"): "the re-read after a status write's 409",
+    ("central", "patch", "events"): "a repeated Event, counted up",
+}
+PARTS = {"agent": ("hotplug-operator", [("clusterrole", "hotplug-operator"),
+                                        ("role", "hotplug-operator-agent-lease")]),
+         "central": ("hotplug-operator-central",
+                     [("clusterrole", "hotplug-operator-central"),
+                      ("role", "hotplug-operator-leader-election")])}
+
+
+def granted(plane, kind, name):
+    """{(verb, resource[/subresource])} of a (Cluster)Role as the server holds it."""
+    args = ["get", kind, name, "-o", "json"] + (["-n", SYSTEM] if kind == "role" else [])
+    rules = json.loads(plane.kubectl(*args).stdout)["rules"]
+    return {(verb, resource) for rule in rules for resource in rule["resources"]
+            for verb in rule["verbs"]}
+
+
+def check_each_part_used_exactly_its_grants():
+    """deploy/'s RBAC is least privilege: each verb a part is granted was used by it in this
+    run (its requests in the audit log), or is on NOT_TAKEN_HERE with the path that uses it;
+    and (check_nobody_was_forbidden) nothing it asked was refused."""
+    s = scenario()
+    unused = []
+    for part, (account, roles) in PARTS.items():
+        grants = set().union(*(granted(s.plane, kind, name) for kind, name in roles))
+        used = set()
+        for entry in s.audit():
+            ref = entry.get("objectRef") or {}
+            if entry.get("user", {}).get("username") != \
+                    f"system:serviceaccount:{SYSTEM}:{account}" or not ref.get("resource"):
+                continue
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource")
+                                          else "")
+            used.add((entry["verb"], resource))
+        expect(used <= grants, f"{part} made calls it is not granted: {sorted(used - grants)}")
+        for verb, resource in sorted(grants - used):
+            if (part, verb, resource) not in NOT_TAKEN_HERE:
+                unused.append(f"{part}: {verb} {resource}")
+        taken = {(verb, resource) for (p, verb, resource) in NOT_TAKEN_HERE if p == part}
+        expect(taken <= grants, f"NOT_TAKEN_HERE names what {part} is not granted: "
+                                f"{sorted(taken - grants)}")
+        print(f"  {part}: used {len(used)} of its {len(grants)} grants "
+              f"({len(grants - used)} on paths not taken here)")
+    expect(not unused, f"granted but never used: {unused}")
+
+
 def check_a_node_whose_agent_stopped_is_reported():
     """Last: stops node-b's agent. Its Lease is not renewed; once it runs out (40 s) the
     assigner reports node-b's objects NoAgent."""
@@ -333,6 +387,7 @@ def main():
              check_repoint_hands_over_without_a_step_twice),
             ("each_agent_receives_only_its_own", check_each_agent_receives_only_its_own),
             ("nobody_was_forbidden", check_nobody_was_forbidden),
+            ("each_part_used_exactly_its_grants", check_each_part_used_exactly_its_grants),
             ("a_node_whose_agent_stopped_is_reported",
              check_a_node_whose_agent_stopped_is_reported),
         ], sys.argv)
