@@ -86,12 +86,9 @@ int StopCentral(CentralParts& parts, Leadership& leadership, HealthServer& healt
 
 int RunCentral(const Flags& flags, const sigset_t& stop_signals) {
   reconciler::SystemClock clock;
-  MetricsSeams metrics_seams;
-#ifdef HOTPLUG_HAVE_METRICS
   PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
   if (!ServeMetrics(flags, metrics)) return 1;
-  metrics_seams = {&metrics, &metrics, &metrics};
-#endif
+  MetricsSeams metrics_seams = {&metrics, &metrics, &metrics};
   CentralParts parts;
   if (!BuildCentral(flags, metrics_seams, clock, &parts)) return 1;
   kube::NodeAssigner& assigner = *parts.assigner;

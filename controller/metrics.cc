@@ -378,7 +378,7 @@ void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::Elasti
 }
 
 void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::ElasticVM* object) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!object) {
     objects_.erase(key);
     return;
@@ -418,7 +418,7 @@ void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
     failures_total_->Add({{"resource", labels.first}, {"reason", labels.second}}).Increment(count);
   }
 
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = objects_.try_emplace(object.Key());
   ObjectState& state = it->second;
   if (inserted) state.generation = object.metadata.generation;
@@ -435,7 +435,7 @@ void PrometheusMetrics::RefreshDerivedGauges() {
   int64_t drift = 0;
   double unfinished = 0, longest = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, state] : objects_) {
       by_condition[{"Ready", state.ready_status}]++;
       by_condition[{"VCPUsSynced", state.vcpus_synced_status}]++;
@@ -500,13 +500,13 @@ void PrometheusMetrics::Depth(size_t depth) { queue_depth_->Set(static_cast<doub
 
 void PrometheusMetrics::QueueLatency(double seconds) {
   queue_duration_->Observe(seconds);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   in_flight_.insert(clock_.Monotonic());
 }
 
 void PrometheusMetrics::WorkDuration(double seconds) {
   work_duration_->Observe(seconds);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (in_flight_.empty()) return;
   auto started = clock_.Monotonic() - std::chrono::duration_cast<std::chrono::nanoseconds>(
                                           std::chrono::duration<double>(seconds));
@@ -548,7 +548,7 @@ void PrometheusMetrics::Listed(size_t objects, double seconds) {
   (void)seconds;
   informer_lists_->Increment();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (++lists_ > 1) informer_relists_->Increment();
   }
   informer_cache_objects_->Set(static_cast<double>(objects));

@@ -93,7 +93,6 @@ bool ServeHealth(const Flags& flags, HealthServer& health) {
   return true;
 }
 
-#ifdef HOTPLUG_HAVE_METRICS
 bool ServeMetrics(const Flags& flags, PrometheusMetrics& metrics) {
   if (flags.metrics_bind_address == "0") return true;
   std::string error;
@@ -105,6 +104,5 @@ bool ServeMetrics(const Flags& flags, PrometheusMetrics& metrics) {
             {{"address", flags.metrics_bind_address}, {"port", std::to_string(metrics.port())}});
   return true;
 }
-#endif
 
 }  // namespace hotplug::controller

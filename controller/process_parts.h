@@ -16,17 +16,14 @@
 #include "controller/kube/config.h"
 #include "controller/kube/informer.h"
 #include "controller/kube/leader_election.h"
-
-#ifdef HOTPLUG_HAVE_METRICS
 #include "controller/metrics.h"
-#endif
 
 namespace hotplug::controller {
 
 // How long a graceful stop may take before the process exits anyway.
 inline constexpr auto kShutdownDeadline = std::chrono::seconds(25);
 
-// The measurement seams; all null in a build without metrics.
+// The measurement seams.
 struct MetricsSeams {
   ControllerMetrics* controller = nullptr;
   kube::InformerMetrics* informer = nullptr;
@@ -59,9 +56,7 @@ void StartWorkersOrElect(const Flags& flags, const kube::Config& config,
 // /healthz and /readyz, unless --health-probe-bind-address=0. False when they cannot be served.
 bool ServeHealth(const Flags& flags, HealthServer& health);
 
-#ifdef HOTPLUG_HAVE_METRICS
 // /metrics, unless --metrics-bind-address=0. False when it cannot be served.
 bool ServeMetrics(const Flags& flags, PrometheusMetrics& metrics);
-#endif
 
 }  // namespace hotplug::controller

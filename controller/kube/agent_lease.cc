@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "controller/kube/node_scope.h"
 #include "controller/log.h"
@@ -40,8 +39,8 @@ std::string MicroTime(system_clock::time_point when) {
 std::optional<system_clock::time_point> ParseTime(const std::string& text) {
   std::tm tm{};
   int consumed = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6) {
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6) {
     return std::nullopt;
   }
   tm.tm_year -= 1900;
@@ -62,18 +61,19 @@ void PeriodicThread::Start(const char* name, std::chrono::milliseconds period,
   thread_ = std::thread([this, name, period, step = std::move(step)] {
     pthread_setname_np(pthread_self(), name);
     for (;;) {
-      auto wait = step() ? period
-                         : std::min<std::chrono::milliseconds>(period, std::chrono::seconds(1));
-      std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, wait, [&] { return stopping_; })) return;
+      auto wait =
+          step() ? period : std::min<std::chrono::milliseconds>(period, std::chrono::seconds(1));
+      MutexLock lock(mu_);
+      if (lock.WaitFor(cv_, wait, [&]() REQUIRES(mu_) { return stopping_; })) return;
     }
   });
 }
 
 void PeriodicThread::Stop() {
-  std::unique_lock lock(mu_);
-  stopping_ = true;
-  lock.unlock();
+  {
+    MutexLock lock(mu_);
+    stopping_ = true;
+  }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
@@ -91,7 +91,7 @@ void AgentLease::Start() {
              {"every", std::to_string(options_.renew_period.count()) + "ms"}});
   thread_.Start("agent-lease", options_.renew_period, [this] {
     if (!Renew()) return false;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     renewals_++;
     return true;
   });
@@ -100,7 +100,7 @@ void AgentLease::Start() {
 void AgentLease::Stop() { thread_.Stop(); }
 
 int AgentLease::renewals() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return renewals_;
 }
 
@@ -133,8 +133,7 @@ bool AgentLease::Renew() {
     } else if (got.ok()) {
       try {
         json existing = json::parse(got.body);
-        lease["metadata"]["resourceVersion"] =
-            existing["metadata"].value("resourceVersion", "");
+        lease["metadata"]["resourceVersion"] = existing["metadata"].value("resourceVersion", "");
         lease["spec"]["acquireTime"] = existing["spec"].value("acquireTime", now);
       } catch (const json::exception& e) {
         got.error = std::string("bad lease: ") + e.what();
@@ -147,9 +146,10 @@ bool AgentLease::Renew() {
   if (!result.ok()) {
     resource_version_.clear();
     if (!warned_) {
-      log::Warn("agent lease: renewal failed; the central assigner reports this node's "
-                "ElasticVMs as having no agent once the Lease runs out",
-                {{"lease", options_.ns + "/" + name}, {"error", result.error}});
+      log::Warn(
+          "agent lease: renewal failed; the central assigner reports this node's "
+          "ElasticVMs as having no agent once the Lease runs out",
+          {{"lease", options_.ns + "/" + name}, {"error", result.error}});
       warned_ = true;
     }
     return false;
@@ -179,12 +179,12 @@ void AgentPresence::Start(ChangeHandler on_change) {
 void AgentPresence::Stop() { thread_.Stop(); }
 
 bool AgentPresence::Known() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return known_;
 }
 
 bool AgentPresence::Alive(const std::string& node) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return alive_.count(node) > 0;
 }
 
@@ -238,9 +238,10 @@ bool AgentPresence::Poll() {
       // First sight: trust the writer's clock once, for how long ago it renewed (bounded
       // by the duration); every later renewal is timed on ours.
       auto renewed = ParseTime(renew_time);
-      auto age = renewed ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                               wall_now - *renewed)
-                         : std::chrono::steady_clock::duration(entry.duration);
+      auto age =
+          renewed
+              ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(wall_now - *renewed)
+              : std::chrono::steady_clock::duration(entry.duration);
       age = std::clamp<std::chrono::steady_clock::duration>(
           age, std::chrono::steady_clock::duration::zero(), entry.duration);
       entry.changed_at = local_now - age;
@@ -252,7 +253,7 @@ bool AgentPresence::Poll() {
   std::set<std::string> changed;
   bool first;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& node : alive) {
       if (!alive_.count(node)) changed.insert(node);
     }

@@ -13,11 +13,11 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "common/thread_annotations.h"
 #include "controller/kube/client.h"
 
 namespace hotplug::controller::kube {
@@ -33,9 +33,9 @@ class PeriodicThread {
 
  private:
   std::thread thread_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 class AgentLease {
@@ -63,8 +63,8 @@ class AgentLease {
   Client& client_;
   const Options options_;
   PeriodicThread thread_;
-  mutable std::mutex mu_;
-  int renewals_ = 0;  // guarded by mu_
+  mutable Mutex mu_;
+  int renewals_ GUARDED_BY(mu_) = 0;
   // The renewal thread only: the Lease's resourceVersion after our last write.
   std::string resource_version_;
   bool warned_ = false;
@@ -100,13 +100,12 @@ class AgentPresence {
   Client& client_;
   const Options options_;
   ChangeHandler on_change_;
-  mutable std::mutex mu_;
-  // Guarded by mu_.
-  bool known_ = false;
-  std::set<std::string> alive_;
+  mutable Mutex mu_;
+  bool known_ GUARDED_BY(mu_) = false;
+  std::set<std::string> alive_ GUARDED_BY(mu_);
   // The presence thread only: by node, the Lease as last read.
   std::map<std::string, Seen> seen_;
-  bool failing_ = false;  // the presence thread only: the last poll failed
+  bool failing_ = false;   // the presence thread only: the last poll failed
   PeriodicThread thread_;  // last: joined before the members its step uses go
 };
 

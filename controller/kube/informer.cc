@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-
-#include <nlohmann/json.hpp>
 
 #include "controller/kube/node_scope.h"
 #include "controller/kube/status_writer.h"
@@ -54,7 +53,7 @@ void Informer::Start(ChangeHandler on_change) {
 void Informer::Stop() {
   std::shared_ptr<StreamCancel> watch;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     watch = current_watch_;
   }
@@ -64,19 +63,19 @@ void Informer::Stop() {
 }
 
 bool Informer::Stopping() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stopping_;
 }
 
 bool Informer::HasSynced() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return synced_;
 }
 
 std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
   PackedObject packed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = cache_.find(key);
     if (it == cache_.end()) return std::nullopt;
     packed = it->second;  // a copy of ~100 bytes; the decode runs without the lock
@@ -100,7 +99,7 @@ std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
 }
 
 std::vector<std::string> Informer::Keys() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::string> keys;
   keys.reserve(cache_.size() + moving_.size());
   for (const auto& [key, object] : cache_) keys.push_back(key);
@@ -111,7 +110,7 @@ std::vector<std::string> Informer::Keys() const {
 void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_on_rv) {
   crd::ElasticVM copy = updated;
   PackedObject packed = PackForCache(copy);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = cache_.find(updated.Key());
   if (it != cache_.end() && it->second.resource_version() == based_on_rv) {
     it->second = std::move(packed);
@@ -121,13 +120,13 @@ void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_
 void Informer::Released(const std::string& key) {
   crd::ElasticVM object;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = moving_.find(key);
     if (it == moving_.end() || cache_.count(key)) return;
     object = it->second;
   }
   if (!WriteRelease(object)) return;  // kept: the next resync or event tries again
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = moving_.find(key);
   // Unless a newer version to release arrived meanwhile.
   if (it != moving_.end() &&
@@ -140,9 +139,8 @@ bool Informer::WriteRelease(const crd::ElasticVM& object) {
   crd::ElasticVMStatus status = object.status;
   reconciler::SetCondition(
       status.conditions, "Ready", false, AssignmentReasonName(AssignmentReason::kNodeChanged),
-      "the agent on node " + options_.node_name +
-          " stopped reconciling it: spec.nodeName is now " + object.spec.node_name +
-          ", whose agent takes over",
+      "the agent on node " + options_.node_name + " stopped reconciling it: spec.nodeName is now " +
+          object.spec.node_name + ", whose agent takes over",
       object.metadata.generation, std::chrono::system_clock::now());
   if (HasBeenReleased(object)) return true;  // for this generation, already
   KubeStatusWriter writer(client_, nullptr);
@@ -158,12 +156,12 @@ bool Informer::WriteRelease(const crd::ElasticVM& object) {
 }
 
 std::string Informer::LastResourceVersion() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_rv_;
 }
 
 int Informer::ListCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return list_count_;
 }
 
@@ -173,7 +171,7 @@ std::string Informer::SelectorQuery() const {
 }
 
 void Informer::Backoff() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (backoff_.count() == 0) {
     backoff_ = options_.backoff_initial;
   } else {
@@ -183,7 +181,7 @@ void Informer::Backoff() {
   thread_local std::mt19937 random{std::random_device{}()};
   std::uniform_int_distribution<int64_t> spread(backoff_.count() / 2, backoff_.count());
   std::chrono::milliseconds wait(spread(random));
-  stop_cv_.wait_for(lock, wait, [&] { return stopping_; });
+  lock.WaitFor(stop_cv_, wait, [&]() REQUIRES(mu_) { return stopping_; });
 }
 
 void Informer::Run() {
@@ -206,7 +204,7 @@ void Informer::Run() {
         case WatchOutcome::kReconnect:
           break;
       }
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       resource_version = last_rv_;
     }
   }
@@ -217,18 +215,17 @@ std::string Informer::ListResourceVersion() const {
   // watch cache (one answer, no paging, no etcd read); a relist asks for the last version
   // seen; after the server refused a version, a quorum read ("") from etcd.
   if (list_rv_unavailable_) return "";
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_rv_.empty() ? "0" : last_rv_;
 }
 
-bool Informer::ReadListPage(std::istream& body, ListPage* page, CacheMap* listed,
-                            MovingMap* moving, size_t* items) {
+bool Informer::ReadListPage(std::istream& body, ListPage* page, CacheMap* listed, MovingMap* moving,
+                            size_t* items) {
   // Each item is decoded as soon as the parser has it and then dropped from the document,
   // and the body is parsed as it arrives, so a LIST answered whole from the watch cache (tens
   // of MB) is never held, as text or as one DOM.
   bool in_items = false;
-  json::parser_callback_t on_element = [&](int depth, json::parse_event_t event,
-                                           json& parsed) {
+  json::parser_callback_t on_element = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth == 1 && event == json::parse_event_t::key) {
       in_items = parsed == "items";
     } else if (depth == 2 && in_items && event == json::parse_event_t::object_end) {
@@ -287,8 +284,7 @@ bool Informer::List(std::string* resource_version) {
   // glibc keeps such freed blocks in the heap (its mmap threshold grows after large frees),
   // which would count against the cache for the life of the process: give them back.
   malloc_trim(0);
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ReplaceCache(std::move(listed), std::move(moving), *resource_version, seconds);
   return true;
 }
@@ -300,8 +296,8 @@ std::string Informer::ListPagePath(const std::string& asked_rv, const ListPage& 
   // that revision, which after its restart or a compaction is the very version the watch
   // was just refused (410 again, forever); without a limit its watch cache answers with
   // something at least as new.
-  bool paged = asked_rv.empty() || asked_rv == "0" || paginated_result_ ||
-               !page.continue_token.empty();
+  bool paged =
+      asked_rv.empty() || asked_rv == "0" || paginated_result_ || !page.continue_token.empty();
   std::vector<std::string> query;
   if (paged) query.push_back("limit=" + std::to_string(options_.list_page_size));
   // A continuation carries its version inside the token; the server refuses both.
@@ -369,7 +365,7 @@ void Informer::ReplaceCache(CacheMap listed, MovingMap moving, const std::string
   std::vector<std::string> changed;
   size_t size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, object] : cache_) {
       auto it = listed.find(key);
       if (it == listed.end() || it->second.resource_version() != object.resource_version()) {
@@ -393,22 +389,21 @@ void Informer::ReplaceCache(CacheMap listed, MovingMap moving, const std::string
   }
   metrics_->Listed(size, seconds);
   metrics_->CacheSize(size);
-  log::Info("listed elasticvms",
-            {{"objects", std::to_string(size)}, {"resourceVersion", list_rv}});
+  log::Info("listed elasticvms", {{"objects", std::to_string(size)}, {"resourceVersion", list_rv}});
   for (const auto& key : changed) on_change_(key);
 }
 
 Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) {
   auto cancel = std::make_shared<StreamCancel>();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return WatchOutcome::kStop;
     current_watch_ = cancel;
   }
-  std::string path = ElasticVMsPath(options_.ns) +
-                     "?watch=1&allowWatchBookmarks=true&resourceVersion=" +
-                     QueryEscape(resource_version) +
-                     "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count());
+  std::string path =
+      ElasticVMsPath(options_.ns) +
+      "?watch=1&allowWatchBookmarks=true&resourceVersion=" + QueryEscape(resource_version) +
+      "&timeoutSeconds=" + std::to_string(options_.watch_timeout.count());
   if (std::string selector = SelectorQuery(); !selector.empty()) path += "&" + selector;
   WatchOutcome outcome = WatchOutcome::kReconnect;
   size_t events = 0;
@@ -421,7 +416,7 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
       },
       *cancel, options_.watch_timeout + std::chrono::seconds(30));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     current_watch_.reset();
   }
   if (Stopping() || end.kind == WatchEnd::Kind::kCancelled) return WatchOutcome::kStop;
@@ -430,10 +425,10 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
   size_t good_events = events - (outcome == WatchOutcome::kRelist ? 1 : 0);
   // (A quiet watch that ran to its own timeout was healthy too, however short it is.)
   auto long_enough = std::min<std::chrono::steady_clock::duration>(std::chrono::seconds(10),
-                                                                    options_.watch_timeout);
+                                                                   options_.watch_timeout);
   bool healthy = good_events > 0 || std::chrono::steady_clock::now() - started >= long_enough;
   if (healthy) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     backoff_ = std::chrono::milliseconds(0);
   }
   return AfterWatch(end, outcome, healthy);
@@ -454,15 +449,14 @@ Informer::WatchOutcome Informer::AfterWatch(const WatchEnd& end, WatchOutcome ou
       return WatchOutcome::kReconnect;
     case WatchEnd::Kind::kBroken:
       metrics_->WatchRestarted("broken");
-      log::Warn("watch broke; reconnecting", {{"error", end.result.error},
-                                               {"resourceVersion", LastResourceVersion()}});
+      log::Warn("watch broke; reconnecting",
+                {{"error", end.result.error}, {"resourceVersion", LastResourceVersion()}});
       if (!healthy) Backoff();
       return WatchOutcome::kReconnect;
     case WatchEnd::Kind::kHttpError:
       if (end.result.gone()) {
         metrics_->WatchRestarted("gone");
-        log::Info("watch resourceVersion too old; listing again",
-                  {{"error", end.result.error}});
+        log::Info("watch resourceVersion too old; listing again", {{"error", end.result.error}});
         Backoff();
         return WatchOutcome::kRelist;
       }
@@ -479,8 +473,7 @@ Informer::WatchOutcome Informer::AfterWatch(const WatchEnd& end, WatchOutcome ou
 bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
   ParsedWatchLine parsed = ParseWatchLine(line);
   if (!parsed.event) {
-    log::Warn("watch: a line that is not a watch event; listing again",
-              {{"error", parsed.error}});
+    log::Warn("watch: a line that is not a watch event; listing again", {{"error", parsed.error}});
     *outcome = WatchOutcome::kRelist;
     return false;
   }
@@ -530,7 +523,7 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
     }
   }
   if (!event.resource_version.empty()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     last_rv_ = event.resource_version;
   }
   return true;
@@ -541,7 +534,7 @@ void Informer::Upsert(crd::ElasticVM object) {
   PackedObject packed = PackForCache(object);
   size_t size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     moving_.erase(key);
     auto it = cache_.find(key);
     if (it != cache_.end() && !packed.resource_version().empty() &&
@@ -561,7 +554,7 @@ void Informer::Upsert(crd::ElasticVM object) {
 void Informer::Remove(const std::string& key, std::optional<crd::ElasticVM> moving) {
   size_t size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     moving_.erase(key);
     bool was_cached = cache_.erase(key) > 0;
     if (moving) {

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "controller/kube/client.h"
 #include "controller/kube/packed_object.h"
 #include "controller/source.h"
@@ -102,8 +103,7 @@ class Informer final : public ObjectSource {
   bool ReadAllPages(CacheMap* listed, MovingMap* moving, std::string* list_rv);
   // Swaps in a complete LIST and signals each key that was added, changed, removed or is to
   // be released.
-  void ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv,
-                    double seconds);
+  void ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv, double seconds);
   // The path and query of one LIST request.
   std::string ListPagePath(const std::string& asked_rv, const ListPage& page) const;
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
@@ -138,17 +138,16 @@ class Informer final : public ObjectSource {
   ChangeHandler on_change_;
   std::thread thread_;  // "informer": list + watch loop
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable stop_cv_;
-  // Guarded by mu_.
-  CacheMap cache_;
-  MovingMap moving_;  // left the cache for another node, not released yet
-  bool synced_ = false;
-  bool stopping_ = false;
-  std::shared_ptr<StreamCancel> current_watch_;
-  std::string last_rv_;
-  int list_count_ = 0;
-  std::chrono::milliseconds backoff_{0};
+  CacheMap cache_ GUARDED_BY(mu_);
+  MovingMap moving_ GUARDED_BY(mu_);  // left the cache for another node, not released yet
+  bool synced_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::shared_ptr<StreamCancel> current_watch_ GUARDED_BY(mu_);
+  std::string last_rv_ GUARDED_BY(mu_);
+  int list_count_ GUARDED_BY(mu_) = 0;
+  std::chrono::milliseconds backoff_ GUARDED_BY(mu_){0};
   // Informer thread only: the server refused the version asked for; list from etcd next.
   bool list_rv_unavailable_ = false;
   // Informer thread only: a LIST at "0" came in pages (the server has no watch cache).

@@ -22,9 +22,7 @@ NodeAssigner::NodeAssigner(Client& client, Informer& informer, EventRecorder& ev
                                                .poll_period = options_.presence_poll}),
       queue_(clock) {}
 
-NodeAssigner::~NodeAssigner() {
-  Stop(std::chrono::steady_clock::now() + std::chrono::seconds(30));
-}
+NodeAssigner::~NodeAssigner() { Stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)); }
 
 void NodeAssigner::Start() {
   informer_.Start([this](const std::string& key) { queue_.Add(key); });
@@ -36,7 +34,7 @@ void NodeAssigner::Start() {
 }
 
 void NodeAssigner::StartWorkers() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (started_workers_ || stopping_) return;
   started_workers_ = true;
   for (int i = 0; i < options_.workers; ++i) {
@@ -48,15 +46,15 @@ void NodeAssigner::StartWorkers() {
 
 bool NodeAssigner::Stop(std::chrono::steady_clock::time_point deadline) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return workers_running_.load() == 0;
     stopping_ = true;
   }
   queue_.ShutDown();
   bool drained;
   {
-    std::unique_lock lock(mu_);
-    drained = stopped_cv_.wait_until(lock, deadline, [&] { return workers_running_.load() == 0; });
+    MutexLock lock(mu_);
+    drained = lock.WaitUntil(stopped_cv_, deadline, [&] { return workers_running_.load() == 0; });
   }
   if (drained) {
     for (auto& worker : workers_) {
@@ -77,15 +75,16 @@ void NodeAssigner::OnPresenceChanged(const std::set<std::string>& nodes, bool fi
   for (const std::string& key : informer_.Keys()) {
     if (!first) {
       std::optional<crd::ElasticVM> object = informer_.Get(key);
-      if (!object || (!nodes.count(object->spec.node_name) && !nodes.count(LabelledNode(*object)))) {
+      if (!object ||
+          (!nodes.count(object->spec.node_name) && !nodes.count(LabelledNode(*object)))) {
         continue;
       }
     }
     queue_.Add(key);
     queued++;
   }
-  log::Debug("node assigner: agents changed", {{"nodes", std::to_string(nodes.size())},
-                                               {"objects", std::to_string(queued)}});
+  log::Debug("node assigner: agents changed",
+             {{"nodes", std::to_string(nodes.size())}, {"objects", std::to_string(queued)}});
 }
 
 void NodeAssigner::Worker(int index) {
@@ -106,7 +105,7 @@ void NodeAssigner::Worker(int index) {
     queue_.Done(*key);
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     workers_running_--;
   }
   stopped_cv_.notify_all();
@@ -114,11 +113,11 @@ void NodeAssigner::Worker(int index) {
 
 bool NodeAssigner::Process(const std::string& key) {
   std::optional<crd::ElasticVM> object = informer_.Get(key);
-  if (!object) return true;  // deleted
+  if (!object) return true;             // deleted
   if (!presence_.Known()) return true;  // its first poll queues every object again
-  Assignment assignment =
-      Assign(*object, [this](const std::string& node) { return presence_.Alive(node); },
-             options_.lease_namespace);
+  Assignment assignment = Assign(
+      *object, [this](const std::string& node) { return presence_.Alive(node); },
+      options_.lease_namespace);
   switch (assignment.action) {
     case Assignment::Action::kNothing:
       return true;
@@ -126,8 +125,7 @@ bool NodeAssigner::Process(const std::string& key) {
       // The holder's release is a status write, so a watch event brings the object back;
       // so does the holder's agent going away.
       log::Debug("node assigner: waiting for the release",
-                 {{"object", key}, {"holder", assignment.node},
-                  {"to", object->spec.node_name}});
+                 {{"object", key}, {"holder", assignment.node}, {"to", object->spec.node_name}});
       return true;
     case Assignment::Action::kLabel:
       return WriteLabel(*object, assignment.node);
@@ -143,9 +141,8 @@ bool NodeAssigner::WriteLabel(const crd::ElasticVM& object, const std::string& n
   json patch = {{"metadata",
                  {{"resourceVersion", object.metadata.resource_version},
                   {"labels", {{crd::kNodeLabel, node}}}}}};
-  ApiResult result =
-      client_.Patch(ElasticVMPath(object.metadata.namespace_, object.metadata.name),
-                    patch.dump(), "application/merge-patch+json");
+  ApiResult result = client_.Patch(ElasticVMPath(object.metadata.namespace_, object.metadata.name),
+                                   patch.dump(), "application/merge-patch+json");
   if (result.not_found()) return true;
   if (result.conflict()) {
     log::Debug("node assigner: the object changed; deciding again", {{"object", object.Key()}});
@@ -176,8 +173,8 @@ bool NodeAssigner::WriteReport(const crd::ElasticVM& object, const Assignment& a
   }
   reports_written_++;
   log::Info("node assigner: reported", {{"object", object.Key()}, {"reason", reason}});
-  events_.Record(object, reconciler::Event{reconciler::Event::Type::kWarning, reason,
-                                           assignment.message});
+  events_.Record(object,
+                 reconciler::Event{reconciler::Event::Type::kWarning, reason, assignment.message});
   return true;
 }
 

@@ -11,12 +11,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "controller/kube/agent_lease.h"
 #include "controller/kube/client.h"
 #include "controller/kube/informer.h"
@@ -71,10 +71,10 @@ class NodeAssigner {
   std::vector<std::thread> workers_;  // "assigner-N"
   std::atomic<int> workers_running_{0};
   std::atomic<int64_t> labels_written_{0}, reports_written_{0};
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable stopped_cv_;
-  bool started_workers_ = false;  // guarded by mu_
-  bool stopping_ = false;         // guarded by mu_
+  bool started_workers_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace hotplug::controller::kube

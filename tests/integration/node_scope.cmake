@@ -2,7 +2,7 @@
 # (tests/integration/node_scope_test.py).
 add_test(NAME integration.node_scope
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/node_scope_test.py
-                 $<TARGET_FILE:hotplug-operator>)
+                 $<TARGET_FILE:hotplug-operator-testing>)
 set_tests_properties(integration.node_scope PROPERTIES
                      LABELS integration
                      TIMEOUT 300
