@@ -45,7 +45,8 @@ RUN apt-get update \
 #    auth_unix_rw "none") and the agent keeps this user with that group as a
 #    supplemental group (chart value libvirt.socketGroup): no root anywhere, but every
 #    member of that host group can drive libvirt;
-#  - the central Deployment talks qemu+tls:// over the network and always runs as this user.
+#  - the central Deployment opens no hypervisor, and agents for remote hypervisors talk
+#    qemu+tls:// over the network: both always run as this user.
 RUN groupadd --system --gid 65532 hotplug \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin hotplug

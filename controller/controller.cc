@@ -184,6 +184,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     queue_.Forget(key);
     status_sync_.Forget(key);
     metrics_->ReconcileDone("deleted", seconds_since_start());
+    source_.Released(key);
     return;
   }
   const std::string domain = object->EffectiveDomain();

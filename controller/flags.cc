@@ -100,6 +100,8 @@ FlagTable CommonFlags(Flags* flags) {
       {"kubeconfig", {false, TextFlag(&flags->kubeconfig)}},
       {"namespace", {false, TextFlag(&flags->ns)}},
       {"node-name", {false, TextFlag(&flags->node_name)}},
+      {"agent-lease-namespace", {false, TextFlag(&flags->agent_lease_namespace)}},
+      {"assign-nodes", {true, BooleanFlag(&flags->assign_nodes)}},
       {"workers", {false, IntegerFlag(&flags->workers, 1)}},
       {"resync-period", {false, DurationFlag(&flags->resync_period, true)}},
       {"watch-timeout", {false, DurationFlag(&flags->watch_timeout, false)}},
@@ -186,6 +188,12 @@ std::string CheckHypervisor(const HypervisorBackends& backends, const Flags& fla
 
 // The rules that involve more than one flag; "" when they hold.
 std::string CheckCrossFlags(const Flags& flags) {
+  if (flags.assign_nodes && !flags.node_name.empty()) {
+    return "--assign-nodes serves every node; it cannot be used with --node-name";
+  }
+  if (flags.assign_nodes && flags.agent_lease_namespace.empty()) {
+    return "--assign-nodes needs --agent-lease-namespace (where the agents' Leases are)";
+  }
   if (flags.watch_timeout < std::chrono::seconds(1)) {
     return "--watch-timeout: must be at least 1s (the API takes whole seconds)";
   }
@@ -225,12 +233,23 @@ std::string HelpText(const HypervisorBackends& backends) {
          "  --kubeconfig PATH        kubeconfig to use. Default: $KUBECONFIG, else the in-cluster\n"
          "                           service account, else ~/.kube/config.\n"
          "  --namespace NS           watch ElasticVMs in this namespace only. Default: all.\n"
-         "  --node-name NODE         reconcile only ElasticVMs meant for this node: those whose\n"
-         "                           spec.nodeName is NODE, or, without spec.nodeName, whose\n"
-         "                           label hotplug.dev/node is NODE. All ElasticVMs in scope are\n"
-         "                           watched (a label selector cannot see spec.nodeName) and the\n"
-         "                           rest are ignored, including those naming no node.\n"
+         "  --node-name NODE         the agent of NODE: list and watch only the ElasticVMs\n"
+         "                           labelled hotplug.dev/node=NODE (the API server filters\n"
+         "                           them; --assign-nodes keeps the label equal to\n"
+         "                           spec.nodeName), and of those reconcile the ones whose\n"
+         "                           spec.nodeName is NODE or empty. One moved to another node is\n"
+         "                           released (Ready=False, NodeChanged) once no pass of it runs.\n"
          "                           Default: $NODE_NAME; empty: every ElasticVM in scope.\n"
+         "  --agent-lease-namespace NS   with --node-name: renew the Lease\n"
+         "                           hotplug-agent-NODE in NS every 10s (40s duration), which\n"
+         "                           tells --assign-nodes this node has an agent. With\n"
+         "                           --assign-nodes: where to read those Leases. Default: none.\n"
+         "  --assign-nodes           run the central node assigner instead of reconciling: keep\n"
+         "                           each ElasticVM's hotplug.dev/node label equal to its\n"
+         "                           spec.nodeName (a move waits for the old agent's release) and\n"
+         "                           set Ready=False, reason NoNode or NoAgent, on those no agent\n"
+         "                           serves. Use with --leader-elect; needs\n"
+         "                           --agent-lease-namespace; no hypervisor is opened.\n"
          "  --workers N              reconcile up to N objects at once (one worker per object at\n"
          "                           a time). Default: 2.\n"
          "  --resync-period D        look at every object again this often. 0 disables.\n"

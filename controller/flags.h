@@ -16,6 +16,10 @@ struct Flags {
   std::string kubeconfig;
   std::string ns;          // --namespace; "" = all namespaces
   std::string node_name;   // --node-name; default $NODE_NAME
+  // --agent-lease-namespace: where agents renew hotplug-agent-<node> and the assigner reads
+  // them; "" = agents renew none.
+  std::string agent_lease_namespace;
+  bool assign_nodes = false;  // --assign-nodes: the central node assigner, no reconciling
   int workers = 2;
   std::chrono::milliseconds resync_period{std::chrono::minutes(10)};
   // --watch-timeout: the timeoutSeconds each watch asks for (the server then ends it).

@@ -14,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "controller/central_main.h"
 #include "controller/controller.h"
 #include "controller/flags.h"
 #include "controller/health.h"
 #include "controller/hypervisor_backend.h"
+#include "controller/kube/agent_lease.h"
 #include "controller/kube/client.h"
 #include "controller/kube/config.h"
 #include "controller/kube/event_recorder.h"
@@ -25,7 +27,9 @@
 #include "controller/kube/leader_election.h"
 #include "controller/kube/status_writer.h"
 #include "controller/log.h"
+#include "controller/malloc_tuning.h"
 #include "controller/metrics.h"
+#include "controller/process_parts.h"
 #include "controller/standalone/standalone.h"
 #include "reconciler/clock.h"
 
@@ -36,7 +40,6 @@
 namespace hotplug::controller {
 namespace {
 
-constexpr auto kShutdownDeadline = std::chrono::seconds(25);
 constexpr int kExitBadFlags = 2;
 
 // The hypervisor the controller talks to: the backend --hypervisor names, from those this
@@ -50,24 +53,6 @@ std::shared_ptr<backends::Hypervisor> BuildHypervisor(const HypervisorBackends& 
   return nullptr;
 }
 
-// Waits for SIGTERM/SIGINT (blocked in every thread, taken here) or for `give_up`.
-// Returns the signal number, or 0 when `give_up` became true.
-int WaitForSignalOr(const std::atomic<bool>& give_up, const sigset_t& signals) {
-  while (!give_up.load()) {
-    timespec tick{0, 200'000'000};
-    int signal_number = sigtimedwait(&signals, nullptr, &tick);
-    if (signal_number > 0) return signal_number;
-  }
-  return 0;
-}
-
-// The measurement seams.
-struct MetricsSeams {
-  ControllerMetrics* controller = nullptr;
-  kube::InformerMetrics* informer = nullptr;
-  kube::ClientMetrics* client = nullptr;
-};
-
 // Where objects come from and where their status and Events go: Kubernetes, or a folder;
 // with whatever that needs kept alive.
 struct Seams {
@@ -79,33 +64,10 @@ struct Seams {
   std::unique_ptr<kube::Informer> informer;
   std::unique_ptr<kube::KubeStatusWriter> kube_status_writer;
   std::unique_ptr<kube::KubeEventRecorder> kube_events;
+  // An agent's own Lease (controller/kube/agent_lease.h): tells the central assigner it runs.
+  std::unique_ptr<kube::AgentLease> agent_lease;
   std::unique_ptr<standalone::StandaloneMode> folder;
 };
-
-// Leader election, when asked for: the lease's own client, the elector, and whether the
-// lease was lost (the process then exits so that another replica takes over).
-struct Leadership {
-  std::atomic<bool> lost{false};
-  std::unique_ptr<kube::Client> lease_client;
-  std::unique_ptr<kube::LeaderElector> elector;
-};
-
-// Blocks the stop signals before any thread starts, so only WaitForSignalOr sees them.
-sigset_t BlockStopSignals() {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return stop_signals;
-}
-
-kube::Client::Options ClientOptions(std::chrono::seconds timeout, const MetricsSeams& metrics) {
-  return kube::Client::Options{.request_timeout = timeout,
-                               .user_agent = std::string("hotplug-operator/") + HOTPLUG_VERSION,
-                               .metrics = metrics.client};
-}
 
 // --standalone DIR: the folder's source, status files and event log. Exit code or 0.
 int UseFolder(const Flags& flags, Seams* seams) {
@@ -183,44 +145,14 @@ Controller::Options ControllerOptions(const Flags& flags, const MetricsSeams& me
   return options;
 }
 
-// Without --leader-elect the workers start at once; with it, while this replica leads.
-void StartWorkersOrElect(const Flags& flags, const kube::Config& config,
-                         const MetricsSeams& metrics, Controller& controller,
-                         Leadership& leadership) {
-  ControllerMetrics* reporter = metrics.controller;
-  if (!flags.leader_elect) {
-    if (reporter) reporter->Leading(true);
-    controller.StartWorkers();
-    return;
-  }
-  std::string lease_namespace = flags.leader_elect_namespace;
-  if (lease_namespace.empty()) lease_namespace = config.default_namespace;
-  if (lease_namespace.empty()) lease_namespace = "default";
-  // Lease requests get their own client whose timeout fits inside the renew deadline, so a
-  // hung renewal cannot hold leadership past it.
-  auto lease_timeout = std::max<std::chrono::seconds>(
-      std::chrono::seconds(1),
-      std::chrono::duration_cast<std::chrono::seconds>(flags.renew_deadline / 2));
-  leadership.lease_client =
-      std::make_unique<kube::Client>(config, ClientOptions(lease_timeout, metrics));
-  leadership.elector = std::make_unique<kube::LeaderElector>(
-      *leadership.lease_client,
-      kube::LeaderElector::Options{.ns = lease_namespace,
-                                   .name = flags.leader_elect_id,
-                                   .identity = kube::LeaderElector::DefaultIdentity(),
-                                   .lease_duration = flags.lease_duration,
-                                   .renew_deadline = flags.renew_deadline,
-                                   .retry_period = flags.retry_period});
-  if (reporter) reporter->Leading(false);
-  leadership.elector->Start(
-      [&controller, reporter] {
-        if (reporter) reporter->Leading(true);
-        controller.StartWorkers();
-      },
-      [&leadership, reporter] {
-        if (reporter) reporter->Leading(false);
-        leadership.lost = true;
-      });
+// An agent (--node-name with --agent-lease-namespace, against Kubernetes) renews its Lease.
+void StartAgentLease(const Flags& flags, Seams& seams) {
+  if (!seams.client || flags.node_name.empty() || flags.agent_lease_namespace.empty()) return;
+  seams.agent_lease = std::make_unique<kube::AgentLease>(
+      *seams.client, kube::AgentLease::Options{.ns = flags.agent_lease_namespace,
+                                               .node = flags.node_name,
+                                               .identity = kube::LeaderElector::DefaultIdentity()});
+  seams.agent_lease->Start();
 }
 
 // Graceful stop: the steps in flight finish and write their status, queued Events are sent
@@ -234,6 +166,7 @@ int Shutdown(Controller& controller, Seams& seams, Leadership& leadership, Healt
     seams.kube_events->Stop();
   }
   if (leadership.elector) leadership.elector->Stop();  // after the workers are done
+  if (seams.agent_lease) seams.agent_lease->Stop();
   health.Stop();
   if (!drained) {
     log::Error("a worker did not finish before the shutdown deadline; exiting anyway");
@@ -245,19 +178,6 @@ int Shutdown(Controller& controller, Seams& seams, Leadership& leadership, Healt
   return leadership.lost ? 1 : 0;
 }
 
-// /healthz and /readyz, unless --health-probe-bind-address=0. False when they cannot be served.
-bool ServeHealth(const Flags& flags, HealthServer& health) {
-  if (flags.health_probe_bind_address == "0") return true;
-  std::string error;
-  if (!health.Start(flags.health_probe_bind_address, &error)) {
-    log::Error("cannot serve health probes", {{"error", error}});
-    return false;
-  }
-  log::Info("health server listening",
-            {{"address", health.bound_address()}, {"port", std::to_string(health.port())}});
-  return true;
-}
-
 int Run(const HypervisorBackends& backends, const Flags& flags) {
   log::Level level;
   log::ParseLevel(flags.log_level, &level);
@@ -267,6 +187,7 @@ int Run(const HypervisorBackends& backends, const Flags& flags) {
                                           {"hypervisor", flags.hypervisor},
                                           {"node", flags.node_name},
                                           {"namespace", flags.ns.empty() ? "*" : flags.ns}});
+  if (flags.assign_nodes) return RunCentral(flags, stop_signals);
   std::string error;
   std::shared_ptr<backends::Hypervisor> hypervisor = BuildHypervisor(backends, flags, &error);
   if (!hypervisor) {
@@ -276,14 +197,7 @@ int Run(const HypervisorBackends& backends, const Flags& flags) {
   reconciler::SystemClock clock;
   // One object behind every measurement seam, served on its own port.
   PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
-  if (flags.metrics_bind_address != "0") {
-    if (!metrics.Serve(flags.metrics_bind_address, &error)) {
-      log::Error("cannot serve metrics", {{"error", error}});
-      return 1;
-    }
-    log::Info("metrics server listening",
-              {{"address", flags.metrics_bind_address}, {"port", std::to_string(metrics.port())}});
-  }
+  if (!ServeMetrics(flags, metrics)) return 1;
   MetricsSeams metrics_seams = {&metrics, &metrics, &metrics};
   Seams seams;
   if (int exit_code = BuildSeams(flags, metrics_seams, &seams); exit_code != 0) return exit_code;
@@ -296,14 +210,11 @@ int Run(const HypervisorBackends& backends, const Flags& flags) {
   HealthServer health([&controller] { return controller.HasSynced(); });
   if (!ServeHealth(flags, health)) return 1;
   controller.Start();
+  StartAgentLease(flags, seams);
   Leadership leadership;
-  StartWorkersOrElect(flags, seams.config, metrics_seams, controller, leadership);
-  if (int signal_number = WaitForSignalOr(leadership.lost, stop_signals); signal_number > 0) {
-    log::Info("stopping: finishing the steps in flight",
-              {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  } else {
-    log::Error("stopping: leadership lost; another replica takes over");
-  }
+  StartWorkersOrElect(
+      flags, seams.config, metrics_seams, [&controller] { controller.StartWorkers(); }, leadership);
+  WaitForSignalOr(leadership.lost, stop_signals);
   return Shutdown(controller, seams, leadership, health);
 }
 
@@ -312,6 +223,7 @@ int Run(const HypervisorBackends& backends, const Flags& flags) {
 
 int main(int argc, char** argv) {
   using namespace hotplug::controller;
+  TuneMallocForLongRunning();
   std::vector<std::string> args(argv + 1, argv + argc);
   HypervisorBackends backends = RegisteredBackends();
   Flags flags;

@@ -219,6 +219,17 @@ void PrometheusMetrics::RegisterInformerMetrics() {
   informer_cache_objects_ = &Family<prometheus::Gauge>(r, "hotplug_informer_cache_objects",
                                                        "ElasticVMs in the informer's cache.")
                                  ->Add({});
+  auto* received_objects = Family<prometheus::Counter>(
+      r, "hotplug_informer_received_objects_total",
+      "ElasticVMs the API server sent the informer, by verb (list|watch).");
+  auto* received_bytes = Family<prometheus::Counter>(
+      r, "hotplug_informer_received_bytes_total",
+      "Bytes of JSON the API server sent the informer, by verb (list|watch).");
+  for (int i = 0; i < 2; ++i) {
+    const char* verb = i == 0 ? "list" : "watch";
+    informer_received_objects_[i] = &received_objects->Add({{"verb", verb}});
+    informer_received_bytes_[i] = &received_bytes->Add({{"verb", verb}});
+  }
   informer_last_activity_ = Family<prometheus::Gauge>(
       r, "hotplug_informer_last_activity_timestamp_seconds",
       "Unix time of the informer's last LIST or watch event (bookmarks included).");
@@ -556,6 +567,12 @@ void PrometheusMetrics::WatchRestarted(std::string_view why) {
 
 void PrometheusMetrics::CacheSize(size_t objects) {
   informer_cache_objects_->Set(static_cast<double>(objects));
+}
+
+void PrometheusMetrics::Received(std::string_view verb, size_t objects, size_t bytes) {
+  const int i = verb == "list" ? 0 : 1;
+  informer_received_objects_[i]->Increment(static_cast<double>(objects));
+  informer_received_bytes_[i]->Increment(static_cast<double>(bytes));
 }
 
 // --- kube::ClientMetrics

@@ -94,6 +94,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   void WatchEvent(std::string_view type) override;
   void WatchRestarted(std::string_view why) override;
   void CacheSize(size_t objects) override;
+  void Received(std::string_view verb, size_t objects, size_t bytes) override;
 
   // --- kube::ClientMetrics
   void Request(std::string_view verb, int http_status, double seconds) override;
@@ -149,6 +150,9 @@ class PrometheusMetrics final : public ControllerMetrics,
   prometheus::Counter* informer_lists_;
   prometheus::Family<prometheus::Counter>* informer_events_;
   prometheus::Gauge* informer_cache_objects_;
+  // By verb (list|watch): what the API server sent the informer.
+  prometheus::Counter* informer_received_objects_[2];
+  prometheus::Counter* informer_received_bytes_[2];
   // Its series appears with the first LIST, so a process without an informer (standalone)
   // has none and the watch-stalled alert cannot fire there.
   prometheus::Family<prometheus::Gauge>* informer_last_activity_;
@@ -183,6 +187,7 @@ class MeteredSource final : public ObjectSource {
     return inner_.Get(key);
   }
   std::vector<std::string> Keys() const override { return inner_.Keys(); }
+  void Released(const std::string& key) override { inner_.Released(key); }
 
  private:
   ObjectSource& inner_;

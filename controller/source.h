@@ -37,6 +37,10 @@ class ObjectSource {
   virtual std::optional<crd::ElasticVM> Get(const std::string& key) const = 0;
   // Every cached key (for periodic resync and hypervisor events).
   virtual std::vector<std::string> Keys() const = 0;
+  // The controller is done with `key`, which Get no longer returns: no pass of it runs now,
+  // and none will until the source holds it again (the Kubernetes informer then hands over
+  // an object moved to another node).
+  virtual void Released(const std::string& key) { (void)key; }
 };
 
 // Writes an object's status (Kubernetes: the /status subresource; standalone: a file).

@@ -97,7 +97,8 @@ void WorkQueue::AddAfter(const std::string& key, std::chrono::nanoseconds delay)
     AddLocked(key);
     return;
   }
-  TimePoint ready_at = clock_.Monotonic() + duration_cast<std::chrono::steady_clock::duration>(delay);
+  TimePoint ready_at =
+      clock_.Monotonic() + duration_cast<std::chrono::steady_clock::duration>(delay);
   auto existing = waiting_at_.find(key);
   if (existing != waiting_at_.end()) {
     if (existing->second <= ready_at) return;  // an earlier schedule already exists
@@ -124,9 +125,7 @@ void WorkQueue::AddRateLimited(const std::string& key) {
 
 void WorkQueue::Forget(const std::string& key) { rate_limiter_.Forget(key); }
 
-int WorkQueue::NumRequeues(const std::string& key) const {
-  return rate_limiter_.NumRequeues(key);
-}
+int WorkQueue::NumRequeues(const std::string& key) const { return rate_limiter_.NumRequeues(key); }
 
 std::optional<WorkQueue::TimePoint> WorkQueue::PromoteDueLocked() {
   auto now = clock_.Monotonic();

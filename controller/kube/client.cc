@@ -3,7 +3,11 @@
 
 #include <atomic>
 #include <cpprest/http_client.h>
+#include <cpprest/rawptrstream.h>
 #include <pplx/threadpool.h>
+
+#include <istream>
+#include <streambuf>
 
 #include <nlohmann/json.hpp>
 
@@ -37,6 +41,40 @@ client::http_client_config MakeHttpConfig(const Config& config, std::chrono::sec
   }
   return http_config;
 }
+
+// A response body as a std::streambuf, read from the connection as the parser asks for it.
+// A transport failure ends the stream (the reader sees a cut-off document) and is kept.
+class ResponseBuffer final : public std::streambuf {
+ public:
+  explicit ResponseBuffer(concurrency::streams::istream stream) : stream_(std::move(stream)) {}
+  size_t bytes() const { return bytes_; }
+  const std::string& error() const { return error_; }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    if (!error_.empty()) return traits_type::eof();
+    size_t got = 0;
+    try {
+      concurrency::streams::rawptr_buffer<uint8_t> target(
+          reinterpret_cast<uint8_t*>(buffer_), sizeof(buffer_), std::ios::out);
+      got = stream_.read(target, sizeof(buffer_)).get();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+      return traits_type::eof();
+    }
+    if (got == 0) return traits_type::eof();
+    bytes_ += got;
+    setg(buffer_, buffer_, buffer_ + got);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  concurrency::streams::istream stream_;
+  size_t bytes_ = 0;
+  std::string error_;
+  char buffer_[64 * 1024];
+};
 
 }  // namespace
 
@@ -87,6 +125,17 @@ struct Client::Impl {
   Impl(const Config& config, std::chrono::seconds timeout)
       : http(utility::conversions::to_string_t(config.server), MakeHttpConfig(config, timeout)),
         tokens(config) {}
+  // A request with the headers every call carries (the token is read afresh each time).
+  http::http_request Request(const char* verb, const std::string& path,
+                             const std::string& user_agent) {
+    http::http_request request(verb);
+    request.set_request_uri(path);
+    request.headers().add("Accept", "application/json");
+    request.headers().add("User-Agent", user_agent);
+    std::string token = tokens.Token();
+    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    return request;
+  }
   client::http_client http;  // thread-safe for concurrent requests
   TokenSource tokens;
 };
@@ -103,12 +152,7 @@ ApiResult Client::Send(const char* verb, const std::string& path, const std::str
   auto start = std::chrono::steady_clock::now();
   ApiResult result;
   try {
-    http::http_request request(verb);
-    request.set_request_uri(path);
-    request.headers().add("Accept", "application/json");
-    request.headers().add("User-Agent", options_.user_agent);
-    std::string token = impl_->tokens.Token();
-    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    http::http_request request = impl_->Request(verb, path, options_.user_agent);
     if (body) request.set_body(*body, content_type);
     http::http_response response = impl_->http.request(request).get();
     result.http_status = response.status_code();
@@ -124,6 +168,41 @@ ApiResult Client::Send(const char* verb, const std::string& path, const std::str
 }
 
 ApiResult Client::Get(const std::string& path) { return Send("GET", path, nullptr, ""); }
+
+ApiResult Client::GetStreamed(const std::string& path,
+                              const std::function<bool(std::istream& body)>& read,
+                              size_t* body_bytes) {
+  auto start = std::chrono::steady_clock::now();
+  ApiResult result;
+  if (body_bytes) *body_bytes = 0;
+  try {
+    http::http_request request = impl_->Request("GET", path, options_.user_agent);
+    http::http_response response = impl_->http.request(request).get();
+    result.http_status = response.status_code();
+    if (result.ok()) {
+      ResponseBuffer buffer(response.body());
+      std::istream body(&buffer);
+      bool read_ok = read(body);
+      if (body_bytes) *body_bytes = buffer.bytes();
+      if (!buffer.error().empty()) {
+        result.http_status = 0;
+        result.error = "request GET " + path + " failed while reading: " + buffer.error();
+      } else if (!read_ok) {
+        result.http_status = 0;
+        result.error = "request GET " + path + ": the answer could not be read";
+      }
+    } else {
+      result.body = response.extract_utf8string(true).get();
+    }
+  } catch (const std::exception& e) {
+    result.http_status = 0;
+    result.error = std::string("request GET ") + path + " failed: " + e.what();
+  }
+  FillError(&result);
+  (options_.metrics ? options_.metrics : &no_metrics_)
+      ->Request("GET", result.http_status, SecondsSince(start));
+  return result;
+}
 ApiResult Client::Post(const std::string& path, const std::string& json_body) {
   return Send("POST", path, &json_body, "application/json");
 }
@@ -145,12 +224,7 @@ WatchEnd Client::Watch(const std::string& path,
     // A client of its own: its idle timeout must outlast the watch's timeoutSeconds.
     client::http_client http(utility::conversions::to_string_t(config_.server),
                              MakeHttpConfig(config_, idle_timeout));
-    http::http_request request(http::methods::GET);
-    request.set_request_uri(path);
-    request.headers().add("Accept", "application/json");
-    request.headers().add("User-Agent", options_.user_agent);
-    std::string token = impl_->tokens.Token();
-    if (!token.empty()) request.headers().add("Authorization", "Bearer " + token);
+    http::http_request request = impl_->Request("GET", path, options_.user_agent);
     auto token_source = cancel.impl()->source.get_token();
     http::http_response response = http.request(request, token_source).get();
     end.result.http_status = response.status_code();

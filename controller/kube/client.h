@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -88,6 +89,14 @@ class Client {
 
   // `path` is the URL path and query ("/api/v1/namespaces/ns/events?limit=1").
   ApiResult Get(const std::string& path);
+  // A GET whose 2xx body is handed to `read` as it arrives (a LIST answered whole is tens
+  // of MB: parsed while it comes, never held). `read` returns false when the body is not
+  // what it expected, which fails the result like a dropped connection does (status 0).
+  // Another status reads the body into the result as Get does, without calling `read`.
+  // `body_bytes` (may be null) counts what `read` was given.
+  ApiResult GetStreamed(const std::string& path,
+                        const std::function<bool(std::istream& body)>& read,
+                        size_t* body_bytes = nullptr);
   ApiResult Post(const std::string& path, const std::string& json_body);
   ApiResult Put(const std::string& path, const std::string& json_body);
   // `patch_type`: "application/merge-patch+json" or "application/strategic-merge-patch+json".

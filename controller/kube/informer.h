@@ -2,18 +2,24 @@
 // reconnecting from the last version seen when a stream closes and listing again on
 // 410 Gone or an ERROR event, with capped, jittered backoff between failures. LISTs follow
 // client-go's reflector: the first asks for resourceVersion=0 (the API server's watch cache),
-// a relist for the last version seen, and a refused version falls back to a paged quorum read. Keeps a cache
-// keyed by "namespace/name" and implements the controller's ObjectSource.
+// a relist for the last version seen, and a refused version falls back to a paged quorum
+// read. Keeps a cache keyed by "namespace/name" and implements the controller's ObjectSource.
 //
-// Node scope (--node-name): a label selector cannot see spec.nodeName, so the informer
-// watches every ElasticVM in its namespace scope and keeps only those whose TargetNode()
-// (spec.nodeName, else the hotplug.dev/node label) equals the node. Objects naming no node
-// are left to an operator started without --node-name. An object moved to another node
-// leaves the cache as if deleted.
+// Node scope (--node-name): the LIST and WATCH carry labelSelector=hotplug.dev/node=<node>,
+// so the API server sends this agent its own objects only (controller/kube/node_scope.h has
+// the rules; the central assigner keeps the label equal to spec.nodeName). An object still
+// labelled for this node whose spec.nodeName names another leaves the cache as if deleted,
+// and once the controller is done with it (Released) the informer writes the release
+// (Ready=False, NodeChanged) that lets the assigner hand it to the other node's agent.
+//
+// The cache holds each object packed (controller/kube/packed_object.h): ~100 bytes instead
+// of ~2 KB; Get decodes it.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,6 +30,7 @@
 
 #include "common/thread_annotations.h"
 #include "controller/kube/client.h"
+#include "controller/kube/packed_object.h"
 #include "controller/source.h"
 
 namespace hotplug::controller::kube {
@@ -37,13 +44,18 @@ class InformerMetrics {
   // why: "closed", "broken", "gone", "error", "http_error"
   virtual void WatchRestarted(std::string_view why) { (void)why; }
   virtual void CacheSize(size_t objects) { (void)objects; }
+  // What the API server sent: verb "list" (per page) or "watch" (per line); objects counts
+  // the ElasticVMs in it, bytes the JSON.
+  virtual void Received(std::string_view verb, size_t objects, size_t bytes) {
+    (void)verb, (void)objects, (void)bytes;
+  }
 };
 
 class Informer final : public ObjectSource {
  public:
   struct Options {
     std::string ns;         // "" = all namespaces
-    std::string node_name;  // "" = every object in scope
+    std::string node_name;  // "" = every object in scope, no label selector
     // timeoutSeconds asked of each watch; the server ends the stream then and we reconnect.
     std::chrono::seconds watch_timeout{300};
     std::chrono::milliseconds backoff_initial{200};
@@ -58,7 +70,12 @@ class Informer final : public ObjectSource {
   void Stop() override;
   bool HasSynced() const override;
   std::optional<crd::ElasticVM> Get(const std::string& key) const override;
+  // The cached keys, and those waiting to be released (so a resync retries a release
+  // whose write failed).
   std::vector<std::string> Keys() const override;
+  // The controller is done with `key`, which is not in the cache: if it left because its
+  // spec.nodeName names another node, write the release now (no pass of it runs any more).
+  void Released(const std::string& key) override;
 
   // A write of ours succeeded and the server returned `updated`: when the cache still holds
   // the version the write was based on (`based_on_rv`), take the new one now instead of
@@ -72,7 +89,8 @@ class Informer final : public ObjectSource {
 
  private:
   enum class WatchOutcome { kReconnect, kRelist, kStop };
-  using CacheMap = std::unordered_map<std::string, crd::ElasticVM>;
+  using CacheMap = std::unordered_map<std::string, PackedObject>;
+  using MovingMap = std::unordered_map<std::string, crd::ElasticVM>;
   // Where a LIST page says to go on: the list's version and the next page's token.
   struct ListPage {
     std::string resource_version;
@@ -80,16 +98,22 @@ class Informer final : public ObjectSource {
   };
   void Run();
   bool List(std::string* resource_version);
-  // Every page of one LIST into `listed`; false when it failed (the cache stays as it was).
-  bool ReadAllPages(CacheMap* listed, std::string* list_rv);
-  // Swaps in a complete LIST and signals each key that was added, changed or removed.
-  void ReplaceCache(CacheMap listed, const std::string& list_rv, double seconds);
+  // Every page of one LIST into `listed` and `moving`; false when it failed (the cache stays
+  // as it was).
+  bool ReadAllPages(CacheMap* listed, MovingMap* moving, std::string* list_rv);
+  // Swaps in a complete LIST and signals each key that was added, changed, removed or is to
+  // be released.
+  void ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv, double seconds);
   // The path and query of one LIST request.
   std::string ListPagePath(const std::string& asked_rv, const ListPage& page) const;
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
   std::string ListResourceVersion() const;
-  // Decodes one LIST answer into `listed` (in-scope objects only); false on a bad answer.
-  bool ReadListPage(const std::string& body, ListPage* page, CacheMap* listed);
+  // Decodes one LIST answer into `listed` (in-scope objects) and `moving` (those to
+  // release); false on a bad answer.
+  bool ReadListPage(std::istream& body, ListPage* page, CacheMap* listed, MovingMap* moving,
+                    size_t* items);
+  // "labelSelector=..." for an agent, "" otherwise.
+  std::string SelectorQuery() const;
   // The server will not serve a LIST at the version asked for.
   static bool RefusedVersion(const ApiResult& result);
   WatchOutcome WatchOnce(const std::string& resource_version);
@@ -97,15 +121,18 @@ class Informer final : public ObjectSource {
   WatchOutcome AfterWatch(const WatchEnd& end, WatchOutcome outcome, bool healthy);
   // Applies one watch line; returns false when the stream must end with `outcome`.
   bool HandleLine(std::string_view line, WatchOutcome* outcome);
-  bool InScope(const crd::ElasticVM& object) const;
   void Upsert(crd::ElasticVM object);
-  void Remove(const std::string& key);
+  // Drops `key` from the cache; with `moving`, keeps that object to release.
+  void Remove(const std::string& key, std::optional<crd::ElasticVM> moving = std::nullopt);
+  // Ready=False, NodeChanged on `object`'s status; false when the write failed.
+  bool WriteRelease(const crd::ElasticVM& object);
   // Sleeps for the current backoff (cut short by Stop) and grows it.
   void Backoff();
   bool Stopping() const;
 
   Client& client_;
   const Options options_;
+  const uint64_t id_;  // tells this informer's decoded objects from another's (Get)
   InformerMetrics no_metrics_;
   InformerMetrics* metrics_;
   ChangeHandler on_change_;
@@ -114,6 +141,7 @@ class Informer final : public ObjectSource {
   mutable Mutex mu_;
   std::condition_variable stop_cv_;
   CacheMap cache_ GUARDED_BY(mu_);
+  MovingMap moving_ GUARDED_BY(mu_);  // left the cache for another node, not released yet
   bool synced_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::shared_ptr<StreamCancel> current_watch_ GUARDED_BY(mu_);

@@ -27,13 +27,23 @@ RELEASE = "hotplug-operator"
 NAMESPACE = "hotplug-system"
 TOOL_TIMEOUT_S = 60
 
-# The API calls the operator makes (design: controller/), and so all RBAC may grant.
+# The API calls each part makes (docs/architecture.md, "The RBAC of each part"), and so all
+# its RBAC may grant. The agents (DaemonSet, remoteAgents):
 EXPECTED_CLUSTER_RULES = {
     ("hotplug.dev", "elasticvms"): {"get", "list", "watch"},
     ("hotplug.dev", "elasticvms/status"): {"update"},
     ("", "events"): {"create", "patch"},
 }
-EXPECTED_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+# ... and their Leases hotplug-agent-<node> in the release namespace.
+EXPECTED_AGENT_LEASE_RULES = {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
+# The central node assigner: the agents' verbs and patch (the hotplug.dev/node label) ...
+EXPECTED_CENTRAL_CLUSTER_RULES = {
+    ("hotplug.dev", "elasticvms"): {"get", "list", "watch", "patch"},
+    ("hotplug.dev", "elasticvms/status"): {"update"},
+    ("", "events"): {"create", "patch"},
+}
+# ... its own Lease (create; get and update by name) and a list of the agents'.
+EXPECTED_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "list"}}
 
 
 class Tools:
@@ -214,6 +224,16 @@ def one(objects, kind, name_suffix=""):
              if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
     if len(found) != 1:
         raise AssertionError("expected one %s *%s, found %d" % (kind, name_suffix, len(found)))
+    return found[0]
+
+
+def of_component(objects, kind, component):
+    """The one object of `kind` labelled app.kubernetes.io/component=`component`."""
+    found = [o for o in objects if o["kind"] == kind and
+             o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
+    if len(found) != 1:
+        raise AssertionError("expected one %s of component %s, found %d"
+                             % (kind, component, len(found)))
     return found[0]
 
 

@@ -26,9 +26,10 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 import chart_lib  # noqa: E402
-from chart_lib import (ALL_TOGGLES, CHART, CRD, DEPLOY, EXPECTED_CLUSTER_RULES,  # noqa: E402
-                       NAMESPACE, RELEASE, REPO, Tools, arg_name, container, kinds, one,
-                       template, yaml_objects)
+from chart_lib import (ALL_TOGGLES, CHART, CRD, DEPLOY,  # noqa: E402
+                       EXPECTED_AGENT_LEASE_RULES, EXPECTED_CENTRAL_CLUSTER_RULES,
+                       EXPECTED_CLUSTER_RULES, NAMESPACE, RELEASE, REPO, Tools, arg_name,
+                       container, kinds, of_component, one, template, yaml_objects)
 
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 import control_plane  # noqa: E402
@@ -36,6 +37,7 @@ import control_plane  # noqa: E402
 LSAN_SUPPRESSIONS = os.path.join(REPO, "tests", "integration", "lsan.supp")
 CRD_NAME = "elasticvms.hotplug.dev"
 AGENT_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
+CENTRAL_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-central"
 
 
 def poll(predicate, what, timeout_s=30.0, interval_s=0.1):
@@ -139,12 +141,14 @@ class Cluster:
     def manifest(self, release=RELEASE, namespace=NAMESPACE):
         return self.helm("get", "manifest", release, "--namespace", namespace).stdout
 
-    def can(self, user, verb, resource, subresource=None, all_namespaces=False):
+    def can(self, user, verb, resource, subresource=None, all_namespaces=False, namespace=None):
         args = ["auth", "can-i", verb, resource, "--as", user]
         if subresource:
             args += ["--subresource", subresource]
         if all_namespaces:
             args.append("--all-namespaces")
+        if namespace:
+            args += ["--namespace", namespace]
         result = self.kubectl(*args, check=False)
         if result.returncode not in (0, 1):
             raise AssertionError(f"kubectl auth can-i failed: {result.stderr}")
@@ -200,7 +204,8 @@ class HelmInstallTest(ClusterTestCase):
             self.assertIn("kubectl get elasticvms", text)
             self.assertIn("Service hotplug-operator-metrics", text)
             self.assertNotIn("<no value>", text)
-            self.assertNotIn("central", text)
+            self.assertIn("Central Deployment hotplug-operator-central", text)
+            self.assertNotIn("Remote agent", text)
 
     def test_install_warns_about_nothing(self):
         # helm prints the server's warnings (an unknown field, a deprecated API) here.
@@ -214,8 +219,10 @@ class HelmInstallTest(ClusterTestCase):
         rendered = container(one(self.rendered, "DaemonSet"))
         self.assertEqual(container(daemonset)["args"], rendered["args"])
         self.assertEqual(container(daemonset)["securityContext"], rendered["securityContext"])
-        self.assertEqual(chart_lib.rules_by_resource(one(self.live, "ClusterRole")["rules"]),
-                         EXPECTED_CLUSTER_RULES)
+        for component, rules in (("agent", EXPECTED_CLUSTER_RULES),
+                                 ("central", EXPECTED_CENTRAL_CLUSTER_RULES)):
+            self.assertEqual(chart_lib.rules_by_resource(
+                of_component(self.live, "ClusterRole", component)["rules"]), rules)
 
     def test_crd_from_crds_is_installed_and_established(self):
         crd = self.cluster.get("crd", CRD_NAME)
@@ -236,15 +243,19 @@ class HelmInstallTest(ClusterTestCase):
         self.assertEqual(status["info"]["status"], "deployed")
         self.assertEqual(status["version"], 1)
 
-    def test_service_account_may_do_exactly_what_the_operator_calls(self):
-        # The real authorizer, asked as the agents' ServiceAccount.
-        for (group, resource), verbs in EXPECTED_CLUSTER_RULES.items():
+    def assert_granted(self, account, rules, **where):
+        for (group, resource), verbs in rules.items():
             name, _, subresource = resource.partition("/")
             full = f"{name}.{group}" if group else name
             for verb in verbs:
-                with self.subTest(verb=verb, resource=resource):
-                    self.assertTrue(self.cluster.can(AGENT_ACCOUNT, verb, full, subresource or None,
-                                                     all_namespaces=True))
+                with self.subTest(account=account, verb=verb, resource=resource):
+                    self.assertTrue(self.cluster.can(account, verb, full, subresource or None,
+                                                     **where))
+
+    def test_service_account_may_do_exactly_what_the_operator_calls(self):
+        # The real authorizer, asked as the agents' ServiceAccount.
+        self.assert_granted(AGENT_ACCOUNT, EXPECTED_CLUSTER_RULES, all_namespaces=True)
+        self.assert_granted(AGENT_ACCOUNT, EXPECTED_AGENT_LEASE_RULES, namespace=NAMESPACE)
         evms = "elasticvms.hotplug.dev"
         denied = [("create", evms, None), ("delete", evms, None), ("patch", evms, None),
                   ("update", evms, None), ("patch", evms, "status"), ("get", "secrets", None),
@@ -253,6 +264,30 @@ class HelmInstallTest(ClusterTestCase):
         for verb, resource, subresource in denied:
             with self.subTest(verb=verb, resource=resource, subresource=subresource):
                 self.assertFalse(self.cluster.can(AGENT_ACCOUNT, verb, resource, subresource))
+        # Leases only in the release namespace, and no listing of them.
+        self.assertFalse(self.cluster.can(AGENT_ACCOUNT, "list", "leases.coordination.k8s.io",
+                                          namespace=NAMESPACE))
+
+    def test_central_may_label_and_read_leases_and_nothing_more(self):
+        self.assert_granted(CENTRAL_ACCOUNT, EXPECTED_CENTRAL_CLUSTER_RULES, all_namespaces=True)
+        leases = "leases.coordination.k8s.io"
+        for verb, resource in (("create", leases), ("list", leases),
+                               ("get", leases + "/hotplug-operator"),
+                               ("update", leases + "/hotplug-operator")):
+            with self.subTest(verb=verb, resource=resource):
+                self.assertTrue(self.cluster.can(CENTRAL_ACCOUNT, verb, resource,
+                                                 namespace=NAMESPACE))
+        evms = "elasticvms.hotplug.dev"
+        denied = [("update", leases + "/hotplug-agent-node-a", None, NAMESPACE),
+                  ("get", leases + "/hotplug-agent-node-a", None, NAMESPACE),
+                  ("watch", leases, None, NAMESPACE), ("create", evms, None, None),
+                  ("delete", evms, None, None), ("update", evms, None, None),
+                  ("patch", evms, "status", None), ("get", "secrets", None, NAMESPACE),
+                  ("list", "pods", None, None), ("get", "nodes", None, None)]
+        for verb, resource, subresource, namespace in denied:
+            with self.subTest(verb=verb, resource=resource, subresource=subresource):
+                self.assertFalse(self.cluster.can(CENTRAL_ACCOUNT, verb, resource, subresource,
+                                                  namespace=namespace))
 
     def test_every_rendered_object_passes_strict_server_validation(self):
         # Server-side field validation (Strict) refuses unknown and duplicate fields that a
@@ -303,8 +338,10 @@ class HelmAllTogglesInstallTest(ClusterTestCase):
         self.assertEqual(one(self.live, "ConfigMap")["metadata"]["namespace"], "monitoring")
         self.assertEqual(one(self.live, "PrometheusRule")["spec"],
                          one(self.rendered, "PrometheusRule")["spec"])
-        self.assertEqual(container(one(self.live, "Deployment"))["args"],
-                         container(one(self.rendered, "Deployment"))["args"])
+        for component in ("central", "remote-agent"):
+            self.assertEqual(container(of_component(self.live, "Deployment", component))["args"],
+                             container(of_component(self.rendered, "Deployment",
+                                                    component))["args"])
 
     def test_install_warns_about_nothing(self):
         self.assertEqual(self.installed.stderr, "")
@@ -327,7 +364,8 @@ class HelmUpgradeTest(ClusterTestCase):
         "podAnnotations:\n  example.com/upgraded: \"true\"\n"
         "serviceAccount:\n  annotations:\n    example.com/owner: virt\n"
         "metrics:\n  service:\n    enabled: false\n"
-        "leaderElection:\n  enabled: true\n  tlsSecretName: \"\"\n"
+        "central:\n  enabled: false\n"
+        "remoteAgents:\n  - nodeName: remote-1\n    libvirtUri: qemu+tls://remote-1/system\n"
     )
 
     @classmethod
@@ -355,20 +393,25 @@ class HelmUpgradeTest(ClusterTestCase):
         self.assertEqual(account["metadata"]["annotations"].get("example.com/owner"), "virt")
 
     def test_objects_turned_off_are_deleted(self):
-        result = self.cluster.kubectl("get", "service", RELEASE + "-metrics",
-                                      "--namespace", NAMESPACE, check=False)
-        self.assertNotEqual(result.returncode, 0)
-        self.assertIn("NotFound", result.stderr)
+        for kind, name in (("service", RELEASE + "-metrics"), ("deployment", RELEASE + "-central"),
+                           ("clusterrole", RELEASE + "-central"),
+                           ("serviceaccount", RELEASE + "-central")):
+            with self.subTest(kind=kind):
+                result = self.cluster.kubectl("get", kind, name, "--namespace", NAMESPACE,
+                                              check=False)
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn("NotFound", result.stderr)
 
     def test_objects_turned_on_are_created(self):
         live = self.cluster.live_objects(self.cluster.manifest())
         self.assertEqual(kinds(live), collections.Counter({
-            "ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
+            "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
             "RoleBinding": 1, "DaemonSet": 1, "Deployment": 1}))
         for obj in live:
             assert_managed_by_the_release(self, obj)
-        deployment = one(live, "Deployment")
+        deployment = of_component(live, "Deployment", "remote-agent")
         self.assertIn("--workers=5", container(deployment)["args"])
+        self.assertIn("--node-name=remote-1", container(deployment)["args"])
         self.assertFalse(deployment["spec"]["template"]["spec"].get("volumes"))  # no TLS secret
 
     def test_history_has_the_two_revisions_and_the_refused_upgrade_none(self):
@@ -478,10 +521,12 @@ class ExamplesApplyTest(ClusterTestCase):
 
 
 class BinarySmokeTest(ClusterTestCase):
-    """The built binary with the args of the installed chart's DaemonSet, authenticated as
-    the chart's ServiceAccount (so with exactly the chart's RBAC): it answers the chart's
-    probes, serves metrics and writes an ElasticVM's status. Fake hypervisor (no libvirtd
-    here); ports chosen by the kernel."""
+    """The built binary with the installed chart's args and ServiceAccounts (so with exactly
+    the chart's RBAC), as the agent (the DaemonSet's) and as the central node assigner (the
+    Deployment's): the agent answers the chart's probes and serves metrics; an ElasticVM that
+    names node-a only in spec.nodeName reaches it because the central labels it, and gets
+    its status written; one naming no node gets Ready=False, NoNode, from the central. Fake
+    hypervisor (no libvirtd here); ports chosen by the kernel."""
 
     @classmethod
     def setUpClass(cls):
@@ -493,60 +538,95 @@ class BinarySmokeTest(ClusterTestCase):
     def prepare(cls):
         cls.cluster.install()
         cls.daemonset = cls.cluster.get("daemonset", RELEASE, "--namespace", NAMESPACE)
+        cls.deployment = cls.cluster.get("deployment", RELEASE + "-central",
+                                         "--namespace", NAMESPACE)
 
-    def start_operator(self):
-        agent = container(self.daemonset)
+    def start_operator(self, workload, name, extra=()):
+        """The binary with `workload`'s args, as what kube would make of them, and a token of
+        its ServiceAccount. Returns (container, process, log path)."""
+        spec = container(workload)
         args = []
-        for arg in agent["args"]:
-            name = arg_name(arg)
-            if name in ("--metrics-bind-address", "--health-probe-bind-address"):
-                arg = name + "=127.0.0.1:0"
-            elif name == "--node-name":
+        for arg in spec["args"]:
+            flag = arg_name(arg)
+            if flag in ("--metrics-bind-address", "--health-probe-bind-address"):
+                arg = flag + "=127.0.0.1:0"
+            elif flag == "--node-name":
                 arg = "--node-name=node-a"  # what kube makes of $(NODE_NAME)
-            args.append(arg)
-        account = self.daemonset["spec"]["template"]["spec"]["serviceAccountName"]
+            args.append(arg.replace("$(POD_NAMESPACE)", NAMESPACE))
+        account = workload["spec"]["template"]["spec"]["serviceAccountName"]
         token = self.cluster.control_plane.service_account_token(NAMESPACE, account)
         kubeconfig = self.cluster.control_plane.write_kubeconfig(
-            os.path.join(self.cluster.workdir, "agent.kubeconfig"), token=token)
-        log_path = os.path.join(self.cluster.workdir, "operator.log")
+            os.path.join(self.cluster.workdir, f"{name}.kubeconfig"), token=token)
+        log_path = os.path.join(self.cluster.workdir, f"{name}.log")
         env = dict(os.environ)
         # A sanitizer build: cpprestsdk's never-ending pool threads are not our leak.
         env.setdefault("LSAN_OPTIONS", f"suppressions={LSAN_SUPPRESSIONS}")
         with open(log_path, "wb") as log:
             process = subprocess.Popen([Tools.operator, *args, "--kubeconfig", kubeconfig,
-                                        "--hypervisor=fake", "--fake-domains=1"],
-                                       stdout=subprocess.DEVNULL, stderr=log,
+                                        *extra], stdout=subprocess.DEVNULL, stderr=log,
                                        stdin=subprocess.DEVNULL, env=env)
-        return agent, process, log_path
+        return spec, process, log_path
 
-    def test_probes_metrics_and_status_with_the_chart_s_rbac(self):
-        agent, process, log_path = self.start_operator()
+    def test_agent_and_central_with_the_chart_s_args_and_rbac(self):
+        central, central_process, central_log = self.start_operator(self.deployment, "central")
+        agent, process, log_path = self.start_operator(
+            self.daemonset, "agent", ["--hypervisor=fake", "--fake-domains=1"])
         try:
-            ports = self.wait_for_ports(log_path, process)
-            health = "http://127.0.0.1:%d" % ports["health server listening"]
-            for probe in ("livenessProbe", "readinessProbe"):
-                path = agent[probe]["httpGet"]["path"]
-                self.assertEqual(self.poll_status(health + path), 200,
-                                 "%s %s\n%s" % (probe, path, self.tail(log_path)))
-            metrics = "http://127.0.0.1:%d/metrics" % ports["metrics server listening"]
-            self.assertEqual(self.poll_status(metrics), 200)
-            with urllib.request.urlopen(metrics, timeout=5) as response:
-                self.assertIn("# TYPE", response.read().decode())
-            # vm-0 is a fake domain with 1 of 8 vCPUs enabled; its status write is a PUT of
-            # elasticvms/status, which the chart's ClusterRole must allow.
+            for spec, proc, log in ((agent, process, log_path),
+                                    (central, central_process, central_log)):
+                ports = self.wait_for_ports(log, proc)
+                health = "http://127.0.0.1:%d" % ports["health server listening"]
+                for probe in ("livenessProbe", "readinessProbe"):
+                    path = spec[probe]["httpGet"]["path"]
+                    self.assertEqual(self.poll_status(health + path), 200,
+                                     "%s %s\n%s" % (probe, path, self.tail(log)))
+                metrics = "http://127.0.0.1:%d/metrics" % ports["metrics server listening"]
+                self.assertEqual(self.poll_status(metrics), 200)
+                with urllib.request.urlopen(metrics, timeout=5) as response:
+                    self.assertIn("# TYPE", response.read().decode())
+            # The central leads and has seen the agent's Lease before the objects come.
+            self.wait_for_log(central_log, central_process, "agent presence: an agent came")
+            # vm-0 is a fake domain with 1 of 8 vCPUs enabled. It names node-a in spec only:
+            # the central's label (a patch of elasticvms) brings it to the agent, whose
+            # status write is an update of elasticvms/status.
             self.cluster.apply_json({"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
                                      "metadata": {"name": "vm-0", "namespace": "default"},
-                                     "spec": {"nodeName": "node-a", "cpu": {"vcpus": 2}}})
+                                     "spec": {"nodeName": "node-a", "cpu": {"vcpus": 2}}},
+                                    {"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+                                     "metadata": {"name": "vm-lost", "namespace": "default"},
+                                     "spec": {"cpu": {"vcpus": 2}}})
+
+            def get(name):
+                return self.cluster.get("elasticvm", name, "--namespace", "default")
+
+            def ready_reason(name):
+                conditions = get(name).get("status", {}).get("conditions", [])
+                return {c["type"]: c for c in conditions}.get("Ready", {}).get("reason")
             try:
-                poll(lambda: self.cluster.get("elasticvm", "vm-0", "--namespace", "default")
-                     .get("status", {}).get("vcpus", {}).get("current") == 2,
+                poll(lambda: get("vm-0").get("status", {}).get("vcpus", {}).get("current") == 2,
                      "status.vcpus.current of vm-0 to be 2", timeout_s=60)
+                poll(lambda: ready_reason("vm-lost") == "NoNode",
+                     "vm-lost to be reported NoNode", timeout_s=60)
             except AssertionError as error:
-                raise AssertionError(f"{error}\n{self.tail(log_path)}") from None
+                raise AssertionError(f"{error}\n--- agent\n{self.tail(log_path)}"
+                                     f"--- central\n{self.tail(central_log)}") from None
+            self.assertEqual(get("vm-0")["metadata"]["labels"], {"hotplug.dev/node": "node-a"})
+            for log in (log_path, central_log):
+                with open(log, encoding="utf-8", errors="replace") as handle:
+                    self.assertNotIn("Forbidden", handle.read(), log)
         finally:
-            process.terminate()
-            code = process.wait(timeout=30)
-        self.assertEqual(code, 0, self.tail(log_path))
+            for proc in (process, central_process):
+                proc.terminate()
+            codes = [proc.wait(timeout=30) for proc in (process, central_process)]
+        self.assertEqual(codes, [0, 0], self.tail(log_path) + self.tail(central_log))
+
+    def wait_for_log(self, log_path, process, message, timeout_s=30.0):
+        def logged():
+            if process.poll() is not None:
+                raise AssertionError("the operator exited: " + self.tail(log_path))
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                return any(f'"msg":"{message}"' in line for line in handle)
+        return poll(logged, message, timeout_s, interval_s=0.05)
 
     @staticmethod
     def tail(log_path, count=20):

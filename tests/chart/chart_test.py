@@ -19,13 +19,16 @@ import unittest
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 import chart_lib  # noqa: E402
-from chart_lib import (ALL_TOGGLES, CHART, CRD, DEPLOY, EXPECTED_CLUSTER_RULES,  # noqa: E402
-                       EXPECTED_LEASE_RULES, REPO, Tools, arg_name, container, kinds, lint, one,
-                       read_bytes, rules_by_resource, template, template_with, yaml_objects)
+from chart_lib import (ALL_TOGGLES, CHART, CRD, DEPLOY, EXPECTED_AGENT_LEASE_RULES,  # noqa: E402
+                       EXPECTED_CENTRAL_CLUSTER_RULES, EXPECTED_CLUSTER_RULES,
+                       EXPECTED_LEASE_RULES, REPO, Tools, arg_name, container, kinds, lint,
+                       of_component, one, read_bytes, rules_by_resource, template,
+                       template_with, yaml_objects)
 
 # Flags the binary accepts; an argument outside this list is a typo that would stop it.
 KNOWN_FLAGS = {
     "--kubeconfig", "--namespace", "--node-name", "--workers", "--resync-period",
+    "--agent-lease-namespace", "--assign-nodes",
     "--leader-elect", "--leader-elect-namespace", "--leader-elect-id",
     "--leader-elect-lease-duration", "--leader-elect-renew-deadline",
     "--leader-elect-retry-period", "--health-probe-bind-address", "--metrics-bind-address",
@@ -41,11 +44,30 @@ VALUE_CASES = {
     "existing-account": "serviceAccount:\n  create: false\n  name: vm-admins\n",
     "image": "image:\n  repository: registry.example/hotplug\n  tag: v9\n",
     "fullname": "fullnameOverride: hp\n",
-    "host-hooks": "hooks:\n  dir: /hooks\n  hostPath: /etc/hotplug/hooks\n"
-                  "leaderElection:\n  enabled: true\n",
+    "host-hooks": "hooks:\n  dir: /hooks\n  hostPath: /etc/hotplug/hooks\n",
     "large-gid": "libvirt:\n  socketGroup: 1000000\n",
     "rules-only": "metrics:\n  prometheusRule:\n    enabled: true\n",
+    "no-central": "central:\n  enabled: false\n",
+    "remote-agent": "remoteAgents:\n  - nodeName: remote.example\n"
+                    "    libvirtUri: qemu+tls://remote.example/system\n",
 }
+
+
+def central_role(objects):
+    """The central's Role: its own Lease by name, and a list of the agents'."""
+    return of_component(objects, "Role", "central")
+
+
+def agent_lease_role(objects):
+    return of_component(objects, "Role", "agent")
+
+
+def account_of(workload):
+    return workload["spec"]["template"]["spec"]["serviceAccountName"]
+
+
+def subjects(objects, kind, component):
+    return [s["name"] for s in of_component(objects, kind, component)["subjects"]]
 
 
 class HelmLintTest(unittest.TestCase):
@@ -87,7 +109,8 @@ class HelmLintTest(unittest.TestCase):
 
 
 class ChartDefaultsTest(unittest.TestCase):
-    """The chart with values.yaml alone: the per-node agents and nothing optional."""
+    """The chart with values.yaml alone: the per-node agents and the central node assigner,
+    nothing optional."""
 
     @classmethod
     def setUpClass(cls):
@@ -95,28 +118,60 @@ class ChartDefaultsTest(unittest.TestCase):
 
     def test_renders_exactly_the_base_objects(self):
         self.assertEqual(kinds(self.objects), collections.Counter({
-            "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
-            "DaemonSet": 1, "Service": 1}))
+            "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2,
+            "RoleBinding": 2, "DaemonSet": 1, "Deployment": 1, "Service": 1}))
 
     def test_cluster_role_grants_exactly_what_the_operator_calls(self):
-        role = one(self.objects, "ClusterRole")
+        role = of_component(self.objects, "ClusterRole", "agent")
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_CLUSTER_RULES)
 
-    def test_no_lease_access_without_leader_election(self):
-        self.assertNotIn("Role", kinds(self.objects))
-        self.assertNotIn("Deployment", kinds(self.objects))
+    def test_each_part_gets_exactly_the_verbs_it_uses(self):
+        central = of_component(self.objects, "ClusterRole", "central")
+        self.assertEqual(rules_by_resource(central["rules"]), EXPECTED_CENTRAL_CLUSTER_RULES)
+        self.assertEqual(rules_by_resource(agent_lease_role(self.objects)["rules"]),
+                         EXPECTED_AGENT_LEASE_RULES)
+        role = central_role(self.objects)
+        self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_LEASE_RULES)
+        for rule in role["rules"]:
+            if set(rule["verbs"]) & {"get", "update"}:
+                self.assertEqual(rule.get("resourceNames"), ["hotplug-operator"])
+        # Each binding names its part's ServiceAccount only.
+        agent_account = account_of(one(self.objects, "DaemonSet"))
+        central_account = account_of(one(self.objects, "Deployment"))
+        self.assertNotEqual(agent_account, central_account)
+        for kind in ("ClusterRoleBinding", "RoleBinding"):
+            self.assertEqual(subjects(self.objects, kind, "agent"), [agent_account])
+            self.assertEqual(subjects(self.objects, kind, "central"), [central_account])
+
+    def test_central_deployment_assigns_nodes_and_opens_no_hypervisor(self):
+        deployment = one(self.objects, "Deployment")
+        self.assertEqual(deployment["spec"]["replicas"], 2)
+        args = container(deployment)["args"]
+        self.assertEqual(args[:8], [
+            "--assign-nodes", "--agent-lease-namespace=hotplug-system", "--leader-elect",
+            "--leader-elect-namespace=hotplug-system", "--leader-elect-id=hotplug-operator",
+            "--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s",
+            "--leader-elect-retry-period=2s"])
+        for absent in ("--libvirt-uri", "--node-name", "--hooks-dir"):
+            self.assertFalse(any(a.startswith(absent) for a in args), absent)
+        pod = deployment["spec"]["template"]["spec"]
+        self.assertNotIn("volumes", pod)
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
 
     def test_agent_args(self):
         args = container(one(self.objects, "DaemonSet"))["args"]
         self.assertEqual(args, [
             "--node-name=$(NODE_NAME)", "--libvirt-uri=qemu:///system",
+            "--agent-lease-namespace=$(POD_NAMESPACE)",
             "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
             "--workers=2", "--resync-period=10m", "--log-level=info"])
 
     def test_agent_node_name_comes_from_the_downward_api(self):
         env = container(one(self.objects, "DaemonSet"))["env"]
         self.assertEqual(env, [{"name": "NODE_NAME",
-                                "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+                                "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                               {"name": "POD_NAMESPACE",
+                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}])
 
     def test_agent_probes(self):
         agent = container(one(self.objects, "DaemonSet"))
@@ -188,8 +243,8 @@ class ChartAllTogglesTest(unittest.TestCase):
 
     def test_renders_every_optional_object(self):
         self.assertEqual(kinds(self.objects), collections.Counter({
-            "ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
-            "RoleBinding": 1, "DaemonSet": 1, "Deployment": 1, "Service": 1,
+            "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2,
+            "RoleBinding": 2, "DaemonSet": 1, "Deployment": 2, "Service": 1,
             "ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1}))
 
     def test_every_template_renders_something_with_one_of_the_value_sets(self):
@@ -198,53 +253,78 @@ class ChartAllTogglesTest(unittest.TestCase):
         sources = {os.path.basename(source) for source in self.rendering.sources}
         self.assertEqual(templates - sources, set())
 
-    def test_rbac_is_still_exactly_what_the_operator_calls(self):
-        self.assertEqual(rules_by_resource(one(self.objects, "ClusterRole")["rules"]),
-                         EXPECTED_CLUSTER_RULES)
-        role = one(self.objects, "Role")
+    def test_rbac_is_still_exactly_what_each_part_calls(self):
+        self.assertEqual(
+            rules_by_resource(of_component(self.objects, "ClusterRole", "agent")["rules"]),
+            EXPECTED_CLUSTER_RULES)
+        self.assertEqual(
+            rules_by_resource(of_component(self.objects, "ClusterRole", "central")["rules"]),
+            EXPECTED_CENTRAL_CLUSTER_RULES)
+        self.assertEqual(rules_by_resource(agent_lease_role(self.objects)["rules"]),
+                         EXPECTED_AGENT_LEASE_RULES)
+        role = central_role(self.objects)
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_LEASE_RULES)
         for rule in role["rules"]:
             if set(rule["verbs"]) & {"get", "update"}:
-                self.assertEqual(rule.get("resourceNames"), ["hotplug-operator"])
+                self.assertEqual(rule.get("resourceNames"), ["hotplug-central"])
 
-    def test_only_the_central_deployment_may_touch_leases(self):
-        def account(kind):
-            return one(self.objects, kind)["spec"]["template"]["spec"]["serviceAccountName"]
-
-        central_account, agent_account = account("Deployment"), account("DaemonSet")
+    def test_remote_agents_are_agents_and_only_the_central_may_label(self):
+        agent_account = account_of(one(self.objects, "DaemonSet"))
+        central_account = account_of(of_component(self.objects, "Deployment", "central"))
+        remote_account = account_of(of_component(self.objects, "Deployment", "remote-agent"))
+        self.assertEqual(remote_account, agent_account)
         self.assertNotEqual(central_account, agent_account)
-        binding = one(self.objects, "RoleBinding")
-        self.assertEqual([s["name"] for s in binding["subjects"]], [central_account])
-        cluster_binding = one(self.objects, "ClusterRoleBinding")
-        self.assertEqual({s["name"] for s in cluster_binding["subjects"]},
-                         {central_account, agent_account})
+        for kind in ("ClusterRoleBinding", "RoleBinding"):
+            self.assertEqual(subjects(self.objects, kind, "agent"), [agent_account])
+            self.assertEqual(subjects(self.objects, kind, "central"), [central_account])
 
     def test_central_deployment(self):
-        deployment = one(self.objects, "Deployment")
-        self.assertEqual(deployment["spec"]["replicas"], 2)
+        deployment = of_component(self.objects, "Deployment", "central")
+        self.assertEqual(deployment["spec"]["replicas"], 3)
         args = container(deployment)["args"]
-        for expected in ("--leader-elect", "--leader-elect-namespace=hotplug-system",
-                         "--leader-elect-id=hotplug-operator",
+        for expected in ("--assign-nodes", "--agent-lease-namespace=hotplug-system",
+                         "--leader-elect", "--leader-elect-namespace=hotplug-system",
+                         "--leader-elect-id=hotplug-central",
                          "--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s",
-                         "--leader-elect-retry-period=2s"):
+                         "--leader-elect-retry-period=2s",
+                         # The agents' scope: it labels what they watch.
+                         "--namespace=vms"):
             self.assertIn(expected, args)
-        self.assertTrue(any(a.startswith("--libvirt-uri=qemu+tls://") for a in args))
-        self.assertFalse(any(a.startswith("--node-name") for a in args))
-        # Its own scope, apart from the agents' (which watch "vms").
-        self.assertIn("--namespace=remote-vms", args)
-        self.assertNotIn("--namespace=vms", args)
+        for absent in ("--libvirt-uri", "--node-name", "--hooks-dir"):
+            self.assertFalse(any(a.startswith(absent) for a in args), absent)
         pod = deployment["spec"]["template"]["spec"]
         self.assertTrue(pod["securityContext"]["runAsNonRoot"])
-        self.assertFalse(any("hostPath" in v for v in pod.get("volumes", [])))
+        self.assertNotIn("volumes", pod)
         security = container(deployment)["securityContext"]
         self.assertEqual(security["capabilities"], {"drop": ["ALL"]})
         self.assertTrue(security["readOnlyRootFilesystem"])
         self.assertFalse(security["allowPrivilegeEscalation"])
 
+    def test_remote_agent(self):
+        deployment = of_component(self.objects, "Deployment", "remote-agent")
+        self.assertEqual(deployment["spec"]["replicas"], 1)
+        self.assertEqual(deployment["spec"]["strategy"], {"type": "Recreate"})
+        args = container(deployment)["args"]
+        self.assertEqual(args[:3], [
+            "--node-name=hypervisor-remote-1",
+            "--libvirt-uri=qemu+tls://hypervisor.example/system?pkipath="
+            "/etc/hotplug-operator/libvirt-pki",
+            "--agent-lease-namespace=$(POD_NAMESPACE)"])
+        self.assertIn("--namespace=vms", args)
+        self.assertIn("--hooks-dir=/etc/hotplug-operator/hooks", args)  # from the ConfigMap
+        pod = deployment["spec"]["template"]["spec"]
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(volumes["libvirt-pki"]["secret"]["secretName"],
+                         "hotplug-operator-libvirt-tls")
+        self.assertEqual(volumes["hooks"]["configMap"]["name"], "hotplug-hooks")
+        self.assertFalse(any("hostPath" in v for v in pod["volumes"]))
+
     def test_every_arg_is_a_known_flag(self):
-        for kind in ("DaemonSet", "Deployment"):
-            for arg in container(one(self.objects, kind))["args"]:
-                self.assertIn(arg_name(arg), KNOWN_FLAGS, arg)
+        for obj in self.objects:
+            if obj["kind"] in ("DaemonSet", "Deployment"):
+                for arg in container(obj)["args"]:
+                    self.assertIn(arg_name(arg), KNOWN_FLAGS, arg)
 
     def test_agent_with_every_toggle(self):
         daemonset = one(self.objects, "DaemonSet")
@@ -332,8 +412,10 @@ class ChartValueCasesTest(unittest.TestCase):
     def test_release_name_prefixes_names_unless_it_says_hotplug_operator(self):
         objects = template(release="edge").objects
         self.assertEqual(one(objects, "DaemonSet")["metadata"]["name"], "edge-hotplug-operator")
-        self.assertEqual(one(objects, "ClusterRole")["metadata"]["labels"]
+        self.assertEqual(of_component(objects, "ClusterRole", "agent")["metadata"]["labels"]
                          ["app.kubernetes.io/instance"], "edge")
+        self.assertEqual(one(objects, "Deployment")["metadata"]["name"],
+                         "edge-hotplug-operator-central")
 
     def test_hooks_from_the_host(self):
         objects = template_with(VALUE_CASES["host-hooks"]).objects
@@ -341,9 +423,26 @@ class ChartValueCasesTest(unittest.TestCase):
         volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
         self.assertEqual(volumes["hooks"]["hostPath"]["path"], "/etc/hotplug/hooks")
         self.assertIn("--hooks-dir=/hooks", container(agent)["args"])
-        # The central replicas do not run on the hypervisors: no host hooks for them.
+        # The central replicas reconcile nothing: no hooks for them.
         central = one(objects, "Deployment")
         self.assertFalse(any(a.startswith("--hooks-dir") for a in container(central)["args"]))
+
+    def test_central_can_be_turned_off(self):
+        objects = template_with(VALUE_CASES["no-central"]).objects
+        self.assertNotIn("Deployment", kinds(objects))
+        for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                     "RoleBinding"):
+            self.assertEqual(kinds(objects)[kind], 1, kind)
+        self.assertEqual(rules_by_resource(one(objects, "Role")["rules"]),
+                         EXPECTED_AGENT_LEASE_RULES)
+
+    def test_remote_agent_without_tls_mounts_nothing(self):
+        objects = template_with(VALUE_CASES["remote-agent"]).objects
+        remote = of_component(objects, "Deployment", "remote-agent")
+        self.assertEqual(remote["metadata"]["name"], "hotplug-operator-remote-remote-example")
+        self.assertIn("--node-name=remote.example", container(remote)["args"])
+        self.assertNotIn("volumes", remote["spec"]["template"]["spec"])
+        self.assertNotIn("volumeMounts", container(remote))
 
     def test_large_socket_group_stays_an_integer(self):
         # Values are float64 in helm; printed plainly, 1000000 would become 1e+06.
@@ -386,7 +485,8 @@ class ChartMatchesDeployTest(unittest.TestCase):
         objects = template().objects
         cls.chart = one(objects, "DaemonSet")
         (cls.plain,) = yaml_objects(path=os.path.join(DEPLOY, "daemonset.yaml"))
-        cls.chart_role = one(objects, "ClusterRole")
+        cls.chart_role = of_component(objects, "ClusterRole", "agent")
+        cls.objects = objects
 
     def test_args(self):
         chart_args, plain_args = container(self.chart)["args"], container(self.plain)["args"]
@@ -408,8 +508,28 @@ class ChartMatchesDeployTest(unittest.TestCase):
         self.assertEqual(self.chart["spec"]["updateStrategy"], self.plain["spec"]["updateStrategy"])
 
     def test_same_cluster_role(self):
-        (plain_role, _) = yaml_objects(path=os.path.join(DEPLOY, "rbac.yaml"))
+        docs = yaml_objects(path=os.path.join(DEPLOY, "rbac.yaml"))
+        plain_role = next(d for d in docs if d["kind"] == "ClusterRole")
         self.assertEqual(self.chart_role["rules"], plain_role["rules"])
+        plain_lease_role = next(d for d in docs if d["kind"] == "Role")
+        self.assertEqual(agent_lease_role(self.objects)["rules"], plain_lease_role["rules"])
+
+    def test_same_central(self):
+        docs = yaml_objects(path=os.path.join(DEPLOY, "central", "rbac.yaml"))
+        for kind in ("ClusterRole", "Role"):
+            with self.subTest(kind=kind):
+                plain = next(d for d in docs if d["kind"] == kind)
+                self.assertEqual(of_component(self.objects, kind, "central")["rules"],
+                                 plain["rules"])
+        (plain_deployment,) = yaml_objects(path=os.path.join(DEPLOY, "central",
+                                                             "deployment.yaml"))
+        chart_args = container(one(self.objects, "Deployment"))["args"]
+        plain_args = [a.replace("$(POD_NAMESPACE)", "hotplug-system")
+                      for a in container(plain_deployment)["args"]]
+        # The chart passes the lease timings and the shared flags beyond deploy/'s.
+        self.assertEqual(set(plain_args) - set(chart_args), set())
+        self.assertEqual(plain_deployment["spec"]["replicas"],
+                         one(self.objects, "Deployment")["spec"]["replicas"])
 
 
 class DeployManifestsTest(unittest.TestCase):
@@ -417,29 +537,41 @@ class DeployManifestsTest(unittest.TestCase):
     chart_server_test.py's ExamplesApplyTest)."""
 
     def test_rbac(self):
-        role, binding = yaml_objects(path=os.path.join(DEPLOY, "rbac.yaml"))
-        self.assertEqual(role["kind"], "ClusterRole")
+        role, binding, lease_role, lease_binding = yaml_objects(
+            path=os.path.join(DEPLOY, "rbac.yaml"))
+        self.assertEqual([d["kind"] for d in (role, binding, lease_role, lease_binding)],
+                         ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"])
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_CLUSTER_RULES)
-        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
-                                                "name": "hotplug-operator",
-                                                "namespace": "hotplug-system"}])
+        self.assertEqual(rules_by_resource(lease_role["rules"]), EXPECTED_AGENT_LEASE_RULES)
+        self.assertEqual(lease_role["metadata"]["namespace"], "hotplug-system")
+        for bound in (binding, lease_binding):
+            self.assertEqual(bound["subjects"], [{"kind": "ServiceAccount",
+                                                  "name": "hotplug-operator",
+                                                  "namespace": "hotplug-system"}])
 
-    def test_central_lease_role_is_bound_to_the_central_account_only(self):
+    def test_central_rbac_is_bound_to_the_central_account_only(self):
         docs = yaml_objects(path=os.path.join(DEPLOY, "central", "rbac.yaml"))
         role = next(d for d in docs if d["kind"] == "Role")
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_LEASE_RULES)
+        cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+        self.assertEqual(rules_by_resource(cluster_role["rules"]),
+                         EXPECTED_CENTRAL_CLUSTER_RULES)
         (deployment,) = yaml_objects(path=os.path.join(DEPLOY, "central", "deployment.yaml"))
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        binding = next(d for d in docs if d["kind"] == "RoleBinding")
-        self.assertEqual([s["name"] for s in binding["subjects"]], [account])
+        for kind in ("RoleBinding", "ClusterRoleBinding"):
+            binding = next(d for d in docs if d["kind"] == kind)
+            self.assertEqual([s["name"] for s in binding["subjects"]], [account])
         self.assertNotEqual(account, "hotplug-operator")
 
     def test_central_deployment(self):
         (deployment,) = yaml_objects(path=os.path.join(DEPLOY, "central", "deployment.yaml"))
         self.assertEqual(deployment["spec"]["replicas"], 2)
         args = container(deployment)["args"]
-        self.assertIn("--leader-elect", args)
-        self.assertIn("--leader-elect-namespace=$(POD_NAMESPACE)", args)
+        for expected in ("--assign-nodes", "--agent-lease-namespace=$(POD_NAMESPACE)",
+                         "--leader-elect", "--leader-elect-namespace=$(POD_NAMESPACE)"):
+            self.assertIn(expected, args)
+        self.assertFalse(any(a.startswith("--libvirt-uri") for a in args))
+        self.assertNotIn("volumes", deployment["spec"]["template"]["spec"])
         for arg in args:
             self.assertIn(arg_name(arg), KNOWN_FLAGS, arg)
 
@@ -448,6 +580,7 @@ class DeployManifestsTest(unittest.TestCase):
         agent = container(daemonset)
         self.assertEqual(agent["args"], [
             "--node-name=$(NODE_NAME)", "--libvirt-uri=qemu:///system",
+            "--agent-lease-namespace=$(POD_NAMESPACE)",
             "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"])
         volumes = daemonset["spec"]["template"]["spec"]["volumes"]
         self.assertEqual([v["hostPath"]["path"] for v in volumes], ["/var/run/libvirt"])
@@ -519,7 +652,11 @@ class ValuesSchemaTest(unittest.TestCase):
         ("image:\n  pullPolicy: Sometimes\n", "- image.pullPolicy: "),
         ("libvirt:\n  socketDir: run/libvirt\n", "- libvirt.socketDir: Does not match pattern"),
         ("libvirt:\n  socketGroup: libvirt\n", "- libvirt.socketGroup: Invalid type"),
-        ("leaderElection:\n  enabled: yes please\n", "- leaderElection.enabled: Invalid type"),
+        ("central:\n  enabled: yes please\n", "- central.enabled: Invalid type"),
+        ("leaderElection:\n  enabled: true\n",
+         "- leaderElection: Additional property enabled is not allowed"),
+        ("remoteAgents:\n  - libvirtUri: qemu+tls://h/system\n",
+         "- remoteAgents.0: nodeName is required"),
         ("hooks:\n  timeout: 30\n", "- hooks.timeout: Invalid type"),
         ("tolerations: {}\n", "- tolerations: Invalid type"),
         ("unknownTopLevel: 1\n", "Additional property unknownTopLevel is not allowed"),
@@ -604,18 +741,19 @@ class KustomizeTest(unittest.TestCase):
     def test_base_builds(self):
         objects = self.kustomize(DEPLOY)
         self.assertEqual(kinds(objects), collections.Counter({
-            "CustomResourceDefinition": 1, "Namespace": 1, "ServiceAccount": 1,
-            "ClusterRole": 1, "ClusterRoleBinding": 1, "DaemonSet": 1, "Service": 1}))
+            "CustomResourceDefinition": 1, "Namespace": 1, "ServiceAccount": 2,
+            "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2,
+            "DaemonSet": 1, "Deployment": 1, "Service": 1}))
         crd = one(objects, "CustomResourceDefinition")
         self.assertEqual(crd["metadata"]["name"], "elasticvms.hotplug.dev")
 
     def test_central_builds(self):
         objects = self.kustomize(os.path.join(DEPLOY, "central"))
         self.assertEqual(kinds(objects), collections.Counter({
-            "ServiceAccount": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-            "Deployment": 1}))
+            "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
+            "RoleBinding": 1, "Deployment": 1}))
         for obj in objects:
-            if obj["kind"] != "ClusterRoleBinding":
+            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
                 self.assertEqual(obj["metadata"]["namespace"], "hotplug-system")
 
     def kubectl_names(self, manifest):

@@ -123,7 +123,8 @@ def check_bad_flags_exit_2():
 
 
 def check_node_scope():
-    """--node-name: only objects whose spec.nodeName (or label) names this node are touched."""
+    """--node-name: only objects labelled for this node are touched (the central assigner
+    labels them from spec.nodeName: tests/integration/node_scope_test.py; here by hand)."""
     with Cluster("node-scope") as cluster:
         domains = cluster.write_domains([{"name": n, "maximumVcpus": 8, "currentVcpus": 1}
                                          for n in ("mine", "label-mine", "theirs", "nobody")])
@@ -132,6 +133,7 @@ def check_node_scope():
                                    f"--fake-domains-file={domains}",
                                    f"--fake-call-log={calls_path}"])
         cluster.apply_vm("mine", 3, extra_spec={"nodeName": "host-a"})
+        cluster.kubectl("label", "evm", "mine", "hotplug.dev/node=host-a")
         cluster.apply_vm("theirs", 3, extra_spec={"nodeName": "host-b"})
         cluster.apply_vm("nobody", 3)
         cluster.kubectl("apply", "-f", "-", input_text="""

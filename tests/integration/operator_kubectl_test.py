@@ -214,9 +214,17 @@ PERMISSIONS = [
     ("hotplug-operator", "list", "events", "any-namespace", False),
     ("hotplug-operator", "get", "secrets", "any-namespace", False),
     ("hotplug-operator", "list", "pods", "any-namespace", False),
-    # Only the central Deployment's account touches the Lease, and only its own.
-    ("hotplug-operator", "get", "leases/hotplug-operator", SYSTEM_NAMESPACE, False),
-    ("hotplug-operator", "create", "leases", SYSTEM_NAMESPACE, False),
+    # An agent renews its Lease hotplug-agent-<node> in the system namespace. Node names are
+    # not known at install, so its get/update are not limited by name: it could also write
+    # the central's election Lease (deploy/rbac.yaml says so; agent Leases in a namespace of
+    # their own would close that). It never deletes or lists Leases, nor touches them
+    # elsewhere.
+    ("hotplug-operator", "get", "leases/hotplug-operator", SYSTEM_NAMESPACE, True),
+    ("hotplug-operator", "create", "leases", SYSTEM_NAMESPACE, True),
+    ("hotplug-operator", "update", "leases/hotplug-agent-node-a", SYSTEM_NAMESPACE, True),
+    ("hotplug-operator", "delete", "leases/hotplug-agent-node-a", SYSTEM_NAMESPACE, False),
+    ("hotplug-operator", "list", "leases", SYSTEM_NAMESPACE, False),
+    ("hotplug-operator", "create", "leases", "default", False),
     ("hotplug-operator-central", "create", "leases", SYSTEM_NAMESPACE, True),
     ("hotplug-operator-central", "get", "leases/hotplug-operator", SYSTEM_NAMESPACE, True),
     ("hotplug-operator-central", "update", "leases/hotplug-operator", SYSTEM_NAMESPACE, True),
@@ -226,7 +234,13 @@ PERMISSIONS = [
     ("hotplug-operator-central", "watch", "elasticvms.hotplug.dev", "any-namespace", True),
     ("hotplug-operator-central", "update", "elasticvms.hotplug.dev:status", "any-namespace",
      True),
-    ("hotplug-operator-central", "patch", "elasticvms.hotplug.dev", "any-namespace", False),
+    # The central sets the hotplug.dev/node label with a merge patch; it never updates,
+    # creates or deletes an ElasticVM. It lists the agents' Leases.
+    ("hotplug-operator-central", "patch", "elasticvms.hotplug.dev", "any-namespace", True),
+    ("hotplug-operator-central", "update", "elasticvms.hotplug.dev", "any-namespace", False),
+    ("hotplug-operator-central", "delete", "elasticvms.hotplug.dev", "any-namespace", False),
+    ("hotplug-operator-central", "create", "elasticvms.hotplug.dev", "any-namespace", False),
+    ("hotplug-operator-central", "list", "leases", SYSTEM_NAMESPACE, True),
 ]
 
 

@@ -6,9 +6,9 @@ when it is killed (SIGKILL: no release) the other takes over within the lease du
 retry period) and carries on from what the hypervisor says; a replica stopped with SIGTERM
 releases the Lease so the standby takes over at once. The two replicas share
 the fake hypervisor through its call log (each replays the other's changes before a call).
-No replica is ever refused (403). The agents' ServiceAccount, which deploy/ does not bind to
-the Lease Role, cannot elect: its 403 is seen, which is also what proves that the 403 check
-of every other test can fail.
+No replica is ever refused (403). The agents' ServiceAccount, which deploy/ grants Leases in
+hotplug-system only (its own agent Lease), cannot elect in a namespace of ElasticVMs: its 403
+is seen, which is also what proves that the 403 check of every other test can fail.
 
 Run: python3 tests/integration/operator_leader_election_test.py [path/to/hotplug-operator-testing]
 """
@@ -102,14 +102,19 @@ def check_one_acts_and_the_other_takes_over():
 
 
 def check_agent_account_cannot_elect():
-    """deploy/ binds the Lease Role to the central account only: the agents' account is
-    refused, the replica never leads nor acts, and the 403 check sees the refusal."""
+    """deploy/ gives the agents' account Leases only in hotplug-system (for its own
+    hotplug-agent-<node>, which cannot be limited by name: deploy/rbac.yaml): electing
+    anywhere else is refused, the replica never leads nor acts, and the 403 check sees the
+    refusal."""
     with Cluster("leader-refused", identity="agent") as cluster:
         cluster.allow_forbidden = True  # this check wants the 403 and looks at it itself
         domains = cluster.write_domains([{"name": "web-01", "maximumVcpus": 4,
                                           "currentVcpus": 1}])
         calls_path = cluster.path("calls.log")
-        agent = cluster.operator("agent", leader_args(cluster, domains, calls_path))
+        args = [arg for arg in leader_args(cluster, domains, calls_path)
+                if not arg.startswith("--leader-elect-namespace=")]
+        agent = cluster.operator("agent", args + [
+            f"--leader-elect-namespace={cluster.namespace}"])
         poll(lambda: all(cluster.forbidden()), "the refusal in the audit log and the log", 20)
         refused, logged = cluster.forbidden()
         expect(any("leases" in entry and "hotplug-system:hotplug-operator" in entry

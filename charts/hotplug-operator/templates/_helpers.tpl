@@ -49,8 +49,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-ServiceAccount of the central Deployment: its own, so that only it is bound to the
-leader-election Role. With serviceAccount.create false it shares the given one.
+ServiceAccount of the central Deployment: its own, so that only it may label ElasticVMs
+and is bound to the leader-election Role. With serviceAccount.create false it shares the
+given one.
 */}}
 {{- define "hotplug-operator.centralServiceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
@@ -64,7 +65,7 @@ leader-election Role. With serviceAccount.create false it shares the given one.
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Flags shared by the agents and the central Deployment. */}}
+{{/* Flags shared by every operator container. */}}
 {{- define "hotplug-operator.commonArgs" -}}
 - --metrics-bind-address=:{{ .Values.metrics.port }}
 - --health-probe-bind-address=:{{ .Values.health.port }}
@@ -79,7 +80,7 @@ leader-election Role. With serviceAccount.create false it shares the given one.
 - --hook-timeout={{ .Values.hooks.timeout }}
 {{- end }}
 
-{{/* Ports, probes and resources shared by the agents and the central Deployment. */}}
+{{/* Ports, probes and resources shared by every operator container. */}}
 {{- define "hotplug-operator.containerCommon" -}}
 ports:
   - name: metrics

@@ -132,21 +132,34 @@ void CallLoggingHypervisor::CatchUpLocked() {
   std::fseek(log_, offset_, SEEK_SET);
   size_t got = std::fread(text.data(), 1, text.size(), log_);
   text.resize(got);
-  size_t whole = text.rfind('\n');
-  if (whole == std::string::npos) return;
-  text.resize(whole + 1);
+  // Whole lines only, each applied unless it is one of ours (already applied).
+  size_t start = 0;
   std::string ignored;
-  ReplayCallLog(text, fake_, &ignored);
-  offset_ += static_cast<long>(text.size());
+  for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    if (own_lines_.erase(offset_ + static_cast<long>(start)) == 0) {
+      ReplayCallLog(text.substr(start, end + 1 - start), fake_, &ignored);
+    }
+  }
+  offset_ += static_cast<long>(start);
 }
 
 void CallLoggingHypervisor::AppendLocked(const std::string& line) {
   if (!log_) return;
+  // Lines other processes appended while our call ran come first.
+  CatchUpLocked();
   std::string text = line + "\n";
-  std::fseek(log_, 0, SEEK_END);  // "a+" appends anyway; keep our offset honest
+  std::fseek(log_, 0, SEEK_END);  // "a+" appends anyway
   std::fwrite(text.data(), 1, text.size(), log_);
-  std::fflush(log_);
-  offset_ = std::ftell(log_);
+  std::fflush(log_);  // one write(2) of a short line: appended whole
+  long end = std::ftell(log_);
+  long start = end - static_cast<long>(text.size());
+  if (start == offset_) {
+    offset_ = end;
+  } else {
+    // Another process appended between the catch-up and our write: its lines are still
+    // to be applied, ours is to be skipped when the catch-up reaches it.
+    own_lines_.insert(start);
+  }
 }
 
 backends::Result<backends::DomainObservation> CallLoggingHypervisor::Observe(

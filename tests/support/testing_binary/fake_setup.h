@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,7 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
   Mutex mu_;  // serialises calls, so the file and the fake move together
   std::FILE* log_ GUARDED_BY(mu_) = nullptr;
   long offset_ GUARDED_BY(mu_) = 0;  // bytes of the file already applied
+  std::set<long> own_lines_ GUARDED_BY(mu_);  // offsets of our lines not yet passed by offset_
 };
 
 // Re-applies the changes recorded in `log_text` to `fake`. Returns how many were applied;

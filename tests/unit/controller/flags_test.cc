@@ -184,5 +184,34 @@ TEST(HelpTextTest, ListsEveryFlagItAccepts) {
   }
 }
 
+TEST(ParseFlagsTest, AssignNodesIsTheCentralModeAndReadsTheAgentsLeases) {
+  Flags flags;
+  std::string error;
+  ASSERT_EQ(Parse({"--assign-nodes", "--agent-lease-namespace=hotplug-system"}, &flags, &error,
+                  {}),
+            ParseOutcome::kRun)
+      << error << " (no hypervisor is opened, so a build without libvirt runs it)";
+  EXPECT_TRUE(flags.assign_nodes);
+  EXPECT_EQ(flags.agent_lease_namespace, "hotplug-system");
+
+  struct Case {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  const Case refused[] = {
+      {{"--assign-nodes"}, "needs --agent-lease-namespace"},
+      {{"--assign-nodes", "--agent-lease-namespace=ns", "--node-name=a"}, "--node-name"},
+  };
+  for (const Case& c : refused) {
+    Flags other;
+    EXPECT_EQ(Parse(c.args, &other, &error), ParseOutcome::kError);
+    EXPECT_NE(error.find(c.says), std::string::npos) << error;
+  }
+  std::string help = HelpText({.libvirt = true});
+  for (const char* flag : {"--assign-nodes", "--agent-lease-namespace"}) {
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  }
+}
+
 }  // namespace
 }  // namespace hotplug::controller
