@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "crd/autoscale.h"
 #include "crd/quantity.h"
 
 namespace hotplug::crd {
@@ -52,12 +53,14 @@ inline const char* MemoryMethodName(MemoryMethod value) {
 struct CpuSpec {
   std::optional<int64_t> vcpus;  // nullopt: vCPUs are not managed
   GuestOnline guest_online = GuestOnline::kAuto;
+  std::optional<CpuAutoscale> autoscale;  // set: the load decides, vcpus is the start
 };
 
 struct MemorySpec {
   std::optional<Quantity> size;  // nullopt: memory is not managed
   MemoryMethod method = MemoryMethod::kAuto;
   bool allow_shrink = false;
+  std::optional<MemoryAutoscale> autoscale;  // set: the load decides, size is the start
 };
 
 struct ElasticVMSpec {
@@ -96,6 +99,8 @@ struct VcpuStatus {
   std::string online;           // the guest's own view, when known
   std::optional<int64_t> qemu;  // QEMU's count when it differs from libvirt's
   std::string pending;          // vCPUs whose unplug is requested but not confirmed
+  // spec.cpu.autoscale: its last recommendation and the utilisation (percent) behind it.
+  std::optional<int64_t> recommended, utilization;
   friend bool operator==(const VcpuStatus&, const VcpuStatus&) = default;
 };
 
@@ -104,6 +109,9 @@ struct MemoryStatus {
   std::string current;
   std::string maximum;
   std::string method;
+  // spec.memory.autoscale: its last recommendation and the available percent behind it.
+  std::string recommended;
+  std::optional<int64_t> available_percent;
   friend bool operator==(const MemoryStatus&, const MemoryStatus&) = default;
 };
 
