@@ -10,7 +10,7 @@
 namespace hotplug::backends {
 
 // One vCPU's time since its thread started: on a host CPU (libvirt's vcpu.<n>.time) and
-// runnable but waiting for one (vcpu.<n>.wait). Their sum is what the guest asked for: on a
+// runnable but waiting for one (vcpu.<n>.delay, the guest's steal time). Their sum is what the guest asked for: on a
 // busy host the wait is the part of the guest's demand the host could not serve.
 struct VcpuTime {
   unsigned id = 0;

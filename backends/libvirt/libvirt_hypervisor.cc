@@ -20,6 +20,7 @@
 #include "backends/libvirt/errors.h"
 #include "backends/libvirt/event_loop.h"
 #include "backends/libvirt/handles.h"
+#include "backends/libvirt/load_stats.h"
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
@@ -517,6 +518,16 @@ Status LibvirtHypervisor::ApplyMemoryStep(const std::string& domain, const Memor
   return Status::Error(ErrorCode::kUnsupported, std::string("memory step ") +
                                                     MemoryStepOpName(step.op) +
                                                     " is not supported by the libvirt backend");
+}
+
+Result<LoadSample> LibvirtHypervisor::ReadLoad(const std::string& domain) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Result<LoadSample> sample = ReadDomainLoad(opened.value().domain.get(), domain);
+  if (!sample.ok() && IsConnectionLost(sample.status().code())) {
+    impl_->connection.Drop(opened.value().conn);
+  }
+  return sample;
 }
 
 Result<std::set<unsigned>> LibvirtHypervisor::UnpluggedVcpus(const std::string& domain) {

@@ -52,6 +52,8 @@ class LibvirtHypervisor final : public Hypervisor {
   // DIMM attach/detach that backends/tcg_replug.h calls unsafe is refused (kUnsupported).
   Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step, bool persist) override;
   void SetEventSink(DomainEventSink sink) override;
+  // Per-vCPU time (bulk stats) and the balloon's memory stats (backends/libvirt/load_stats.h).
+  Result<LoadSample> ReadLoad(const std::string& domain) override;
 
   // The vCPUs recorded as unplugged in the domain's current QEMU process (TCG only).
   Result<std::set<unsigned>> UnpluggedVcpus(const std::string& domain);
