@@ -14,6 +14,8 @@
 #   wait-log FILE REGEX [--timeout S]  wait until a line of FILE matches REGEX; prints it
 #   destroy NAME                       stop NAME and remove its definition (ok when absent)
 #   log-path NAME                      print where NAME's serial log is written
+#   control-path NAME                  print NAME's control socket (--control)
+#   control NAME COMMAND...            send one command line to NAME's control socket
 #
 # Domain options (defaults in brackets):
 #   --vcpus N [1]  --max-vcpus N [4]  --memory-mib N [512, boot memory in NUMA cell 0]
@@ -23,6 +25,8 @@
 #   --type qemu|kvm|auto [qemu = TCG; auto = kvm when /dev/kvm exists. Measured on the
 #     development machine: /dev/kvm exists but a nested KVM guest never boots, hence qemu]
 #   --persistent: define + start (default: transient, `virsh create`)
+#   --control: a second serial port (ttyS1) on a unix socket (control-path NAME) that the
+#     guest reads commands from: "burn N" keeps N CPUs busy, "stop" ends that
 #   --boot-timeout S [240]
 #
 # Environment: HOTPLUG_GUEST_DIR [/var/tmp/hotplug-guest] holds the kernel, initramfs,
@@ -30,6 +34,7 @@
 #
 # The guest prints, whenever its online CPUs or MemTotal change:
 #   HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 uptime=12.34
+# and, for each control command: HOTPLUG-GUEST burn n=4 (or n=0 after "stop")
 set -euo pipefail
 
 GUEST_DIR=${HOTPLUG_GUEST_DIR:-/var/tmp/hotplug-guest}
@@ -53,6 +58,18 @@ pid_alive() {
   [[ -n $state && $state != Z ]]
 }
 
+# Runs a daemon without the descriptors this shell inherited: started under
+# `flock /tmp/hotplug-e2e.lock ...` it would otherwise hold the lock for as long as it runs.
+without_inherited_fds() {
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec "$@"
+  )
+}
+
 cmd_ensure_daemons() {
   local timeout=60
   while (($#)); do
@@ -65,11 +82,11 @@ cmd_ensure_daemons() {
     [[ $(id -u) == 0 ]] || die "starting the system libvirtd needs root"
     if ! pid_alive /run/virtlogd.pid; then
       log "starting virtlogd"
-      virtlogd -d || die "virtlogd -d failed"
+      without_inherited_fds virtlogd -d || die "virtlogd -d failed"
     fi
     if ! pid_alive /run/libvirtd.pid; then
       log "starting libvirtd"
-      libvirtd -d || die "libvirtd -d failed"
+      without_inherited_fds libvirtd -d || die "libvirtd -d failed"
     fi
   fi
   local deadline
@@ -103,6 +120,29 @@ exec </dev/console >/dev/console 2>&1
 while read -r module; do
   insmod "/lib/modules/$module.ko" || echo "HOTPLUG-GUEST insmod $module failed"
 done </etc/modules.order
+# Commands from the test on ttyS1, one a line: "burn N" keeps N CPUs busy, "stop" ends it.
+control_loop() {
+  stty raw -echo 2>/dev/null
+  burners=""
+  while read -r command count; do
+    command=${command%$(printf '\r')}
+    case $command in
+      burn | stop)
+        [ -n "$burners" ] && kill $burners 2>/dev/null
+        burners=""
+        n=0
+        if [ "$command" = burn ]; then
+          while [ "$n" -lt "${count%$(printf '\r')}" ]; do
+            sh -c 'while :; do :; done' &
+            burners="$burners $!"
+            n=$((n + 1))
+          done
+        fi
+        echo "HOTPLUG-GUEST burn n=$n" >/dev/console
+        ;;
+    esac
+  done
+}
 mem_state=online_movable
 for arg in $(cat /proc/cmdline); do
   case $arg in
@@ -111,6 +151,9 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 echo "HOTPLUG-GUEST ready memory_online=$mem_state"
+case " $(cat /proc/cmdline) " in
+  *" hotplug_control=ttyS1 "*) control_loop </dev/ttyS1 & ;;
+esac
 seen_cpus=" "
 seen_mem=" "
 last=""
@@ -199,7 +242,7 @@ declare -A OPT
 parse_domain_options() {
   OPT=([vcpus]=1 [max_vcpus]=4 [memory_mib]=512 [max_memory_mib]=4096 [slots]=8
        [virtio_mem_mib]=1024 [online_mode]=movable [type]=qemu [persistent]=0
-       [boot_timeout]=240)
+       [boot_timeout]=240 [control]=0)
   while (($#)); do
     case $1 in
       --vcpus) OPT[vcpus]=$2; shift 2 ;;
@@ -211,6 +254,7 @@ parse_domain_options() {
       --online-mode) OPT[online_mode]=$2; shift 2 ;;
       --type) OPT[type]=$2; shift 2 ;;
       --persistent) OPT[persistent]=1; shift ;;
+      --control) OPT[control]=1; shift ;;
       --boot-timeout) OPT[boot_timeout]=$2; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
@@ -223,6 +267,33 @@ parse_domain_options() {
 }
 
 cmd_log_path() { echo "$GUEST_DIR/$1.serial.log"; }
+# In a folder QEMU (user libvirt-qemu) may create the socket in.
+cmd_control_path() { echo "$GUEST_DIR/control/$1.sock"; }
+
+control_xml() {
+  ((OPT[control])) || return 0
+  mkdir -p "$GUEST_DIR/control"
+  if id libvirt-qemu >/dev/null 2>&1; then
+    chown libvirt-qemu: "$GUEST_DIR/control"
+  else
+    chmod 1777 "$GUEST_DIR/control"
+  fi
+  rm -f "$(cmd_control_path "$1")"
+  echo "    <serial type='unix'>
+      <source mode='bind' path='$(cmd_control_path "$1")'/>
+      <target port='1'/>
+    </serial>"
+}
+
+cmd_control() {
+  local name=${1:?domain name}; shift
+  local socket
+  socket=$(cmd_control_path "$name")
+  [[ -S $socket ]] || die "no control socket $socket (boot with --control)"
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+s.sendall((" ".join(sys.argv[2:]) + "\n").encode()); s.close()' "$socket" "$@"
+}
 
 domain_xml() {
   local name=$1 kernel=$2 initrd=$3 serial_log=$4
@@ -249,7 +320,7 @@ domain_xml() {
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$kernel</kernel>
     <initrd>$initrd</initrd>
-    <cmdline>console=ttyS0 loglevel=1 panic=-1 hotplug_online=${OPT[online_mode]}</cmdline>
+    <cmdline>console=ttyS0 loglevel=1 panic=-1 hotplug_online=${OPT[online_mode]}$( ((OPT[control])) && echo " hotplug_control=ttyS1")</cmdline>
   </os>
   <features><acpi/><apic/></features>
   <cpu>
@@ -265,6 +336,7 @@ domain_xml() {
       <source path='$serial_log'/>
       <target port='0'/>
     </serial>
+$(control_xml "$name")
 $virtio_mem
     <memballoon model='virtio'/>
   </devices>
@@ -361,6 +433,8 @@ main() {
     wait-log) cmd_wait_log "$@" ;;
     destroy) cmd_destroy "$@" ;;
     log-path) cmd_log_path "$@" ;;
+    control-path) cmd_control_path "$@" ;;
+    control) cmd_control "$@" ;;
     *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
