@@ -50,8 +50,10 @@ Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventR
       options_(std::move(options)),
       metrics_(options_.metrics ? options_.metrics : &no_metrics_),
       queue_(clock, QueueOptions(options_)),
-      status_sync_(source, status_writer, *metrics_) {
+      status_sync_(source, status_writer, *metrics_),
+      autoscaler_(options_.autoscale) {
   options_.reconciler.stop_requested = &stop_requested_;
+  options_.reconciler.autoscaler = &autoscaler_;
 }
 
 Controller::~Controller() {
@@ -177,6 +179,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
     status_sync_.Forget(key);
+    autoscaler_.Forget(key);
     metrics_->ReconcileDone("deleted", seconds_since_start());
     return;
   }
@@ -194,6 +197,10 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
 void Controller::RecordEvents(const crd::ElasticVM& object,
                               const std::vector<reconciler::Event>& events) {
   for (const auto& event : events) {
+    if (reconciler::IsAutoscaleEvent(event.reason)) {
+      log::Info("autoscale", {{"object", object.Key()}, {"reason", event.reason},
+                              {"message", event.message}});
+    }
     events_.Record(object, event);
     metrics_->EventRecorded(EventTypeName(event.type), event.reason);
   }

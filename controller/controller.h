@@ -21,6 +21,7 @@
 #include "controller/source.h"
 #include "controller/status_sync.h"
 #include "controller/workqueue.h"
+#include "reconciler/autoscaler.h"
 #include "reconciler/clock.h"
 #include "reconciler/reconciler.h"
 
@@ -35,6 +36,8 @@ class Controller {
     reconciler::Options reconciler;  // stop_requested is set by the controller
     RateLimiter::Options rate_limiter;
     ControllerMetrics* metrics = nullptr;  // not owned
+    // spec.*.autoscale: how often a load sample is taken and over how long it is averaged.
+    reconciler::AutoscaleOptions autoscale;
   };
 
   Controller(ObjectSource& source, StatusWriter& status_writer, EventRecorder& events,
@@ -91,6 +94,7 @@ class Controller {
 
   DomainIndex domain_index_;  // which keys name which domain, for domain events
   StatusSync status_sync_;
+  reconciler::Autoscaler autoscaler_;  // the workers' shared autoscale samples
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;  // wakes the resync thread and Stop's wait

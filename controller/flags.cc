@@ -111,6 +111,8 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
       {"node-name", {false, Text(&flags->node_name)}},
       {"workers", {false, Integer(&flags->workers, 1)}},
       {"resync-period", {false, Duration(&flags->resync_period, true)}},
+      {"autoscale-sample-period", {false, Duration(&flags->autoscale_sample_period, false)}},
+      {"autoscale-load-window", {false, Duration(&flags->autoscale_load_window, false)}},
       {"watch-timeout", {false, Duration(&flags->watch_timeout, false)}},
       {"leader-elect", {true, Boolean(&flags->leader_elect)}},
       {"leader-elect-namespace", {false, Text(&flags->leader_elect_namespace)}},
@@ -222,6 +224,9 @@ std::string HelpText(const FlagFeatures& features) {
          "                           a time). Default: 2.\n"
          "  --resync-period D        look at every object again this often. 0 disables.\n"
          "                           Default: 10m.\n"
+         "  --autoscale-sample-period D   how often an ElasticVM with spec.*.autoscale samples\n"
+         "                           its guest's load (and decides). Default: 5s.\n"
+         "  --autoscale-load-window D     the load is averaged over this long. Default: 15s.\n"
          "  --watch-timeout D        ask the API server to end each watch after D (whole\n"
          "                           seconds, at least 1s); the informer then resumes from the\n"
          "                           last resourceVersion it saw. Default: 5m.\n"

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "controller/autoscale_metrics.h"
 #include "controller/controller.h"
 #include "controller/kube/client.h"
 #include "controller/kube/informer.h"
@@ -87,6 +88,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   void VcpuOperation(std::string_view operation, std::string_view result, double seconds) override;
   void MemoryOperation(std::string_view operation, std::string_view result,
                        double seconds) override;
+  void AutoscaleDecision(const reconciler::AutoscaleDecisionRecord& record) override;
 
   // --- kube::InformerMetrics
   void Listed(size_t objects, double seconds) override;
@@ -160,6 +162,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   prometheus::Counter* queue_retries_;
   prometheus::Gauge* queue_unfinished_;
   prometheus::Gauge* queue_longest_running_;
+  std::unique_ptr<AutoscaleMetrics> autoscale_;
 
   mutable std::mutex mu_;
   // Guarded by mu_: per-object state for the derived gauges and the sync clock, and when
