@@ -16,7 +16,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# Only the operator: no tests, benchmarks or sanitizers in an image.
+# Only the operator: no tests, benchmarks or sanitizers in an image, and not
+# hotplug-operator-testing (the fake backend, tests/support/) either.
 # The binary is found by name, wherever controller/CMakeLists.txt puts it.
 RUN cmake -S . -B /build -G Ninja \
       -DCMAKE_BUILD_TYPE=Release \

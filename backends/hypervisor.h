@@ -148,6 +148,15 @@ struct MemoryStep {
 };
 const char* MemoryStepOpName(MemoryStep::Op op);
 
+// Threading contract (every implementation keeps it; the controller relies on it):
+// - Observe, SetVcpu, OnlineGuestVcpus and ApplyMemoryStep may be called from several
+//   threads at once (one per controller worker), for different domains and for the same
+//   one (two objects may name one domain). An implementation serialises what it must; a
+//   caller does not lock around them.
+// - SetEventSink may be called while those run (the controller sets the sink before its
+//   workers start and clears it after they stopped).
+// - The sink may be called from any thread: the backend's own event thread, or inside one
+//   of the calls above on the caller's thread. It must be quick and thread-safe.
 class Hypervisor {
  public:
   virtual ~Hypervisor() = default;
@@ -167,8 +176,8 @@ class Hypervisor {
   virtual Status ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
                                  bool persist) = 0;
 
-  // Called from the backend's own thread with a domain name whenever something happened
-  // to it that is worth a fresh look (device removed, started, stopped, migrated in).
+  // Called (see the threading contract above) with a domain name whenever something
+  // happened to it that is worth a fresh look (device removed, started, stopped, migrated in).
   using DomainEventSink = std::function<void(const std::string& domain)>;
   virtual void SetEventSink(DomainEventSink sink) = 0;
 

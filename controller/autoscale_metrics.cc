@@ -50,7 +50,7 @@ void AutoscaleMetrics::Record(const reconciler::AutoscaleDecisionRecord& record)
                                     ? std::string(record.direction)
                                     : "none";
   decisions_->Add({{"resource", resource}, {"direction", direction}}).Increment();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::pair<std::string, std::string> id{std::string(record.key), resource};
   auto it = series_.find(id);
   if (it == series_.end()) {
@@ -69,7 +69,7 @@ void AutoscaleMetrics::Record(const reconciler::AutoscaleDecisionRecord& record)
 }
 
 void AutoscaleMetrics::Forget(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto it = series_.lower_bound({key, ""}); it != series_.end() && it->first.first == key;) {
     const Series& s = it->second;
     recommended_->Remove(s.recommended);

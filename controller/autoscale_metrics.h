@@ -6,9 +6,9 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <string>
 
+#include "common/thread_annotations.h"
 #include "reconciler/reconciler.h"
 
 namespace prometheus {
@@ -41,9 +41,9 @@ class AutoscaleMetrics {
   prometheus::Family<prometheus::Gauge>* target_;
   prometheus::Family<prometheus::Counter>* decisions_;
 
-  std::mutex mu_;
-  // Guarded by mu_: by {object key, resource}.
-  std::map<std::pair<std::string, std::string>, Series> series_;
+  Mutex mu_;
+  // By {object key, resource}.
+  std::map<std::pair<std::string, std::string>, Series> series_ GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::controller

@@ -65,7 +65,7 @@ Controller::~Controller() {
 
 void Controller::Start() {
   {
-    std::lock_guard lock(stop_mu_);
+    MutexLock lock(stop_mu_);
     if (started_) return;
     started_ = true;
   }
@@ -77,7 +77,7 @@ void Controller::Start() {
 }
 
 void Controller::StartWorkers() {
-  std::lock_guard lock(stop_mu_);
+  MutexLock lock(stop_mu_);
   if (workers_started_ || stopping_) return;
   workers_started_ = true;
   for (int i = 0; i < options_.workers; ++i) {
@@ -90,7 +90,7 @@ void Controller::StartWorkers() {
 
 bool Controller::Stop(std::chrono::steady_clock::time_point deadline) {
   {
-    std::lock_guard lock(stop_mu_);
+    MutexLock lock(stop_mu_);
     if (stopping_) return workers_running_.load() == 0;
     stopping_ = true;
   }
@@ -101,8 +101,8 @@ bool Controller::Stop(std::chrono::steady_clock::time_point deadline) {
   queue_.ShutDown();
   bool drained;
   {
-    std::unique_lock lock(stop_mu_);
-    drained = stop_cv_.wait_until(lock, deadline, [&] { return workers_running_.load() == 0; });
+    MutexLock lock(stop_mu_);
+    drained = lock.WaitUntil(stop_cv_, deadline, [&] { return workers_running_.load() == 0; });
   }
   if (drained) {
     for (auto& worker : workers_) {
@@ -134,13 +134,14 @@ void Controller::OnDomainEvent(const std::string& domain) {
 
 void Controller::Resync() {
   pthread_setname_np(pthread_self(), "resync");
-  std::unique_lock lock(stop_mu_);
-  while (!stop_cv_.wait_for(lock, options_.resync_period, [&] { return stopping_; })) {
-    lock.unlock();
+  MutexLock lock(stop_mu_);
+  while (!lock.WaitFor(stop_cv_, options_.resync_period,
+                       [&]() REQUIRES(stop_mu_) { return stopping_; })) {
+    lock.Unlock();
     std::vector<std::string> keys = source_.Keys();
     log::Debug("resync", {{"objects", std::to_string(keys.size())}});
     for (const auto& key : keys) queue_.Add(key);
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -163,7 +164,7 @@ void Controller::Worker(int index) {
     queue_.Done(*key);
   }
   {
-    std::lock_guard lock(stop_mu_);
+    MutexLock lock(stop_mu_);
     workers_running_--;
   }
   stop_cv_.notify_all();

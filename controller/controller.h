@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backends/hypervisor.h"
+#include "common/thread_annotations.h"
 #include "controller/controller_metrics.h"
 #include "controller/domain_index.h"
 #include "controller/source.h"
@@ -96,11 +97,11 @@ class Controller {
   StatusSync status_sync_;
   reconciler::Autoscaler autoscaler_;  // the workers' shared autoscale samples
 
-  std::mutex stop_mu_;
+  Mutex stop_mu_;
   std::condition_variable stop_cv_;  // wakes the resync thread and Stop's wait
-  bool stopping_ = false;            // guarded by stop_mu_
-  bool started_ = false;             // guarded by stop_mu_
-  bool workers_started_ = false;     // guarded by stop_mu_
+  bool stopping_ GUARDED_BY(stop_mu_) = false;
+  bool started_ GUARDED_BY(stop_mu_) = false;
+  bool workers_started_ GUARDED_BY(stop_mu_) = false;
 };
 
 }  // namespace hotplug::controller

@@ -7,7 +7,7 @@ namespace hotplug::controller {
 void DomainIndex::Set(const std::string& key, const std::optional<std::string>& domain) {
   std::optional<size_t> domain_hash;
   if (domain) domain_hash = std::hash<std::string>{}(*domain);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = domain_hash_of_key_.find(key);
   if (it != domain_hash_of_key_.end() && it->second != domain_hash) {
     auto range = keys_of_domain_hash_.equal_range(it->second);
@@ -28,7 +28,7 @@ void DomainIndex::Set(const std::string& key, const std::optional<std::string>& 
 
 std::vector<std::string> DomainIndex::KeysNaming(const std::string& domain) const {
   std::vector<std::string> keys;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto range = keys_of_domain_hash_.equal_range(std::hash<std::string>{}(domain));
   for (auto it = range.first; it != range.second; ++it) keys.push_back(*it->second);
   return keys;

@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/thread_annotations.h"
+
 namespace hotplug::controller {
 
 class DomainIndex {
@@ -19,12 +21,12 @@ class DomainIndex {
   std::vector<std::string> KeysNaming(const std::string& domain) const;
 
  private:
-  mutable std::mutex mu_;
-  // Guarded by mu_. Domains are held as 64-bit hashes of their names and keys once (the
+  mutable Mutex mu_;
+  // Domains are held as 64-bit hashes of their names and keys once (the
   // second map points into the first's nodes, which never move): about 150 bytes per object
   // instead of two copies of every name.
-  std::unordered_map<std::string, size_t> domain_hash_of_key_;
-  std::unordered_multimap<size_t, const std::string*> keys_of_domain_hash_;
+  std::unordered_map<std::string, size_t> domain_hash_of_key_ GUARDED_BY(mu_);
+  std::unordered_multimap<size_t, const std::string*> keys_of_domain_hash_ GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::controller

@@ -6,6 +6,7 @@
 #include <optional>
 #include <sstream>
 
+#include "controller/hypervisor_backend.h"
 #include "controller/log.h"
 
 namespace hotplug::controller {
@@ -49,23 +50,14 @@ bool ParseDuration(std::string_view text, std::chrono::milliseconds* out) {
   return true;
 }
 
-namespace {
-
-struct FlagSpec {
-  bool boolean = false;
-  // Returns an error message, or "" when the value was taken.
-  std::function<std::string(const std::string&)> set;
-};
-
-std::function<std::string(const std::string&)> Text(std::string* target) {
+FlagSetter TextFlag(std::string* target) {
   return [target](const std::string& value) {
     *target = value;
     return std::string();
   };
 }
 
-std::function<std::string(const std::string&)> Duration(std::chrono::milliseconds* target,
-                                                          bool allow_zero) {
+FlagSetter DurationFlag(std::chrono::milliseconds* target, bool allow_zero) {
   return [target, allow_zero](const std::string& value) {
     if (!ParseDuration(value, target)) {
       return "invalid duration \"" + value + "\" (use e.g. 500ms, 15s, 10m, 1h)";
@@ -75,7 +67,7 @@ std::function<std::string(const std::string&)> Duration(std::chrono::millisecond
   };
 }
 
-std::function<std::string(const std::string&)> Integer(int* target, int minimum) {
+FlagSetter IntegerFlag(int* target, int minimum) {
   return [target, minimum](const std::string& value) {
     char* end = nullptr;
     long parsed = std::strtol(value.c_str(), &end, 10);
@@ -87,7 +79,7 @@ std::function<std::string(const std::string&)> Integer(int* target, int minimum)
   };
 }
 
-std::function<std::string(const std::string&)> Boolean(bool* target) {
+FlagSetter BooleanFlag(bool* target) {
   return [target](const std::string& value) {
     if (value == "true" || value == "1") {
       *target = true;
@@ -100,42 +92,39 @@ std::function<std::string(const std::string&)> Boolean(bool* target) {
   };
 }
 
-}  // namespace
+namespace {
 
-ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures& features,
-                        Flags* flags, std::string* error) {
-  if (const char* node = std::getenv("NODE_NAME")) flags->node_name = node;
-  std::map<std::string, FlagSpec> specs = {
-      {"kubeconfig", {false, Text(&flags->kubeconfig)}},
-      {"namespace", {false, Text(&flags->ns)}},
-      {"node-name", {false, Text(&flags->node_name)}},
-      {"workers", {false, Integer(&flags->workers, 1)}},
-      {"resync-period", {false, Duration(&flags->resync_period, true)}},
-      {"autoscale-sample-period", {false, Duration(&flags->autoscale_sample_period, false)}},
-      {"autoscale-load-window", {false, Duration(&flags->autoscale_load_window, false)}},
-      {"watch-timeout", {false, Duration(&flags->watch_timeout, false)}},
-      {"leader-elect", {true, Boolean(&flags->leader_elect)}},
-      {"leader-elect-namespace", {false, Text(&flags->leader_elect_namespace)}},
-      {"leader-elect-id", {false, Text(&flags->leader_elect_id)}},
-      {"leader-elect-lease-duration", {false, Duration(&flags->lease_duration, false)}},
-      {"leader-elect-renew-deadline", {false, Duration(&flags->renew_deadline, false)}},
-      {"leader-elect-retry-period", {false, Duration(&flags->retry_period, false)}},
-      {"health-probe-bind-address", {false, Text(&flags->health_probe_bind_address)}},
-      {"hypervisor", {false, Text(&flags->hypervisor)}},
-      {"libvirt-uri", {false, Text(&flags->libvirt_uri)}},
-      {"hooks-dir", {false, Text(&flags->hooks_dir)}},
-      {"hook-timeout", {false, Duration(&flags->hook_timeout, false)}},
-      {"log-level", {false, Text(&flags->log_level)}},
-      {"fake-domains", {false, Integer(&flags->fake_domains, 0)}},
-      {"fake-domains-file", {false, Text(&flags->fake_domains_file)}},
-      {"fake-call-log", {false, Text(&flags->fake_call_log)}},
-      {"fake-vcpu-latency", {false, Duration(&flags->fake_vcpu_latency, true)}},
+// The process's own flags; the backends add theirs.
+FlagTable CommonFlags(Flags* flags) {
+  return {
+      {"kubeconfig", {false, TextFlag(&flags->kubeconfig)}},
+      {"namespace", {false, TextFlag(&flags->ns)}},
+      {"node-name", {false, TextFlag(&flags->node_name)}},
+      {"workers", {false, IntegerFlag(&flags->workers, 1)}},
+      {"resync-period", {false, DurationFlag(&flags->resync_period, true)}},
+      {"autoscale-sample-period", {false, DurationFlag(&flags->autoscale_sample_period, false)}},
+      {"autoscale-load-window", {false, DurationFlag(&flags->autoscale_load_window, false)}},
+      {"watch-timeout", {false, DurationFlag(&flags->watch_timeout, false)}},
+      {"leader-elect", {true, BooleanFlag(&flags->leader_elect)}},
+      {"leader-elect-namespace", {false, TextFlag(&flags->leader_elect_namespace)}},
+      {"leader-elect-id", {false, TextFlag(&flags->leader_elect_id)}},
+      {"leader-elect-lease-duration", {false, DurationFlag(&flags->lease_duration, false)}},
+      {"leader-elect-renew-deadline", {false, DurationFlag(&flags->renew_deadline, false)}},
+      {"leader-elect-retry-period", {false, DurationFlag(&flags->retry_period, false)}},
+      {"health-probe-bind-address", {false, TextFlag(&flags->health_probe_bind_address)}},
+      {"metrics-bind-address", {false, TextFlag(&flags->metrics_bind_address)}},
+      {"hypervisor", {false, TextFlag(&flags->hypervisor)}},
+      {"libvirt-uri", {false, TextFlag(&flags->libvirt_uri)}},
+      {"hooks-dir", {false, TextFlag(&flags->hooks_dir)}},
+      {"hook-timeout", {false, DurationFlag(&flags->hook_timeout, false)}},
+      {"log-level", {false, TextFlag(&flags->log_level)}},
+      {"standalone", {false, TextFlag(&flags->standalone_dir)}},
   };
-  if (features.metrics) {
-    specs["metrics-bind-address"] = {false, Text(&flags->metrics_bind_address)};
-  }
-  if (features.standalone) specs["standalone"] = {false, Text(&flags->standalone_dir)};
+}
 
+// Hands each argument to its flag. kRun when every one was taken.
+ParseOutcome TakeArguments(const std::vector<std::string>& args, const FlagTable& specs,
+                           std::string* error) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") return ParseOutcome::kHelp;
@@ -170,42 +159,66 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures
       return ParseOutcome::kError;
     }
   }
-
-  // Cross-flag checks.
-  if (flags->hypervisor != "fake" && flags->hypervisor != "libvirt") {
-    *error = "--hypervisor: must be libvirt or fake, not \"" + flags->hypervisor + "\"";
-    return ParseOutcome::kError;
-  }
-  if (flags->hypervisor == "libvirt" && !features.libvirt) {
-    *error = "--hypervisor=libvirt: this build has no libvirt backend; use --hypervisor=fake";
-    return ParseOutcome::kError;
-  }
-  if (flags->hypervisor != "fake" &&
-      (flags->fake_domains > 0 || !flags->fake_domains_file.empty() ||
-       !flags->fake_call_log.empty() || flags->fake_vcpu_latency.count() > 0)) {
-    *error = "--fake-* flags need --hypervisor=fake";
-    return ParseOutcome::kError;
-  }
-  if (flags->watch_timeout < std::chrono::seconds(1)) {
-    *error = "--watch-timeout: must be at least 1s (the API takes whole seconds)";
-    return ParseOutcome::kError;
-  }
-  if (!(flags->renew_deadline < flags->lease_duration)) {
-    *error = "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration";
-    return ParseOutcome::kError;
-  }
-  if (!(flags->retry_period < flags->renew_deadline)) {
-    *error = "--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline";
-    return ParseOutcome::kError;
-  }
-  if (log::Level level; !log::ParseLevel(flags->log_level, &level)) {
-    *error = "--log-level: must be debug, info, warn or error, not \"" + flags->log_level + "\"";
-    return ParseOutcome::kError;
-  }
   return ParseOutcome::kRun;
 }
 
-std::string HelpText(const FlagFeatures& features) {
+// "libvirt or fake": the kinds `backends` offers.
+std::string Kinds(const HypervisorBackends& backends) {
+  std::string kinds;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    if (i > 0) kinds += i + 1 == backends.size() ? " or " : ", ";
+    kinds += backends[i]->kind();
+  }
+  return kinds;
+}
+
+// --hypervisor names a backend of this binary, and only the chosen one's own flags are given.
+std::string CheckHypervisor(const HypervisorBackends& backends, const Flags& flags) {
+  bool known = false;
+  for (const auto& backend : backends) {
+    if (backend->kind() == flags.hypervisor) {
+      known = true;
+    } else if (backend->FlagsGiven()) {
+      return "--" + backend->kind() + "-* flags need --hypervisor=" + backend->kind();
+    }
+  }
+  if (known) return "";
+  return "--hypervisor: must be " + Kinds(backends) + ", not \"" + flags.hypervisor + "\"";
+}
+
+// The rules that involve more than one flag; "" when they hold.
+std::string CheckCrossFlags(const Flags& flags) {
+  if (flags.watch_timeout < std::chrono::seconds(1)) {
+    return "--watch-timeout: must be at least 1s (the API takes whole seconds)";
+  }
+  if (!(flags.renew_deadline < flags.lease_duration)) {
+    return "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration";
+  }
+  if (!(flags.retry_period < flags.renew_deadline)) {
+    return "--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline";
+  }
+  if (log::Level level; !log::ParseLevel(flags.log_level, &level)) {
+    return "--log-level: must be debug, info, warn or error, not \"" + flags.log_level + "\"";
+  }
+  return "";
+}
+
+}  // namespace
+
+ParseOutcome ParseFlags(const std::vector<std::string>& args, const HypervisorBackends& backends,
+                        Flags* flags, std::string* error) {
+  if (const char* node = std::getenv("NODE_NAME")) flags->node_name = node;
+  FlagTable specs = CommonFlags(flags);
+  for (const auto& backend : backends) backend->AddFlags(&specs);
+  if (ParseOutcome outcome = TakeArguments(args, specs, error); outcome != ParseOutcome::kRun) {
+    return outcome;
+  }
+  *error = CheckHypervisor(backends, *flags);
+  if (error->empty()) *error = CheckCrossFlags(*flags);
+  return error->empty() ? ParseOutcome::kRun : ParseOutcome::kError;
+}
+
+std::string HelpText(const HypervisorBackends& backends) {
   std::ostringstream out;
   out << "hotplug-operator: hot-plugs vCPUs and memory of running libvirt/QEMU VMs so that\n"
          "they match their ElasticVM objects (hotplug.dev/v1alpha1).\n\n"
@@ -244,41 +257,22 @@ std::string HelpText(const FlagFeatures& features) {
          "\nEndpoints:\n"
          "  --health-probe-bind-address ADDR   serve /healthz and /readyz (ready once the\n"
          "                           cache has synced) on ADDR, e.g. :8081 or 127.0.0.1:0 (the\n"
-         "                           port bound is logged). \"0\" disables. Default: :8081.\n";
-  if (features.metrics) {
-    out << "  --metrics-bind-address ADDR   serve Prometheus metrics on ADDR. \"0\" disables.\n"
-           "                           Default: :8080.\n";
-  }
-  out << "\nHypervisor:\n"
+         "                           port bound is logged). \"0\" disables. Default: :8081.\n"
+         "  --metrics-bind-address ADDR   serve Prometheus metrics on ADDR. \"0\" disables.\n"
+         "                           Default: :8080.\n"
+         "\nHypervisor:\n"
          "  --hypervisor KIND        "
-      << (features.libvirt ? "libvirt (default) or fake" : "fake (this build has no libvirt)")
-      << ". fake: in-memory domains\n"
-         "                           for tests and benchmarks (see --fake-*).\n";
-  if (features.libvirt) {
-    out << "  --libvirt-uri URI        libvirt connection. Default: qemu:///system.\n";
-  }
-  out << "  --hooks-dir DIR          run executables before_set_vcpu, after_set_vcpu,\n"
+      << Kinds(backends)
+      << ". Default: libvirt.\n"
+         "  --libvirt-uri URI        libvirt connection. Default: qemu:///system.\n"
+         "  --hooks-dir DIR          run executables before_set_vcpu, after_set_vcpu,\n"
          "                           before_set_memory, after_set_memory from DIR around each\n"
          "                           step. Default: none.\n"
-         "  --hook-timeout D         kill a hook that runs longer. Default: 30s.\n"
-         "\nFake hypervisor (test only; need --hypervisor=fake):\n"
-         "  --fake-domains N         create running domains vm-0 .. vm-<N-1>, each with 8\n"
-         "                           vCPU slots, 1 enabled, 1Gi of 4Gi memory.\n"
-         "  --fake-domains-file F    create the domains listed in F, a YAML list of\n"
-         "                           {name, maximumVcpus, currentVcpus, persistent, tcg,\n"
-         "                           state: running|paused|shutoff, guestAgent, bootMemory,\n"
-         "                           maximumMemory, memorySlots, virtioMemSize, hostMaxVcpus}.\n"
-         "  --fake-call-log F        append each successful vCPU/memory change as a JSON line\n"
-         "                           to F; at start, replay the lines already in F onto the\n"
-         "                           fake domains, so a restarted process finds them as the\n"
-         "                           previous one left them (like a real hypervisor). Processes\n"
-         "                           sharing F replay each other's lines before each call.\n"
-         "  --fake-vcpu-latency D    each vCPU change takes this long. Default: 0.\n";
-  if (features.standalone) {
-    out << "\nStandalone:\n"
-           "  --standalone DIR         no Kubernetes: read ElasticVMs from the YAML files in DIR\n"
-           "                           and write their status back there.\n";
-  }
+         "  --hook-timeout D         kill a hook that runs longer. Default: 30s.\n";
+  for (const auto& backend : backends) out << backend->FlagHelp();
+  out << "\nStandalone:\n"
+         "  --standalone DIR         no Kubernetes: read ElasticVMs from the YAML files in DIR\n"
+         "                           and write their status back there.\n";
   out << "\nOther:\n"
          "  --log-level LEVEL        debug, info, warn or error. Default: info. Logs are JSON\n"
          "                           lines on stderr.\n"

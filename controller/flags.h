@@ -3,6 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,30 +36,36 @@ struct Flags {
   std::string hooks_dir;
   std::chrono::milliseconds hook_timeout{30'000};
   std::string log_level = "info";
-  // Test-only: the in-memory hypervisor.
-  int fake_domains = 0;
-  std::string fake_domains_file;
-  std::string fake_call_log;
-  std::chrono::milliseconds fake_vcpu_latency{0};
-  // Standalone (folder) mode, when built.
-  std::string standalone_dir;
+  std::string standalone_dir;  // --standalone DIR; "" = Kubernetes
 };
 
 enum class ParseOutcome { kRun, kHelp, kVersion, kError };
 
-// What this build offers, so --help lists only flags that do something.
-struct FlagFeatures {
-  bool libvirt = false;
-  bool standalone = false;
-  bool metrics = false;
+// One flag: whether it may stand bare (booleans), and what takes its value (returns an error
+// message, or "" when the value was taken).
+using FlagSetter = std::function<std::string(const std::string&)>;
+struct FlagSpec {
+  bool boolean = false;
+  FlagSetter set;
 };
+// By name, without the leading "--".
+using FlagTable = std::map<std::string, FlagSpec>;
+
+FlagSetter TextFlag(std::string* target);
+FlagSetter IntegerFlag(int* target, int minimum);
+FlagSetter DurationFlag(std::chrono::milliseconds* target, bool allow_zero);
+FlagSetter BooleanFlag(bool* target);
+
+class HypervisorBackend;
+using HypervisorBackends = std::vector<std::unique_ptr<HypervisorBackend>>;
 
 // Parses argv (without argv[0]). Accepts --flag=value and --flag value; booleans also bare
-// (--leader-elect) or =true/=false. On kError, `error` says which flag and why.
-ParseOutcome ParseFlags(const std::vector<std::string>& args, const FlagFeatures& features,
+// (--leader-elect) or =true/=false. `backends` are the --hypervisor kinds this binary offers;
+// their own flags are parsed into them. On kError, `error` says which flag and why.
+ParseOutcome ParseFlags(const std::vector<std::string>& args, const HypervisorBackends& backends,
                         Flags* flags, std::string* error);
 
-std::string HelpText(const FlagFeatures& features);
+std::string HelpText(const HypervisorBackends& backends);
 
 // "10m", "15s", "500ms", "1h30m", "2m0.5s", "0"; false on anything else.
 bool ParseDuration(std::string_view text, std::chrono::milliseconds* out);

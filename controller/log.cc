@@ -8,11 +8,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "common/thread_annotations.h"
+
 namespace hotplug::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
-std::mutex g_write_mu;  // guards stderr so lines never interleave
+Mutex g_write_mu;  // guards stderr so lines never interleave
 
 // By Level's value: the words --log-level takes and the lines carry.
 constexpr const char* kLevelNames[] = {"debug", "info", "warn", "error"};
@@ -56,7 +58,7 @@ void Write(Level level, std::string_view message, std::initializer_list<Field> f
       {"time", NowRfc3339Millis()}, {"level", LevelName(level)}, {"msg", std::string(message)}};
   for (const auto& [key, value] : fields) line[std::string(key)] = std::string(value);
   std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  std::lock_guard lock(g_write_mu);
+  MutexLock lock(g_write_mu);
   std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);
 }

@@ -1,23 +1,22 @@
-// hotplug-operator: the process. Parses flags, builds the hypervisor backend and the
-// Kubernetes side (informer, status writer, event recorder, leader election), runs the
-// controller's work loop, serves health probes, and stops gracefully on SIGTERM/SIGINT.
+// hotplug-operator (and hotplug-operator-testing): the process. Parses flags, builds the
+// hypervisor backend --hypervisor names from those the executable registers
+// (hypervisor_backend.h: RegisteredBackends), the Kubernetes side (informer, status writer, event
+// recorder, leader election), runs the controller's work loop, serves health probes, and stops
+// gracefully on SIGTERM/SIGINT.
 #include <signal.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "backends/fake/fake_hypervisor.h"
 #include "controller/controller.h"
-#include "controller/fake_setup.h"
 #include "controller/flags.h"
 #include "controller/health.h"
+#include "controller/hypervisor_backend.h"
 #include "controller/kube/client.h"
 #include "controller/kube/config.h"
 #include "controller/kube/event_recorder.h"
@@ -25,17 +24,9 @@
 #include "controller/kube/leader_election.h"
 #include "controller/kube/status_writer.h"
 #include "controller/log.h"
-#include "reconciler/clock.h"
-
-#ifdef HOTPLUG_HAVE_LIBVIRT
-#include "backends/libvirt/libvirt_hypervisor.h"
-#endif
-#ifdef HOTPLUG_HAVE_METRICS
 #include "controller/metrics.h"
-#endif
-#ifdef HOTPLUG_HAVE_STANDALONE
 #include "controller/standalone/standalone.h"
-#endif
+#include "reconciler/clock.h"
 
 #ifndef HOTPLUG_VERSION
 #define HOTPLUG_VERSION "unknown"
@@ -47,88 +38,15 @@ namespace {
 constexpr auto kShutdownDeadline = std::chrono::seconds(25);
 constexpr int kExitBadFlags = 2;
 
-FlagFeatures BuildFeatures() {
-  FlagFeatures features;
-#ifdef HOTPLUG_HAVE_LIBVIRT
-  features.libvirt = true;
-#endif
-#ifdef HOTPLUG_HAVE_METRICS
-  features.metrics = true;
-#endif
-#ifdef HOTPLUG_HAVE_STANDALONE
-  features.standalone = true;
-#endif
-  return features;
-}
-
-bool ReadWholeFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream text;
-  text << in.rdbuf();
-  *out = text.str();
-  return true;
-}
-
-// The hypervisor the controller talks to, with whatever it needs kept alive.
-struct HypervisorStack {
-  std::unique_ptr<backends::fake::FakeHypervisor> fake;
-  std::unique_ptr<backends::Hypervisor> real;
-  std::unique_ptr<CallLoggingHypervisor> logging;
-  backends::Hypervisor* active = nullptr;
-};
-
-bool BuildHypervisor(const Flags& flags, HypervisorStack* stack, std::string* error) {
-  if (flags.hypervisor == "libvirt") {
-#ifdef HOTPLUG_HAVE_LIBVIRT
-    backends::libvirt::LibvirtOptions options;
-    options.uri = flags.libvirt_uri;
-    stack->real = std::make_unique<backends::libvirt::LibvirtHypervisor>(options);
-    stack->active = stack->real.get();
-    log::Info("hypervisor: libvirt", {{"uri", flags.libvirt_uri}});
-    return true;
-#else
-    *error = "this build has no libvirt backend";
-    return false;
-#endif
+// The hypervisor the controller talks to: the backend --hypervisor names, from those this
+// executable registers (hypervisor_backend.h). Null when it cannot be built.
+std::shared_ptr<backends::Hypervisor> BuildHypervisor(const HypervisorBackends& backends,
+                                                      const Flags& flags, std::string* error) {
+  for (const auto& backend : backends) {
+    if (backend->kind() == flags.hypervisor) return backend->Build(flags, error);
   }
-  stack->fake = std::make_unique<backends::fake::FakeHypervisor>();
-  std::vector<backends::fake::DomainSpec> domains = NumberedFakeDomains(flags.fake_domains);
-  if (!flags.fake_domains_file.empty()) {
-    std::string text;
-    if (!ReadWholeFile(flags.fake_domains_file, &text)) {
-      *error = "--fake-domains-file: cannot read " + flags.fake_domains_file;
-      return false;
-    }
-    if (!ParseFakeDomains(text, &domains, error)) {
-      *error = "--fake-domains-file " + flags.fake_domains_file + ": " + *error;
-      return false;
-    }
-  }
-  for (const auto& domain : domains) stack->fake->AddDomain(domain);
-  if (flags.fake_vcpu_latency.count() > 0) {
-    stack->fake->SetLatency(
-        std::chrono::microseconds(0),
-        std::chrono::duration_cast<std::chrono::microseconds>(flags.fake_vcpu_latency));
-  }
-  stack->active = stack->fake.get();
-  if (!flags.fake_call_log.empty()) {
-    stack->logging = std::make_unique<CallLoggingHypervisor>(*stack->fake, flags.fake_call_log);
-    int replayed = 0;
-    std::string replay_error;
-    if (!stack->logging->Open(&replayed, &replay_error)) {
-      *error = "--fake-call-log: " + replay_error;
-      return false;
-    }
-    log::Info("fake hypervisor: replayed the call log",
-              {{"file", flags.fake_call_log}, {"changes", std::to_string(replayed)}});
-    if (!replay_error.empty()) {
-      log::Warn("fake hypervisor: a logged change did not replay", {{"error", replay_error}});
-    }
-    stack->active = stack->logging.get();
-  }
-  log::Info("hypervisor: fake", {{"domains", std::to_string(domains.size())}});
-  return true;
+  *error = "no backend " + flags.hypervisor;  // ParseFlags refuses such a --hypervisor
+  return nullptr;
 }
 
 // Waits for SIGTERM/SIGINT (blocked in every thread, taken here) or for `give_up`.
@@ -142,7 +60,7 @@ int WaitForSignalOr(const std::atomic<bool>& give_up, const sigset_t& signals) {
   return 0;
 }
 
-// The measurement seams; all null in a build without metrics.
+// The measurement seams.
 struct MetricsSeams {
   ControllerMetrics* controller = nullptr;
   kube::InformerMetrics* informer = nullptr;
@@ -160,9 +78,7 @@ struct Seams {
   std::unique_ptr<kube::Informer> informer;
   std::unique_ptr<kube::KubeStatusWriter> kube_status_writer;
   std::unique_ptr<kube::KubeEventRecorder> kube_events;
-#ifdef HOTPLUG_HAVE_STANDALONE
   std::unique_ptr<standalone::StandaloneMode> folder;
-#endif
 };
 
 // Leader election, when asked for: the lease's own client, the elector, and whether the
@@ -190,7 +106,6 @@ kube::Client::Options ClientOptions(std::chrono::seconds timeout, const MetricsS
                                .metrics = metrics.client};
 }
 
-#ifdef HOTPLUG_HAVE_STANDALONE
 // --standalone DIR: the folder's source, status files and event log. Exit code or 0.
 int UseFolder(const Flags& flags, Seams* seams) {
   if (flags.leader_elect) {
@@ -209,7 +124,6 @@ int UseFolder(const Flags& flags, Seams* seams) {
   seams->events = &seams->folder->events();
   return 0;
 }
-#endif
 
 // The Kubernetes API: informer, status writer, event recorder. False when it cannot be used.
 bool UseKubernetes(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
@@ -245,9 +159,7 @@ bool UseKubernetes(const Flags& flags, const MetricsSeams& metrics, Seams* seams
 
 // A folder with --standalone, else Kubernetes. The process's exit code, or 0.
 int BuildSeams(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
-#ifdef HOTPLUG_HAVE_STANDALONE
   if (!flags.standalone_dir.empty()) return UseFolder(flags, seams);
-#endif
   return UseKubernetes(flags, metrics, seams) ? 0 : 1;
 }
 
@@ -338,7 +250,7 @@ bool ServeHealth(const Flags& flags, HealthServer& health) {
   return true;
 }
 
-int Run(const Flags& flags) {
+int Run(const HypervisorBackends& backends, const Flags& flags) {
   log::Level level;
   log::ParseLevel(flags.log_level, &level);
   log::SetLevel(level);
@@ -347,15 +259,13 @@ int Run(const Flags& flags) {
                                           {"hypervisor", flags.hypervisor},
                                           {"node", flags.node_name},
                                           {"namespace", flags.ns.empty() ? "*" : flags.ns}});
-  HypervisorStack hypervisor;
   std::string error;
-  if (!BuildHypervisor(flags, &hypervisor, &error)) {
+  std::shared_ptr<backends::Hypervisor> hypervisor = BuildHypervisor(backends, flags, &error);
+  if (!hypervisor) {
     log::Error("cannot set up the hypervisor", {{"error", error}});
     return 1;
   }
   reconciler::SystemClock clock;
-  MetricsSeams metrics_seams;
-#ifdef HOTPLUG_HAVE_METRICS
   // One object behind every measurement seam, served on its own port.
   PrometheusMetrics metrics(HOTPLUG_VERSION, clock);
   if (flags.metrics_bind_address != "0") {
@@ -366,18 +276,15 @@ int Run(const Flags& flags) {
     log::Info("metrics server listening",
               {{"address", flags.metrics_bind_address}, {"port", std::to_string(metrics.port())}});
   }
-  metrics_seams = {&metrics, &metrics, &metrics};
-#endif
+  MetricsSeams metrics_seams = {&metrics, &metrics, &metrics};
   Seams seams;
   if (int exit_code = BuildSeams(flags, metrics_seams, &seams); exit_code != 0) return exit_code;
-#ifdef HOTPLUG_HAVE_METRICS
   MeteredSource metered_source(*seams.source, metrics);
   MeteredStatusWriter metered_status_writer(*seams.status_writer, metrics);
   seams.source = &metered_source;
   seams.status_writer = &metered_status_writer;
-#endif
-  Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor.active,
-                        clock, ControllerOptions(flags, metrics_seams));
+  Controller controller(*seams.source, *seams.status_writer, *seams.events, *hypervisor, clock,
+                        ControllerOptions(flags, metrics_seams));
   HealthServer health([&controller] { return controller.HasSynced(); });
   if (!ServeHealth(flags, health)) return 1;
   controller.Start();
@@ -398,12 +305,12 @@ int Run(const Flags& flags) {
 int main(int argc, char** argv) {
   using namespace hotplug::controller;
   std::vector<std::string> args(argv + 1, argv + argc);
-  FlagFeatures features = BuildFeatures();
+  HypervisorBackends backends = RegisteredBackends();
   Flags flags;
   std::string error;
-  switch (ParseFlags(args, features, &flags, &error)) {
+  switch (ParseFlags(args, backends, &flags, &error)) {
     case ParseOutcome::kHelp:
-      std::cout << HelpText(features);
+      std::cout << HelpText(backends);
       return 0;
     case ParseOutcome::kVersion:
       std::cout << "hotplug-operator " << HOTPLUG_VERSION << "\n";
@@ -414,5 +321,5 @@ int main(int argc, char** argv) {
     case ParseOutcome::kRun:
       break;
   }
-  return Run(flags);
+  return Run(backends, flags);
 }

@@ -371,7 +371,7 @@ void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::Elastic
   if (!object || !(object->spec.cpu.autoscale || object->spec.memory.autoscale)) {
     autoscale_->Forget(key);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!object) {
     objects_.erase(key);
     return;
@@ -411,7 +411,7 @@ void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
     failures_total_->Add({{"resource", labels.first}, {"reason", labels.second}}).Increment(count);
   }
 
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = objects_.try_emplace(object.Key());
   ObjectState& state = it->second;
   if (inserted) state.generation = object.metadata.generation;
@@ -428,7 +428,7 @@ void PrometheusMetrics::RefreshDerivedGauges() {
   int64_t drift = 0;
   double unfinished = 0, longest = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, state] : objects_) {
       by_condition[{"Ready", state.ready_status}]++;
       by_condition[{"VCPUsSynced", state.vcpus_synced_status}]++;
@@ -493,13 +493,13 @@ void PrometheusMetrics::Depth(size_t depth) { queue_depth_->Set(static_cast<doub
 
 void PrometheusMetrics::QueueLatency(double seconds) {
   queue_duration_->Observe(seconds);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   in_flight_.insert(clock_.Monotonic());
 }
 
 void PrometheusMetrics::WorkDuration(double seconds) {
   work_duration_->Observe(seconds);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (in_flight_.empty()) return;
   auto started = clock_.Monotonic() - std::chrono::duration_cast<std::chrono::nanoseconds>(
                                           std::chrono::duration<double>(seconds));
@@ -545,7 +545,7 @@ void PrometheusMetrics::Listed(size_t objects, double seconds) {
   (void)seconds;
   informer_lists_->Increment();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (++lists_ > 1) informer_relists_->Increment();
   }
   informer_cache_objects_->Set(static_cast<double>(objects));

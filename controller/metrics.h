@@ -15,6 +15,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
 #include "controller/autoscale_metrics.h"
 #include "controller/controller.h"
 #include "controller/kube/client.h"
@@ -164,13 +165,13 @@ class PrometheusMetrics final : public ControllerMetrics,
   prometheus::Gauge* queue_longest_running_;
   std::unique_ptr<AutoscaleMetrics> autoscale_;
 
-  mutable std::mutex mu_;
-  // Guarded by mu_: per-object state for the derived gauges and the sync clock, and when
+  mutable Mutex mu_;
+  // Per-object state for the derived gauges and the sync clock, and when
   // each key now in a worker's hands was taken (a multiset: the queue says how long an
   // item worked, not which one, so the start nearest to now - seconds is removed).
-  std::unordered_map<std::string, ObjectState> objects_;
-  std::multiset<std::chrono::steady_clock::time_point> in_flight_;
-  int64_t lists_ = 0;
+  std::unordered_map<std::string, ObjectState> objects_ GUARDED_BY(mu_);
+  std::multiset<std::chrono::steady_clock::time_point> in_flight_ GUARDED_BY(mu_);
+  int64_t lists_ GUARDED_BY(mu_) = 0;
 };
 
 // An ObjectSource that tells `metrics` about every change it delivers, then passes it on.

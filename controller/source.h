@@ -14,6 +14,12 @@
 namespace hotplug::controller {
 
 // Delivers objects into a cache and says which key changed.
+//
+// Threading contract: HasSynced, Get and Keys may be called from several threads at once
+// (the workers, the resync thread, the health probe, hypervisor events), also while the
+// source's own thread updates the cache. Start and Stop are called once each, from one
+// thread, never at the same time as each other. The ChangeHandler runs on the source's own
+// thread, one call at a time, and may call Get and Keys.
 class ObjectSource {
  public:
   // Called from the source's own thread with "namespace/name" whenever that object was
@@ -34,6 +40,7 @@ class ObjectSource {
 };
 
 // Writes an object's status (Kubernetes: the /status subresource; standalone: a file).
+// WriteStatus may be called from several workers at once, never twice at once for one key.
 class StatusWriter {
  public:
   virtual ~StatusWriter() = default;
@@ -43,6 +50,7 @@ class StatusWriter {
 };
 
 // Records an Event about an object (Kubernetes Events; standalone: a log line).
+// Record may be called from several workers at once.
 class EventRecorder {
  public:
   virtual ~EventRecorder() = default;

@@ -6,7 +6,7 @@ namespace hotplug::controller {
 
 StatusSync::Writes StatusSync::Begin(const std::string& key, const crd::ElasticVM& object) {
   Writes writes(*this, key, object);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = unwritten_.find(key);
   // The copy is made only then: a pass is a few microseconds and a copy of the object is not.
   if (it != unwritten_.end() && it->second.first == object.metadata.uid) {
@@ -17,7 +17,7 @@ StatusSync::Writes StatusSync::Begin(const std::string& key, const crd::ElasticV
 }
 
 void StatusSync::Forget(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   unwritten_.erase(key);
 }
 
@@ -57,7 +57,7 @@ bool StatusSync::Writes::Finish(const crd::ElasticVMStatus& status) {
     }
     if (!sync_.Write(key_, base, status)) failed_ = final_write_failed = true;
   }
-  std::lock_guard lock(sync_.mu_);
+  MutexLock lock(sync_.mu_);
   if (final_write_failed) {
     sync_.unwritten_[key_] = {object_.metadata.uid, status};
   } else if (!sync_.unwritten_.empty()) {

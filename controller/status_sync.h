@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/thread_annotations.h"
 #include "controller/controller_metrics.h"
 #include "controller/source.h"
 #include "crd/elasticvm.h"
@@ -65,10 +66,11 @@ class StatusSync {
   ControllerMetrics& metrics_;
   std::atomic<int64_t> writes_{0}, failures_{0};
 
-  std::mutex mu_;
-  // Guarded by mu_: by key, the object's uid and the status its last pass computed but could
+  Mutex mu_;
+  // By key, the object's uid and the status its last pass computed but could
   // not write.
-  std::unordered_map<std::string, std::pair<std::string, crd::ElasticVMStatus>> unwritten_;
+  std::unordered_map<std::string, std::pair<std::string, crd::ElasticVMStatus>> unwritten_
+      GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::controller

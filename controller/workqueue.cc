@@ -25,7 +25,7 @@ RateLimiter::RateLimiter(const reconciler::Clock& clock, Options options)
       last_refill_(clock.Monotonic()) {}
 
 std::chrono::nanoseconds RateLimiter::When(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // Per-key exponential backoff.
   int failures = failures_[key]++;
   double backoff_ns = static_cast<double>(options_.base_delay.count()) *
@@ -53,12 +53,12 @@ std::chrono::nanoseconds RateLimiter::When(const std::string& key) {
 }
 
 void RateLimiter::Forget(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   failures_.erase(key);
 }
 
 int RateLimiter::NumRequeues(const std::string& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = failures_.find(key);
   return it == failures_.end() ? 0 : it->second;
 }
@@ -71,7 +71,7 @@ WorkQueue::WorkQueue(const reconciler::Clock& clock, Options options)
       rate_limiter_(clock, options.rate_limiter),
       metrics_(options.metrics ? options.metrics : &no_metrics_) {}
 
-void WorkQueue::AddLocked(const std::string& key, std::unique_lock<std::mutex>& lock) {
+void WorkQueue::AddLocked(const std::string& key) {
   if (shutting_down_) return;
   if (dirty_.count(key)) return;  // already waiting to be processed
   dirty_.insert(key);
@@ -82,21 +82,19 @@ void WorkQueue::AddLocked(const std::string& key, std::unique_lock<std::mutex>& 
   // could overwrite a newer one and leave the gauge wrong once the queue goes quiet.
   metrics_->Added();
   metrics_->Depth(queue_.size());
-  lock.unlock();
   cond_.notify_one();
-  lock.lock();
 }
 
 void WorkQueue::Add(const std::string& key) {
-  std::unique_lock lock(mu_);
-  AddLocked(key, lock);
+  MutexLock lock(mu_);
+  AddLocked(key);
 }
 
 void WorkQueue::AddAfter(const std::string& key, std::chrono::nanoseconds delay) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (shutting_down_) return;
   if (delay <= nanoseconds::zero()) {
-    AddLocked(key, lock);
+    AddLocked(key);
     return;
   }
   TimePoint ready_at = clock_.Monotonic() + duration_cast<std::chrono::steady_clock::duration>(delay);
@@ -113,7 +111,7 @@ void WorkQueue::AddAfter(const std::string& key, std::chrono::nanoseconds delay)
   }
   waiting_.emplace(ready_at, key);
   waiting_at_[key] = ready_at;
-  lock.unlock();
+  lock.Unlock();
   // A waiting Get may need to wake earlier than it planned.
   cond_.notify_all();
 }
@@ -130,8 +128,7 @@ int WorkQueue::NumRequeues(const std::string& key) const {
   return rate_limiter_.NumRequeues(key);
 }
 
-std::optional<WorkQueue::TimePoint> WorkQueue::PromoteDueLocked(
-    std::unique_lock<std::mutex>& lock) {
+std::optional<WorkQueue::TimePoint> WorkQueue::PromoteDueLocked() {
   auto now = clock_.Monotonic();
   std::vector<std::string> due;
   while (!waiting_.empty() && waiting_.begin()->first <= now) {
@@ -140,28 +137,28 @@ std::optional<WorkQueue::TimePoint> WorkQueue::PromoteDueLocked(
   }
   for (const auto& key : due) {
     waiting_at_.erase(key);
-    AddLocked(key, lock);
+    AddLocked(key);
   }
   if (waiting_.empty()) return std::nullopt;
   return waiting_.begin()->first;
 }
 
 std::optional<std::string> WorkQueue::Get() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    std::optional<TimePoint> next = PromoteDueLocked(lock);
+    std::optional<TimePoint> next = PromoteDueLocked();
     if (!queue_.empty()) break;
     if (shutting_down_) return std::nullopt;
     if (!next) {
-      cond_.wait(lock);
+      lock.Wait(cond_);
       continue;
     }
     // Sleep until the earliest scheduled key is due. With a fake clock this real-time
     // wait is only an upper bound: ClockAdvanced() wakes us.
     auto remaining = *next - clock_.Monotonic();
     auto cap = std::chrono::seconds(1);
-    cond_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
-                             std::max<std::chrono::steady_clock::duration>(remaining, {}), cap));
+    lock.WaitFor(cond_, std::min<std::chrono::steady_clock::duration>(
+                            std::max<std::chrono::steady_clock::duration>(remaining, {}), cap));
   }
   std::string key = std::move(queue_.front());
   queue_.pop_front();
@@ -175,13 +172,13 @@ std::optional<std::string> WorkQueue::Get() {
   }
   started_at_[key] = now;
   metrics_->Depth(queue_.size());
-  lock.unlock();
+  lock.Unlock();
   metrics_->QueueLatency(waited);
   return key;
 }
 
 void WorkQueue::Done(const std::string& key) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   double worked = 0;
   if (auto it = started_at_.find(key); it != started_at_.end()) {
     worked = Seconds(clock_.Monotonic() - it->second);
@@ -193,7 +190,7 @@ void WorkQueue::Done(const std::string& key) {
     added_at_.emplace(key, clock_.Monotonic());
     metrics_->Depth(queue_.size());
   }
-  lock.unlock();
+  lock.Unlock();
   metrics_->WorkDuration(worked);
   // Wake everyone: a Get may be waiting for this key, a drain for an empty processing set.
   cond_.notify_all();
@@ -201,7 +198,7 @@ void WorkQueue::Done(const std::string& key) {
 
 void WorkQueue::ShutDown() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     shutting_down_ = true;
     waiting_.clear();
     waiting_at_.clear();
@@ -211,29 +208,29 @@ void WorkQueue::ShutDown() {
 
 bool WorkQueue::ShutDownWithDrain(std::chrono::steady_clock::time_point deadline) {
   ShutDown();
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   // The deadline is in real time: draining waits for real workers, not for a fake clock.
-  return cond_.wait_until(lock, deadline,
-                          [&] { return processing_.empty() && queue_.empty(); });
+  return lock.WaitUntil(cond_, deadline,
+                        [&]() REQUIRES(mu_) { return processing_.empty() && queue_.empty(); });
 }
 
 bool WorkQueue::ShuttingDown() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return shutting_down_;
 }
 
 size_t WorkQueue::Len() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return queue_.size();
 }
 
 size_t WorkQueue::WaitingLen() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return waiting_.size();
 }
 
 void WorkQueue::ClockAdvanced() {
-  { std::lock_guard lock(mu_); }
+  { MutexLock lock(mu_); }
   cond_.notify_all();
 }
 

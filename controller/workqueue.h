@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/thread_annotations.h"
 #include "reconciler/clock.h"
 
 namespace hotplug::controller {
@@ -57,13 +58,12 @@ class RateLimiter {
  private:
   const reconciler::Clock& clock_;
   const Options options_;
-  mutable std::mutex mu_;
-  // Guarded by mu_.
-  std::unordered_map<std::string, int> failures_;
-  double tokens_;
-  std::chrono::steady_clock::time_point last_refill_;
+  mutable Mutex mu_;
+  std::unordered_map<std::string, int> failures_ GUARDED_BY(mu_);
+  double tokens_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_refill_ GUARDED_BY(mu_);
   // Wall time (on clock_) from which the next reservation is granted when the bucket is dry.
-  std::chrono::steady_clock::time_point next_free_;
+  std::chrono::steady_clock::time_point next_free_ GUARDED_BY(mu_);
 };
 
 class WorkQueue {
@@ -112,28 +112,28 @@ class WorkQueue {
 
  private:
   using TimePoint = std::chrono::steady_clock::time_point;
-  void AddLocked(const std::string& key, std::unique_lock<std::mutex>& lock);
+  void AddLocked(const std::string& key) REQUIRES(mu_);
   // Moves scheduled keys whose time has come into the queue; returns the earliest time
   // still scheduled, if any.
-  std::optional<TimePoint> PromoteDueLocked(std::unique_lock<std::mutex>& lock);
+  std::optional<TimePoint> PromoteDueLocked() REQUIRES(mu_);
 
   const reconciler::Clock& clock_;
   RateLimiter rate_limiter_;
   WorkQueueMetrics no_metrics_;
   WorkQueueMetrics* metrics_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cond_;  // signalled on add, done, shutdown and clock change
-  // All below guarded by mu_.
-  std::deque<std::string> queue_;               // ready, in order; each also in dirty_
-  std::unordered_set<std::string> dirty_;       // needs processing (queued or re-added)
-  std::unordered_set<std::string> processing_;  // handed to a worker, not Done yet
-  std::unordered_map<std::string, TimePoint> added_at_;    // for QueueLatency
-  std::unordered_map<std::string, TimePoint> started_at_;  // for WorkDuration
+  // Ready, in order; each also in dirty_.
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  std::unordered_set<std::string> dirty_ GUARDED_BY(mu_);  // needs processing (queued or re-added)
+  std::unordered_set<std::string> processing_ GUARDED_BY(mu_);           // handed out, not Done yet
+  std::unordered_map<std::string, TimePoint> added_at_ GUARDED_BY(mu_);  // for QueueLatency
+  std::unordered_map<std::string, TimePoint> started_at_ GUARDED_BY(mu_);  // for WorkDuration
   // Scheduled keys: time -> keys, and key -> its time (one schedule per key).
-  std::multimap<TimePoint, std::string> waiting_;
-  std::unordered_map<std::string, TimePoint> waiting_at_;
-  bool shutting_down_ = false;
+  std::multimap<TimePoint, std::string> waiting_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, TimePoint> waiting_at_ GUARDED_BY(mu_);
+  bool shutting_down_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace hotplug::controller

@@ -56,19 +56,19 @@ bool HasAutoscale(const crd::ElasticVM& object) {
 Autoscaler::Autoscaler(AutoscaleOptions options) : options_(options) {}
 
 std::shared_ptr<Autoscaler::State> Autoscaler::StateFor(const crd::ElasticVM& object) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::shared_ptr<State>& state = states_[object.Key()];
   if (!state) state = std::make_shared<State>();
   return state;
 }
 
 void Autoscaler::Forget(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   states_.erase(key);
 }
 
 size_t Autoscaler::Tracked() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return states_.size();
 }
 
@@ -78,7 +78,7 @@ AutoscaleTurn Autoscaler::Turn(const crd::ElasticVM& object, backends::Hyperviso
   if (!HasAutoscale(object)) return turn;
   turn.active = true;
   std::shared_ptr<State> state = StateFor(object);
-  std::lock_guard lock(state->mu);
+  MutexLock lock(state->mu);
   if (state->uid != object.metadata.uid) {
     // A new object under an old name: nothing of the old one's load applies.
     state->ring.clear();

@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "backends/hypervisor.h"
+#include "common/thread_annotations.h"
 #include "crd/elasticvm.h"
 #include "reconciler/autoscale.h"
 #include "reconciler/clock.h"
@@ -92,31 +92,30 @@ class Autoscaler {
     Limit limit = Limit::kNone;
   };
   struct State {
-    std::mutex mu;
-    // Guarded by mu.
-    std::string uid;
-    std::deque<Sample> ring;
-    std::string load_error;  // the last sample's failure, "" when it worked
-    Track cpu, memory;
+    Mutex mu;
+    std::string uid GUARDED_BY(mu);
+    std::deque<Sample> ring GUARDED_BY(mu);
+    std::string load_error GUARDED_BY(mu);  // the last sample's failure, "" when it worked
+    Track cpu GUARDED_BY(mu), memory GUARDED_BY(mu);
   };
 
   std::shared_ptr<State> StateFor(const crd::ElasticVM& object);
   bool SampleIfDue(State& state, const crd::ElasticVM& object, backends::Hypervisor& hypervisor,
-                   MonoTime now);
+                   MonoTime now) REQUIRES(state.mu);
   void TurnCpu(State& state, const crd::ElasticVM& object, bool sampled, MonoTime now,
-               AutoscaleTurn& turn, Metrics& metrics);
+               AutoscaleTurn& turn, Metrics& metrics) REQUIRES(state.mu);
   void TurnMemory(State& state, const crd::ElasticVM& object, bool sampled, MonoTime now,
-                  AutoscaleTurn& turn, Metrics& metrics);
+                  AutoscaleTurn& turn, Metrics& metrics) REQUIRES(state.mu);
   void ConcludeCondition(const State& state, const crd::ElasticVM& object,
-                         AutoscaleTurn& turn) const;
+                         AutoscaleTurn& turn) const REQUIRES(state.mu);
   // Busy vCPUs (time + wait per wall time) between the newest sample and the oldest one
   // within the load window; nullopt with fewer than two.
-  std::optional<double> DemandCpus(const State& state) const;
+  std::optional<double> DemandCpus(const State& state) const REQUIRES(state.mu);
 
   const AutoscaleOptions options_;
-  mutable std::mutex mu_;
-  // Guarded by mu_: by object key.
-  std::unordered_map<std::string, std::shared_ptr<State>> states_;
+  mutable Mutex mu_;
+  // By object key.
+  std::unordered_map<std::string, std::shared_ptr<State>> states_ GUARDED_BY(mu_);
 };
 
 // True when the object asks for any autoscale.

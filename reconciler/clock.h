@@ -5,6 +5,8 @@
 #include <chrono>
 #include <mutex>
 
+#include "common/thread_annotations.h"
+
 namespace hotplug::reconciler {
 
 class Clock {
@@ -30,24 +32,23 @@ class SystemClock final : public Clock {
 class FakeClock final : public Clock {
  public:
   std::chrono::system_clock::time_point Now() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return wall_;
   }
   std::chrono::steady_clock::time_point Monotonic() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return mono_;
   }
   void Advance(std::chrono::nanoseconds by) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(by);
     mono_ += by;
   }
 
  private:
-  mutable std::mutex mu_;
-  // Guarded by mu_.
-  std::chrono::system_clock::time_point wall_{std::chrono::seconds(1'800'000'000)};
-  std::chrono::steady_clock::time_point mono_{};
+  mutable Mutex mu_;
+  std::chrono::system_clock::time_point wall_ GUARDED_BY(mu_){std::chrono::seconds(1'800'000'000)};
+  std::chrono::steady_clock::time_point mono_ GUARDED_BY(mu_){};
 };
 
 // RFC 3339 in UTC with second precision, as metav1.Time serialises.

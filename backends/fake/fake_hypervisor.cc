@@ -58,13 +58,13 @@ void FakeHypervisor::AddDomain(const DomainSpec& spec) {
     d.memory.devices.push_back(dev);
   }
   d.balloon_bytes = spec.boot_memory_bytes;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   domains_[spec.name] = std::move(d);
 }
 
 void FakeHypervisor::RemoveDomain(const std::string& name) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     domains_.erase(name);
   }
   Fire(name);
@@ -72,42 +72,42 @@ void FakeHypervisor::RemoveDomain(const std::string& name) {
 
 void FakeHypervisor::SetState(const std::string& name, DomainState state) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (Domain* d = FindLocked(name)) d->spec.state = state;
   }
   Fire(name);
 }
 
 void FakeHypervisor::SetJob(const std::string& name, JobKind job) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->job = job;
 }
 
 void FakeHypervisor::SetGuestAgent(const std::string& name, bool available) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->spec.guest_agent = available;
 }
 
 void FakeHypervisor::SetLatency(std::chrono::microseconds observe,
                                 std::chrono::microseconds set_vcpu) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   observe_latency_ = observe;
   set_vcpu_latency_ = set_vcpu;
 }
 
 void FakeHypervisor::FailVcpu(const std::string& name, unsigned id, Fault fault) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->vcpu_faults[id] = std::move(fault);
 }
 
 void FakeHypervisor::SetUnplugTimesOut(const std::string& name, bool times_out) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->unplug_times_out = times_out;
 }
 
 void FakeHypervisor::CompletePendingUnplugs(const std::string& name) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Domain* d = FindLocked(name);
     if (d == nullptr || d->spec.tcg) return;  // under TCG libvirt never learns of it
     for (unsigned id : d->pending_unplugs) {
@@ -122,17 +122,17 @@ void FakeHypervisor::CompletePendingUnplugs(const std::string& name) {
 }
 
 void FakeHypervisor::VanishAfterCalls(const std::string& name, int calls) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->vanish_after_calls = calls;
 }
 
 void FakeHypervisor::SetUnavailable(bool unavailable) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   unavailable_ = unavailable;
 }
 
 void FakeHypervisor::ClearFaults() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   unavailable_ = false;
   for (auto& [name, d] : domains_) {
     d.vcpu_faults.clear();
@@ -142,24 +142,24 @@ void FakeHypervisor::ClearFaults() {
 }
 
 std::vector<FakeHypervisor::Call> FakeHypervisor::SuccessfulCalls() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return calls_;
 }
 
 size_t FakeHypervisor::SetVcpuCallCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return set_vcpu_calls_;
 }
 
 std::optional<DomainObservation> FakeHypervisor::Peek(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const Domain* d = FindLocked(name);
   if (d == nullptr) return std::nullopt;
   return ObserveLocked(*d);
 }
 
 std::optional<unsigned> FakeHypervisor::PersistentVcpus(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const Domain* d = FindLocked(name);
   if (d == nullptr) return std::nullopt;
   return d->persistent_vcpus;
@@ -224,11 +224,11 @@ Status FakeHypervisor::CheckRunningLocked(const std::string& name, Domain** out)
 Result<DomainObservation> FakeHypervisor::Observe(const std::string& domain) {
   std::chrono::microseconds latency;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     latency = observe_latency_;
   }
   SleepFor(latency);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (unavailable_) {
     return Status::Error(ErrorCode::kHypervisorUnavailable,
                          "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
@@ -245,7 +245,7 @@ Result<DomainObservation> FakeHypervisor::Observe(const std::string& domain) {
 Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enable, bool persist) {
   std::chrono::microseconds latency;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     latency = set_vcpu_latency_;
     ++set_vcpu_calls_;
   }
@@ -253,7 +253,7 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
   std::string vanished;
   Status result;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Domain* d = nullptr;
     if (Status s = CheckRunningLocked(domain, &d); !s.ok()) return s;
     if (id >= d->vcpus.size()) {
@@ -317,7 +317,7 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
 
 Status FakeHypervisor::OnlineGuestVcpus(const std::string& domain,
                                         const std::vector<unsigned>& ids) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Domain* d = nullptr;
   if (Status s = CheckRunningLocked(domain, &d); !s.ok()) return s;
   if (!d->spec.guest_agent) {
@@ -332,7 +332,7 @@ Status FakeHypervisor::OnlineGuestVcpus(const std::string& domain,
 Status FakeHypervisor::ApplyMemoryStep(const std::string& domain, const MemoryStep& step,
                                        bool persist) {
   (void)persist;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Domain* d = nullptr;
   if (Status s = CheckRunningLocked(domain, &d); !s.ok()) return s;
   auto& devices = d->memory.devices;
@@ -396,14 +396,14 @@ Status FakeHypervisor::ApplyMemoryStep(const std::string& domain, const MemorySt
 }
 
 void FakeHypervisor::SetEventSink(DomainEventSink sink) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   sink_ = std::move(sink);
 }
 
 void FakeHypervisor::Fire(const std::string& name) {
   DomainEventSink sink;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sink = sink_;
   }
   if (sink) sink(name);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backends/hypervisor.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::backends::fake {
 
@@ -120,24 +121,23 @@ class FakeHypervisor final : public Hypervisor {
     std::optional<MemoryLoad> memory_load;
   };
 
-  Domain* FindLocked(const std::string& name);
-  const Domain* FindLocked(const std::string& name) const;
-  DomainObservation ObserveLocked(const Domain& domain) const;
+  Domain* FindLocked(const std::string& name) REQUIRES(mu_);
+  const Domain* FindLocked(const std::string& name) const REQUIRES(mu_);
+  DomainObservation ObserveLocked(const Domain& domain) const REQUIRES(mu_);
   static std::optional<bool> PresentInQemu(const Domain& domain, const VcpuInfo& vcpu);
-  Status CheckRunningLocked(const std::string& name, Domain** out);
+  Status CheckRunningLocked(const std::string& name, Domain** out) REQUIRES(mu_);
   void Fire(const std::string& name);
-  void AccrueLoadLocked(Domain& domain);
+  void AccrueLoadLocked(Domain& domain) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  // Everything below is guarded by mu_.
-  std::map<std::string, Domain> domains_;
-  std::vector<Call> calls_;
-  size_t set_vcpu_calls_ = 0;
-  bool unavailable_ = false;
-  std::chrono::microseconds observe_latency_{0};
-  std::chrono::microseconds set_vcpu_latency_{0};
-  DomainEventSink sink_;
-  std::function<std::chrono::steady_clock::time_point()> load_clock_;
+  mutable Mutex mu_;
+  std::map<std::string, Domain> domains_ GUARDED_BY(mu_);
+  std::vector<Call> calls_ GUARDED_BY(mu_);
+  size_t set_vcpu_calls_ GUARDED_BY(mu_) = 0;
+  bool unavailable_ GUARDED_BY(mu_) = false;
+  std::chrono::microseconds observe_latency_ GUARDED_BY(mu_){0};
+  std::chrono::microseconds set_vcpu_latency_ GUARDED_BY(mu_){0};
+  DomainEventSink sink_ GUARDED_BY(mu_);
+  std::function<std::chrono::steady_clock::time_point()> load_clock_ GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::backends::fake

@@ -7,13 +7,13 @@
 namespace hotplug::backends::fake {
 
 void FakeHypervisor::SetLoadClock(std::function<std::chrono::steady_clock::time_point()> now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   load_clock_ = std::move(now);
   for (auto& [name, domain] : domains_) domain.load_since = load_clock_();
 }
 
 void FakeHypervisor::SetLoad(const std::string& name, double busy_cpus) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Domain* d = FindLocked(name);
   if (d == nullptr) return;
   AccrueLoadLocked(*d);
@@ -21,7 +21,7 @@ void FakeHypervisor::SetLoad(const std::string& name, double busy_cpus) {
 }
 
 void FakeHypervisor::SetMemoryLoad(const std::string& name, std::optional<MemoryLoad> memory) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->memory_load = memory;
 }
 
@@ -42,7 +42,7 @@ void FakeHypervisor::AccrueLoadLocked(Domain& d) {
 }
 
 Result<LoadSample> FakeHypervisor::ReadLoad(const std::string& domain) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (unavailable_) {
     return Status::Error(ErrorCode::kHypervisorUnavailable, "injected: hypervisor unavailable");
   }

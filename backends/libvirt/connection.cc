@@ -40,7 +40,7 @@ Connection::Connection(ConnectionOptions options, SteadyNow now, OnOpen on_open)
 Connection::~Connection() { Close(); }
 
 Result<ConnectionRef> Connection::Get() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (current_ && current_->alive()) return current_;
   current_.reset();
   const auto now = now_();
@@ -75,12 +75,12 @@ Result<ConnectionRef> Connection::Get() {
 }
 
 void Connection::Drop(const ConnectionRef& broken) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (current_ == broken) current_.reset();
 }
 
 void Connection::Close() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   current_.reset();
 }
 

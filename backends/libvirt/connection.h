@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backends/hypervisor.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::backends::libvirt {
 
@@ -76,18 +77,16 @@ class Connection {
   // Closes the connection now (its last user closes it, if a call is in flight).
   void Close();
 
-  const std::string& uri() const { return options_.uri; }
-
  private:
   const ConnectionOptions options_;
   const SteadyNow now_;
   const OnOpen on_open_;
 
-  std::mutex mutex_;
-  ConnectionRef current_;                                 // guarded by mutex_
-  std::chrono::steady_clock::time_point next_attempt_{};  // guarded by mutex_
-  std::chrono::milliseconds backoff_{0};                  // guarded by mutex_
-  Status last_open_error_;                                // guarded by mutex_
+  Mutex mutex_;
+  ConnectionRef current_ GUARDED_BY(mutex_);
+  std::chrono::steady_clock::time_point next_attempt_ GUARDED_BY(mutex_){};
+  std::chrono::milliseconds backoff_ GUARDED_BY(mutex_){0};
+  Status last_open_error_ GUARDED_BY(mutex_);
 };
 
 }  // namespace hotplug::backends::libvirt

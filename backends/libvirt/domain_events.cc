@@ -41,13 +41,13 @@ void OnJobCompleted(virConnectPtr, virDomainPtr domain, virTypedParameterPtr, in
 }  // namespace
 
 void DomainEvents::SetSink(Hypervisor::DomainEventSink sink) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   sink_ = std::move(sink);
 }
 
 void DomainEvents::Deliver(const char* domain_name) {
   if (domain_name == nullptr) return;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (sink_) sink_(domain_name);
 }
 

@@ -9,6 +9,7 @@
 
 #include "backends/hypervisor.h"
 #include "backends/libvirt/connection.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::backends::libvirt {
 
@@ -25,8 +26,8 @@ class DomainEvents {
   static void RegisterOn(const std::shared_ptr<DomainEvents>& events, OpenConnection& connection);
 
  private:
-  std::mutex mutex_;
-  Hypervisor::DomainEventSink sink_;  // guarded by mutex_
+  Mutex mutex_;
+  Hypervisor::DomainEventSink sink_ GUARDED_BY(mutex_);
 };
 
 }  // namespace hotplug::backends::libvirt

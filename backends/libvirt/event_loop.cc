@@ -9,15 +9,16 @@
 #include <mutex>
 
 #include "backends/libvirt/errors.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
 
-std::mutex acquire_mutex;               // guards current_loop
-std::weak_ptr<EventLoop> current_loop;  // the running loop, if anyone holds it
+Mutex acquire_mutex;
+std::weak_ptr<EventLoop> current_loop GUARDED_BY(acquire_mutex);  // the running loop, if held
 // Held by the thread running the loop: a loop started while the previous one is still
 // stopping waits here, so two threads never run libvirt's loop at once.
-std::mutex run_mutex;
+Mutex run_mutex;
 
 // A zero-delay timer wakes the loop out of poll() so it notices the stop request; it removes
 // itself on its first run.
@@ -35,7 +36,7 @@ std::shared_ptr<EventLoop> EventLoop::Acquire() {
       std::abort();
     }
   });
-  std::lock_guard<std::mutex> lock(acquire_mutex);
+  MutexLock lock(acquire_mutex);
   std::shared_ptr<EventLoop> loop = current_loop.lock();
   if (!loop) {
     loop.reset(new EventLoop());
@@ -57,7 +58,7 @@ EventLoop::~EventLoop() {
 
 void EventLoop::Run() {
   pthread_setname_np(pthread_self(), "libvirt-events");
-  std::lock_guard<std::mutex> running(run_mutex);
+  MutexLock running(run_mutex);
   while (!stop_requested_.load()) {
     if (virEventRunDefaultImpl() < 0) {
       virResetLastError();  // a failed poll iteration is retried; the loop must not die

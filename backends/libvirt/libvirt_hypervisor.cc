@@ -25,6 +25,7 @@
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
 #include "backends/tcg_replug.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::backends::libvirt {
 namespace {
@@ -171,7 +172,7 @@ struct LibvirtHypervisor::Impl {
   }
 
   Status AddToRecord(Session& session, const std::set<unsigned>& unplugged) {
-    std::lock_guard<std::mutex> lock(record_mutex);
+    MutexLock lock(record_mutex);
     auto record = ReadRecord(session);
     if (!record.ok()) return record.status();
     std::set<unsigned> merged = record.value();
@@ -267,7 +268,7 @@ struct LibvirtHypervisor::Impl {
   std::shared_ptr<DomainEvents> events;
   std::shared_ptr<EventLoop> event_loop;
   Connection connection;
-  std::mutex record_mutex;  // serializes read-modify-write of the TCG unplug record
+  Mutex record_mutex;  // serializes read-modify-write of the TCG unplug record
 };
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)

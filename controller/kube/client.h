@@ -101,8 +101,6 @@ class Client {
   WatchEnd Watch(const std::string& path, const std::function<bool(std::string_view)>& on_line,
                  const StreamCancel& cancel, std::chrono::seconds idle_timeout);
 
-  const Config& config() const { return config_; }
-
  private:
   struct Impl;
   ApiResult Send(const char* verb, const std::string& path, const std::string* body,

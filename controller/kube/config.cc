@@ -239,7 +239,7 @@ bool LoadConfig(const std::string& kubeconfig_flag, Config* out, std::string* er
 }
 
 std::string TokenSource::Token() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (file_.empty()) return token_;
   struct stat st {};
   if (stat(file_.c_str(), &st) != 0) return token_;  // keep the last good token

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/thread_annotations.h"
+
 namespace hotplug::controller::kube {
 
 inline constexpr const char* kServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -55,12 +57,11 @@ class TokenSource {
   std::string Token();
 
  private:
-  std::mutex mu_;
-  // Guarded by mu_.
-  std::string token_;
+  Mutex mu_;
+  std::string token_ GUARDED_BY(mu_);
   const std::string file_;
-  std::timespec file_mtime_{};
-  long long file_size_ = -1;
+  std::timespec file_mtime_ GUARDED_BY(mu_){};
+  long long file_size_ GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace hotplug::controller::kube

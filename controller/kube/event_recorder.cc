@@ -29,7 +29,7 @@ void KubeEventRecorder::Record(const crd::ElasticVM& object, const reconciler::E
                   event,
                   reconciler::FormatRfc3339(std::chrono::system_clock::now())};
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     if (queue_.size() >= options_.queue_limit) {
       log::Warn("event dropped: too many waiting",
@@ -43,7 +43,7 @@ void KubeEventRecorder::Record(const crd::ElasticVM& object, const reconciler::E
 
 void KubeEventRecorder::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
@@ -52,15 +52,15 @@ void KubeEventRecorder::Stop() {
 }
 
 bool KubeEventRecorder::Flush(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_until(lock, deadline, [&] { return queue_.empty() && !sending_; });
+  MutexLock lock(mu_);
+  return lock.WaitUntil(cv_, deadline, [&]() REQUIRES(mu_) { return queue_.empty() && !sending_; });
 }
 
 void KubeEventRecorder::Run() {
   pthread_setname_np(pthread_self(), "event-recorder");
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    lock.Wait(cv_, [&]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
     if (stopping_) {
       // Flush() is the way to drain; Stop must not wait on an API that may be down.
       if (!queue_.empty()) {
@@ -74,9 +74,9 @@ void KubeEventRecorder::Run() {
     sending_ = true;
     auto backoff = options_.retry_initial;
     for (int attempt = 1;; ++attempt) {
-      lock.unlock();
+      lock.Unlock();
       const bool done = Send(pending);
-      lock.lock();
+      lock.Lock();
       if (done || stopping_) break;
       if (attempt >= options_.max_attempts) {
         log::Warn("event dropped after retries",
@@ -84,7 +84,7 @@ void KubeEventRecorder::Run() {
         break;
       }
       // Wait out the backoff, but wake at once for Stop().
-      cv_.wait_for(lock, backoff, [&] { return stopping_; });
+      lock.WaitFor(cv_, backoff, [&]() REQUIRES(mu_) { return stopping_; });
       if (stopping_) break;
       backoff = std::min(backoff * 2, options_.retry_max);
     }

@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
 #include "controller/kube/client.h"
 #include "controller/source.h"
 
@@ -62,12 +63,11 @@ class KubeEventRecorder final : public EventRecorder {
   const Options options_;
   std::thread thread_;  // "event-recorder"
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  // Guarded by mu_.
-  std::deque<Pending> queue_;
-  bool stopping_ = false;
-  bool sending_ = false;
+  std::deque<Pending> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool sending_ GUARDED_BY(mu_) = false;
   // Only the recorder thread touches these.
   std::unordered_map<std::string, Sent> sent_;
   std::list<std::string> sent_order_;  // oldest first, for eviction

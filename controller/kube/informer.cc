@@ -31,7 +31,7 @@ void Informer::Start(ChangeHandler on_change) {
 void Informer::Stop() {
   std::shared_ptr<StreamCancel> watch;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     watch = current_watch_;
   }
@@ -41,24 +41,24 @@ void Informer::Stop() {
 }
 
 bool Informer::Stopping() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stopping_;
 }
 
 bool Informer::HasSynced() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return synced_;
 }
 
 std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = cache_.find(key);
   if (it == cache_.end()) return std::nullopt;
   return it->second;
 }
 
 std::vector<std::string> Informer::Keys() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::string> keys;
   keys.reserve(cache_.size());
   for (const auto& [key, object] : cache_) keys.push_back(key);
@@ -66,7 +66,7 @@ std::vector<std::string> Informer::Keys() const {
 }
 
 void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_on_rv) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = cache_.find(updated.Key());
   if (it != cache_.end() && it->second.metadata.resource_version == based_on_rv) {
     it->second = updated;
@@ -75,12 +75,12 @@ void Informer::Observed(const crd::ElasticVM& updated, const std::string& based_
 }
 
 std::string Informer::LastResourceVersion() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_rv_;
 }
 
 int Informer::ListCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return list_count_;
 }
 
@@ -89,7 +89,7 @@ bool Informer::InScope(const crd::ElasticVM& object) const {
 }
 
 void Informer::Backoff() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (backoff_.count() == 0) {
     backoff_ = options_.backoff_initial;
   } else {
@@ -99,7 +99,7 @@ void Informer::Backoff() {
   thread_local std::mt19937 random{std::random_device{}()};
   std::uniform_int_distribution<int64_t> spread(backoff_.count() / 2, backoff_.count());
   std::chrono::milliseconds wait(spread(random));
-  stop_cv_.wait_for(lock, wait, [&] { return stopping_; });
+  lock.WaitFor(stop_cv_, wait, [&]() REQUIRES(mu_) { return stopping_; });
 }
 
 void Informer::Run() {
@@ -122,7 +122,7 @@ void Informer::Run() {
         case WatchOutcome::kReconnect:
           break;
       }
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       resource_version = last_rv_;
     }
   }
@@ -133,7 +133,7 @@ std::string Informer::ListResourceVersion() const {
   // watch cache (one answer, no paging, no etcd read); a relist asks for the last version
   // seen; after the server refused a version, a quorum read ("") from etcd.
   if (list_rv_unavailable_) return "";
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_rv_.empty() ? "0" : last_rv_;
 }
 
@@ -254,7 +254,7 @@ void Informer::ReplaceCache(CacheMap listed, const std::string& list_rv, double 
   std::vector<std::string> changed;
   size_t size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, object] : cache_) {
       auto it = listed.find(key);
       if (it == listed.end() ||
@@ -281,7 +281,7 @@ void Informer::ReplaceCache(CacheMap listed, const std::string& list_rv, double 
 Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) {
   auto cancel = std::make_shared<StreamCancel>();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return WatchOutcome::kStop;
     current_watch_ = cancel;
   }
@@ -300,7 +300,7 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
       },
       *cancel, options_.watch_timeout + std::chrono::seconds(30));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     current_watch_.reset();
   }
   if (Stopping() || end.kind == WatchEnd::Kind::kCancelled) return WatchOutcome::kStop;
@@ -312,7 +312,7 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
                                                                     options_.watch_timeout);
   bool healthy = good_events > 0 || std::chrono::steady_clock::now() - started >= long_enough;
   if (healthy) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     backoff_ = std::chrono::milliseconds(0);
   }
   return AfterWatch(end, outcome, healthy);
@@ -395,7 +395,7 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
     }
   }
   if (!event.resource_version.empty()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     last_rv_ = event.resource_version;
   }
   return true;
@@ -406,7 +406,7 @@ void Informer::Upsert(crd::ElasticVM object) {
   std::string key = object.Key();
   size_t size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end() && !object.metadata.resource_version.empty() &&
         it->second.metadata.resource_version == object.metadata.resource_version) {
@@ -425,7 +425,7 @@ void Informer::Upsert(crd::ElasticVM object) {
 void Informer::Remove(const std::string& key) {
   size_t size;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (cache_.erase(key) == 0) return;
     size = cache_.size();
   }

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "controller/kube/client.h"
 #include "controller/source.h"
 
@@ -110,16 +111,15 @@ class Informer final : public ObjectSource {
   ChangeHandler on_change_;
   std::thread thread_;  // "informer": list + watch loop
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable stop_cv_;
-  // Guarded by mu_.
-  CacheMap cache_;
-  bool synced_ = false;
-  bool stopping_ = false;
-  std::shared_ptr<StreamCancel> current_watch_;
-  std::string last_rv_;
-  int list_count_ = 0;
-  std::chrono::milliseconds backoff_{0};
+  CacheMap cache_ GUARDED_BY(mu_);
+  bool synced_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::shared_ptr<StreamCancel> current_watch_ GUARDED_BY(mu_);
+  std::string last_rv_ GUARDED_BY(mu_);
+  int list_count_ GUARDED_BY(mu_) = 0;
+  std::chrono::milliseconds backoff_ GUARDED_BY(mu_){0};
   // Informer thread only: the server refused the version asked for; list from etcd next.
   bool list_rv_unavailable_ = false;
   // Informer thread only: a LIST at "0" came in pages (the server has no watch cache).

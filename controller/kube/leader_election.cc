@@ -58,7 +58,7 @@ void LeaderElector::Start(std::function<void()> on_started_leading,
 
 void LeaderElector::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -71,8 +71,8 @@ bool LeaderElector::Wait(std::chrono::milliseconds period, bool jitter) {
     std::uniform_real_distribution<double> extra(0.0, 0.2);
     period += std::chrono::milliseconds(static_cast<int64_t>(period.count() * extra(random)));
   }
-  std::unique_lock lock(mu_);
-  return !cv_.wait_for(lock, period, [&] { return stopping_; });
+  MutexLock lock(mu_);
+  return !lock.WaitFor(cv_, period, [&]() REQUIRES(mu_) { return stopping_; });
 }
 
 void LeaderElector::Run() {

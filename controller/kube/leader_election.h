@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "common/thread_annotations.h"
 #include "controller/kube/client.h"
 
 namespace hotplug::controller::kube {
@@ -37,7 +38,6 @@ class LeaderElector {
   // Stops trying; releases the lease when held. Idempotent.
   void Stop();
   bool IsLeader() const { return leading_.load(); }
-  const std::string& identity() const { return options_.identity; }
 
   // "hostname_<random hex>".
   static std::string DefaultIdentity();
@@ -58,9 +58,9 @@ class LeaderElector {
   std::thread thread_;
   std::atomic<bool> leading_{false};
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
+  bool stopping_ GUARDED_BY(mu_) = false;
 
   // Only the election thread touches these.
   std::string observed_record_;  // holder|renewTime|transitions as last seen

@@ -33,7 +33,6 @@ bool KubeStatusWriter::WriteStatus(const crd::ElasticVM& object,
       if (result.conflict()) *error += " (gave up after " + std::to_string(attempt + 1) + " tries)";
       return false;
     }
-    conflicts_retried_++;
     // Someone else wrote first: read the object again and write on top of its version.
     ApiResult fresh = client_.Get(ElasticVMPath(target.metadata.namespace_, target.metadata.name));
     if (fresh.not_found()) return true;

@@ -4,7 +4,6 @@
 // alone.
 #pragma once
 
-#include <atomic>
 #include <string>
 
 #include "controller/kube/client.h"
@@ -22,14 +21,10 @@ class KubeStatusWriter final : public StatusWriter {
   bool WriteStatus(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
                    std::string* error) override;
 
-  // How many 409s were met and retried (tests, logs).
-  int conflicts_retried() const { return conflicts_retried_; }
-
  private:
   Client& client_;
   Informer* cache_;
   const int max_conflict_retries_;
-  std::atomic<int> conflicts_retried_{0};
 };
 
 }  // namespace hotplug::controller::kube

@@ -47,7 +47,7 @@ void LogEventRecorder::Record(const crd::ElasticVM& object, const reconciler::Ev
                          {"reason", event.reason},
                          {"message", event.message}};
   std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!EnsureOpenLocked()) return;
   struct stat info {};
   if (fstat(file_.get(), &info) == 0 && static_cast<size_t>(info.st_size) >= rotate_bytes_) {

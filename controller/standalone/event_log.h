@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/thread_annotations.h"
 #include "controller/source.h"
 #include "controller/standalone/safe_files.h"
 #include "controller/standalone/status_dir.h"
@@ -27,15 +28,15 @@ class LogEventRecorder final : public EventRecorder {
 
  private:
   // Opens events.log when it is not open or the folder changed; false when it cannot be.
-  bool EnsureOpenLocked();
+  bool EnsureOpenLocked() REQUIRES(mu_);
 
   const StatusDir* const status_dir_;
   const reconciler::Clock& clock_;
   const size_t rotate_bytes_;
-  std::mutex mu_;
-  UniqueFd file_;             // guarded by mu_; opened on first use
-  uint64_t generation_ = 0;   // guarded by mu_: the folder's generation file_ is in
-  bool open_failed_ = false;  // guarded by mu_: log the failure once
+  Mutex mu_;
+  UniqueFd file_ GUARDED_BY(mu_);             // opened on first use
+  uint64_t generation_ GUARDED_BY(mu_) = 0;   // the folder's generation file_ is in
+  bool open_failed_ GUARDED_BY(mu_) = false;  // log the failure once
 };
 
 }  // namespace hotplug::controller::standalone

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <ranges>
 
 #include "controller/log.h"
 #include "controller/standalone/input_file.h"
@@ -37,11 +36,11 @@ bool EndsWith(const std::string& text, std::string_view suffix) {
 }
 
 std::string NewUid() {
-  static std::mutex mu;
+  static Mutex mu;
   static std::mt19937_64 random{std::random_device{}()};
   uint64_t high, low;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     high = random();
     low = random();
   }
@@ -130,25 +129,26 @@ void FolderSource::Stop() {
 bool FolderSource::HasSynced() const { return synced_.load(); }
 
 std::optional<crd::ElasticVM> FolderSource::Get(const std::string& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = cache_.find(key);
   if (it == cache_.end()) return std::nullopt;
   return it->second.object;
 }
 
 std::vector<std::string> FolderSource::Keys() const {
-  std::lock_guard lock(mu_);
-  auto keys = std::views::keys(cache_);
-  return {keys.begin(), keys.end()};
+  MutexLock lock(mu_);
+  std::vector<std::string> keys;
+  for (const auto& entry : cache_) keys.push_back(entry.first);  // (clang 14: no views::keys)
+  return keys;
 }
 
 bool FolderSource::CommitStatus(const std::string& key, const std::string& uid,
                                 const crd::ElasticVMStatus& status, const Persist& persist,
                                 std::string* error) {
-  std::lock_guard write_lock(write_mu_);
+  MutexLock write_lock(write_mu_);
   crd::ElasticVM record;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = cache_.find(key);
     if (it == cache_.end() || it->second.object.metadata.uid != uid) {
       log::Debug("standalone: object removed; its status is not written", {{"object", key}});
@@ -159,7 +159,7 @@ bool FolderSource::CommitStatus(const std::string& key, const std::string& uid,
   }
   record.status = status;
   if (!persist(record, error)) return false;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   cache_[key].object.status = status;  // present: removals wait for write_mu_
   return true;
 }
@@ -426,7 +426,7 @@ const FolderSource::Claim* FolderSource::Owner(const std::string& key) const {
   // file says); otherwise the first claim in file order wins.
   std::string owner_file;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = cache_.find(key); it != cache_.end()) owner_file = it->second.file;
   }
   if (owner_file.empty()) {
@@ -445,7 +445,7 @@ void FolderSource::Apply(const std::set<std::string>& keys, std::set<std::string
   rescans_++;
   std::vector<std::string> changed;
   {
-    std::lock_guard write_lock(write_mu_);
+    MutexLock write_lock(write_mu_);
     for (const auto& key : keys) {
       if (ApplyKey(key, files)) changed.push_back(key);
     }
@@ -488,7 +488,7 @@ bool FolderSource::ApplyKey(const std::string& key, std::set<std::string>& files
 bool FolderSource::RemoveObject(const std::string& key) {
   std::optional<Entry> removed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = cache_.find(key);
     if (it == cache_.end()) return false;
     removed = std::move(it->second);
@@ -509,7 +509,7 @@ bool FolderSource::RemoveObject(const std::string& key) {
 
 bool FolderSource::UpdateCached(const std::string& key, const std::string& file,
                                 crd::ElasticVM& wanted, std::string& fingerprint, bool* changed) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   auto it = cache_.find(key);
   if (it == cache_.end()) return false;
   crd::ElasticVM& cached = it->second.object;
@@ -526,7 +526,7 @@ bool FolderSource::UpdateCached(const std::string& key, const std::string& file,
   it->second.fingerprint = std::move(fingerprint);
   if (spec_changed) cached.metadata.generation++;
   const std::string generation = std::to_string(cached.metadata.generation);
-  lock.unlock();
+  lock.Unlock();
   if (spec_changed) {
     log::Info("standalone: object changed",
               {{"object", key}, {"file", file}, {"generation", generation}});
@@ -561,7 +561,7 @@ void FolderSource::AddNew(const std::string& key, const std::string& file, crd::
   const std::string generation = std::to_string(object.metadata.generation);
   crd::ElasticVM record = object;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cache_[key] = Entry{std::move(object), file, std::move(fingerprint)};
   }
   if (clear_removed_mark) {
@@ -654,10 +654,10 @@ void FolderSource::RewriteStatusFolder() {
   status_generation_ = status_dir_.generation();
   size_t written = 0;
   {
-    std::lock_guard write_lock(write_mu_);
+    MutexLock write_lock(write_mu_);
     std::vector<crd::ElasticVM> records;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (const auto& [key, entry] : cache_) {
         if (!HasStatus(entry.object.status)) continue;
         records.push_back(entry.object);

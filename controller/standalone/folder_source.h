@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "controller/source.h"
 #include "controller/standalone/read_pool.h"
 #include "controller/standalone/status_dir.h"
@@ -217,9 +218,9 @@ class FolderSource final : public ObjectSource {
 
   // Serialises status-file writes with removals and re-additions (held across file I/O).
   // Lock order: write_mu_, then mu_.
-  std::mutex write_mu_;
-  mutable std::mutex mu_;
-  std::map<std::string, Entry> cache_;  // guarded by mu_
+  Mutex write_mu_;
+  mutable Mutex mu_;
+  std::map<std::string, Entry> cache_ GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::controller::standalone

@@ -35,7 +35,7 @@ ReadPool::ReadPool(int dir_fd, int threads) : dir_fd_(dir_fd) {
 
 ReadPool::~ReadPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -45,7 +45,7 @@ ReadPool::~ReadPool() {
 
 void ReadPool::Submit(const std::string& name) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (reading_.count(name)) {
       again_.insert(name);
       return;
@@ -59,30 +59,30 @@ void ReadPool::Submit(const std::string& name) {
 std::vector<FileRead> ReadPool::TakeDone() {
   uint64_t count = 0;
   (void)!read(done_fd_, &count, sizeof(count));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<FileRead> done = std::move(done_);
   done_.clear();
   return done;
 }
 
 bool ReadPool::Busy() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return !queue_.empty() || !reading_.empty();
 }
 
 void ReadPool::Work() {
   pthread_setname_np(pthread_self(), "folder-read");
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    lock.Wait(wake_, [this]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
     if (stopping_) return;
     std::string name = std::move(queue_.front());
     queue_.pop_front();
     queued_.erase(name);
     reading_.insert(name);
-    lock.unlock();
+    lock.Unlock();
     FileRead result = ReadInputFile(dir_fd_, name);
-    lock.lock();
+    lock.Lock();
     reading_.erase(name);
     done_.push_back(std::move(result));
     if (again_.erase(name) && queued_.insert(name).second) {

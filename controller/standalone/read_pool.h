@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "controller/standalone/input_file.h"
 #include "controller/standalone/safe_files.h"
 
@@ -52,16 +53,16 @@ class ReadPool {
 
   const int dir_fd_;
   int done_fd_ = -1;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable wake_;
-  // Guarded by mu_: names waiting, names being read, names changed again while being read,
+  // Names waiting, names being read, names changed again while being read,
   // and finished reads.
-  std::deque<std::string> queue_;
-  std::set<std::string> queued_;
-  std::set<std::string> reading_;
-  std::set<std::string> again_;
-  std::vector<FileRead> done_;
-  bool stopping_ = false;             // guarded by mu_
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  std::set<std::string> queued_ GUARDED_BY(mu_);
+  std::set<std::string> reading_ GUARDED_BY(mu_);
+  std::set<std::string> again_ GUARDED_BY(mu_);
+  std::vector<FileRead> done_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;  // "folder-read"
 };
 

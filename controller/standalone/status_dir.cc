@@ -147,7 +147,7 @@ bool StatusDir::Open(std::string* error, bool* locked) {
   }
   std::shared_ptr<const UniqueFd> folder;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     folder = OpenFolderLocked(/*create=*/true, error);
     generation_ = 0;
   }
@@ -196,7 +196,7 @@ std::shared_ptr<const UniqueFd> StatusDir::OpenFolderLocked(bool create, std::st
 }
 
 std::shared_ptr<const UniqueFd> StatusDir::Folder(std::string* error) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   struct stat now {};
   int rc = fstatat(input_fd_.get(), kStatusFolder, &now, AT_SYMLINK_NOFOLLOW);
   if (folder_ && rc == 0 && S_ISDIR(now.st_mode) && now.st_dev == folder_dev_ &&
@@ -214,7 +214,7 @@ std::shared_ptr<const UniqueFd> StatusDir::Folder(std::string* error) const {
 uint64_t StatusDir::generation() const {
   std::string ignored;
   Folder(&ignored);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return generation_;
 }
 
@@ -378,7 +378,7 @@ int StatusDir::OpenEventsLog(uint64_t* generation, std::string* error) const {
   auto folder = Folder(error);
   if (!folder) return -1;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     *generation = generation_;
   }
   // O_NONBLOCK: a FIFO put there must not hang the process (with no reader the open fails,

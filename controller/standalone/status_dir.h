@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "controller/standalone/safe_files.h"
 #include "crd/elasticvm.h"
 
@@ -64,7 +65,6 @@ class StatusDir {
 
   // DIR, held open for the process (the folder source reads its files relative to it).
   int input_fd() const { return input_fd_.get(); }
-  const std::string& input_path() const { return input_path_; }
   const std::string& path() const { return path_; }
 
   // File names in .status.
@@ -108,17 +108,18 @@ class StatusDir {
   // folder, else a new one (made again when gone). nullptr with `error` when DIR/.status is
   // something the operator must not use (a symlink, a file, another user's folder).
   std::shared_ptr<const UniqueFd> Folder(std::string* error) const;
-  std::shared_ptr<const UniqueFd> OpenFolderLocked(bool create, std::string* error) const;
+  std::shared_ptr<const UniqueFd> OpenFolderLocked(bool create, std::string* error) const
+      REQUIRES(mu_);
   bool Write(const std::string& name, std::string_view text, std::string* error) const;
 
   const std::string input_path_;
   const std::string path_;
   UniqueFd input_fd_;  // DIR, locked; set once by Open
-  mutable std::mutex mu_;
-  mutable std::shared_ptr<const UniqueFd> folder_;  // guarded by mu_
-  mutable dev_t folder_dev_ = 0;                    // guarded by mu_
-  mutable ino_t folder_ino_ = 0;                    // guarded by mu_
-  mutable uint64_t generation_ = 0;                 // guarded by mu_
+  mutable Mutex mu_;
+  mutable std::shared_ptr<const UniqueFd> folder_ GUARDED_BY(mu_);
+  mutable dev_t folder_dev_ GUARDED_BY(mu_) = 0;
+  mutable ino_t folder_ino_ GUARDED_BY(mu_) = 0;
+  mutable uint64_t generation_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace hotplug::controller::standalone

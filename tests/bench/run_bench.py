@@ -196,9 +196,10 @@ def operator_run(ctx, kubeconfig, count, log_name, stop_when, wait_for_log=None,
     while it starts. sample(pid), when given, is called at that moment (its value lands in
     OPERATOR_SAMPLES[-1])."""
     port = free_port()
-    command = [ctx.binary("hotplug-operator"), "--hypervisor=fake", f"--fake-domains={count}",
-               f"--kubeconfig={kubeconfig}", f"--namespace={namespace}", f"--workers={workers}",
-               f"--metrics-bind-address=127.0.0.1:{port}", "--health-probe-bind-address=0"]
+    command = [ctx.binary("hotplug-operator-testing"), "--hypervisor=fake",
+               f"--fake-domains={count}", f"--kubeconfig={kubeconfig}", f"--namespace={namespace}",
+               f"--workers={workers}", f"--metrics-bind-address=127.0.0.1:{port}",
+               "--health-probe-bind-address=0"]
     log_path = ctx.log(log_name)
     with open(log_path, "ab") as stderr, open(log_path, "rb") as reader:
         reader.seek(0, os.SEEK_END)

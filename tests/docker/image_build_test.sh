@@ -295,6 +295,9 @@ for flag in --kubeconfig --standalone --metrics-bind-address --health-probe-bind
             --libvirt-uri --version; do
   check "--help lists $flag" grep -qe "^ *$flag\b" <<<"$help_text"
 done
+# The image ships the real binary only: no fake hypervisor, no --fake-* flags.
+check "--help names no fake (hotplug-operator-testing is never shipped)" \
+  bash -c '! grep -qi fake' <<<"$help_text"
 if [[ $help_status -ne 0 || $failures -gt 0 ]]; then
   echo "     --help printed:"
   sed 's/^/  | /' <<<"$help_text" | head -n 40

@@ -67,11 +67,13 @@ def stop_process(process, timeout_s=10.0):
 
 
 def operator_binary():
-    """The binary under test: $HOTPLUG_OPERATOR, argv[1], or build/hotplug-operator."""
+    """The binary under test: $HOTPLUG_OPERATOR, argv[1], or build/test/hotplug-operator-testing
+    (the build with the fake backend, which these tests drive)."""
     for candidate in (os.environ.get("HOTPLUG_OPERATOR"),
                       sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-")
                       else None,
-                      os.path.join(ROOT, "build", "hotplug-operator")):
+                      os.path.join(ROOT, "build", "test", "hotplug-operator-testing")):
         if candidate and os.access(candidate, os.X_OK):
             return os.path.abspath(candidate)
-    raise CheckFailed("hotplug-operator binary not found: set HOTPLUG_OPERATOR or pass its path")
+    raise CheckFailed("hotplug-operator-testing binary not found: set HOTPLUG_OPERATOR or pass "
+                      "its path")

@@ -6,7 +6,7 @@ again at once without one (a quorum read) and gets ready; a relist after a watch
 the last version seen, without a limit (so the watch cache, not an exact etcd read, answers);
 an expired continue token starts the LIST over; short quiet watches are not backed off. (tests/bench measures what resourceVersion=0 saves on the real server.)
 
-Run: python3 tests/integration/informer_list_test.py [path/to/hotplug-operator]
+Run: python3 tests/integration/informer_list_test.py [path/to/hotplug-operator-testing]
 """
 
 import json

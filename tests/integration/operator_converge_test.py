@@ -6,7 +6,8 @@ Ready=True), a `kubectl patch` of spec.cpu.vcpus converges, Events are recorded,
 and /readyz answer, SIGTERM ends the process with exit code 0, and --node-name reconciles
 only the objects meant for its node.
 
-Run: python3 tests/integration/operator_converge_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/integration/operator_converge_test.py [path/to/hotplug-operator-testing]
+    [-k NAME]
 """
 
 import datetime

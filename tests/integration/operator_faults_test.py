@@ -12,7 +12,7 @@ not on kube-apiserver: these are the faults a real server cannot be made to prod
 N events). The faults a real server does produce -- kube-apiserver restarted, etcd compacted
 under a watch, watches ended by the server's timeout -- are operator_real_faults_test.py.
 
-Run: python3 tests/integration/operator_faults_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/integration/operator_faults_test.py [path/to/hotplug-operator-testing] [-k NAME]
 """
 
 import json

@@ -7,7 +7,7 @@ validation rejects bad specs with the server's own message (nothing stored, noth
 touched), the status subresource keeps spec and status apart, and the ServiceAccount may do
 exactly what deploy/rbac.yaml grants (the operator is never refused; the test is).
 
-Run: python3 tests/integration/operator_kubectl_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/integration/operator_kubectl_test.py [path/to/hotplug-operator-testing] [-k NAME]
 """
 
 import json

@@ -10,7 +10,7 @@ No replica is ever refused (403). The agents' ServiceAccount, which deploy/ does
 the Lease Role, cannot elect: its 403 is seen, which is also what proves that the 403 check
 of every other test can fail.
 
-Run: python3 tests/integration/operator_leader_election_test.py [path/to/hotplug-operator]
+Run: python3 tests/integration/operator_leader_election_test.py [path/to/hotplug-operator-testing]
 """
 
 import json

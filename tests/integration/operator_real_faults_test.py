@@ -27,7 +27,8 @@ watches here are asked for with the operator's --watch-timeout.)
 The injected faults the real server cannot produce on cue (500 windows, 409 storms, scripted
 410s) are operator_faults_test.py, on the project's test API server.
 
-Run: python3 tests/integration/operator_real_faults_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/integration/operator_real_faults_test.py [path/to/hotplug-operator-testing]
+    [-k NAME]
 """
 
 import itertools

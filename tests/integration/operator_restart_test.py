@@ -5,7 +5,7 @@ restarted operator (the fake hypervisor rebuilt from the call log, as a real hyp
 would still be) resumes from what the hypervisor says and finishes the change without
 repeating a step. On a real kube-apiserver + etcd, the operator with deploy/'s ServiceAccount.
 
-Run: python3 tests/integration/operator_restart_test.py [path/to/hotplug-operator]
+Run: python3 tests/integration/operator_restart_test.py [path/to/hotplug-operator-testing]
 """
 
 import signal

@@ -7,7 +7,7 @@ sign the server's certificate it refuses to talk (and never reports ready);
 `insecure-skip-tls-verify: true` in the kubeconfig turns verification off (with the
 ServiceAccount token). Bearer tokens are what every other integration test uses.
 
-Run: python3 tests/integration/operator_tls_test.py [path/to/hotplug-operator]
+Run: python3 tests/integration/operator_tls_test.py [path/to/hotplug-operator-testing]
 """
 
 import json

@@ -9,11 +9,9 @@ return a number for the plug p99 and the apply -> synced p99, no alert may be ac
 of real failures must make the failure alert pending, every PromQL expression of the
 dashboard and of the rules must parse (and return data where its series exist in the run),
 every rule must evaluate healthy, and `promtool check rules` must accept the PrometheusRule's
-spec. With --render (tests/chart's renderer), the chart's PrometheusRule must render to
-exactly the same spec as deploy/monitoring/prometheusrule.yaml.
+spec. (That the chart ships the same rules and dashboard is tests/chart's check, by helm.)
 
     python3 tests/integration/prometheus_test.py --operator BUILD/hotplug-operator
-    python3 tests/integration/prometheus_test.py --chart-only --render BUILD/.../chart-render
 
 Python 3 standard library only. Every wait polls with a deadline; every process started
 here is stopped by its PID.
@@ -46,8 +44,6 @@ from launch import ApiServerProcess  # noqa: E402
 CRD_FILE = os.path.join(ROOT, "crd", "hotplug.dev_elasticvms.yaml")
 DASHBOARD = os.path.join(ROOT, "deploy", "monitoring", "dashboard.json")
 RULES = os.path.join(ROOT, "deploy", "monitoring", "prometheusrule.yaml")
-CHART = os.path.join(ROOT, "charts", "hotplug-operator")
-CHART_DASHBOARD = os.path.join(CHART, "files", "dashboard.json")
 
 VMS = ["vm-0", "vm-1", "vm-2", "vm-3"]
 # Domains with no guest agent: asking them for guestOnline=agent fails (GuestAgentUnavailable),
@@ -506,66 +502,29 @@ def check_with_prometheus(args, workdir, source):
                 process.stop()
 
 
-def check_chart(render):
-    """The chart's PrometheusRule renders to deploy/monitoring's spec; the chart ships the
-    same dashboard."""
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as values:
-        values.write("metrics:\n  prometheusRule:\n    enabled: true\n")
-    try:
-        rendered = subprocess.run([render, "-chart", CHART, "-f", values.name, "-json"],
-                                  capture_output=True, text=True, timeout=60)
-    finally:
-        os.unlink(values.name)
-    expect(rendered.returncode == 0, f"chart render failed: {rendered.stderr}")
-    objects = [entry["object"] for entry in json.loads(rendered.stdout)["objects"] or []]
-    chart_rules = [o for o in objects if o.get("kind") == "PrometheusRule"]
-    expect(len(chart_rules) == 1, "the chart renders no PrometheusRule")
-    plain = subprocess.run([render, "-yaml-to-json", RULES], capture_output=True, text=True,
-                           timeout=60)
-    expect(plain.returncode == 0, f"yaml-to-json failed: {plain.stderr}")
-    plain_docs = json.loads(plain.stdout)
-    plain_rule = plain_docs[0] if isinstance(plain_docs, list) else plain_docs
-    expect(chart_rules[0]["spec"] == plain_rule["spec"],
-           "charts/hotplug-operator/files/prometheus-rules.yaml renders to a different spec "
-           "than deploy/monitoring/prometheusrule.yaml")
-    print("ok: the chart's PrometheusRule spec equals deploy/monitoring/prometheusrule.yaml's")
-    expect(open(CHART_DASHBOARD, "rb").read() == open(DASHBOARD, "rb").read(),
-           "charts/hotplug-operator/files/dashboard.json differs from "
-           "deploy/monitoring/dashboard.json")
-    print("ok: the chart ships deploy/monitoring/dashboard.json unchanged")
-
-
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--operator", help="the built hotplug-operator binary")
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     parser.add_argument("--promtool", default=shutil.which("promtool") or "promtool")
-    parser.add_argument("--render", help="tests/chart's renderer: also check the chart")
-    parser.add_argument("--chart-only", action="store_true",
-                        help="only the chart check (needs --render)")
     parser.add_argument("--mode", choices=["kubernetes", "standalone", "both"], default="both",
                         help="where the ElasticVMs come from (default: both, one after the other)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
-    if not args.chart_only and not args.operator:
-        parser.error("--operator is required (or --chart-only --render R)")
-    if args.chart_only and not args.render:
-        parser.error("--chart-only needs --render")
+    if not args.operator:
+        parser.error("--operator is required")
 
     workdir = tempfile.mkdtemp(prefix="hotplug-prometheus-")
     try:
-        if args.render:
-            check_chart(args.render)
-        if not args.chart_only:
-            for tool in (args.prometheus, args.promtool, args.operator):
-                expect(shutil.which(tool) or os.access(tool, os.X_OK), f"{tool} not found")
-            sources = {"kubernetes": [KubeSource], "standalone": [FolderSource],
-                       "both": [KubeSource, FolderSource]}[args.mode]
-            for source_type in sources:
-                run_dir = os.path.join(workdir, source_type.name)
-                os.makedirs(run_dir)
-                print(f"--- {source_type.name}")
-                check_with_prometheus(args, run_dir, source_type(run_dir))
+        for tool in (args.prometheus, args.promtool, args.operator):
+            expect(shutil.which(tool) or os.access(tool, os.X_OK), f"{tool} not found")
+        sources = {"kubernetes": [KubeSource], "standalone": [FolderSource],
+                   "both": [KubeSource, FolderSource]}[args.mode]
+        for source_type in sources:
+            run_dir = os.path.join(workdir, source_type.name)
+            os.makedirs(run_dir)
+            print(f"--- {source_type.name}")
+            check_with_prometheus(args, run_dir, source_type(run_dir))
     except Exception:  # noqa: BLE001 - report every failure the same way
         traceback.print_exc()
         print(f"FAILED (logs in {workdir})")

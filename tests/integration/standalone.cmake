@@ -1,10 +1,8 @@
-# Standalone mode end to end: the real binary with --standalone DIR --hypervisor=fake, edited
+# Standalone mode end to end: the built binary with --standalone DIR --hypervisor=fake, edited
 # through its folder (tests/integration/standalone_test.py). Meant to be pulled in by
 # tests/integration/CMakeLists.txt with include(${CMAKE_CURRENT_LIST_DIR}/standalone.cmake).
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
-if(TARGET hotplug-operator)
-  add_test(NAME integration.standalone
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/standalone_test.py
-                   $<TARGET_FILE:hotplug-operator>)
-  set_tests_properties(integration.standalone PROPERTIES LABELS integration TIMEOUT 120)
-endif()
+add_test(NAME integration.standalone
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/standalone_test.py
+                 $<TARGET_FILE:hotplug-operator-testing>)
+set_tests_properties(integration.standalone PROPERTIES LABELS integration TIMEOUT 120)

@@ -8,7 +8,7 @@ hypervisor's call log shows no change), SIGTERM exits 0, and a restart keeps uid
 and lastTransitionTime.
 
 Standard library only. Every wait is a poll with a deadline; processes are stopped by PID.
-Run: python3 tests/integration/standalone_test.py [path/to/hotplug-operator]
+Run: python3 tests/integration/standalone_test.py [path/to/hotplug-operator-testing]
      (or set HOTPLUG_OPERATOR; KEEP_WORKDIR=1 keeps the temp folder)
 """
 

@@ -13,7 +13,7 @@ time: a megabyte string, deep nesting) sent three ways, and how each way must an
 Nothing may crash: the operator is alive at the end of (b) and (c) and a change to the good
 object made after all the bad ones converges. Prints the count and a table of answers.
 
-Run: python3 tests/reliability/bad_input_test.py [path/to/hotplug-operator] [-k WAY]
+Run: python3 tests/reliability/bad_input_test.py [path/to/hotplug-operator-testing] [-k WAY]
      --observe prints what each way answered without judging it (to extend the corpus).
 """
 

@@ -9,7 +9,7 @@ node scope) is not repeated here. Faults inside the hypervisor that the binary c
 to inject at run time (a domain destroyed mid-plan, a migration job, an unplug left pending
 across a restart) are in fault_inprocess_test.cc; libvirtd killed mid-plan is in tests/e2e.
 
-Run: python3 tests/reliability/fault_matrix_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/reliability/fault_matrix_test.py [path/to/hotplug-operator-testing] [-k NAME]
 Env: RELIABILITY_OUTAGE_S (default 6): length of the 500 window; 30 reproduces the brief's
      case exactly and behaves the same, only slower (see check_api_500_window).
 """

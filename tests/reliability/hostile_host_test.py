@@ -32,7 +32,7 @@ there is a good object, and the check ends by proving the good object still conv
   slow_clients           one client sending a byte every 1.5 s, 50 idle connections and 2
                          slow /metrics clients: every probe and scrape still answers at once
 
-Run: python3 tests/reliability/hostile_host_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/reliability/hostile_host_test.py [path/to/hotplug-operator-testing] [-k NAME]
 """
 
 import json

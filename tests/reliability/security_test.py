@@ -14,7 +14,7 @@
   bind_loopback  --metrics-bind-address and --health-probe-bind-address on 127.0.0.1 listen
                  there only (the process's listening sockets, from /proc/<pid>/net/tcp{,6}).
 
-Run: python3 tests/reliability/security_test.py [path/to/hotplug-operator] [-k NAME]
+Run: python3 tests/reliability/security_test.py [path/to/hotplug-operator-testing] [-k NAME]
 """
 
 import json

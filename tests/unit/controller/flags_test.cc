@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "controller/hypervisor_backend.h"
+
 namespace hotplug::controller {
 namespace {
 
@@ -29,9 +31,41 @@ TEST(ParseDurationTest, RejectsWhatIsNotADuration) {
   }
 }
 
-ParseOutcome Parse(std::vector<std::string> args, Flags* flags, std::string* error,
-                   FlagFeatures features = {.libvirt = true}) {
-  return ParseFlags(args, features, flags, error);
+// A backend of the kind `kind`, with one flag of its own when `flag` is given (as the fake's
+// --fake-domains): what ParseFlags and HelpText see of a registered backend.
+class StubBackend final : public HypervisorBackend {
+ public:
+  StubBackend(std::string kind, std::string flag)
+      : kind_(std::move(kind)), flag_(std::move(flag)) {}
+  std::string kind() const override { return kind_; }
+  void AddFlags(FlagTable* table) override {
+    if (!flag_.empty()) (*table)[flag_] = {false, IntegerFlag(&value_, 0)};
+  }
+  bool FlagsGiven() const override { return value_ > 0; }
+  std::string FlagHelp() const override {
+    return flag_.empty() ? "" : "  --" + flag_ + " N   the stub's own flag.\n";
+  }
+  std::shared_ptr<backends::Hypervisor> Build(const Flags&, std::string*) override {
+    return nullptr;
+  }
+  int value() const { return value_; }
+
+ private:
+  std::string kind_;
+  std::string flag_;
+  int value_ = 0;
+};
+
+// As hotplug-operator-testing registers them: libvirt, and one with a flag of its own.
+HypervisorBackends TestingBackends() {
+  HypervisorBackends backends;
+  backends.push_back(std::make_unique<StubBackend>("libvirt", ""));
+  backends.push_back(std::make_unique<StubBackend>("fake", "fake-domains"));
+  return backends;
+}
+
+ParseOutcome Parse(std::vector<std::string> args, Flags* flags, std::string* error) {
+  return ParseFlags(args, TestingBackends(), flags, error);
 }
 
 TEST(ParseFlagsTest, DefaultsMatchTheHelp) {
@@ -55,7 +89,7 @@ TEST(ParseFlagsTest, TakesBothSpellingsOfValues) {
   Flags flags;
   std::string error;
   ASSERT_EQ(Parse({"--workers=8", "--namespace", "vms", "--leader-elect", "--resync-period=30s",
-                   "--hypervisor", "fake", "--fake-domains=3", "--node-name=host-a"},
+                   "--hypervisor", "fake", "--node-name=host-a"},
                   &flags, &error),
             ParseOutcome::kRun)
       << error;
@@ -63,8 +97,31 @@ TEST(ParseFlagsTest, TakesBothSpellingsOfValues) {
   EXPECT_EQ(flags.ns, "vms");
   EXPECT_TRUE(flags.leader_elect);
   EXPECT_EQ(flags.resync_period, 30s);
-  EXPECT_EQ(flags.fake_domains, 3);
+  EXPECT_EQ(flags.hypervisor, "fake");
   EXPECT_EQ(flags.node_name, "host-a");
+}
+
+TEST(ParseFlagsTest, ABackendsOwnFlagsGoToIt) {
+  HypervisorBackends backends = TestingBackends();
+  Flags flags;
+  std::string error;
+  ASSERT_EQ(ParseFlags({"--hypervisor=fake", "--fake-domains", "3"}, backends, &flags, &error),
+            ParseOutcome::kRun)
+      << error;
+  EXPECT_EQ(static_cast<StubBackend&>(*backends[1]).value(), 3);
+}
+
+TEST(ParseFlagsTest, OnlyTheRegisteredBackendsExist) {
+  HypervisorBackends shipped;
+  shipped.push_back(std::make_unique<StubBackend>("libvirt", ""));
+  Flags flags;
+  std::string error;
+  EXPECT_EQ(ParseFlags({"--hypervisor=fake"}, shipped, &flags, &error), ParseOutcome::kError);
+  EXPECT_EQ(error, "--hypervisor: must be libvirt, not \"fake\"");
+  EXPECT_EQ(ParseFlags({"--fake-domains=1"}, shipped, &flags, &error), ParseOutcome::kError);
+  EXPECT_NE(error.find("unknown flag --fake-domains"), std::string::npos) << error;
+  std::string help = HelpText(shipped);
+  EXPECT_EQ(help.find("fake"), std::string::npos) << help;
 }
 
 TEST(ParseFlagsTest, BadFlagsSayWhatIsWrong) {
@@ -80,10 +137,9 @@ TEST(ParseFlagsTest, BadFlagsSayWhatIsWrong) {
            Case{{"--hypervisor=xen"}, "--hypervisor"},
            Case{{"--log-level=loud"}, "--log-level"},
            Case{{"--leader-elect-renew-deadline=20s"}, "renew-deadline"},
-           Case{{"--fake-domains=2"}, "--hypervisor=fake"},
+           Case{{"--fake-domains=2"}, "--fake-* flags need --hypervisor=fake"},
            Case{{"--kubeconfig"}, "needs a value"},
            Case{{"stray"}, "unexpected argument"},
-           Case{{"--metrics-bind-address=:9090"}, "unknown flag"},
        }) {
     Flags flags;
     std::string error;
@@ -100,19 +156,32 @@ TEST(ParseFlagsTest, HelpAndVersion) {
 }
 
 TEST(HelpTextTest, ListsEveryFlagItAccepts) {
-  std::string help = HelpText({.libvirt = true});
-  for (const char* flag :
-       {"--kubeconfig", "--namespace", "--node-name", "--workers", "--resync-period",
-        "--leader-elect", "--leader-elect-namespace", "--leader-elect-id",
-        "--leader-elect-lease-duration", "--leader-elect-renew-deadline",
-        "--leader-elect-retry-period", "--health-probe-bind-address", "--hypervisor",
-        "--libvirt-uri", "--hooks-dir", "--hook-timeout", "--log-level", "--help", "--version",
-        "--fake-domains", "--fake-domains-file", "--fake-call-log", "--fake-vcpu-latency"}) {
+  std::string help = HelpText(TestingBackends());
+  for (const char* flag : {"--kubeconfig",
+                           "--namespace",
+                           "--node-name",
+                           "--workers",
+                           "--resync-period",
+                           "--leader-elect",
+                           "--leader-elect-namespace",
+                           "--leader-elect-id",
+                           "--leader-elect-lease-duration",
+                           "--leader-elect-renew-deadline",
+                           "--leader-elect-retry-period",
+                           "--health-probe-bind-address",
+                           "--hypervisor",
+                           "--libvirt-uri",
+                           "--hooks-dir",
+                           "--hook-timeout",
+                           "--log-level",
+                           "--help",
+                           "--version",
+                           "--metrics-bind-address",
+                           "--standalone",
+                           "libvirt or fake",
+                           "--fake-domains N"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
-  // Not offered until the metrics server is wired.
-  EXPECT_EQ(help.find("--metrics-bind-address"), std::string::npos);
-  EXPECT_EQ(help.find("--standalone"), std::string::npos);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
-#include "controller/fake_setup.h"
+#include "tests/support/testing_binary/fake_setup.h"
 
-#include <sstream>
+#include <yaml-cpp/yaml.h>
 
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
+#include <sstream>
 
 #include "crd/quantity.h"
 #include "reconciler/clock.h"
@@ -100,7 +100,7 @@ CallLoggingHypervisor::~CallLoggingHypervisor() {
 }
 
 bool CallLoggingHypervisor::Open(int* replayed, std::string* error) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   log_ = std::fopen(path_.c_str(), "a+");
   if (!log_) {
     *error = "cannot open " + path_ + " for appending";
@@ -152,15 +152,15 @@ void CallLoggingHypervisor::AppendLocked(const std::string& line) {
 backends::Result<backends::DomainObservation> CallLoggingHypervisor::Observe(
     const std::string& domain) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     CatchUpLocked();
   }
   return inner_.Observe(domain);
 }
 
-backends::Status CallLoggingHypervisor::SetVcpu(const std::string& domain, unsigned id,
-                                                bool enable, bool persist) {
-  std::lock_guard lock(mu_);
+backends::Status CallLoggingHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enable,
+                                                bool persist) {
+  MutexLock lock(mu_);
   CatchUpLocked();
   backends::Status status = inner_.SetVcpu(domain, id, enable, persist);
   if (status.ok()) {
@@ -178,7 +178,7 @@ backends::Status CallLoggingHypervisor::SetVcpu(const std::string& domain, unsig
 backends::Status CallLoggingHypervisor::ApplyMemoryStep(const std::string& domain,
                                                         const backends::MemoryStep& step,
                                                         bool persist) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   CatchUpLocked();
   backends::Status status = inner_.ApplyMemoryStep(domain, step, persist);
   if (status.ok()) {

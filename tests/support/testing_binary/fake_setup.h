@@ -1,4 +1,4 @@
-// Test-only wiring of the in-memory hypervisor for --hypervisor=fake: the domains it starts
+// hotplug-operator-testing's in-memory hypervisor (--hypervisor=fake): the domains it starts
 // with (--fake-domains, --fake-domains-file) and a call log (--fake-call-log) that records
 // every successful change and is replayed at start, so a restarted operator finds the fake
 // domains as the previous process left them and tests can prove no step ran twice.
@@ -12,6 +12,7 @@
 
 #include "backends/fake/fake_hypervisor.h"
 #include "backends/hypervisor.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::controller {
 
@@ -52,14 +53,14 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
 
  private:
   // Replays lines appended by other processes. Called with mu_ held.
-  void CatchUpLocked();
-  void AppendLocked(const std::string& line);
+  void CatchUpLocked() REQUIRES(mu_);
+  void AppendLocked(const std::string& line) REQUIRES(mu_);
   backends::Hypervisor& inner_;
   backends::fake::FakeHypervisor& fake_;
   const std::string path_;
-  std::mutex mu_;  // serialises calls, so the file and the fake move together
-  std::FILE* log_ = nullptr;  // guarded by mu_
-  long offset_ = 0;           // guarded by mu_: bytes of the file already applied
+  Mutex mu_;  // serialises calls, so the file and the fake move together
+  std::FILE* log_ GUARDED_BY(mu_) = nullptr;
+  long offset_ GUARDED_BY(mu_) = 0;  // bytes of the file already applied
 };
 
 // Re-applies the changes recorded in `log_text` to `fake`. Returns how many were applied;
