@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "backends/load.h"
+
 namespace hotplug::backends {
 
 // Why a backend call failed. Stable: the reconciler maps these to condition reasons.
@@ -227,6 +229,11 @@ class Hypervisor {
   // its owner's claim changed).
   using DomainEventSink = std::function<void(const std::string& domain)>;
   virtual void SetEventSink(DomainEventSink sink) = 0;
+
+  // Reads the guest's load now (spec.*.autoscale). The default: this backend cannot.
+  virtual Result<LoadSample> ReadLoad(const std::string& domain) {
+    return Status::Error(ErrorCode::kUnsupported, "this backend cannot read " + domain + "'s load");
+  }
 };
 
 }  // namespace hotplug::backends

@@ -50,12 +50,14 @@ Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventR
       options_(std::move(options)),
       metrics_(options_.metrics ? options_.metrics : &no_metrics_),
       queue_(clock, QueueOptions(options_)),
-      status_sync_(source, status_writer, *metrics_) {
+      status_sync_(source, status_writer, *metrics_),
+      autoscaler_(options_.autoscale) {
   options_.reconciler.stop_requested = &stop_requested_;
   options_.reconciler.claim_is_stale = [this](const backends::DomainClaim& claim,
                                               const std::string& domain) {
     return ClaimIsStale(claim, domain);
   };
+  options_.reconciler.autoscaler = &autoscaler_;
 }
 
 Controller::~Controller() {
@@ -183,6 +185,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
     status_sync_.Forget(key);
+    autoscaler_.Forget(key);
     metrics_->ReconcileDone("deleted", seconds_since_start());
     source_.Released(key);
     return;
@@ -238,6 +241,10 @@ bool Controller::ClaimIsStale(const backends::DomainClaim& claim, const std::str
 void Controller::RecordEvents(const crd::ElasticVM& object,
                               const std::vector<reconciler::Event>& events) {
   for (const auto& event : events) {
+    if (reconciler::IsAutoscaleEvent(event.reason)) {
+      log::Info("autoscale", {{"object", object.Key()}, {"reason", event.reason},
+                              {"message", event.message}});
+    }
     events_.Record(object, event);
     metrics_->EventRecorded(EventTypeName(event.type), event.reason);
   }

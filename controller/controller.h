@@ -24,6 +24,7 @@
 #include "controller/source.h"
 #include "controller/status_sync.h"
 #include "controller/workqueue.h"
+#include "reconciler/autoscaler.h"
 #include "reconciler/clock.h"
 #include "reconciler/reconciler.h"
 
@@ -38,6 +39,8 @@ class Controller {
     reconciler::Options reconciler;  // stop_requested is set by the controller
     RateLimiter::Options rate_limiter;
     ControllerMetrics* metrics = nullptr;  // not owned
+    // spec.*.autoscale: how often a load sample is taken and over how long it is averaged.
+    reconciler::AutoscaleOptions autoscale;
   };
 
   Controller(ObjectSource& source, StatusWriter& status_writer, EventRecorder& events,
@@ -102,6 +105,7 @@ class Controller {
   DomainLocks domain_locks_;    // one pass per domain at a time
   OwnedDomains owned_domains_;  // the claims this process's objects hold
   StatusSync status_sync_;
+  reconciler::Autoscaler autoscaler_;  // the workers' shared autoscale samples
 
   Mutex stop_mu_;
   std::condition_variable stop_cv_;  // wakes the resync thread and Stop's wait

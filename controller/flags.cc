@@ -104,6 +104,8 @@ FlagTable CommonFlags(Flags* flags) {
       {"assign-nodes", {true, BooleanFlag(&flags->assign_nodes)}},
       {"workers", {false, IntegerFlag(&flags->workers, 1)}},
       {"resync-period", {false, DurationFlag(&flags->resync_period, true)}},
+      {"autoscale-sample-period", {false, DurationFlag(&flags->autoscale_sample_period, false)}},
+      {"autoscale-load-window", {false, DurationFlag(&flags->autoscale_load_window, false)}},
       {"watch-timeout", {false, DurationFlag(&flags->watch_timeout, false)}},
       {"leader-elect", {true, BooleanFlag(&flags->leader_elect)}},
       {"leader-elect-namespace", {false, TextFlag(&flags->leader_elect_namespace)}},
@@ -254,6 +256,9 @@ std::string HelpText(const HypervisorBackends& backends) {
          "                           a time). Default: 2.\n"
          "  --resync-period D        look at every object again this often. 0 disables.\n"
          "                           Default: 10m.\n"
+         "  --autoscale-sample-period D   how often an ElasticVM with spec.*.autoscale samples\n"
+         "                           its guest's load (and decides). Default: 5s.\n"
+         "  --autoscale-load-window D     the load is averaged over this long. Default: 15s.\n"
          "  --watch-timeout D        ask the API server to end each watch after D (whole\n"
          "                           seconds, at least 1s); the informer then resumes from the\n"
          "                           last resourceVersion it saw. Default: 5m.\n"

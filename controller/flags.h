@@ -22,6 +22,9 @@ struct Flags {
   bool assign_nodes = false;  // --assign-nodes: the central node assigner, no reconciling
   int workers = 2;
   std::chrono::milliseconds resync_period{std::chrono::minutes(10)};
+  // spec.*.autoscale: how often a load sample is taken, and how long the load is averaged.
+  std::chrono::milliseconds autoscale_sample_period{5'000};
+  std::chrono::milliseconds autoscale_load_window{15'000};
   // --watch-timeout: the timeoutSeconds each watch asks for (the server then ends it).
   std::chrono::milliseconds watch_timeout{std::chrono::minutes(5)};
   bool leader_elect = false;

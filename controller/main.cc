@@ -130,6 +130,8 @@ Controller::Options ControllerOptions(const Flags& flags, const MetricsSeams& me
   Controller::Options options;
   options.workers = flags.workers;
   options.resync_period = flags.resync_period;
+  options.autoscale.sample_period = flags.autoscale_sample_period;
+  options.autoscale.load_window = flags.autoscale_load_window;
   options.reconciler.hooks_dir = flags.hooks_dir;
   options.reconciler.hook_timeout = flags.hook_timeout;
   // The scope of this process's claims: a claim of the same scope whose owner is missing from

@@ -145,6 +145,7 @@ PrometheusMetrics::PrometheusMetrics(std::string version, const reconciler::Cloc
       ->Add({{"version", std::move(version)}})
       .Set(1);
   CreateBoundedSeries();
+  autoscale_ = std::make_unique<AutoscaleMetrics>(*registry_);
   collectable_ = std::make_shared<ScrapeTimeCollectable>(*this);
 }
 
@@ -379,6 +380,9 @@ void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::Elasti
 }
 
 void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::ElasticVM* object) {
+  if (!object || !(object->spec.cpu.autoscale || object->spec.memory.autoscale)) {
+    autoscale_->Forget(key);
+  }
   MutexLock lock(mu_);
   if (!object) {
     objects_.erase(key);
@@ -535,6 +539,10 @@ void PrometheusMetrics::MemoryOperation(std::string_view operation, std::string_
   const prometheus::Labels labels = {{"operation", Word(operation)}, {"result", Word(result)}};
   memory_duration_->Add(labels, kOperationBuckets).Observe(seconds);
   memory_total_->Add(labels).Increment();
+}
+
+void PrometheusMetrics::AutoscaleDecision(const reconciler::AutoscaleDecisionRecord& record) {
+  autoscale_->Record(record);
 }
 
 // --- kube::InformerMetrics

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "common/thread_annotations.h"
+#include "controller/autoscale_metrics.h"
 #include "controller/controller.h"
 #include "controller/kube/client.h"
 #include "controller/kube/informer.h"
@@ -88,6 +89,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   void VcpuOperation(std::string_view operation, std::string_view result, double seconds) override;
   void MemoryOperation(std::string_view operation, std::string_view result,
                        double seconds) override;
+  void AutoscaleDecision(const reconciler::AutoscaleDecisionRecord& record) override;
 
   // --- kube::InformerMetrics
   void Listed(size_t objects, double seconds) override;
@@ -165,6 +167,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   prometheus::Counter* queue_retries_;
   prometheus::Gauge* queue_unfinished_;
   prometheus::Gauge* queue_longest_running_;
+  std::unique_ptr<AutoscaleMetrics> autoscale_;
 
   mutable Mutex mu_;
   // Per-object state for the derived gauges and the sync clock, and when

@@ -167,6 +167,111 @@ void ReadEnum(FieldReader& reader, const std::string& field, const char* const (
   reader.Fail(field, "expected one of " + allowed, json(text));
 }
 
+// --- spec.cpu.autoscale and spec.memory.autoscale
+
+constexpr int64_t kMaxVcpus = 4096;        // the schema's bound on spec.cpu.vcpus
+constexpr int64_t kMaxMemorySteps = 1024;  // memory blocks per autoscale decision
+
+// An integer in [low, high]; `required` fails when it is absent.
+void ReadBoundedInt(FieldReader& reader, const std::string& field, int64_t low, int64_t high,
+                    bool required, int64_t* out) {
+  const std::string what =
+      "expected an integer from " + std::to_string(low) + " to " + std::to_string(high);
+  std::optional<int64_t> value;
+  reader.Int(field, &value, what);
+  if (!value) {
+    if (required && reader.Find(field) == nullptr) reader.Fail(field, what, json(nullptr));
+    return;
+  }
+  if (*value < low || *value > high) return reader.Fail(field, what, json(*value));
+  *out = *value;
+}
+
+void ReadWindow(FieldReader& reader, const std::string& field, std::chrono::milliseconds* out) {
+  const json* v = reader.Find(field);
+  if (v == nullptr) return;
+  std::optional<std::chrono::milliseconds> window;
+  if (v->is_string()) window = ParseDuration(v->get<std::string>());
+  if (!window) return reader.Fail(field, "expected a duration such as 30s or 5m, at most 24h", *v);
+  *out = *window;
+}
+
+void ReadScalingRules(FieldReader& parent, const std::string& field, int64_t max_step,
+                      ScalingRules* rules, std::string* error) {
+  const json* v = parent.Object(field);
+  if (v == nullptr) return;
+  FieldReader reader(*v, parent.Path(field), error);
+  ReadWindow(reader, "stabilizationWindow", &rules->stabilization_window);
+  ReadBoundedInt(reader, "maxStep", 1, max_step, false, &rules->max_step);
+}
+
+void DecodeCpuAutoscale(FieldReader& cpu_reader, CpuSpec* cpu, std::string* error) {
+  const json* v = cpu_reader.Object("autoscale");
+  if (v == nullptr) return;
+  FieldReader reader(*v, cpu_reader.Path("autoscale"), error);
+  CpuAutoscale autoscale;
+  ReadEnum(reader, "mode", kAutoscaleModeNames, &autoscale.mode);
+  ReadBoundedInt(reader, "minVcpus", 1, kMaxVcpus, false, &autoscale.min_vcpus);
+  ReadBoundedInt(reader, "maxVcpus", 1, kMaxVcpus, true, &autoscale.max_vcpus);
+  ReadBoundedInt(reader, "targetUtilization", 1, 100, true, &autoscale.target_utilization);
+  ReadScalingRules(reader, "scaleUp", kMaxVcpus, &autoscale.scale_up, error);
+  ReadScalingRules(reader, "scaleDown", kMaxVcpus, &autoscale.scale_down, error);
+  if (error->empty() && autoscale.min_vcpus > autoscale.max_vcpus) {
+    reader.Fail("minVcpus", "expected at most maxVcpus (" + std::to_string(autoscale.max_vcpus) +
+                                ")", json(autoscale.min_vcpus));
+  }
+  cpu->autoscale = autoscale;
+}
+
+// A whole, positive number of bytes, spelled as a quantity (string or integer).
+void ReadByteQuantity(FieldReader& reader, const std::string& field, std::optional<Quantity>* out) {
+  const json* v = reader.Find(field);
+  if (v == nullptr) return reader.Fail(field, "expected a quantity such as 2Gi", json(nullptr));
+  std::string why = "expected a quantity such as 2Gi";
+  std::optional<Quantity> quantity;
+  if (v->is_string()) quantity = Quantity::Parse(v->get<std::string>(), &why);
+  if (v->is_number_integer()) quantity = Quantity::Parse(v->dump(), &why);
+  if (quantity && (quantity->IsNegative() || quantity->Value() == 0 || !quantity->IsInteger())) {
+    why = "expected a positive whole number of bytes";
+    quantity.reset();
+  }
+  if (!quantity) return reader.Fail(field, why, *v);
+  *out = quantity;
+}
+
+// "20%" (of the guest's memory) or a quantity ("512Mi").
+void ReadMemoryTarget(FieldReader& reader, const std::string& field, MemoryTarget* out) {
+  const json* v = reader.Find(field);
+  const std::string text = v != nullptr && v->is_string() ? v->get<std::string>() : "";
+  if (!text.empty() && text.back() == '%') {
+    const bool digits = text.size() >= 2 && text.size() <= 3 &&
+                        text.find_first_not_of("0123456789") == text.size() - 1;
+    const int64_t percent = digits ? std::stoll(text.substr(0, text.size() - 1)) : 0;
+    if (percent >= 1 && percent <= 99) return void(out->percent = percent);
+    return reader.Fail(field, "expected a percentage from 1% to 99% or a quantity", *v);
+  }
+  ReadByteQuantity(reader, field, &out->amount);
+}
+
+void DecodeMemoryAutoscale(FieldReader& memory_reader, MemorySpec* memory, std::string* error) {
+  const json* v = memory_reader.Object("autoscale");
+  if (v == nullptr) return;
+  FieldReader reader(*v, memory_reader.Path("autoscale"), error);
+  MemoryAutoscale autoscale;
+  ReadEnum(reader, "mode", kAutoscaleModeNames, &autoscale.mode);
+  ReadByteQuantity(reader, "min", &autoscale.min);
+  ReadByteQuantity(reader, "max", &autoscale.max);
+  ReadMemoryTarget(reader, "targetAvailable", &autoscale.target_available);
+  reader.Bool("allowShrink", &autoscale.allow_shrink);
+  ReadScalingRules(reader, "scaleUp", kMaxMemorySteps, &autoscale.scale_up, error);
+  ReadScalingRules(reader, "scaleDown", kMaxMemorySteps, &autoscale.scale_down, error);
+  if (error->empty() && *autoscale.max < *autoscale.min) {
+    reader.Fail("min", "expected at most max (" + autoscale.max->ToString() + ")",
+                json(autoscale.min->ToString()));
+  }
+  memory->autoscale = autoscale;
+}
+
 void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
   FieldReader reader(doc, "spec", error);
   reader.Name("domain", &spec->domain);
@@ -185,6 +290,7 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
       pin_reader.String("hostCPUs", &pins.host_cpus);
       spec->cpu.pinning = pins;
     }
+    DecodeCpuAutoscale(cpu_reader, &spec->cpu, error);
   }
   if (const json* memory = reader.Object("memory")) {
     FieldReader memory_reader(*memory, "spec.memory", error);
@@ -205,6 +311,7 @@ void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {
     }
     ReadEnum(memory_reader, "method", kMemoryMethodNames, &spec->memory.method);
     memory_reader.Bool("allowShrink", &spec->memory.allow_shrink);
+    DecodeMemoryAutoscale(memory_reader, &spec->memory, error);
     memory_reader.Int("numaNode", &spec->memory.numa_node, "expected an integer >= 0");
   }
   if (const json* guest = reader.Object("guest")) {
@@ -778,6 +885,8 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
       auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), number);
       if (ec == std::errc() && end == id.data() + id.size()) v.pins[number] = cpus;
     }
+    r.Int("recommended", &v.recommended, "expected an integer");
+    r.Int("utilization", &v.utilization, "expected an integer");
     out->vcpus = v;
   }
   if (const json* memory = reader.Object("memory")) {
@@ -790,6 +899,8 @@ bool DecodeStatus(const json& doc, ElasticVMStatus* out, std::string* error) {
       *target = v->is_string() ? v->get<std::string>() : v->dump();
     }
     r.String("method", &m.method);
+    r.String("recommended", &m.recommended);
+    r.Int("availablePercent", &m.available_percent, "expected an integer");
     out->memory = m;
   }
   if (const json* numa = reader.Find("numa"); numa && numa->is_array()) {
@@ -855,6 +966,8 @@ json EncodeStatus(const ElasticVMStatus& status) {
       for (const auto& [id, cpus] : v.pins) pins[std::to_string(id)] = cpus;
       vcpus["pins"] = std::move(pins);
     }
+    if (v.recommended) vcpus["recommended"] = *v.recommended;
+    if (v.utilization) vcpus["utilization"] = *v.utilization;
     out["vcpus"] = std::move(vcpus);
   }
   if (status.memory) {
@@ -864,6 +977,8 @@ json EncodeStatus(const ElasticVMStatus& status) {
     if (!m.current.empty()) memory["current"] = m.current;
     if (!m.maximum.empty()) memory["maximum"] = m.maximum;
     if (!m.method.empty()) memory["method"] = m.method;
+    if (!m.recommended.empty()) memory["recommended"] = m.recommended;
+    if (m.available_percent) memory["availablePercent"] = *m.available_percent;
     out["memory"] = std::move(memory);
   }
   if (!status.numa.empty()) {
@@ -895,6 +1010,37 @@ json EncodeStatus(const ElasticVMStatus& status) {
   return out;
 }
 
+namespace {
+
+json EncodeScalingRules(const ScalingRules& rules) {
+  return {{"stabilizationWindow", FormatDuration(rules.stabilization_window)},
+          {"maxStep", rules.max_step}};
+}
+
+json EncodeCpuAutoscale(const CpuAutoscale& a) {
+  return {{"mode", AutoscaleModeName(a.mode)},
+          {"minVcpus", a.min_vcpus},
+          {"maxVcpus", a.max_vcpus},
+          {"targetUtilization", a.target_utilization},
+          {"scaleUp", EncodeScalingRules(a.scale_up)},
+          {"scaleDown", EncodeScalingRules(a.scale_down)}};
+}
+
+json EncodeMemoryAutoscale(const MemoryAutoscale& a) {
+  json out = {{"mode", AutoscaleModeName(a.mode)},
+              {"allowShrink", a.allow_shrink},
+              {"scaleUp", EncodeScalingRules(a.scale_up)},
+              {"scaleDown", EncodeScalingRules(a.scale_down)}};
+  if (a.min) out["min"] = a.min->ToString();
+  if (a.max) out["max"] = a.max->ToString();
+  const MemoryTarget& t = a.target_available;
+  if (t.percent) out["targetAvailable"] = std::to_string(*t.percent) + "%";
+  if (t.amount) out["targetAvailable"] = t.amount->ToString();
+  return out;
+}
+
+}  // namespace
+
 json EncodeJson(const ElasticVM& object) {
   json metadata = {{"name", object.metadata.name}, {"namespace", object.metadata.namespace_}};
   if (!object.metadata.uid.empty()) metadata["uid"] = object.metadata.uid;
@@ -920,11 +1066,13 @@ json EncodeJson(const ElasticVM& object) {
     if (!s.cpu.pinning->host_cpus.empty()) pinning["hostCPUs"] = s.cpu.pinning->host_cpus;
     cpu["pinning"] = std::move(pinning);
   }
+  if (s.cpu.autoscale) cpu["autoscale"] = EncodeCpuAutoscale(*s.cpu.autoscale);
   spec["cpu"] = std::move(cpu);
   json memory = {{"method", MemoryMethodName(s.memory.method)},
                  {"allowShrink", s.memory.allow_shrink}};
   if (s.memory.size) memory["size"] = s.memory.size->ToString();
   if (s.memory.numa_node) memory["numaNode"] = *s.memory.numa_node;
+  if (s.memory.autoscale) memory["autoscale"] = EncodeMemoryAutoscale(*s.memory.autoscale);
   spec["memory"] = std::move(memory);
   if (!s.guest.os.empty()) spec["guest"] = {{"os", s.guest.os}};
   spec["persist"] = s.persist;

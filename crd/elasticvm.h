@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "crd/autoscale.h"
 #include "crd/quantity.h"
 
 namespace hotplug::crd {
@@ -66,6 +67,7 @@ struct CpuSpec {
   std::optional<int64_t> sockets;
   GuestOnline guest_online = GuestOnline::kAuto;
   std::optional<PinningSpec> pinning;
+  std::optional<CpuAutoscale> autoscale;  // set: the load decides, vcpus is the start
   bool managed() const { return vcpus.has_value() || sockets.has_value(); }
 };
 
@@ -73,6 +75,7 @@ struct MemorySpec {
   std::optional<Quantity> size;  // nullopt: memory is not managed
   MemoryMethod method = MemoryMethod::kAuto;
   bool allow_shrink = false;
+  std::optional<MemoryAutoscale> autoscale;  // set: the load decides, size is the start
   std::optional<int64_t> numa_node;  // where a new DIMM goes; nullopt: the emptiest cell
 };
 
@@ -123,6 +126,8 @@ struct VcpuStatus {
   std::string incomplete_cores;  // vCPUs of cores with some but not all threads enabled
   std::string in_flight;         // the vCPUs a pass under way is changing (progress status)
   std::map<int64_t, std::string> pins;  // enabled vCPU -> host CPUs, when the domain pins
+  // spec.cpu.autoscale: its last recommendation and the utilisation (percent) behind it.
+  std::optional<int64_t> recommended, utilization;
   friend bool operator==(const VcpuStatus&, const VcpuStatus&) = default;
 };
 
@@ -131,6 +136,9 @@ struct MemoryStatus {
   std::string current;
   std::string maximum;
   std::string method;
+  // spec.memory.autoscale: its last recommendation and the available percent behind it.
+  std::string recommended;
+  std::optional<int64_t> available_percent;
   friend bool operator==(const MemoryStatus&, const MemoryStatus&) = default;
 };
 

@@ -41,6 +41,11 @@ enum class Reason {
   kBlockMisaligned,
   kMemoryUnsupported,
   kMemoryFloor,
+  // The Autoscaling condition (reconciler/autoscaler.h).
+  kRecommending,
+  kAutoscaling,
+  kLoadUnavailable,
+  kAutoscaleCapped,
   // Observing the domain failed with one of the hypervisor's other error codes.
   kOperationInvalid,
   kTimeout,
@@ -106,6 +111,10 @@ inline constexpr ReasonInfo kReasons[] = {
     {Reason::kBlockMisaligned, "BlockMisaligned", true, Requeue::kNone, true},
     {Reason::kMemoryUnsupported, "MemoryUnsupported", true, Requeue::kNone, true},
     {Reason::kMemoryFloor, "BelowMemoryFloor", true, Requeue::kNone, true},
+    {Reason::kRecommending, "Recommending", false, Requeue::kNone, false},
+    {Reason::kAutoscaling, "Autoscaling", false, Requeue::kNone, false},
+    {Reason::kLoadUnavailable, "LoadUnavailable", true, Requeue::kNone, false},
+    {Reason::kAutoscaleCapped, "AutoscaleCapped", true, Requeue::kNone, false},
     {Reason::kOperationInvalid, "OperationInvalid", true, Requeue::kBackoff, true},
     {Reason::kTimeout, "Timeout", true, Requeue::kBackoff, true},
     {Reason::kUnsupported, "Unsupported", true, Requeue::kBackoff, true},

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,16 @@ struct StepRecord {
   backends::Status result;
 };
 
+// One autoscale decision, for the metrics: values in vCPUs or bytes.
+struct AutoscaleDecisionRecord {
+  std::string_view key;       // namespace/name
+  std::string_view resource;  // vcpu | memory
+  double recommended = 0, desired = 0, current = 0, maximum = 0;
+  double signal_percent = 0;  // vcpu: utilisation; memory: available
+  double target_percent = 0;  // vcpu: targetUtilization; memory: targetAvailable (0: an amount)
+  std::string_view direction;  // up | down | none: recommended against current
+};
+
 // Receives what a pass measured; the controller turns it into Prometheus metrics. The
 // defaults do nothing, so tests and standalone tools need not care.
 class Metrics {
@@ -56,7 +67,11 @@ class Metrics {
                                double seconds) {
     (void)operation, (void)result, (void)seconds;
   }
+  // One autoscale decision (one per load sample) of one object.
+  virtual void AutoscaleDecision(const AutoscaleDecisionRecord& record) { (void)record; }
 };
+
+class Autoscaler;  // reconciler/autoscaler.h
 
 struct Options {
   // Folder of optional hook executables (before_set_vcpu, after_set_vcpu,
@@ -79,6 +94,9 @@ struct Options {
   // True when `claim` on `domain` names an owner that is gone (deleted, or pointed at
   // another domain), so another object may take the domain over. Unset: never stale.
   std::function<bool(const backends::DomainClaim& claim, const std::string& domain)> claim_is_stale;
+  // Keeps spec.*.autoscale's samples between passes; shared by the workers. Null: each
+  // Reconciler keeps its own.
+  Autoscaler* autoscaler = nullptr;
 };
 
 struct Result {
@@ -98,6 +116,7 @@ class Reconciler {
  public:
   Reconciler(backends::Hypervisor& hypervisor, const Clock& clock, Options options = {},
              Metrics* metrics = nullptr);
+  ~Reconciler();
 
   // One pass over `object` (whose status is the last one written). `on_long_pass_start` is
   // called once, before the first step, when the pass will take more than one step, so the
@@ -112,6 +131,7 @@ class Reconciler {
   Options options_;
   Metrics* metrics_;
   Metrics no_metrics_;
+  std::unique_ptr<Autoscaler> own_autoscaler_;  // when options_.autoscaler is null
 };
 
 }  // namespace hotplug::reconciler

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -81,6 +82,13 @@ class FakeHypervisor final : public Hypervisor {
   // The hypervisor connection fails every call while set.
   void SetUnavailable(bool unavailable);
   void ClearFaults();
+  // Scriptable load (fake_load.cc): from now on the guest keeps `busy_cpus` vCPUs' worth of
+  // its running vCPUs busy (spread evenly, at most all of them), as ReadLoad reports it.
+  void SetLoad(const std::string& name, double busy_cpus);
+  // What ReadLoad reports as the balloon's memory stats; nullopt: the guest has none.
+  void SetMemoryLoad(const std::string& name, std::optional<MemoryLoad> memory);
+  // The time the load accrues by; steady_clock when not set (tests pass their FakeClock's).
+  void SetLoadClock(std::function<std::chrono::steady_clock::time_point()> now);
 
   // --- inspection (tests) ---
   // Every SetVcpu that reached the domain and changed it, in order: {id, enable}.
@@ -108,6 +116,7 @@ class FakeHypervisor final : public Hypervisor {
                                   const std::optional<DomainClaim>& replacing) override;
   Status ReleaseDomain(const std::string& domain, const DomainClaim& claim) override;
   void SetEventSink(DomainEventSink sink) override;
+  Result<LoadSample> ReadLoad(const std::string& domain) override;
 
  private:
   struct Domain {
@@ -127,6 +136,11 @@ class FakeHypervisor final : public Hypervisor {
     uint64_t balloon_bytes = 0;
     unsigned next_dimm = 0;
     std::optional<DomainClaim> claim;  // kept, like libvirt's metadata, in the domain
+    // The scripted load (fake_load.cc).
+    double load_cpus = 0.0;
+    std::optional<std::chrono::steady_clock::time_point> load_since;
+    std::map<unsigned, uint64_t> busy_ns;  // per vCPU
+    std::optional<MemoryLoad> memory_load;
   };
 
   Domain* FindLocked(const std::string& name) REQUIRES(mu_);
@@ -135,6 +149,7 @@ class FakeHypervisor final : public Hypervisor {
   static std::optional<bool> PresentInQemu(const Domain& domain, const VcpuInfo& vcpu);
   Status CheckRunningLocked(const std::string& name, Domain** out) REQUIRES(mu_);
   void Fire(const std::string& name);
+  void AccrueLoadLocked(Domain& domain) REQUIRES(mu_);
 
   mutable Mutex mu_;
   std::map<std::string, Domain> domains_ GUARDED_BY(mu_);
@@ -144,6 +159,7 @@ class FakeHypervisor final : public Hypervisor {
   std::chrono::microseconds observe_latency_ GUARDED_BY(mu_){0};
   std::chrono::microseconds set_vcpu_latency_ GUARDED_BY(mu_){0};
   DomainEventSink sink_ GUARDED_BY(mu_);
+  std::function<std::chrono::steady_clock::time_point()> load_clock_ GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::backends::fake

@@ -22,6 +22,7 @@
 #include "backends/libvirt/event_loop.h"
 #include "backends/libvirt/handles.h"
 #include "backends/libvirt/owner_claim.h"
+#include "backends/libvirt/load_stats.h"
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
@@ -623,6 +624,16 @@ Status LibvirtHypervisor::ReleaseDomain(const std::string& domain, const DomainC
   if (!current.ok()) return current.status();
   if (!current.value() || !current.value()->SameOwner(claim)) return Status::Ok();
   return impl_->WriteClaim(session, nullptr);
+}
+
+Result<LoadSample> LibvirtHypervisor::ReadLoad(const std::string& domain) {
+  auto opened = impl_->Open(domain);
+  if (!opened.ok()) return opened.status();
+  Result<LoadSample> sample = ReadDomainLoad(opened.value().domain.get(), domain);
+  if (!sample.ok() && IsConnectionLost(sample.status().code())) {
+    impl_->connection.Drop(opened.value().conn);
+  }
+  return sample;
 }
 
 Result<std::set<unsigned>> LibvirtHypervisor::UnpluggedVcpus(const std::string& domain) {

@@ -62,6 +62,8 @@ class LibvirtHypervisor final : public Hypervisor {
                                   const std::optional<DomainClaim>& replacing) override;
   Status ReleaseDomain(const std::string& domain, const DomainClaim& claim) override;
   void SetEventSink(DomainEventSink sink) override;
+  // Per-vCPU time (bulk stats) and the balloon's memory stats (backends/libvirt/load_stats.h).
+  Result<LoadSample> ReadLoad(const std::string& domain) override;
 
   // The vCPUs recorded as unplugged in the domain's current QEMU process (TCG only).
   Result<std::set<unsigned>> UnpluggedVcpus(const std::string& domain);

@@ -14,6 +14,8 @@
 #   wait-log FILE REGEX [--timeout S]  wait until a line of FILE matches REGEX; prints it
 #   destroy NAME                       stop NAME and remove its definition (ok when absent)
 #   log-path NAME                      print where NAME's serial log is written
+#   control-path NAME                  print NAME's control socket (--control)
+#   control NAME COMMAND...            send one command line to NAME's control socket
 #
 # Domain options (defaults in brackets):
 #   --vcpus N [1]  --max-vcpus N [4]  --memory-mib N [512, boot memory in NUMA cell 0]
@@ -23,6 +25,8 @@
 #   --type qemu|kvm|auto [qemu = TCG; auto = kvm when /dev/kvm exists. Measured on the
 #     development machine: /dev/kvm exists but a nested KVM guest never boots, hence qemu]
 #   --persistent: define + start (default: transient, `virsh create`)
+#   --control: a second serial port (ttyS1) on a unix socket (control-path NAME) that the
+#     guest reads commands from: "burn N" keeps N CPUs busy, "stop" ends that
 #   --boot-timeout S [240]
 #   --machine pc|q35 [pc]
 #   --cpu-model NAME: a named QEMU CPU model instead of libvirt's default (qemu64, which
@@ -41,6 +45,7 @@
 #   HOTPLUG-GUEST cpus=0-2 memtotal_kb=493808 nodes=0:0-1:262144;1:2:231664 topo=0:0.0;1:0.0;2:1.0 uptime=12.34
 # nodes: per guest NUMA node, NODE:ONLINE-CPUS:MEMTOTAL-KB; topo: per online CPU,
 # CPU:PACKAGE.CORE (two CPUs with the same PACKAGE.CORE are threads of one core).
+# and, for each control command (--control): HOTPLUG-GUEST burn n=4 (or n=0 after "stop")
 set -euo pipefail
 
 GUEST_DIR=${HOTPLUG_GUEST_DIR:-/var/tmp/hotplug-guest}
@@ -126,6 +131,29 @@ exec </dev/console >/dev/console 2>&1
 while read -r module; do
   insmod "/lib/modules/$module.ko" || echo "HOTPLUG-GUEST insmod $module failed"
 done </etc/modules.order
+# Commands from the test on ttyS1, one a line: "burn N" keeps N CPUs busy, "stop" ends it.
+control_loop() {
+  stty raw -echo 2>/dev/null
+  burners=""
+  while read -r command count; do
+    command=${command%$(printf '\r')}
+    case $command in
+      burn | stop)
+        [ -n "$burners" ] && kill $burners 2>/dev/null
+        burners=""
+        n=0
+        if [ "$command" = burn ]; then
+          while [ "$n" -lt "${count%$(printf '\r')}" ]; do
+            sh -c 'while :; do :; done' &
+            burners="$burners $!"
+            n=$((n + 1))
+          done
+        fi
+        echo "HOTPLUG-GUEST burn n=$n" >/dev/console
+        ;;
+    esac
+  done
+}
 mem_state=online_movable
 for arg in $(cat /proc/cmdline); do
   case $arg in
@@ -134,6 +162,9 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 echo "HOTPLUG-GUEST ready memory_online=$mem_state"
+case " $(cat /proc/cmdline) " in
+  *" hotplug_control=ttyS1 "*) control_loop </dev/ttyS1 & ;;
+esac
 seen_cpus=" "
 seen_mem=" "
 last=""
@@ -241,7 +272,8 @@ declare -A OPT
 parse_domain_options() {
   OPT=([vcpus]=1 [max_vcpus]=4 [memory_mib]=512 [max_memory_mib]=4096 [slots]=8
        [virtio_mem_mib]=1024 [online_mode]=movable [type]=qemu [persistent]=0
-       [boot_timeout]=240 [machine]=pc [topology]= [numa]= [vcpupin]= [os_id]= [cpu_model]=)
+       [boot_timeout]=240 [machine]=pc [topology]= [numa]= [vcpupin]= [os_id]= [cpu_model]=
+       [control]=0)
   while (($#)); do
     case $1 in
       --vcpus) OPT[vcpus]=$2; shift 2 ;;
@@ -253,6 +285,7 @@ parse_domain_options() {
       --online-mode) OPT[online_mode]=$2; shift 2 ;;
       --type) OPT[type]=$2; shift 2 ;;
       --persistent) OPT[persistent]=1; shift ;;
+      --control) OPT[control]=1; shift ;;
       --boot-timeout) OPT[boot_timeout]=$2; shift 2 ;;
       --machine) OPT[machine]=$2; shift 2 ;;
       --topology) OPT[topology]=$2; shift 2 ;;
@@ -326,6 +359,33 @@ tune_and_metadata_xml() {
 }
 
 cmd_log_path() { echo "$GUEST_DIR/$1.serial.log"; }
+# In a folder QEMU (user libvirt-qemu) may create the socket in.
+cmd_control_path() { echo "$GUEST_DIR/control/$1.sock"; }
+
+control_xml() {
+  ((OPT[control])) || return 0
+  mkdir -p "$GUEST_DIR/control"
+  if id libvirt-qemu >/dev/null 2>&1; then
+    chown libvirt-qemu: "$GUEST_DIR/control"
+  else
+    chmod 1777 "$GUEST_DIR/control"
+  fi
+  rm -f "$(cmd_control_path "$1")"
+  echo "    <serial type='unix'>
+      <source mode='bind' path='$(cmd_control_path "$1")'/>
+      <target port='1'/>
+    </serial>"
+}
+
+cmd_control() {
+  local name=${1:?domain name}; shift
+  local socket
+  socket=$(cmd_control_path "$name")
+  [[ -S $socket ]] || die "no control socket $socket (boot with --control)"
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+s.sendall((" ".join(sys.argv[2:]) + "\n").encode()); s.close()' "$socket" "$@"
+}
 
 domain_xml() {
   local name=$1 kernel=$2 initrd=$3 serial_log=$4
@@ -352,7 +412,7 @@ $(tune_and_metadata_xml)
     <type arch='x86_64' machine='${OPT[machine]}'>hvm</type>
     <kernel>$kernel</kernel>
     <initrd>$initrd</initrd>
-    <cmdline>console=ttyS0 loglevel=1 panic=-1 hotplug_online=${OPT[online_mode]}</cmdline>
+    <cmdline>console=ttyS0 loglevel=1 panic=-1 hotplug_online=${OPT[online_mode]}$( ((OPT[control])) && echo " hotplug_control=ttyS1")</cmdline>
   </os>
   <features><acpi/><apic/></features>
 $(cpu_xml)
@@ -364,6 +424,7 @@ $(cpu_xml)
       <source path='$serial_log'/>
       <target port='0'/>
     </serial>
+$(control_xml "$name")
 $virtio_mem
     <memballoon model='virtio'/>
   </devices>
@@ -460,6 +521,8 @@ main() {
     wait-log) cmd_wait_log "$@" ;;
     destroy) cmd_destroy "$@" ;;
     log-path) cmd_log_path "$@" ;;
+    control-path) cmd_control_path "$@" ;;
+    control) cmd_control "$@" ;;
     *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }

@@ -151,6 +151,9 @@ class TimedHypervisor final : public backends::Hypervisor {
     return inner_.ReleaseDomain(domain, claim);
   }
   void SetEventSink(DomainEventSink sink) override { inner_.SetEventSink(std::move(sink)); }
+  backends::Result<backends::LoadSample> ReadLoad(const std::string& domain) override {
+    return inner_.ReadLoad(domain);
+  }
 
   int max_in_flight() const { return max_in_flight_.load(); }
   void ResetMaxInFlight() { max_in_flight_ = in_flight_.load(); }

@@ -40,7 +40,7 @@ from kubeconfig import write_kubeconfig  # noqa: E402
 import scale_bench  # noqa: E402
 
 ALL = ["throughput", "memory", "apply_latency", "restart", "real_server", "scale", "big_cache",
-       "libvirt", "virsh", "profile"]
+       "libvirt", "virsh", "profile", "autoscale", "autoscale_reaction"]
 CRD = os.path.join(ROOT, "crd", "hotplug.dev_elasticvms.yaml")
 
 
@@ -337,6 +337,53 @@ def bench_virsh(ctx):
     return {"code": code, "results": results, "command": command}
 
 
+def bench_autoscale(ctx):
+    args = ["--objects", "100", "--samples", "3"] if ctx.smoke else ["--objects", "10000",
+                                                                      "--samples", "20"]
+    command = [ctx.binary("tests/bench/autoscale_bench")] + args
+    code, results = run(command, ctx.log("autoscale"), 600)
+    return {"code": code, "results": results, "command": command}
+
+
+def bench_autoscale_reaction(ctx):
+    binary = ctx.binary("tests/bench/autoscale_reaction_bench")
+    if not os.path.exists(binary):
+        return {"skipped": "autoscale_reaction_bench is not built (needs the libvirt backend "
+                           "and the e2e guest)"}
+    why = libvirt_ready()
+    if why:
+        return {"skipped": why}
+    args = ["--trials-default", "0", "--trials-short", "1"] if ctx.smoke else []
+    command = [binary] + args
+    code, results = run(command, ctx.log("autoscale_reaction"), 1800)
+    return {"code": code, "results": results, "command": command}
+
+
+def section_autoscale_reaction(out, entry):
+    out.append("One TCG guest; each trial idles, then burns all its CPUs, and autoscale (Auto, "
+               "target 60 %, a sample every 5 s, the load averaged over 15 s) plugs one vCPU.")
+    out.append("")
+    out.append("| up window | n | load → first vCPU plugged p50 / p99 s | load → guest reports "
+               "it online p50 / p99 s |")
+    out.append("|---|---|---|---|")
+    for r in entry["results"]:
+        p, o = r["load_to_plug"], r["load_to_online"]
+        out.append(f"| {r['up_window_s']} s | {p['n']} | {fmt(p['p50_ms'] / 1000)} / "
+                   f"{fmt(p['p99_ms'] / 1000)} | {fmt(o['p50_ms'] / 1000)} / "
+                   f"{fmt(o['p99_ms'] / 1000)} |")
+
+
+def section_autoscale(out, entry):
+    for r in entry["results"]:
+        t = r["turn_us_per_object_sample"]
+        out.append(f"{r['objects']} autoscaled objects, {r['samples']} samples each: one "
+                   f"Autoscaler::Turn (read the fake sample, ring, utilisation, HPA rule, "
+                   f"windows, bounds) costs p50 {fmt(t['p50_ms'], 2)} µs, p99 "
+                   f"{fmt(t['p99_ms'], 2)} µs per object per sample (over the sample rounds); "
+                   f"DecideVcpus alone on a full 5 min window ({r['history_entries']} "
+                   f"recommendations) {fmt(r['decide_ns'], 0)} ns.")
+
+
 def bench_profile(ctx):
     if shutil.which("perf") is None or subprocess.run(
             ["perf", "stat", "-e", "instructions", "true"], capture_output=True).returncode != 0:
@@ -579,7 +626,8 @@ BENCHES = {"throughput": bench_throughput, "memory": bench_memory,
            "apply_latency": bench_apply_latency, "restart": bench_restart,
            "real_server": bench_real_server, "scale": scale_bench.bench_scale,
            "big_cache": scale_bench.bench_big_cache, "libvirt": bench_libvirt,
-           "virsh": bench_virsh, "profile": bench_profile}
+           "virsh": bench_virsh, "profile": bench_profile, "autoscale": bench_autoscale,
+           "autoscale_reaction": bench_autoscale_reaction}
 
 
 class Context:
@@ -812,12 +860,16 @@ def write_report(path, entries, command, started, source, loads):
                            "objects",
               "libvirt": "Plug overhead on a real guest vs bare virDomainSetVcpu",
               "virsh": "virsh setvcpus --live 1 → 4",
-              "profile": "Profile (perf record of the throughput bench, every mode)"}
+              "profile": "Profile (perf record of the throughput bench, every mode)",
+              "autoscale": "Autoscale decision cost per object per sample (fake hypervisor)",
+              "autoscale_reaction": "Autoscale reaction on a real guest: load → vCPU plugged "
+                                    "→ online"}
     sections = {"throughput": section_throughput, "memory": section_memory,
                 "apply_latency": section_apply, "restart": section_restart,
                 "real_server": section_real_server, "scale": scale_bench.section_scale,
                 "big_cache": lambda out, e: scale_bench.section_big_cache(out, e, verdict),
-                "virsh": section_virsh}
+                "virsh": section_virsh, "autoscale": section_autoscale,
+                "autoscale_reaction": section_autoscale_reaction}
     for name, entry in entries:
         out.append(f"## {titles[name]}")
         out.append("")

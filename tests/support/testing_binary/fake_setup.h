@@ -57,6 +57,9 @@ class CallLoggingHypervisor final : public backends::Hypervisor {
   backends::Status ReleaseDomain(const std::string& domain,
                                  const backends::DomainClaim& claim) override;
   void SetEventSink(DomainEventSink sink) override { inner_.SetEventSink(std::move(sink)); }
+  backends::Result<backends::LoadSample> ReadLoad(const std::string& domain) override {
+    return inner_.ReadLoad(domain);
+  }
 
  private:
   // Replays lines appended by other processes. Called with mu_ held.

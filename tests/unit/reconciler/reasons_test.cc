@@ -38,8 +38,10 @@ TEST(ReasonsTest, OnlyWorkUnderWayAndSuccessAreNotFailures) {
   for (const ReasonInfo& info : kReasons) {
     if (!info.failure) not_failures.insert(info.reason);
   }
-  EXPECT_EQ(not_failures, (std::set<Reason>{Reason::kSynced, Reason::kNotManaged,
-                                            Reason::kInProgress, Reason::kUnplugPending}));
+  EXPECT_EQ(not_failures,
+            (std::set<Reason>{Reason::kSynced, Reason::kNotManaged, Reason::kInProgress,
+                              Reason::kUnplugPending, Reason::kRecommending,
+                              Reason::kAutoscaling}));
   // Errors are retried with backoff; a spec the host cannot honour waits for a change.
   EXPECT_EQ(InfoOf(Reason::kPartialFailure).requeue, Requeue::kBackoff);
   EXPECT_EQ(InfoOf(Reason::kHypervisorUnavailable).requeue, Requeue::kBackoff);
