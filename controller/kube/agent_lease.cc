@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "controller/kube/leader_election.h"
 #include "controller/kube/node_scope.h"
 #include "controller/log.h"
 
@@ -19,21 +20,6 @@ using std::chrono::system_clock;
 
 // The annotation that names an agent Lease's node (a Lease name may be shortened).
 constexpr const char* kNodeAnnotation = "hotplug.dev/node";
-
-// metav1.MicroTime: RFC 3339 with microseconds, UTC.
-std::string MicroTime(system_clock::time_point when) {
-  std::time_t seconds = system_clock::to_time_t(when);
-  auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count() %
-      1'000'000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(micros));
-  return buf;
-}
 
 // "2026-01-01T00:00:00[.ffffff]Z" -> time; nullopt when it is not that.
 std::optional<system_clock::time_point> ParseTime(const std::string& text) {

@@ -15,12 +15,14 @@ namespace {
 
 using json = nlohmann::json;
 
-// metav1.MicroTime: RFC 3339 with microseconds, UTC.
-std::string NowMicroTime() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+int64_t SecondsCeil(std::chrono::milliseconds d) { return (d.count() + 999) / 1000; }
+
+}  // namespace
+
+std::string MicroTime(std::chrono::system_clock::time_point when) {
+  std::time_t seconds = std::chrono::system_clock::to_time_t(when);
   auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+      std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count() %
       1'000'000;
   std::tm tm{};
   gmtime_r(&seconds, &tm);
@@ -30,10 +32,6 @@ std::string NowMicroTime() {
                 static_cast<int>(micros));
   return buf;
 }
-
-int64_t SecondsCeil(std::chrono::milliseconds d) { return (d.count() + 999) / 1000; }
-
-}  // namespace
 
 std::string LeaderElector::DefaultIdentity() {
   char host[256] = {0};
@@ -130,7 +128,7 @@ bool LeaderElector::CreateLease(const std::string& now) {
 
 bool LeaderElector::TryAcquireOrRenew() {
   std::string path = LeasePath(options_.ns, options_.name);
-  std::string now = NowMicroTime();
+  std::string now = MicroTime(std::chrono::system_clock::now());
   ApiResult got = client_.Get(path);
   if (got.not_found()) return CreateLease(now);
   if (!got.ok()) {
@@ -189,7 +187,7 @@ void LeaderElector::Release() {
   try {
     json lease = json::parse(got.body);
     if (lease["spec"].value("holderIdentity", "") != options_.identity) return;
-    std::string now = NowMicroTime();
+    std::string now = MicroTime(std::chrono::system_clock::now());
     lease["spec"]["holderIdentity"] = "";
     lease["spec"]["leaseDurationSeconds"] = 1;
     lease["spec"]["renewTime"] = now;

@@ -19,6 +19,9 @@
 
 namespace hotplug::controller::kube {
 
+// metav1.MicroTime (a Lease's acquireTime and renewTime): RFC 3339 with microseconds, UTC.
+std::string MicroTime(std::chrono::system_clock::time_point when);
+
 class LeaderElector {
  public:
   struct Options {
