@@ -5,7 +5,7 @@
 namespace hotplug::controller {
 
 bool DomainLocks::TryLock(const std::string& domain, const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = held_.try_emplace(domain, Holder{key, {}});
   if (inserted) return true;
   std::vector<std::string>& waiting = it->second.waiting;
@@ -14,7 +14,7 @@ bool DomainLocks::TryLock(const std::string& domain, const std::string& key) {
 }
 
 std::vector<std::string> DomainLocks::Unlock(const std::string& domain) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = held_.find(domain);
   if (it == held_.end()) return {};
   std::vector<std::string> waiting = std::move(it->second.waiting);

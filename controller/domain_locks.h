@@ -3,10 +3,11 @@
 // the holder is done. Thread-safe.
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace hotplug::controller {
 
@@ -22,8 +23,8 @@ class DomainLocks {
     std::string key;
     std::vector<std::string> waiting;
   };
-  std::mutex mu_;
-  std::unordered_map<std::string, Holder> held_;  // guarded by mu_: by domain
+  Mutex mu_;
+  std::unordered_map<std::string, Holder> held_ GUARDED_BY(mu_);  // by domain
 };
 
 }  // namespace hotplug::controller

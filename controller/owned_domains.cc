@@ -4,7 +4,7 @@ namespace hotplug::controller {
 
 void OwnedDomains::Record(const std::string& key, const std::string& domain,
                           const std::optional<backends::DomainClaim>& claim) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (claim) {
     owned_.insert_or_assign(key, Owned{domain, *claim});
     return;
@@ -15,7 +15,7 @@ void OwnedDomains::Record(const std::string& key, const std::string& domain,
 
 std::optional<OwnedDomains::Owned> OwnedDomains::TakeIfNotNaming(
     const std::string& key, const std::optional<std::string>& domain) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = owned_.find(key);
   if (it == owned_.end() || (domain && it->second.domain == *domain)) return std::nullopt;
   Owned owned = std::move(it->second);

@@ -3,13 +3,13 @@
 // released, and the objects waiting for that domain are queued. Thread-safe.
 #pragma once
 
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 
 #include "backends/hypervisor.h"
+#include "common/thread_annotations.h"
 
 namespace hotplug::controller {
 
@@ -29,8 +29,8 @@ class OwnedDomains {
                                        const std::optional<std::string>& domain);
 
  private:
-  std::mutex mu_;
-  std::unordered_map<std::string, Owned> owned_;  // guarded by mu_: by key
+  Mutex mu_;
+  std::unordered_map<std::string, Owned> owned_ GUARDED_BY(mu_);  // by key
 };
 
 }  // namespace hotplug::controller

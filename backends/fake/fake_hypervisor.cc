@@ -102,7 +102,7 @@ void FakeHypervisor::FailVcpu(const std::string& name, unsigned id, Fault fault)
 }
 
 void FakeHypervisor::FailPinVcpu(const std::string& name, unsigned id, Fault fault) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (Domain* d = FindLocked(name)) d->pin_faults[id] = std::move(fault);
 }
 
@@ -332,7 +332,7 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
 Status FakeHypervisor::PinVcpu(const std::string& domain, unsigned id,
                                const std::vector<unsigned>& host_cpus, bool persist) {
   (void)persist;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Domain* d = nullptr;
   if (Status s = CheckRunningLocked(domain, &d); !s.ok()) return s;
   if (id >= d->vcpus.size()) {
@@ -448,7 +448,7 @@ Result<DomainClaim> FakeHypervisor::ClaimDomain(const std::string& domain, const
                                                 const std::optional<DomainClaim>& replacing) {
   DomainClaim owner;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (unavailable_) {
       return Status::Error(ErrorCode::kHypervisorUnavailable,
                            "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
@@ -472,7 +472,7 @@ Result<DomainClaim> FakeHypervisor::ClaimDomain(const std::string& domain, const
 
 Status FakeHypervisor::ReleaseDomain(const std::string& domain, const DomainClaim& claim) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (unavailable_) {
       return Status::Error(ErrorCode::kHypervisorUnavailable,
                            "Cannot recv data: Connection reset by peer", kVirErrNoConnect);

@@ -38,8 +38,14 @@ std::string BuildDictionary() {
   converged.spec.cpu.vcpus = 2;
   converged.spec.memory.size = crd::Quantity::Parse("2Gi");
   converged.status.observed_generation = 1;
-  converged.status.vcpus = crd::VcpuStatus{2, 2, 8, "0-1", "0-1", std::nullopt, ""};
-  converged.status.memory = crd::MemoryStatus{"2Gi", "2Gi", "4Gi", "virtio-mem"};
+  crd::VcpuStatus& vcpus = converged.status.vcpus.emplace();
+  vcpus.desired = vcpus.current = 2;
+  vcpus.maximum = 8;
+  vcpus.enabled = vcpus.online = "0-1";
+  crd::MemoryStatus& memory = converged.status.memory.emplace();
+  memory.desired = memory.current = "2Gi";
+  memory.maximum = "4Gi";
+  memory.method = "virtio-mem";
   converged.status.conditions = {
       MakeCondition("VCPUsSynced", true, "Synced", "2 vCPUs enabled (0-1)"),
       MakeCondition("MemorySynced", true, "Synced", "2Gi of memory by virtio-mem"),

@@ -32,8 +32,11 @@ crd::ElasticVM AutoscaledVm(int index) {
   autoscale.max_vcpus = 16;
   autoscale.target_utilization = 60;
   vm.spec.cpu.autoscale = autoscale;
-  vm.status.vcpus = crd::VcpuStatus{4, 4, 16, "0-3", "", std::nullopt, "", std::nullopt,
-                                    std::nullopt};
+  crd::VcpuStatus vcpus;
+  vcpus.desired = vcpus.current = 4;
+  vcpus.maximum = 16;
+  vcpus.enabled = "0-3";
+  vm.status.vcpus = vcpus;
   return vm;
 }
 

@@ -224,7 +224,7 @@ json ClaimLine(const char* op, const std::string& domain, const backends::Domain
 backends::Result<backends::DomainClaim> CallLoggingHypervisor::ClaimDomain(
     const std::string& domain, const backends::DomainClaim& claim,
     const std::optional<backends::DomainClaim>& replacing) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   CatchUpLocked();
   auto before = fake_.Peek(domain);
   auto owner = inner_.ClaimDomain(domain, claim, replacing);
@@ -237,7 +237,7 @@ backends::Result<backends::DomainClaim> CallLoggingHypervisor::ClaimDomain(
 backends::Status CallLoggingHypervisor::PinVcpu(const std::string& domain, unsigned id,
                                                 const std::vector<unsigned>& host_cpus,
                                                 bool persist) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   CatchUpLocked();
   backends::Status status = inner_.PinVcpu(domain, id, host_cpus, persist);
   if (status.ok()) {
@@ -250,7 +250,7 @@ backends::Status CallLoggingHypervisor::PinVcpu(const std::string& domain, unsig
 
 backends::Status CallLoggingHypervisor::ReleaseDomain(const std::string& domain,
                                                       const backends::DomainClaim& claim) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   CatchUpLocked();
   backends::Status status = inner_.ReleaseDomain(domain, claim);
   if (status.ok()) AppendLocked(ClaimLine("release", domain, claim).dump());

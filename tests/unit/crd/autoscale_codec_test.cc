@@ -54,7 +54,13 @@ TEST(AutoscaleCodecTest, EveryFieldDecodesAndRoundTrips) {
   EXPECT_TRUE(m.allow_shrink);
   EXPECT_EQ(m.scale_down.stabilization_window, std::chrono::minutes(10));
 
-  vm.status.vcpus = VcpuStatus{2, 2, 8, "0-1", "", std::nullopt, "", 3, 85};
+  VcpuStatus vcpus;
+  vcpus.desired = vcpus.current = 2;
+  vcpus.maximum = 8;
+  vcpus.enabled = "0-1";
+  vcpus.recommended = 3;
+  vcpus.utilization = 85;
+  vm.status.vcpus = vcpus;
   DecodeResult again = DecodeJsonText(EncodeJsonText(vm));
   ASSERT_TRUE(again.ok()) << again.error;
   ASSERT_FALSE(again.object->spec_error) << *again.object->spec_error;

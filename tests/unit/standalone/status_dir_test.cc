@@ -212,7 +212,13 @@ TEST(StatusDirTest, ObjectsReadBackAsWritten) {
   vm.status.conditions.push_back(
       {"Ready", "False", "InvalidSpec", "bad", "2027-01-15T08:00:00Z", 7});
   vm.status.failures.push_back({"vcpu", 3, "plug", "HypervisorError", "x", "2027-01-15T08:00:01Z"});
-  vm.status.vcpus = crd::VcpuStatus{4, 3, 8, "0-2", "0-2", 2, "3"};
+  crd::VcpuStatus& vcpus = vm.status.vcpus.emplace();
+  vcpus.desired = 4;
+  vcpus.current = 3;
+  vcpus.maximum = 8;
+  vcpus.enabled = vcpus.online = "0-2";
+  vcpus.qemu = 2;
+  vcpus.pending = "3";
   ASSERT_TRUE(status.WriteObject(vm, &error)) << error;
   EXPECT_TRUE(dir.Exists(".status/prod_web-01.yaml"));
   struct stat info {};
