@@ -226,12 +226,11 @@ ParseOutcome ParseFlags(const std::vector<std::string>& args, const HypervisorBa
   return error->empty() ? ParseOutcome::kRun : ParseOutcome::kError;
 }
 
-std::string HelpText(const HypervisorBackends& backends) {
-  std::ostringstream out;
-  out << "hotplug-operator: hot-plugs vCPUs and memory of running libvirt/QEMU VMs so that\n"
-         "they match their ElasticVM objects (hotplug.dev/v1alpha1).\n\n"
-         "Usage: hotplug-operator [flags]     (--flag=value or --flag value)\n\n"
-         "Kubernetes:\n"
+namespace {
+
+// The help of the Kubernetes flags.
+const char* KubernetesHelp() {
+  return "Kubernetes:\n"
          "  --kubeconfig PATH        kubeconfig to use. Default: $KUBECONFIG, else the in-cluster\n"
          "                           service account, else ~/.kube/config.\n"
          "  --namespace NS           watch ElasticVMs in this namespace only. Default: all.\n"
@@ -272,8 +271,18 @@ std::string HelpText(const HypervisorBackends& backends) {
          "                           Default: 15s.\n"
          "  --leader-elect-renew-deadline D   how long the leader keeps trying to renew before\n"
          "                           it gives up leadership. Default: 10s.\n"
-         "  --leader-elect-retry-period D     time between attempts. Default: 2s.\n"
-         "\nEndpoints:\n"
+         "  --leader-elect-retry-period D     time between attempts. Default: 2s.\n";
+}
+
+}  // namespace
+
+std::string HelpText(const HypervisorBackends& backends) {
+  std::ostringstream out;
+  out << "hotplug-operator: hot-plugs vCPUs and memory of running libvirt/QEMU VMs so that\n"
+         "they match their ElasticVM objects (hotplug.dev/v1alpha1).\n\n"
+         "Usage: hotplug-operator [flags]     (--flag=value or --flag value)\n\n";
+  out << KubernetesHelp();
+  out << "\nEndpoints:\n"
          "  --health-probe-bind-address ADDR   serve /healthz and /readyz (ready once the\n"
          "                           cache has synced) on ADDR, e.g. :8081 or 127.0.0.1:0 (the\n"
          "                           port bound is logged). \"0\" disables. Default: :8081.\n"

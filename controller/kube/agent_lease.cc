@@ -174,7 +174,7 @@ bool AgentPresence::Alive(const std::string& node) const {
   return alive_.count(node) > 0;
 }
 
-bool AgentPresence::Poll() {
+std::optional<json> AgentPresence::ListLeases() {
   ApiResult listed = client_.Get(LeasesPath(options_.ns));
   json leases;
   std::string error = listed.error;
@@ -192,64 +192,78 @@ bool AgentPresence::Poll() {
                 {{"namespace", options_.ns}, {"error", error}});
     }
     failing_ = true;
-    return false;
+    return std::nullopt;
   }
   if (failing_) log::Info("agent presence: listing the agents' Leases again");
   failing_ = false;
-  const auto local_now = std::chrono::steady_clock::now();
-  const auto wall_now = system_clock::now();
+  return leases;
+}
+
+std::optional<std::string> AgentPresence::ReadLease(const json& lease, Clocks now,
+                                                    Seen* entry) const {
+  if (!lease.is_object()) return std::nullopt;
+  const json metadata = lease.value("metadata", json::object());
+  const json annotations = metadata.value("annotations", json::object());
+  auto node_it = annotations.find(kNodeAnnotation);
+  if (node_it == annotations.end() || !node_it->is_string()) return std::nullopt;  // not ours
+  const std::string node = node_it->get<std::string>();
+  if (metadata.value("name", "") != AgentLeaseName(node)) return std::nullopt;
+  const json spec = lease.value("spec", json::object());
+  const std::string renew_time = spec.value("renewTime", "");
+  entry->holder = spec.value("holderIdentity", "");
+  entry->record = entry->holder + "|" + renew_time;
+  entry->duration = std::chrono::seconds(spec.value("leaseDurationSeconds", int64_t{0}));
+  auto previous = seen_.find(node);
+  if (previous != seen_.end() && previous->second.record == entry->record) {
+    entry->changed_at = previous->second.changed_at;
+  } else if (previous != seen_.end()) {
+    entry->changed_at = now.local;  // renewed since the last poll
+  } else {
+    // First sight: trust the writer's clock once, for how long ago it renewed (bounded
+    // by the duration); every later renewal is timed on ours.
+    using steady = std::chrono::steady_clock;
+    auto renewed = ParseTime(renew_time);
+    auto age = renewed ? std::chrono::duration_cast<steady::duration>(now.wall - *renewed)
+                       : steady::duration(entry->duration);
+    age = std::clamp<steady::duration>(age, steady::duration::zero(), entry->duration);
+    entry->changed_at = now.local - age;
+  }
+  return node;
+}
+
+std::set<std::string> AgentPresence::Publish(std::set<std::string> alive, bool* first) {
+  std::set<std::string> changed;
+  MutexLock lock(mu_);
+  for (const auto& node : alive) {
+    if (!alive_.count(node)) changed.insert(node);
+  }
+  for (const auto& node : alive_) {
+    if (!alive.count(node)) changed.insert(node);
+  }
+  alive_ = std::move(alive);
+  *first = !known_;
+  known_ = true;
+  return changed;
+}
+
+bool AgentPresence::Poll() {
+  std::optional<json> leases = ListLeases();
+  if (!leases) return false;
+  const Clocks now{std::chrono::steady_clock::now(), system_clock::now()};
   std::map<std::string, Seen> seen;
   std::set<std::string> alive;
-  const json items = leases.value("items", json::array());
-  for (const json& lease : items) {
-    if (!lease.is_object()) continue;
-    const json metadata = lease.value("metadata", json::object());
-    const json annotations = metadata.value("annotations", json::object());
-    auto node_it = annotations.find(kNodeAnnotation);
-    if (node_it == annotations.end() || !node_it->is_string()) continue;  // not an agent's
-    const std::string node = node_it->get<std::string>();
-    if (metadata.value("name", "") != AgentLeaseName(node)) continue;
-    const json spec = lease.value("spec", json::object());
-    const std::string holder = spec.value("holderIdentity", "");
-    const std::string renew_time = spec.value("renewTime", "");
+  for (const json& lease : leases->value("items", json::array())) {
     Seen entry;
-    entry.record = holder + "|" + renew_time;
-    entry.duration = std::chrono::seconds(spec.value("leaseDurationSeconds", int64_t{0}));
-    auto previous = seen_.find(node);
-    if (previous != seen_.end() && previous->second.record == entry.record) {
-      entry.changed_at = previous->second.changed_at;
-    } else if (previous != seen_.end()) {
-      entry.changed_at = local_now;  // renewed since the last poll
-    } else {
-      // First sight: trust the writer's clock once, for how long ago it renewed (bounded
-      // by the duration); every later renewal is timed on ours.
-      auto renewed = ParseTime(renew_time);
-      auto age =
-          renewed
-              ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(wall_now - *renewed)
-              : std::chrono::steady_clock::duration(entry.duration);
-      age = std::clamp<std::chrono::steady_clock::duration>(
-          age, std::chrono::steady_clock::duration::zero(), entry.duration);
-      entry.changed_at = local_now - age;
+    std::optional<std::string> node = ReadLease(lease, now, &entry);
+    if (!node) continue;
+    if (!entry.holder.empty() && now.local - entry.changed_at < entry.duration) {
+      alive.insert(*node);
     }
-    if (!holder.empty() && local_now - entry.changed_at < entry.duration) alive.insert(node);
-    seen[node] = entry;
+    seen[*node] = entry;
   }
   seen_ = std::move(seen);
-  std::set<std::string> changed;
-  bool first;
-  {
-    MutexLock lock(mu_);
-    for (const auto& node : alive) {
-      if (!alive_.count(node)) changed.insert(node);
-    }
-    for (const auto& node : alive_) {
-      if (!alive.count(node)) changed.insert(node);
-    }
-    alive_ = std::move(alive);
-    first = !known_;
-    known_ = true;
-  }
+  bool first = false;
+  const std::set<std::string> changed = Publish(std::move(alive), &first);
   for (const auto& node : changed) {
     log::Info(Alive(node) ? "agent presence: an agent came" : "agent presence: an agent went",
               {{"node", node}});

@@ -13,6 +13,8 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -91,11 +93,23 @@ class AgentPresence {
 
  private:
   struct Seen {
+    std::string holder;
     std::string record;  // holder|renewTime as last read
     std::chrono::steady_clock::time_point changed_at;
     std::chrono::seconds duration{0};
   };
+  struct Clocks {
+    std::chrono::steady_clock::time_point local;
+    std::chrono::system_clock::time_point wall;
+  };
   bool Poll();
+  // The Leases in the namespace; nullopt (logged once per run of failures) when unreadable.
+  std::optional<nlohmann::json> ListLeases();
+  // An agent's Lease: its node, and `entry` as seen now. nullopt for any other Lease.
+  std::optional<std::string> ReadLease(const nlohmann::json& lease, Clocks now,
+                                       Seen* entry) const;
+  // Makes `alive` the nodes with an agent; returns those that came or went.
+  std::set<std::string> Publish(std::set<std::string> alive, bool* first);
 
   Client& client_;
   const Options options_;
