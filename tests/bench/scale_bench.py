@@ -333,7 +333,7 @@ def bench_scale(ctx):
     if skipped:
         return skipped
     nodes, per_node = (4, 10) if ctx.smoke else (100, 100)
-    binary = ctx.binary("hotplug-operator")
+    binary = ctx.binary("hotplug-operator-testing")
     baseline = ctx.baseline_binary
     results = []
     code = 0
@@ -493,7 +493,7 @@ def bench_big_cache(ctx):
     if os.environ.get("HOTPLUG_BENCH_BIG_CACHE_SIZES") and not ctx.smoke:
         sizes = [int(n) for n in os.environ["HOTPLUG_BENCH_BIG_CACHE_SIZES"].split(",")]
     runs = 1 if ctx.smoke else 3
-    binary = ctx.binary("hotplug-operator")
+    binary = ctx.binary("hotplug-operator-testing")
     results = []
     with tempfile.TemporaryDirectory() as workdir, \
             ControlPlane(workdir, etcd_no_fsync=True) as cp:
