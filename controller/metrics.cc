@@ -371,9 +371,12 @@ void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::Elasti
   state->vcpus_synced_status = ConditionStatus(status, reconciler::condition::kVcpusSynced);
   state->memory_synced_status = ConditionStatus(status, reconciler::condition::kMemorySynced);
   state->vcpu_drift = 0;
-  if (object.spec.cpu.managed() && status.vcpus) {
-    // spec.cpu.sockets: the pass turned it into a count of vCPUs, status.vcpus.desired.
-    const int64_t desired = object.spec.cpu.vcpus.value_or(status.vcpus->desired);
+  const bool autoscaled = object.spec.cpu.autoscale.has_value();
+  if ((object.spec.cpu.managed() || autoscaled) && status.vcpus) {
+    // spec.cpu.sockets, or spec.cpu.autoscale (vcpus is only its start): the pass turned it
+    // into a count of vCPUs, status.vcpus.desired.
+    const int64_t desired =
+        autoscaled ? status.vcpus->desired : object.spec.cpu.vcpus.value_or(status.vcpus->desired);
     state->vcpu_drift = desired > status.vcpus->current ? desired - status.vcpus->current
                                                         : status.vcpus->current - desired;
   }

@@ -11,11 +11,22 @@ Reconciler::Reconciler(backends::Hypervisor& hypervisor, const Clock& clock, Opt
 
 Reconciler::~Reconciler() = default;
 
+namespace {
+
+// Another ElasticVM owns the domain (the last pass said so, or this one did): its load is
+// the owner's to act on, not this object's.
+bool ClaimedByAnother(const crd::ElasticVMStatus& status) {
+  const crd::Condition* ready = crd::FindCondition(status, condition::kReady);
+  return ready && ready->reason == ReasonName(Reason::kDomainClaimed);
+}
+
+}  // namespace
+
 Result Reconciler::Reconcile(
     const crd::ElasticVM& object,
     const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start) {
   Metrics& metrics = metrics_ != nullptr ? *metrics_ : no_metrics_;
-  if (!HasAutoscale(object)) {
+  if (!HasAutoscale(object) || object.spec.suspend || ClaimedByAnother(object.status)) {
     Pass pass(object, hypervisor_, clock_, options_, metrics);
     return pass.Run(on_long_pass_start);
   }
@@ -35,6 +46,10 @@ Result Reconciler::Reconcile(
   if (turn.memory) decided.spec.memory.size = turn.memory;
   Pass pass(decided, hypervisor_, clock_, options_, metrics);
   Result result = pass.Run(on_long_pass_start);
+  if (ClaimedByAnother(result.status)) {
+    autoscaler.Forget(object.Key());  // no samples, no recommendation, no Events
+    return result;
+  }
   ApplyTurn(turn, object.metadata.generation, clock_.Now(), result);
   return result;
 }

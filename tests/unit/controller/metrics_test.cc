@@ -266,6 +266,21 @@ TEST_F(MetricsTest, ElasticVMsAreCountedByConditionAndReasonAndDriftIsSummed) {
   EXPECT_EQ(scrape.Get("hotplug_vcpu_drift"), 2);
 }
 
+// With spec.cpu.autoscale, spec.cpu.vcpus is only the start: the drift is against what the
+// autoscaler decided (status.vcpus.desired), so an autoscaled VM that moved off its start
+// count does not look drifted (HotplugVcpuDriftPersistent would fire for each of them).
+TEST_F(MetricsTest, AnAutoscaledObjectsDriftIsAgainstTheDecidedCount) {
+  crd::ElasticVM scaled = Object("scaled", 1, 1);
+  scaled.spec.cpu.autoscale = crd::CpuAutoscale{};
+  scaled.status = Status(1, 4, "True", "Synced");
+  scaled.status.vcpus->desired = 4;
+  metrics_.ObjectChanged(scaled.Key(), &scaled);
+  EXPECT_EQ(ScrapeOverHttp().Get("hotplug_vcpu_drift"), 0);
+  scaled.status.vcpus->desired = 3;  // a scale-down under way
+  metrics_.ObjectChanged(scaled.Key(), &scaled);
+  EXPECT_EQ(ScrapeOverHttp().Get("hotplug_vcpu_drift"), 1);
+}
+
 TEST_F(MetricsTest, FailuresAreCountedOnceWhenTheStatusFirstCarriesThem) {
   crd::ElasticVM object = Object("web-01", 1, 4);
   crd::ElasticVMStatus status = Status(1, 3, "False", "PartialFailure");

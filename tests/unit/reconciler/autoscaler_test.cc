@@ -92,6 +92,28 @@ TEST_F(AutoscalerTest, RecommendChangesNothingAndReportsTheNumber) {
   EXPECT_NE(event.message.find("utilisation 100%"), std::string::npos) << event.message;
 }
 
+// An autoscaled ElasticVM naming a domain another one owns (DomainClaimed) must not act on,
+// recommend from or report the owner's load.
+TEST_F(AutoscalerTest, AnObjectThatDoesNotOwnItsDomainNeitherSamplesNorRecommends) {
+  AddDomain("shared", 8, 1);
+  crd::ElasticVM owner = testing::MakeVm("owner", 1);
+  owner.spec.domain = "shared";
+  owner.metadata.uid = "owner-uid";
+  Pass(owner);
+  ASSERT_EQ(Cond(owner, condition::kReady).status, "True");
+  auto other = AutoVm("other", crd::AutoscaleMode::kAuto, 1, 8, seconds(0), seconds(0));
+  other.spec.domain = "shared";
+  hv_.SetLoad("shared", 8.0);  // every vCPU busy: an owner would plug
+  RunFor(other, seconds(10));
+  EXPECT_TRUE(steps_.empty());
+  EXPECT_EQ(Enabled("shared"), 1u);
+  EXPECT_EQ(Cond(other, condition::kReady).reason, ReasonName(Reason::kDomainClaimed));
+  EXPECT_EQ(crd::FindCondition(other.status, condition::kAutoscaling), nullptr);
+  EXPECT_FALSE(other.status.vcpus && other.status.vcpus->recommended);
+  EXPECT_EQ(FirstAutoscaleEvent().reason, "") << FirstAutoscaleEvent().message;
+  EXPECT_EQ(autoscaler_.Tracked(), 0u);
+}
+
 TEST_F(AutoscalerTest, AutoPlugsUpToTheMaximumThenUnplugsAfterTheDownWindow) {
   AddDomain("auto", 8, 1);
   auto vm = AutoVm("auto", crd::AutoscaleMode::kAuto, 1, 4, seconds(2), seconds(10));
