@@ -241,7 +241,7 @@ class Suite:
             out = self.kubectl.ok("get", resource)
             lines = out.splitlines()
             expect(lines[0].split() == ["NAME", "DOMAIN", "NODE", "VCPUS", "CURRENT",
-                                        "MEMORY", "READY", "AGE"],
+                                        "RECOMMENDED", "MEMORY", "READY", "AGE"],
                    f"kubectl get {resource} header: {lines[0]!r}")
             expect(lines[1].split()[:4] == ["web-01", "web-01", "host-a", "2"],
                    f"kubectl get {resource} row: {lines[1]!r}")

@@ -187,11 +187,13 @@ def converged(folder, name, vcpus):
 
 
 def read_calls(path):
+    """The call log's VM changes (vCPU and memory steps), without the owner claims and pins
+    it also records."""
     calls = []
     try:
         with open(path, encoding="utf-8") as handle:
             for line in handle:
-                if line.strip():
+                if line.strip() and json.loads(line).get("op") in ("vcpu", "memory"):
                     calls.append(json.loads(line))
     except FileNotFoundError:
         pass
