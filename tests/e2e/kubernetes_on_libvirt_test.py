@@ -58,11 +58,13 @@ def check_apply_plugs_the_real_guest():
                    if e["reason"] == "VcpuPlugged"]
         expect(len(plugged) == 2, f"two VcpuPlugged Events (one per vCPU call): {plugged}")
 
-        # The printer columns a user reads: NAME DOMAIN NODE VCPUS CURRENT MEMORY READY AGE.
+        # The printer columns a user reads: NAME DOMAIN NODE VCPUS CURRENT RECOMMENDED MEMORY
+        # READY AGE.
         table = cluster.kubectl("get", "evm", "web").stdout.splitlines()
-        expect(table[0].split()[:8] == ["NAME", "DOMAIN", "NODE", "VCPUS", "CURRENT", "MEMORY",
-                                        "READY", "AGE"], f"kubectl get evm:\n{table}")
-        row = table[1].split()  # NODE is empty: no cell
+        expect(table[0].split()[:9] == ["NAME", "DOMAIN", "NODE", "VCPUS", "CURRENT",
+                                        "RECOMMENDED", "MEMORY", "READY", "AGE"],
+               f"kubectl get evm:\n{table}")
+        row = table[1].split()  # NODE and RECOMMENDED are empty: no cells
         expect(row[:4] == ["web", DOMAIN, "3", "3"] and row[-2] == "True",
                f"kubectl get evm:\n{table}")
 

@@ -13,7 +13,8 @@ seconds=${3:-10}
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
-crd=("$src"/crd/quantity.cc "$src"/crd/codec.cc "$src"/crd/elasticvm.cc -lyaml-cpp)
+crd=("$src"/crd/quantity.cc "$src"/crd/codec.cc "$src"/crd/elasticvm.cc "$src"/crd/autoscale.cc
+     -lyaml-cpp)
 read -r -a libxml <<<"$(pkg-config --cflags --libs libxml-2.0 libvirt)"
 total=0
 standalone=("$src"/controller/standalone/input_file.cc "$src"/controller/standalone/status_dir.cc
