@@ -21,7 +21,8 @@ constexpr double kDueFraction = 0.5;
 std::optional<int64_t> EffectiveVcpus(const crd::ElasticVMStatus& status) {
   if (!status.vcpus || status.vcpus->current <= 0) return std::nullopt;
   const crd::VcpuStatus& v = *status.vcpus;
-  const size_t pending = backends::ParseRangeList(v.pending).value_or(std::vector<unsigned>{}).size();
+  const size_t pending =
+      backends::ParseRangeList(v.pending).value_or(std::vector<unsigned>{}).size();
   return std::max<int64_t>(1, v.qemu.value_or(v.current) - static_cast<int64_t>(pending));
 }
 
@@ -92,7 +93,8 @@ AutoscaleTurn Autoscaler::Turn(const crd::ElasticVM& object, backends::Hyperviso
   if (object.spec.memory.autoscale) TurnMemory(*state, object, sampled, now, turn, metrics);
   ConcludeCondition(*state, object, turn);
   const MonoTime next = state->ring.empty() ? now : state->ring.back().at + options_.sample_period;
-  turn.next_sample = std::max(milliseconds{1}, std::chrono::duration_cast<milliseconds>(next - now));
+  turn.next_sample =
+      std::max(milliseconds{1}, std::chrono::duration_cast<milliseconds>(next - now));
   return turn;
 }
 
@@ -165,11 +167,11 @@ void Autoscaler::TurnCpu(State& state, const crd::ElasticVM& object, bool sample
          UtilizationPercent(load), static_cast<double>(spec.target_utilization),
          Direction(current, d.desired)});
     if (track.recommended != d.desired) {
-      const std::string what =
-          "vCPUs " + std::to_string(track.recommended.value_or(current)) + " -> " +
-          std::to_string(d.desired) + ": utilisation " + std::to_string(percent) + "% of " +
-          std::to_string(current) + " vCPUs, target " + std::to_string(spec.target_utilization) +
-          "%" + LimitSuffix(d.limit);
+      const std::string what = "vCPUs " + std::to_string(track.recommended.value_or(current)) +
+                               " -> " + std::to_string(d.desired) + ": utilisation " +
+                               std::to_string(percent) + "% of " + std::to_string(current) +
+                               " vCPUs, target " + std::to_string(spec.target_utilization) + "%" +
+                               LimitSuffix(d.limit);
       turn.events.push_back(ChangeEvent(spec.mode, what));
       track.recommended = d.desired;
       track.signal_percent = percent;
@@ -187,14 +189,14 @@ void Autoscaler::TurnCpu(State& state, const crd::ElasticVM& object, bool sample
   if (spec.mode != crd::AutoscaleMode::kAuto) return;
   // Until the first recommendation: spec.cpu.vcpus (or what the guest has) within the bounds.
   const int64_t start = object.spec.cpu.vcpus.value_or(current);
-  const Decision bounded = Bound(start, start, start, spec.scale_up, spec.scale_down,
-                                 {std::max<int64_t>(1, spec.min_vcpus), spec.max_vcpus,
-                                  domain_maximum});
+  const Decision bounded =
+      Bound(start, start, start, spec.scale_up, spec.scale_down,
+            {std::max<int64_t>(1, spec.min_vcpus), spec.max_vcpus, domain_maximum});
   turn.vcpus = track.recommended.value_or(bounded.desired);
 }
 
-void Autoscaler::TurnMemory(State& state, const crd::ElasticVM& object, bool sampled,
-                            MonoTime now, AutoscaleTurn& turn, Metrics& metrics) {
+void Autoscaler::TurnMemory(State& state, const crd::ElasticVM& object, bool sampled, MonoTime now,
+                            AutoscaleTurn& turn, Metrics& metrics) {
   const crd::MemoryAutoscale& spec = *object.spec.memory.autoscale;
   Track& track = state.memory;
   const std::optional<uint64_t> current =
@@ -203,26 +205,27 @@ void Autoscaler::TurnMemory(State& state, const crd::ElasticVM& object, bool sam
       object.status.memory ? StatusBytes(object.status.memory->maximum).value_or(0) : 0;
   const Sample* newest = state.ring.empty() ? nullptr : &state.ring.back();
   if (sampled && current && newest && newest->memory && newest->memory->available_bytes) {
+    const uint64_t current_bytes = *current;  // a plain copy: GCC -O3 cannot follow the optional
     const backends::MemoryLoad& m = *newest->memory;
-    const uint64_t usable = m.usable_bytes.value_or(m.unused_bytes.value_or(0) +
-                                                    m.disk_caches_bytes.value_or(0));
-    const MemoryUse use{*current, *m.available_bytes, usable};
+    const uint64_t usable =
+        m.usable_bytes.value_or(m.unused_bytes.value_or(0) + m.disk_caches_bytes.value_or(0));
+    const MemoryUse use{current_bytes, *m.available_bytes, usable};
     const Decision d = DecideMemory(spec, use, kGuestBlockBytes, maximum, track.history, now);
     const auto percent = static_cast<int64_t>(std::lround(AvailablePercent(use)));
-    const auto current_blocks = static_cast<int64_t>(*current / kGuestBlockBytes);
+    const auto current_blocks = static_cast<int64_t>(current_bytes / kGuestBlockBytes);
     const std::string key = object.Key();
     const double recommended = static_cast<double>(d.desired) * kGuestBlockBytes;
     const bool acts = spec.mode == crd::AutoscaleMode::kAuto;
     metrics.AutoscaleDecision(
-        {key, "memory", recommended, acts ? recommended : static_cast<double>(*current),
-         static_cast<double>(*current), static_cast<double>(spec.max ? spec.max->Value() : 0),
-         AvailablePercent(use),
-         static_cast<double>(spec.target_available.percent.value_or(0)),
+        {key, "memory", recommended, acts ? recommended : static_cast<double>(current_bytes),
+         static_cast<double>(current_bytes), static_cast<double>(spec.max ? spec.max->Value() : 0),
+         AvailablePercent(use), static_cast<double>(spec.target_available.percent.value_or(0)),
          Direction(current_blocks, d.desired)});
     if (track.recommended != d.desired) {
-      const std::string size = crd::FormatBytes(static_cast<uint64_t>(d.desired) * kGuestBlockBytes);
+      const std::string size =
+          crd::FormatBytes(static_cast<uint64_t>(d.desired) * kGuestBlockBytes);
       turn.events.push_back(ChangeEvent(
-          spec.mode, "memory " + crd::FormatBytes(*current) + " -> " + size + ": " +
+          spec.mode, "memory " + crd::FormatBytes(current_bytes) + " -> " + size + ": " +
                          std::to_string(percent) + "% available" + LimitSuffix(d.limit)));
       track.recommended = d.desired;
       track.signal_percent = percent;
@@ -237,7 +240,8 @@ void Autoscaler::TurnMemory(State& state, const crd::ElasticVM& object, bool sam
     turn.available_percent = track.signal_percent;
   }
   if (spec.mode == crd::AutoscaleMode::kAuto && track.recommended) {
-    turn.memory = crd::Quantity::FromInt(*track.recommended * static_cast<int64_t>(kGuestBlockBytes));
+    turn.memory =
+        crd::Quantity::FromInt(*track.recommended * static_cast<int64_t>(kGuestBlockBytes));
   }
 }
 

@@ -29,7 +29,8 @@ for target in quantity elasticvm_json elasticvm_yaml domain_xml watch_stream inp
     domain_xml)
       corpus_name=domain_xml
       sources=("$src"/backends/libvirt/domain_xml.cc "$src"/backends/libvirt/qemu_cpus.cc
-               "$src"/backends/libvirt/xml_util.cc "$src"/backends/hypervisor.cc "${libxml[@]}") ;;
+               "$src"/backends/libvirt/xml_util.cc "$src"/backends/hypervisor.cc
+               "$src"/backends/range_list.cc "${libxml[@]}") ;;
     watch_stream)
       corpus_name=watch
       sources=("$src"/controller/kube/watch_event.cc "${crd[@]}") ;;
