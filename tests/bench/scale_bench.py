@@ -37,6 +37,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from check_lib import free_port, poll  # noqa: E402
 from control_plane import ControlPlane, assets_dir  # noqa: E402
 
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -46,13 +48,6 @@ BATCH = 10
 
 
 # ---- small helpers
-
-def free_port():
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def parse_metrics(text):
     """{name: [(labels dict, value)]} of a Prometheus text exposition."""
@@ -106,17 +101,6 @@ def percentile(values, fraction):
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def poll(predicate, what, timeout_s, interval_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 class Process:
