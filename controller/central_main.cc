@@ -25,38 +25,22 @@ namespace {
 
 // The assigner's own parts, with what they need kept alive.
 struct CentralParts {
-  kube::Config config;
-  std::unique_ptr<kube::Client> client;
-  std::unique_ptr<kube::Informer> informer;
-  std::unique_ptr<kube::KubeEventRecorder> events;
+  ApiParts api;
   std::unique_ptr<kube::NodeAssigner> assigner;
 };
 
 bool BuildCentral(const Flags& flags, const MetricsSeams& metrics, const reconciler::Clock& clock,
                   CentralParts* parts) {
-  std::string error;
-  if (!kube::LoadConfig(flags.kubeconfig, &parts->config, &error)) {
-    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
-    return false;
-  }
-  log::Info("central node assigner", {{"server", parts->config.server},
+  // The pool: the watch stream, the workers' writes, events, the lease, the presence poll.
+  ApiRole role;
+  role.component = "hotplug-operator-central";
+  role.threads_besides_workers = 5;
+  if (!ConnectApi(flags, metrics, role, &parts->api)) return false;
+  log::Info("central node assigner", {{"server", parts->api.config.server},
                                       {"agentLeases", flags.agent_lease_namespace},
                                       {"namespace", flags.ns.empty() ? "*" : flags.ns}});
-  // The pool: the watch stream, the workers' writes, events, the lease, the presence poll.
-  kube::InitHttpThreadPool(static_cast<size_t>(5 + flags.workers));
-  parts->client = std::make_unique<kube::Client>(parts->config,
-                                                 ClientOptions(std::chrono::seconds(15), metrics));
-  kube::Informer::Options informer_options;
-  informer_options.ns = flags.ns;
-  informer_options.metrics = metrics.informer;
-  parts->informer = std::make_unique<kube::Informer>(*parts->client, informer_options);
-  parts->events = std::make_unique<kube::KubeEventRecorder>(
-      *parts->client, kube::KubeEventRecorder::Options{.component = "hotplug-operator-central",
-                                                       .host = "",
-                                                       .queue_limit = 1000,
-                                                       .remembered = 4096});
   parts->assigner = std::make_unique<kube::NodeAssigner>(
-      *parts->client, *parts->informer, *parts->events, clock,
+      *parts->api.client, *parts->api.informer, *parts->api.events, clock,
       kube::NodeAssigner::Options{.lease_namespace = flags.agent_lease_namespace,
                                   .workers = flags.workers,
                                   .presence_poll = std::chrono::seconds(5)});
@@ -67,9 +51,7 @@ bool BuildCentral(const Flags& flags, const MetricsSeams& metrics, const reconci
 int StopCentral(CentralParts& parts, Leadership& leadership, HealthServer& health) {
   auto deadline = std::chrono::steady_clock::now() + kShutdownDeadline;
   bool drained = parts.assigner->Stop(deadline);
-  parts.events->Flush(
-      std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
-  parts.events->Stop();
+  FlushAndStopEvents(*parts.api.events, deadline);
   if (leadership.elector) leadership.elector->Stop();  // after the workers are done
   health.Stop();
   if (!drained) {
@@ -97,7 +79,7 @@ int RunCentral(const Flags& flags, const sigset_t& stop_signals) {
   assigner.Start();
   Leadership leadership;
   StartWorkersOrElect(
-      flags, parts.config, metrics_seams, [&assigner] { assigner.StartWorkers(); }, leadership);
+      flags, parts.api.config, metrics_seams, [&assigner] { assigner.StartWorkers(); }, leadership);
   WaitForSignalOr(leadership.lost, stop_signals);
   return StopCentral(parts, leadership, health);
 }

@@ -60,12 +60,7 @@ Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventR
   options_.reconciler.autoscaler = &autoscaler_;
 }
 
-Controller::~Controller() {
-  Stop(std::chrono::steady_clock::now() + std::chrono::seconds(30));
-  for (auto& worker : workers_) {
-    if (worker.joinable()) worker.join();
-  }
-}
+Controller::~Controller() { Stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)); }
 
 void Controller::Start() {
   {
@@ -81,13 +76,7 @@ void Controller::Start() {
 }
 
 void Controller::StartWorkers() {
-  MutexLock lock(stop_mu_);
-  if (workers_started_ || stopping_) return;
-  workers_started_ = true;
-  for (int i = 0; i < options_.workers; ++i) {
-    workers_running_++;
-    workers_.emplace_back([this, i] { Worker(i); });
-  }
+  if (!workers_.Start(options_.workers, "worker", [this](int) { Worker(); })) return;
   metrics_->ActiveWorkers(options_.workers);
   log::Info("workers started", {{"workers", std::to_string(options_.workers)}});
 }
@@ -95,26 +84,19 @@ void Controller::StartWorkers() {
 bool Controller::Stop(std::chrono::steady_clock::time_point deadline) {
   {
     MutexLock lock(stop_mu_);
-    if (stopping_) return workers_running_.load() == 0;
+    if (stopping_) return workers_.running() == 0;
     stopping_ = true;
   }
+  workers_.Close();
   stop_cv_.notify_all();
   stop_requested_ = true;
   // Keys still queued are dropped (a restart lists everything again); the passes in flight
   // finish their step and write their status.
   queue_.ShutDown();
-  bool drained;
-  {
-    MutexLock lock(stop_mu_);
-    drained = lock.WaitUntil(stop_cv_, deadline, [&] { return workers_running_.load() == 0; });
-  }
-  if (drained) {
-    for (auto& worker : workers_) {
-      if (worker.joinable()) worker.join();
-    }
-  } else {
+  bool drained = workers_.Wait(deadline);
+  if (!drained) {
     log::Error("workers did not finish before the shutdown deadline",
-               {{"busy", std::to_string(workers_running_.load())}});
+               {{"busy", std::to_string(workers_.running())}});
   }
   if (resync_thread_.joinable()) resync_thread_.join();
   hypervisor_.SetEventSink(nullptr);
@@ -149,9 +131,7 @@ void Controller::Resync() {
   }
 }
 
-void Controller::Worker(int index) {
-  std::string name = "worker-" + std::to_string(index);
-  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+void Controller::Worker() {
   reconciler::Reconciler reconciler(hypervisor_, clock_, options_.reconciler,
                                     metrics_->ReconcilerMetrics());
   while (std::optional<std::string> key = queue_.Get()) {
@@ -167,11 +147,6 @@ void Controller::Worker(int index) {
     }
     queue_.Done(*key);
   }
-  {
-    MutexLock lock(stop_mu_);
-    workers_running_--;
-  }
-  stop_cv_.notify_all();
 }
 
 void Controller::Process(reconciler::Reconciler& reconciler, const std::string& key) {
@@ -242,8 +217,8 @@ void Controller::RecordEvents(const crd::ElasticVM& object,
                               const std::vector<reconciler::Event>& events) {
   for (const auto& event : events) {
     if (reconciler::IsAutoscaleEvent(event.reason)) {
-      log::Info("autoscale", {{"object", object.Key()}, {"reason", event.reason},
-                              {"message", event.message}});
+      log::Info("autoscale",
+                {{"object", object.Key()}, {"reason", event.reason}, {"message", event.message}});
     }
     events_.Record(object, event);
     metrics_->EventRecorded(EventTypeName(event.type), event.reason);

@@ -23,6 +23,7 @@
 #include "controller/owned_domains.h"
 #include "controller/source.h"
 #include "controller/status_sync.h"
+#include "controller/worker_pool.h"
 #include "controller/workqueue.h"
 #include "reconciler/autoscaler.h"
 #include "reconciler/clock.h"
@@ -71,7 +72,7 @@ class Controller {
  private:
   void OnChange(const std::string& key);
   void OnDomainEvent(const std::string& domain);
-  void Worker(int index);
+  void Worker();
   // One key, as controller-runtime's reconcileHandler: fetch, reconcile, record, requeue.
   void Process(reconciler::Reconciler& reconciler, const std::string& key);
   void RecordEvents(const crd::ElasticVM& object, const std::vector<reconciler::Event>& events);
@@ -97,9 +98,7 @@ class Controller {
   std::atomic<bool> stop_requested_{false};  // read by running passes between steps
   std::atomic<int64_t> passes_{0};
 
-  std::vector<std::thread> workers_;  // "worker-N"
-  std::thread resync_thread_;         // "resync"
-  std::atomic<int> workers_running_{0};
+  std::thread resync_thread_;  // "resync"
 
   DomainIndex domain_index_;    // which keys name which domain, for domain events
   DomainLocks domain_locks_;    // one pass per domain at a time
@@ -108,10 +107,11 @@ class Controller {
   reconciler::Autoscaler autoscaler_;  // the workers' shared autoscale samples
 
   Mutex stop_mu_;
-  std::condition_variable stop_cv_;  // wakes the resync thread and Stop's wait
+  std::condition_variable stop_cv_;  // wakes the resync thread
   bool stopping_ GUARDED_BY(stop_mu_) = false;
   bool started_ GUARDED_BY(stop_mu_) = false;
-  bool workers_started_ GUARDED_BY(stop_mu_) = false;
+  // Last: destroyed first, so every worker has returned before the parts it uses go.
+  WorkerPool workers_;  // "worker-N"
 };
 
 }  // namespace hotplug::controller

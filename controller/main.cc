@@ -59,11 +59,8 @@ struct Seams {
   ObjectSource* source = nullptr;
   StatusWriter* status_writer = nullptr;
   EventRecorder* events = nullptr;
-  kube::Config config;
-  std::unique_ptr<kube::Client> client;
-  std::unique_ptr<kube::Informer> informer;
+  ApiParts api;
   std::unique_ptr<kube::KubeStatusWriter> kube_status_writer;
-  std::unique_ptr<kube::KubeEventRecorder> kube_events;
   // An agent's own Lease (controller/kube/agent_lease.h): tells the central assigner it runs.
   std::unique_ptr<kube::AgentLease> agent_lease;
   std::unique_ptr<standalone::StandaloneMode> folder;
@@ -90,33 +87,17 @@ int UseFolder(const Flags& flags, Seams* seams) {
 
 // The Kubernetes API: informer, status writer, event recorder. False when it cannot be used.
 bool UseKubernetes(const Flags& flags, const MetricsSeams& metrics, Seams* seams) {
-  std::string error;
-  if (!kube::LoadConfig(flags.kubeconfig, &seams->config, &error)) {
-    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
-    return false;
-  }
-  log::Info("Kubernetes API", {{"server", seams->config.server}, {"from", seams->config.origin}});
   // cpprestsdk's pool: the watch stream, the workers' status writes, events, the lease.
-  kube::InitHttpThreadPool(static_cast<size_t>(4 + flags.workers));
-  seams->client = std::make_unique<kube::Client>(seams->config,
-                                                 ClientOptions(std::chrono::seconds(15), metrics));
-  kube::Informer::Options informer_options;
-  informer_options.ns = flags.ns;
-  informer_options.node_name = flags.node_name;
-  informer_options.watch_timeout =
-      std::chrono::duration_cast<std::chrono::seconds>(flags.watch_timeout);
-  informer_options.metrics = metrics.informer;
-  seams->informer = std::make_unique<kube::Informer>(*seams->client, informer_options);
+  ApiRole role;
+  role.component = "hotplug-operator";
+  role.node_name = flags.node_name;
+  role.threads_besides_workers = 4;
+  if (!ConnectApi(flags, metrics, role, &seams->api)) return false;
   seams->kube_status_writer =
-      std::make_unique<kube::KubeStatusWriter>(*seams->client, seams->informer.get());
-  seams->kube_events = std::make_unique<kube::KubeEventRecorder>(
-      *seams->client, kube::KubeEventRecorder::Options{.component = "hotplug-operator",
-                                                       .host = flags.node_name,
-                                                       .queue_limit = 1000,
-                                                       .remembered = 4096});
-  seams->source = seams->informer.get();
+      std::make_unique<kube::KubeStatusWriter>(*seams->api.client, seams->api.informer.get());
+  seams->source = seams->api.informer.get();
   seams->status_writer = seams->kube_status_writer.get();
-  seams->events = seams->kube_events.get();
+  seams->events = seams->api.events.get();
   return true;
 }
 
@@ -149,11 +130,12 @@ Controller::Options ControllerOptions(const Flags& flags, const MetricsSeams& me
 
 // An agent (--node-name with --agent-lease-namespace, against Kubernetes) renews its Lease.
 void StartAgentLease(const Flags& flags, Seams& seams) {
-  if (!seams.client || flags.node_name.empty() || flags.agent_lease_namespace.empty()) return;
+  if (!seams.api.client || flags.node_name.empty() || flags.agent_lease_namespace.empty()) return;
   seams.agent_lease = std::make_unique<kube::AgentLease>(
-      *seams.client, kube::AgentLease::Options{.ns = flags.agent_lease_namespace,
-                                               .node = flags.node_name,
-                                               .identity = kube::LeaderElector::DefaultIdentity()});
+      *seams.api.client,
+      kube::AgentLease::Options{.ns = flags.agent_lease_namespace,
+                                .node = flags.node_name,
+                                .identity = kube::LeaderElector::DefaultIdentity()});
   seams.agent_lease->Start();
 }
 
@@ -162,11 +144,7 @@ void StartAgentLease(const Flags& flags, Seams& seams) {
 int Shutdown(Controller& controller, Seams& seams, Leadership& leadership, HealthServer& health) {
   auto deadline = std::chrono::steady_clock::now() + kShutdownDeadline;
   bool drained = controller.Stop(deadline);
-  if (seams.kube_events) {
-    seams.kube_events->Flush(
-        std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
-    seams.kube_events->Stop();
-  }
+  if (seams.api.events) FlushAndStopEvents(*seams.api.events, deadline);
   if (leadership.elector) leadership.elector->Stop();  // after the workers are done
   if (seams.agent_lease) seams.agent_lease->Stop();
   health.Stop();
@@ -215,7 +193,8 @@ int Run(const HypervisorBackends& backends, const Flags& flags) {
   StartAgentLease(flags, seams);
   Leadership leadership;
   StartWorkersOrElect(
-      flags, seams.config, metrics_seams, [&controller] { controller.StartWorkers(); }, leadership);
+      flags, seams.api.config, metrics_seams, [&controller] { controller.StartWorkers(); },
+      leadership);
   WaitForSignalOr(leadership.lost, stop_signals);
   return Shutdown(controller, seams, leadership, health);
 }

@@ -81,28 +81,68 @@ void StartWorkersOrElect(const Flags& flags, const kube::Config& config,
       });
 }
 
+bool ConnectApi(const Flags& flags, const MetricsSeams& metrics, const ApiRole& role,
+                ApiParts* parts) {
+  std::string error;
+  if (!kube::LoadConfig(flags.kubeconfig, &parts->config, &error)) {
+    log::Error("cannot load the Kubernetes configuration", {{"error", error}});
+    return false;
+  }
+  log::Info("Kubernetes API", {{"server", parts->config.server}, {"from", parts->config.origin}});
+  kube::InitHttpThreadPool(role.threads_besides_workers + static_cast<size_t>(flags.workers));
+  parts->client = std::make_unique<kube::Client>(parts->config,
+                                                 ClientOptions(std::chrono::seconds(15), metrics));
+  kube::Informer::Options informer_options;
+  informer_options.ns = flags.ns;
+  informer_options.node_name = role.node_name;
+  informer_options.watch_timeout =
+      std::chrono::duration_cast<std::chrono::seconds>(flags.watch_timeout);
+  informer_options.metrics = metrics.informer;
+  parts->informer = std::make_unique<kube::Informer>(*parts->client, informer_options);
+  kube::KubeEventRecorder::Options event_options;
+  event_options.component = role.component;
+  event_options.host = role.node_name;
+  event_options.queue_limit = 1000;
+  event_options.remembered = 4096;
+  parts->events = std::make_unique<kube::KubeEventRecorder>(*parts->client, event_options);
+  return true;
+}
+
+void FlushAndStopEvents(kube::KubeEventRecorder& events,
+                        std::chrono::steady_clock::time_point deadline) {
+  events.Flush(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
+  events.Stop();
+}
+
+namespace {
+
+// Logs how serving `what` (by the `server`) went: where it listens, or why it cannot.
+bool Served(bool ok, const std::string& what, const std::string& server, const std::string& error,
+            const std::string& address, int port) {
+  if (!ok) {
+    log::Error("cannot serve " + what, {{"error", error}});
+    return false;
+  }
+  log::Info(server + " server listening", {{"address", address}, {"port", std::to_string(port)}});
+  return true;
+}
+
+}  // namespace
+
 bool ServeHealth(const Flags& flags, HealthServer& health) {
   if (flags.health_probe_bind_address == "0") return true;
   std::string error;
-  if (!health.Start(flags.health_probe_bind_address, &error)) {
-    log::Error("cannot serve health probes", {{"error", error}});
-    return false;
-  }
-  log::Info("health server listening",
-            {{"address", health.bound_address()}, {"port", std::to_string(health.port())}});
-  return true;
+  bool ok = health.Start(flags.health_probe_bind_address, &error);
+  return Served(ok, "health probes", "health", error, ok ? health.bound_address() : "",
+                ok ? health.port() : 0);
 }
 
 bool ServeMetrics(const Flags& flags, PrometheusMetrics& metrics) {
   if (flags.metrics_bind_address == "0") return true;
   std::string error;
-  if (!metrics.Serve(flags.metrics_bind_address, &error)) {
-    log::Error("cannot serve metrics", {{"error", error}});
-    return false;
-  }
-  log::Info("metrics server listening",
-            {{"address", flags.metrics_bind_address}, {"port", std::to_string(metrics.port())}});
-  return true;
+  bool ok = metrics.Serve(flags.metrics_bind_address, &error);
+  return Served(ok, "metrics", "metrics", error, flags.metrics_bind_address,
+                ok ? metrics.port() : 0);
 }
 
 }  // namespace hotplug::controller

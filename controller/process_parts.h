@@ -14,6 +14,7 @@
 #include "controller/health.h"
 #include "controller/kube/client.h"
 #include "controller/kube/config.h"
+#include "controller/kube/event_recorder.h"
 #include "controller/kube/informer.h"
 #include "controller/kube/leader_election.h"
 #include "controller/metrics.h"
@@ -46,6 +47,33 @@ sigset_t BlockStopSignals();
 int WaitForSignalOr(const std::atomic<bool>& give_up, const sigset_t& signals);
 
 kube::Client::Options ClientOptions(std::chrono::seconds timeout, const MetricsSeams& metrics);
+
+// What each process reads from the Kubernetes API and writes Events with: the configuration
+// (--kubeconfig, else in-cluster), one client, the ElasticVM informer (--namespace,
+// --watch-timeout), the Event recorder.
+struct ApiParts {
+  kube::Config config;
+  std::unique_ptr<kube::Client> client;
+  std::unique_ptr<kube::Informer> informer;
+  std::unique_ptr<kube::KubeEventRecorder> events;
+};
+
+// Who is connecting: the Events' reporting component, the node an agent serves (its
+// informer's label selector and the Events' host; empty for the central assigner), and the
+// HTTP threads it needs besides one per worker.
+struct ApiRole {
+  std::string component;
+  std::string node_name;
+  size_t threads_besides_workers = 0;
+};
+
+// Builds `parts` for `role`. False (logged) when the configuration cannot be loaded.
+bool ConnectApi(const Flags& flags, const MetricsSeams& metrics, const ApiRole& role,
+                ApiParts* parts);
+
+// Sends the Events still queued for at most 3 s (never past `deadline`), then stops.
+void FlushAndStopEvents(kube::KubeEventRecorder& events,
+                        std::chrono::steady_clock::time_point deadline);
 
 // Without --leader-elect `start_workers` runs at once; with it, each time this replica
 // starts leading.

@@ -205,22 +205,36 @@ void ReadScalingRules(FieldReader& parent, const std::string& field, int64_t max
   ReadBoundedInt(reader, "maxStep", 1, max_step, false, &rules->max_step);
 }
 
-void DecodeCpuAutoscale(FieldReader& cpu_reader, CpuSpec* cpu, std::string* error) {
-  const json* v = cpu_reader.Object("autoscale");
+// `<parent>.autoscale`, when given: its mode, what `read_own` reads (the bounds and targets
+// of CPU or of memory, and their cross-checks), then the scaleUp and scaleDown rules, whose
+// steps are at most `max_step`.
+template <typename Autoscale, typename ReadOwn>
+void DecodeAutoscale(FieldReader& parent, int64_t max_step, std::optional<Autoscale>* out,
+                     std::string* error, ReadOwn read_own) {
+  const json* v = parent.Object("autoscale");
   if (v == nullptr) return;
-  FieldReader reader(*v, cpu_reader.Path("autoscale"), error);
-  CpuAutoscale autoscale;
+  FieldReader reader(*v, parent.Path("autoscale"), error);
+  Autoscale autoscale;
   ReadEnum(reader, "mode", kAutoscaleModeNames, &autoscale.mode);
-  ReadBoundedInt(reader, "minVcpus", 1, kMaxVcpus, false, &autoscale.min_vcpus);
-  ReadBoundedInt(reader, "maxVcpus", 1, kMaxVcpus, true, &autoscale.max_vcpus);
-  ReadBoundedInt(reader, "targetUtilization", 1, 100, true, &autoscale.target_utilization);
-  ReadScalingRules(reader, "scaleUp", kMaxVcpus, &autoscale.scale_up, error);
-  ReadScalingRules(reader, "scaleDown", kMaxVcpus, &autoscale.scale_down, error);
-  if (error->empty() && autoscale.min_vcpus > autoscale.max_vcpus) {
-    reader.Fail("minVcpus", "expected at most maxVcpus (" + std::to_string(autoscale.max_vcpus) +
-                                ")", json(autoscale.min_vcpus));
-  }
-  cpu->autoscale = autoscale;
+  read_own(reader, autoscale);
+  ReadScalingRules(reader, "scaleUp", max_step, &autoscale.scale_up, error);
+  ReadScalingRules(reader, "scaleDown", max_step, &autoscale.scale_down, error);
+  *out = autoscale;
+}
+
+void DecodeCpuAutoscale(FieldReader& cpu_reader, CpuSpec* cpu, std::string* error) {
+  DecodeAutoscale(
+      cpu_reader, kMaxVcpus, &cpu->autoscale, error,
+      [error](FieldReader& reader, CpuAutoscale& autoscale) {
+        ReadBoundedInt(reader, "minVcpus", 1, kMaxVcpus, false, &autoscale.min_vcpus);
+        ReadBoundedInt(reader, "maxVcpus", 1, kMaxVcpus, true, &autoscale.max_vcpus);
+        ReadBoundedInt(reader, "targetUtilization", 1, 100, true, &autoscale.target_utilization);
+        if (error->empty() && autoscale.min_vcpus > autoscale.max_vcpus) {
+          reader.Fail("minVcpus",
+                      "expected at most maxVcpus (" + std::to_string(autoscale.max_vcpus) + ")",
+                      json(autoscale.min_vcpus));
+        }
+      });
 }
 
 // A whole, positive number of bytes, spelled as a quantity (string or integer).
@@ -254,22 +268,17 @@ void ReadMemoryTarget(FieldReader& reader, const std::string& field, MemoryTarge
 }
 
 void DecodeMemoryAutoscale(FieldReader& memory_reader, MemorySpec* memory, std::string* error) {
-  const json* v = memory_reader.Object("autoscale");
-  if (v == nullptr) return;
-  FieldReader reader(*v, memory_reader.Path("autoscale"), error);
-  MemoryAutoscale autoscale;
-  ReadEnum(reader, "mode", kAutoscaleModeNames, &autoscale.mode);
-  ReadByteQuantity(reader, "min", &autoscale.min);
-  ReadByteQuantity(reader, "max", &autoscale.max);
-  ReadMemoryTarget(reader, "targetAvailable", &autoscale.target_available);
-  reader.Bool("allowShrink", &autoscale.allow_shrink);
-  ReadScalingRules(reader, "scaleUp", kMaxMemorySteps, &autoscale.scale_up, error);
-  ReadScalingRules(reader, "scaleDown", kMaxMemorySteps, &autoscale.scale_down, error);
-  if (error->empty() && *autoscale.max < *autoscale.min) {
-    reader.Fail("min", "expected at most max (" + autoscale.max->ToString() + ")",
-                json(autoscale.min->ToString()));
-  }
-  memory->autoscale = autoscale;
+  DecodeAutoscale(memory_reader, kMaxMemorySteps, &memory->autoscale, error,
+                  [error](FieldReader& reader, MemoryAutoscale& autoscale) {
+                    ReadByteQuantity(reader, "min", &autoscale.min);
+                    ReadByteQuantity(reader, "max", &autoscale.max);
+                    ReadMemoryTarget(reader, "targetAvailable", &autoscale.target_available);
+                    reader.Bool("allowShrink", &autoscale.allow_shrink);
+                    if (error->empty() && *autoscale.max < *autoscale.min) {
+                      reader.Fail("min", "expected at most max (" + autoscale.max->ToString() + ")",
+                                  json(autoscale.min->ToString()));
+                    }
+                  });
 }
 
 void DecodeSpec(const json& doc, ElasticVMSpec* spec, std::string* error) {

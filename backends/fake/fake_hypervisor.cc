@@ -216,17 +216,23 @@ DomainObservation FakeHypervisor::ObserveLocked(const Domain& d) const {
   return o;
 }
 
-Status FakeHypervisor::CheckRunningLocked(const std::string& name, Domain** out) {
+Status FakeHypervisor::CheckReachableLocked(const std::string& name, Domain** out) {
   if (unavailable_) {
     return Status::Error(ErrorCode::kHypervisorUnavailable,
                          "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
   }
-  Domain* d = FindLocked(name);
-  if (d == nullptr) {
+  *out = FindLocked(name);
+  if (*out == nullptr) {
     return Status::Error(ErrorCode::kDomainNotFound,
                          "Domain not found: no domain with matching name '" + name + "'",
                          kVirErrNoDomain);
   }
+  return Status::Ok();
+}
+
+Status FakeHypervisor::CheckRunningLocked(const std::string& name, Domain** out) {
+  Domain* d = nullptr;
+  if (Status reachable = CheckReachableLocked(name, &d); !reachable.ok()) return reachable;
   if (d->spec.state != DomainState::kRunning) {
     return Status::Error(ErrorCode::kDomainNotRunning, "domain is not running",
                          kVirErrOperationInvalid);
@@ -243,16 +249,8 @@ Result<DomainObservation> FakeHypervisor::Observe(const std::string& domain) {
   }
   SleepFor(latency);
   MutexLock lock(mu_);
-  if (unavailable_) {
-    return Status::Error(ErrorCode::kHypervisorUnavailable,
-                         "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
-  }
-  const Domain* d = FindLocked(domain);
-  if (d == nullptr) {
-    return Status::Error(ErrorCode::kDomainNotFound,
-                         "Domain not found: no domain with matching name '" + domain + "'",
-                         kVirErrNoDomain);
-  }
+  Domain* d = nullptr;
+  if (Status reachable = CheckReachableLocked(domain, &d); !reachable.ok()) return reachable;
   return ObserveLocked(*d);
 }
 
@@ -354,10 +352,10 @@ Status FakeHypervisor::PinVcpu(const std::string& domain, unsigned id,
   }
   for (unsigned cpu : host_cpus) {
     if (d->spec.host_cpus != 0 && cpu >= d->spec.host_cpus) {
-      return Status::Error(ErrorCode::kOperationInvalid,
-                           "invalid argument: Invalid cpuset: host CPU " + std::to_string(cpu) +
-                               " does not exist",
-                           kVirErrInvalidArg);
+      return Status::Error(
+          ErrorCode::kOperationInvalid,
+          "invalid argument: Invalid cpuset: host CPU " + std::to_string(cpu) + " does not exist",
+          kVirErrInvalidArg);
     }
   }
   d->vcpus[id].pin = host_cpus;
@@ -392,9 +390,9 @@ Status FakeHypervisor::ApplyMemoryStep(const std::string& domain, const MemorySt
   }
   switch (step.op) {
     case MemoryStep::Op::kAttachDimm: {
-      unsigned dimms = static_cast<unsigned>(
-          std::count_if(devices.begin(), devices.end(),
-                        [](const MemoryDevice& m) { return m.model == MemoryDevice::Model::kDimm; }));
+      unsigned dimms = static_cast<unsigned>(std::count_if(
+          devices.begin(), devices.end(),
+          [](const MemoryDevice& m) { return m.model == MemoryDevice::Model::kDimm; }));
       if (dimms >= d->memory.slots) {
         return Status::Error(ErrorCode::kOperationInvalid, "no free memory device slot available",
                              kVirErrOperationInvalid);
@@ -449,18 +447,10 @@ Result<DomainClaim> FakeHypervisor::ClaimDomain(const std::string& domain, const
   DomainClaim owner;
   {
     MutexLock lock(mu_);
-    if (unavailable_) {
-      return Status::Error(ErrorCode::kHypervisorUnavailable,
-                           "Cannot recv data: Connection reset by peer", kVirErrNoConnect);
-    }
-    Domain* d = FindLocked(domain);
-    if (d == nullptr) {
-      return Status::Error(ErrorCode::kDomainNotFound,
-                           "Domain not found: no domain with matching name '" + domain + "'",
-                           kVirErrNoDomain);
-    }
-    const bool free = !d->claim || d->claim->SameOwner(claim) ||
-                      (replacing && d->claim->SameOwner(*replacing));
+    Domain* d = nullptr;
+    if (Status reachable = CheckReachableLocked(domain, &d); !reachable.ok()) return reachable;
+    const bool free =
+        !d->claim || d->claim->SameOwner(claim) || (replacing && d->claim->SameOwner(*replacing));
     if (!free) return *d->claim;
     if (d->claim == claim) return claim;
     d->claim = claim;

@@ -147,6 +147,9 @@ class FakeHypervisor final : public Hypervisor {
   const Domain* FindLocked(const std::string& name) const REQUIRES(mu_);
   DomainObservation ObserveLocked(const Domain& domain) const REQUIRES(mu_);
   static std::optional<bool> PresentInQemu(const Domain& domain, const VcpuInfo& vcpu);
+  // The hypervisor answers and knows the domain (kHypervisorUnavailable, kDomainNotFound).
+  Status CheckReachableLocked(const std::string& name, Domain** out) REQUIRES(mu_);
+  // ... and the domain runs (kDomainNotRunning).
   Status CheckRunningLocked(const std::string& name, Domain** out) REQUIRES(mu_);
   void Fire(const std::string& name);
   void AccrueLoadLocked(Domain& domain) REQUIRES(mu_);

@@ -21,8 +21,8 @@
 #include "backends/libvirt/errors.h"
 #include "backends/libvirt/event_loop.h"
 #include "backends/libvirt/handles.h"
-#include "backends/libvirt/owner_claim.h"
 #include "backends/libvirt/load_stats.h"
+#include "backends/libvirt/owner_claim.h"
 #include "backends/libvirt/qemu_cpus.h"
 #include "backends/libvirt/tcg_replug_record.h"
 #include "backends/range_list.h"
@@ -159,18 +159,26 @@ struct LibvirtHypervisor::Impl {
     return ParseDomainXml(xml.value());
   }
 
-  Result<std::set<unsigned>> ReadRecord(Session& session) {
-    char* element = virDomainGetMetadata(session.domain.get(), VIR_DOMAIN_METADATA_ELEMENT,
-                                         kTcgMetadataUri, VIR_DOMAIN_AFFECT_LIVE);
-    if (element == nullptr) {
-      virErrorPtr error = virGetLastError();
-      if (error != nullptr && error->code == VIR_ERR_NO_DOMAIN_METADATA) {
-        virResetLastError();
-        return std::set<unsigned>{};
-      }
-      return Fail(session.conn, "virDomainGetMetadata(" + session.name + ")");
+  // A metadata element of the domain (`flags` chooses live or current); nullopt when it has
+  // none.
+  Result<std::optional<std::string>> ReadMetadata(Session& session, const char* uri,
+                                                  unsigned int flags, const std::string& what) {
+    char* element =
+        virDomainGetMetadata(session.domain.get(), VIR_DOMAIN_METADATA_ELEMENT, uri, flags);
+    if (element != nullptr) return std::optional<std::string>(TakeString(element));
+    virErrorPtr error = virGetLastError();
+    if (error != nullptr && error->code == VIR_ERR_NO_DOMAIN_METADATA) {
+      virResetLastError();
+      return std::optional<std::string>();
     }
-    return ParseUnpluggedVcpus(TakeString(element));
+    return Fail(session.conn, "virDomainGetMetadata(" + what + ")");
+  }
+
+  Result<std::set<unsigned>> ReadRecord(Session& session) {
+    auto element = ReadMetadata(session, kTcgMetadataUri, VIR_DOMAIN_AFFECT_LIVE, session.name);
+    if (!element.ok()) return element.status();
+    if (!element.value()) return std::set<unsigned>{};
+    return ParseUnpluggedVcpus(*element.value());
   }
 
   Status AddToRecord(Session& session, const std::set<unsigned>& unplugged) {
@@ -190,17 +198,11 @@ struct LibvirtHypervisor::Impl {
 
   // The domain's owner: from the live metadata while it runs, else from its definition.
   Result<std::optional<DomainClaim>> ReadClaim(Session& session) {
-    char* element = virDomainGetMetadata(session.domain.get(), VIR_DOMAIN_METADATA_ELEMENT,
-                                         kOwnerMetadataUri, VIR_DOMAIN_AFFECT_CURRENT);
-    if (element == nullptr) {
-      virErrorPtr error = virGetLastError();
-      if (error != nullptr && error->code == VIR_ERR_NO_DOMAIN_METADATA) {
-        virResetLastError();
-        return std::optional<DomainClaim>();
-      }
-      return Fail(session.conn, "virDomainGetMetadata(" + session.name + ", owner)");
-    }
-    return ParseClaim(TakeString(element));
+    auto element = ReadMetadata(session, kOwnerMetadataUri, VIR_DOMAIN_AFFECT_CURRENT,
+                                session.name + ", owner");
+    if (!element.ok()) return element.status();
+    if (!element.value()) return std::optional<DomainClaim>();
+    return ParseClaim(*element.value());
   }
 
   // Writes (or, with nullptr, removes) the owner live and in the persistent definition.

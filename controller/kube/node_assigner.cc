@@ -1,7 +1,5 @@
 #include "controller/kube/node_assigner.h"
 
-#include <pthread.h>
-
 #include <nlohmann/json.hpp>
 
 #include "controller/kube/status_writer.h"
@@ -34,35 +32,19 @@ void NodeAssigner::Start() {
 }
 
 void NodeAssigner::StartWorkers() {
-  MutexLock lock(mu_);
-  if (started_workers_ || stopping_) return;
-  started_workers_ = true;
-  for (int i = 0; i < options_.workers; ++i) {
-    workers_running_++;
-    workers_.emplace_back([this, i] { Worker(i); });
-  }
+  if (!workers_.Start(options_.workers, "assigner", [this](int) { Worker(); })) return;
   log::Info("node assigner: workers started", {{"workers", std::to_string(options_.workers)}});
 }
 
 bool NodeAssigner::Stop(std::chrono::steady_clock::time_point deadline) {
   {
     MutexLock lock(mu_);
-    if (stopping_) return workers_running_.load() == 0;
+    if (stopping_) return workers_.running() == 0;
     stopping_ = true;
   }
+  workers_.Close();
   queue_.ShutDown();
-  bool drained;
-  {
-    MutexLock lock(mu_);
-    drained = lock.WaitUntil(stopped_cv_, deadline, [&] { return workers_running_.load() == 0; });
-  }
-  if (drained) {
-    for (auto& worker : workers_) {
-      if (worker.joinable()) worker.join();
-    }
-  } else {
-    for (auto& worker : workers_) worker.detach();  // left to the process exit
-  }
+  bool drained = workers_.Wait(deadline);
   presence_.Stop();
   informer_.Stop();
   return drained;
@@ -87,9 +69,7 @@ void NodeAssigner::OnPresenceChanged(const std::set<std::string>& nodes, bool fi
              {{"nodes", std::to_string(nodes.size())}, {"objects", std::to_string(queued)}});
 }
 
-void NodeAssigner::Worker(int index) {
-  std::string name = "assigner-" + std::to_string(index);
-  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+void NodeAssigner::Worker() {
   while (std::optional<std::string> key = queue_.Get()) {
     bool ok = false;
     try {
@@ -104,11 +84,6 @@ void NodeAssigner::Worker(int index) {
     }
     queue_.Done(*key);
   }
-  {
-    MutexLock lock(mu_);
-    workers_running_--;
-  }
-  stopped_cv_.notify_all();
 }
 
 bool NodeAssigner::Process(const std::string& key) {

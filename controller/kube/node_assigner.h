@@ -22,6 +22,7 @@
 #include "controller/kube/informer.h"
 #include "controller/kube/node_scope.h"
 #include "controller/source.h"
+#include "controller/worker_pool.h"
 #include "controller/workqueue.h"
 #include "reconciler/clock.h"
 
@@ -55,7 +56,7 @@ class NodeAssigner {
 
  private:
   void OnPresenceChanged(const std::set<std::string>& nodes, bool first);
-  void Worker(int index);
+  void Worker();
   // One key: false when it must be tried again with backoff.
   bool Process(const std::string& key);
   bool WriteLabel(const crd::ElasticVM& object, const std::string& node);
@@ -68,13 +69,11 @@ class NodeAssigner {
   const Options options_;
   AgentPresence presence_;
   WorkQueue queue_;
-  std::vector<std::thread> workers_;  // "assigner-N"
-  std::atomic<int> workers_running_{0};
   std::atomic<int64_t> labels_written_{0}, reports_written_{0};
   Mutex mu_;
-  std::condition_variable stopped_cv_;
-  bool started_workers_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
+  // Last: destroyed first, so every worker has returned before the parts it uses go.
+  WorkerPool workers_;  // "assigner-N"
 };
 
 }  // namespace hotplug::controller::kube

@@ -59,6 +59,19 @@ now_s() { date +%s.%N; }
 before() { awk -v d="$1" -v n="$(now_s)" 'BEGIN { exit !(n < d) }'; }
 deadline_in() { awk -v n="$(now_s)" -v t="$1" 'BEGIN { printf "%.3f", n + t }'; }
 
+# The one option of the commands that wait: `--timeout SECONDS` (60 when not given). Sets the
+# caller's local `timeout`; $1 names the command in the error about anything else.
+timeout_option() {
+  local command=$1; shift
+  timeout=60
+  while (($#)); do
+    case $1 in
+      --timeout) timeout=${2:?--timeout needs a number of seconds}; shift 2 ;;
+      *) die "$command: unknown option $1" ;;
+    esac
+  done
+}
+
 # True when the pid in file $1 is a live process (a killed daemon can linger as a zombie).
 pid_alive() {
   local pid state
@@ -82,13 +95,8 @@ without_inherited_fds() {
 }
 
 cmd_ensure_daemons() {
-  local timeout=60
-  while (($#)); do
-    case $1 in
-      --timeout) timeout=$2; shift 2 ;;
-      *) die "ensure-daemons: unknown option $1" ;;
-    esac
-  done
+  local timeout
+  timeout_option ensure-daemons "$@"
   if [[ $URI == qemu:///system ]]; then
     [[ $(id -u) == 0 ]] || die "starting the system libvirtd needs root"
     if ! pid_alive /run/virtlogd.pid; then
@@ -442,13 +450,8 @@ cmd_xml() {
 
 cmd_wait_log() {
   local file=${1:?log file} regex=${2:?regex}; shift 2
-  local timeout=60
-  while (($#)); do
-    case $1 in
-      --timeout) timeout=$2; shift 2 ;;
-      *) die "wait-log: unknown option $1" ;;
-    esac
-  done
+  local timeout
+  timeout_option wait-log "$@"
   local deadline line
   deadline=$(deadline_in "$timeout")
   while before "$deadline"; do
