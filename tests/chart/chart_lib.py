@@ -34,7 +34,7 @@ EXPECTED_CLUSTER_RULES = {
     ("hotplug.dev", "elasticvms/status"): {"update"},
     ("", "events"): {"create", "patch"},
 }
-# ... and their Leases hotplug-agent-<node> in the release namespace.
+# ... and their Leases hotplug-agent-<node> in the agents' Lease namespace.
 EXPECTED_AGENT_LEASE_RULES = {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
 # The central node assigner: the agents' verbs and patch (the hotplug.dev/node label) ...
 EXPECTED_CENTRAL_CLUSTER_RULES = {
@@ -42,8 +42,10 @@ EXPECTED_CENTRAL_CLUSTER_RULES = {
     ("hotplug.dev", "elasticvms/status"): {"update"},
     ("", "events"): {"create", "patch"},
 }
-# ... its own Lease (create; get and update by name) and a list of the agents'.
-EXPECTED_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "list"}}
+# ... its own Lease in the release namespace (create; get and update by name) ...
+EXPECTED_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+# ... and a list of the agents' Leases in theirs.
+EXPECTED_AGENT_LEASE_READER_RULES = {("coordination.k8s.io", "leases"): {"list"}}
 
 
 class Tools:
@@ -224,6 +226,14 @@ def one(objects, kind, name_suffix=""):
              if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
     if len(found) != 1:
         raise AssertionError("expected one %s *%s, found %d" % (kind, name_suffix, len(found)))
+    return found[0]
+
+
+def named(objects, kind, suffix):
+    """The one object of `kind` whose name ends with `suffix`."""
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix)]
+    if len(found) != 1:
+        raise AssertionError("expected one %s named *%s, found %d" % (kind, suffix, len(found)))
     return found[0]
 
 

@@ -15,6 +15,7 @@ CI=true and otherwise exits 77 (skipped), saying so. Run a group with
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ import control_plane  # noqa: E402
 LSAN_SUPPRESSIONS = os.path.join(REPO, "tests", "integration", "lsan.supp")
 CRD_NAME = "elasticvms.hotplug.dev"
 AGENT_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
+AGENT_LEASES = f"{NAMESPACE}-agents"  # the chart's default for agentLeases.namespace
 CENTRAL_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-central"
 
 
@@ -255,7 +257,7 @@ class HelmInstallTest(ClusterTestCase):
     def test_service_account_may_do_exactly_what_the_operator_calls(self):
         # The real authorizer, asked as the agents' ServiceAccount.
         self.assert_granted(AGENT_ACCOUNT, EXPECTED_CLUSTER_RULES, all_namespaces=True)
-        self.assert_granted(AGENT_ACCOUNT, EXPECTED_AGENT_LEASE_RULES, namespace=NAMESPACE)
+        self.assert_granted(AGENT_ACCOUNT, EXPECTED_AGENT_LEASE_RULES, namespace=AGENT_LEASES)
         evms = "elasticvms.hotplug.dev"
         denied = [("create", evms, None), ("delete", evms, None), ("patch", evms, None),
                   ("update", evms, None), ("patch", evms, "status"), ("get", "secrets", None),
@@ -264,23 +266,33 @@ class HelmInstallTest(ClusterTestCase):
         for verb, resource, subresource in denied:
             with self.subTest(verb=verb, resource=resource, subresource=subresource):
                 self.assertFalse(self.cluster.can(AGENT_ACCOUNT, verb, resource, subresource))
-        # Leases only in the release namespace, and no listing of them.
-        self.assertFalse(self.cluster.can(AGENT_ACCOUNT, "list", "leases.coordination.k8s.io",
-                                          namespace=NAMESPACE))
+        # Leases only in their own namespace, and no listing of them. Above all, not the
+        # central's leader-election Lease: an agent that could write it could stop the
+        # central from leading, and with it every label and report.
+        leases = "leases.coordination.k8s.io"
+        for verb, resource, namespace in (("list", leases, AGENT_LEASES),
+                                          ("update", leases + "/hotplug-operator", NAMESPACE),
+                                          ("get", leases + "/hotplug-operator", NAMESPACE),
+                                          ("create", leases, NAMESPACE)):
+            with self.subTest(verb=verb, resource=resource, namespace=namespace):
+                self.assertFalse(self.cluster.can(AGENT_ACCOUNT, verb, resource,
+                                                  namespace=namespace))
 
     def test_central_may_label_and_read_leases_and_nothing_more(self):
         self.assert_granted(CENTRAL_ACCOUNT, EXPECTED_CENTRAL_CLUSTER_RULES, all_namespaces=True)
         leases = "leases.coordination.k8s.io"
-        for verb, resource in (("create", leases), ("list", leases),
-                               ("get", leases + "/hotplug-operator"),
-                               ("update", leases + "/hotplug-operator")):
-            with self.subTest(verb=verb, resource=resource):
+        for verb, resource, namespace in (("create", leases, NAMESPACE),
+                                          ("get", leases + "/hotplug-operator", NAMESPACE),
+                                          ("update", leases + "/hotplug-operator", NAMESPACE),
+                                          ("list", leases, AGENT_LEASES)):
+            with self.subTest(verb=verb, resource=resource, namespace=namespace):
                 self.assertTrue(self.cluster.can(CENTRAL_ACCOUNT, verb, resource,
-                                                 namespace=NAMESPACE))
+                                                 namespace=namespace))
         evms = "elasticvms.hotplug.dev"
-        denied = [("update", leases + "/hotplug-agent-node-a", None, NAMESPACE),
-                  ("get", leases + "/hotplug-agent-node-a", None, NAMESPACE),
-                  ("watch", leases, None, NAMESPACE), ("create", evms, None, None),
+        denied = [("update", leases + "/hotplug-agent-node-a", None, AGENT_LEASES),
+                  ("get", leases + "/hotplug-agent-node-a", None, AGENT_LEASES),
+                  ("create", leases, None, AGENT_LEASES), ("list", leases, None, NAMESPACE),
+                  ("watch", leases, None, AGENT_LEASES), ("create", evms, None, None),
                   ("delete", evms, None, None), ("update", evms, None, None),
                   ("patch", evms, "status", None), ("get", "secrets", None, NAMESPACE),
                   ("list", "pods", None, None), ("get", "nodes", None, None)]
@@ -300,12 +312,24 @@ class HelmInstallTest(ClusterTestCase):
                 result = chart_lib.helm(*chart_lib.template_args(values_files, release=name,
                                                                  namespace=name))
                 self.assertEqual(result.returncode, 0, result.stderr)
-                created = self.cluster.kubectl("create", "--dry-run=server", "--validate=strict",
-                                               "-f", "-", "-o", "name", input_text=result.stdout,
-                                               check=False)
-                self.assertEqual(created.returncode, 0, created.stderr)
-                self.assertEqual(len(created.stdout.split()),
-                                 len(chart_lib.Rendering(result.stdout).objects))
+                objects = chart_lib.Rendering(result.stdout).objects
+                # A dry run creates no namespace: the agents' Lease namespace is checked first,
+                # then made, so that the Roles rendered into it can be checked too. The YAML
+                # goes as helm wrote it (a duplicate key would not survive a re-encoding).
+                documents = re.split(r"^---$", result.stdout, flags=re.MULTILINE)
+                namespaces = [d for d in documents if re.search(r"^kind: Namespace$", d, re.M)]
+                rest = [d for d in documents if d not in namespaces and d.strip()]
+                names = []
+                self.assertTrue(namespaces, "the agents' Lease namespace is not rendered")
+                for batch in (namespaces, rest):
+                    created = self.cluster.kubectl(
+                        "create", "--dry-run=server", "--validate=strict", "-f", "-", "-o",
+                        "name", input_text="\n---".join(batch), check=False)
+                    self.assertEqual(created.returncode, 0, created.stderr)
+                    names += created.stdout.split()
+                    if batch is namespaces:
+                        self.cluster.ensure_namespace(name + "-agents")
+                self.assertEqual(len(names), len(objects))
 
 
 class HelmAllTogglesInstallTest(ClusterTestCase):
@@ -405,8 +429,8 @@ class HelmUpgradeTest(ClusterTestCase):
     def test_objects_turned_on_are_created(self):
         live = self.cluster.live_objects(self.cluster.manifest())
         self.assertEqual(kinds(live), collections.Counter({
-            "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
-            "RoleBinding": 1, "DaemonSet": 1, "Deployment": 1}))
+            "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+            "Role": 1, "RoleBinding": 1, "DaemonSet": 1, "Deployment": 1}))
         for obj in live:
             assert_managed_by_the_release(self, obj)
         deployment = of_component(live, "Deployment", "remote-agent")
@@ -450,9 +474,15 @@ class HelmUninstallTest(ClusterTestCase):
     def test_every_object_of_the_release_is_deleted(self):
         self.assertEqual(len(self.before), len(chart_lib.Rendering(self.manifest_text).objects))
         self.assertIn(f'release "{RELEASE}" uninstalled', self.uninstalled.stdout)
-        # Deletes without finalizers take effect at once; the poll only bounds the wait.
+        # Deletes without finalizers take effect at once; the poll only bounds the wait. The
+        # agents' Lease namespace is deleted too, but a namespace is finished by the
+        # namespace controller, which this control plane (an API server alone) does not run:
+        # Terminating is as far as it can get here.
         def left():
-            return self.cluster.live_objects(self.manifest_text, ignore_not_found=True)
+            return [o for o in self.cluster.live_objects(self.manifest_text,
+                                                         ignore_not_found=True)
+                    if not (o["kind"] == "Namespace" and o["metadata"].get("deletionTimestamp")
+                            and o.get("status", {}).get("phase") == "Terminating")]
         try:
             poll(lambda: left() == [], "every object of the release to be deleted", timeout_s=20)
         except AssertionError as error:

@@ -19,10 +19,11 @@ import unittest
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 import chart_lib  # noqa: E402
-from chart_lib import (ALL_TOGGLES, CHART, CRD, DEPLOY, EXPECTED_AGENT_LEASE_RULES,  # noqa: E402
+from chart_lib import (ALL_TOGGLES, CHART, CRD, DEPLOY,  # noqa: E402
+                       EXPECTED_AGENT_LEASE_READER_RULES, EXPECTED_AGENT_LEASE_RULES,
                        EXPECTED_CENTRAL_CLUSTER_RULES, EXPECTED_CLUSTER_RULES,
                        EXPECTED_LEASE_RULES, REPO, Tools, arg_name, container, kinds, lint,
-                       of_component, one, read_bytes, rules_by_resource, template,
+                       named, of_component, one, read_bytes, rules_by_resource, template,
                        template_with, yaml_objects)
 
 # Flags the binary accepts; an argument outside this list is a typo that would stop it.
@@ -50,12 +51,21 @@ VALUE_CASES = {
     "no-central": "central:\n  enabled: false\n",
     "remote-agent": "remoteAgents:\n  - nodeName: remote.example\n"
                     "    libvirtUri: qemu+tls://remote.example/system\n",
+    "own-lease-namespace": "agentLeases:\n  namespace: node-leases\n  createNamespace: false\n",
 }
+# Where the default chart (release namespace hotplug-system) and deploy/ keep the agents'
+# Leases: apart from the central's Lease, which is in the release namespace.
+AGENT_LEASES = "hotplug-system-agents"
 
 
 def central_role(objects):
-    """The central's Role: its own Lease by name, and a list of the agents'."""
-    return of_component(objects, "Role", "central")
+    """The central's Role on its own Lease (by name)."""
+    return named(objects, "Role", "-leader-election")
+
+
+def central_reader_role(objects):
+    """The central's Role that lists the agents' Leases."""
+    return named(objects, "Role", "-agent-leases-reader")
 
 
 def agent_lease_role(objects):
@@ -67,7 +77,12 @@ def account_of(workload):
 
 
 def subjects(objects, kind, component):
-    return [s["name"] for s in of_component(objects, kind, component)["subjects"]]
+    """The ServiceAccounts every `kind` binding of `component` names, each once."""
+    bindings = [o for o in objects if o["kind"] == kind and
+                o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
+    if not bindings:
+        raise AssertionError("no %s of component %s" % (kind, component))
+    return sorted({s["name"] for binding in bindings for s in binding["subjects"]})
 
 
 class HelmLintTest(unittest.TestCase):
@@ -118,8 +133,8 @@ class ChartDefaultsTest(unittest.TestCase):
 
     def test_renders_exactly_the_base_objects(self):
         self.assertEqual(kinds(self.objects), collections.Counter({
-            "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2,
-            "RoleBinding": 2, "DaemonSet": 1, "Deployment": 1, "Service": 1}))
+            "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
+            "Role": 3, "RoleBinding": 3, "DaemonSet": 1, "Deployment": 1, "Service": 1}))
 
     def test_cluster_role_grants_exactly_what_the_operator_calls(self):
         role = of_component(self.objects, "ClusterRole", "agent")
@@ -132,6 +147,8 @@ class ChartDefaultsTest(unittest.TestCase):
                          EXPECTED_AGENT_LEASE_RULES)
         role = central_role(self.objects)
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_LEASE_RULES)
+        self.assertEqual(rules_by_resource(central_reader_role(self.objects)["rules"]),
+                         EXPECTED_AGENT_LEASE_READER_RULES)
         for rule in role["rules"]:
             if set(rule["verbs"]) & {"get", "update"}:
                 self.assertEqual(rule.get("resourceNames"), ["hotplug-operator"])
@@ -148,7 +165,7 @@ class ChartDefaultsTest(unittest.TestCase):
         self.assertEqual(deployment["spec"]["replicas"], 2)
         args = container(deployment)["args"]
         self.assertEqual(args[:8], [
-            "--assign-nodes", "--agent-lease-namespace=hotplug-system", "--leader-elect",
+            "--assign-nodes", "--agent-lease-namespace=" + AGENT_LEASES, "--leader-elect",
             "--leader-elect-namespace=hotplug-system", "--leader-elect-id=hotplug-operator",
             "--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s",
             "--leader-elect-retry-period=2s"])
@@ -162,16 +179,14 @@ class ChartDefaultsTest(unittest.TestCase):
         args = container(one(self.objects, "DaemonSet"))["args"]
         self.assertEqual(args, [
             "--node-name=$(NODE_NAME)", "--libvirt-uri=qemu:///system",
-            "--agent-lease-namespace=$(POD_NAMESPACE)",
+            "--agent-lease-namespace=" + AGENT_LEASES,
             "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
             "--workers=2", "--resync-period=10m", "--log-level=info"])
 
     def test_agent_node_name_comes_from_the_downward_api(self):
         env = container(one(self.objects, "DaemonSet"))["env"]
         self.assertEqual(env, [{"name": "NODE_NAME",
-                                "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                               {"name": "POD_NAMESPACE",
-                                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}])
+                                "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
 
     def test_agent_probes(self):
         agent = container(one(self.objects, "DaemonSet"))
@@ -212,9 +227,29 @@ class ChartDefaultsTest(unittest.TestCase):
         self.assertEqual(service["spec"]["ports"][0]["targetPort"], "metrics")
 
     def test_namespaced_objects_are_in_the_release_namespace(self):
+        # All but the agents' Lease namespace and the Roles there.
+        in_agent_leases = {"hotplug-operator-agent-lease", "hotplug-operator-agent-leases-reader"}
         for obj in self.objects:
-            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
-                self.assertEqual(obj["metadata"].get("namespace"), "hotplug-system", obj["kind"])
+            if obj["kind"] in ("ClusterRole", "ClusterRoleBinding", "Namespace"):
+                continue
+            expected = (AGENT_LEASES if obj["metadata"]["name"] in in_agent_leases
+                        else "hotplug-system")
+            self.assertEqual(obj["metadata"].get("namespace"), expected,
+                             obj["kind"] + " " + obj["metadata"]["name"])
+
+    def test_the_agents_leases_are_apart_from_the_central_s(self):
+        # An agent may write any Lease where it renews its own (node names are not known at
+        # install): not where the central's leader-election Lease is.
+        namespace = one(self.objects, "Namespace")
+        self.assertEqual(namespace["metadata"]["name"], AGENT_LEASES)
+        self.assertEqual(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+                         "restricted")
+        self.assertEqual(agent_lease_role(self.objects)["metadata"]["namespace"], AGENT_LEASES)
+        self.assertEqual(central_role(self.objects)["metadata"]["namespace"], "hotplug-system")
+        self.assertEqual(central_reader_role(self.objects)["metadata"]["namespace"], AGENT_LEASES)
+        agent_bindings = [o for o in self.objects if o["kind"] == "RoleBinding" and
+                          any(s["name"] == "hotplug-operator" for s in o["subjects"])]
+        self.assertEqual([b["metadata"]["namespace"] for b in agent_bindings], [AGENT_LEASES])
 
     def test_every_object_carries_the_standard_labels(self):
         for obj in self.objects:
@@ -243,8 +278,8 @@ class ChartAllTogglesTest(unittest.TestCase):
 
     def test_renders_every_optional_object(self):
         self.assertEqual(kinds(self.objects), collections.Counter({
-            "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2,
-            "RoleBinding": 2, "DaemonSet": 1, "Deployment": 2, "Service": 1,
+            "Namespace": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
+            "Role": 3, "RoleBinding": 3, "DaemonSet": 1, "Deployment": 2, "Service": 1,
             "ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1}))
 
     def test_every_template_renders_something_with_one_of_the_value_sets(self):
@@ -264,6 +299,8 @@ class ChartAllTogglesTest(unittest.TestCase):
                          EXPECTED_AGENT_LEASE_RULES)
         role = central_role(self.objects)
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_LEASE_RULES)
+        self.assertEqual(rules_by_resource(central_reader_role(self.objects)["rules"]),
+                         EXPECTED_AGENT_LEASE_READER_RULES)
         for rule in role["rules"]:
             if set(rule["verbs"]) & {"get", "update"}:
                 self.assertEqual(rule.get("resourceNames"), ["hotplug-central"])
@@ -282,7 +319,7 @@ class ChartAllTogglesTest(unittest.TestCase):
         deployment = of_component(self.objects, "Deployment", "central")
         self.assertEqual(deployment["spec"]["replicas"], 3)
         args = container(deployment)["args"]
-        for expected in ("--assign-nodes", "--agent-lease-namespace=hotplug-system",
+        for expected in ("--assign-nodes", "--agent-lease-namespace=" + AGENT_LEASES,
                          "--leader-elect", "--leader-elect-namespace=hotplug-system",
                          "--leader-elect-id=hotplug-central",
                          "--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s",
@@ -309,7 +346,7 @@ class ChartAllTogglesTest(unittest.TestCase):
             "--node-name=hypervisor-remote-1",
             "--libvirt-uri=qemu+tls://hypervisor.example/system?pkipath="
             "/etc/hotplug-operator/libvirt-pki",
-            "--agent-lease-namespace=$(POD_NAMESPACE)"])
+            "--agent-lease-namespace=" + AGENT_LEASES])
         self.assertIn("--namespace=vms", args)
         self.assertIn("--hooks-dir=/etc/hotplug-operator/hooks", args)  # from the ConfigMap
         pod = deployment["spec"]["template"]["spec"]
@@ -436,6 +473,15 @@ class ChartValueCasesTest(unittest.TestCase):
         self.assertEqual(rules_by_resource(one(objects, "Role")["rules"]),
                          EXPECTED_AGENT_LEASE_RULES)
 
+    def test_the_agents_lease_namespace_can_be_one_that_exists(self):
+        objects = template_with(VALUE_CASES["own-lease-namespace"]).objects
+        self.assertNotIn("Namespace", kinds(objects))
+        self.assertEqual(agent_lease_role(objects)["metadata"]["namespace"], "node-leases")
+        self.assertEqual(central_reader_role(objects)["metadata"]["namespace"], "node-leases")
+        self.assertEqual(central_role(objects)["metadata"]["namespace"], "hotplug-system")
+        for workload in (one(objects, "DaemonSet"), one(objects, "Deployment")):
+            self.assertIn("--agent-lease-namespace=node-leases", container(workload)["args"])
+
     def test_remote_agent_without_tls_mounts_nothing(self):
         objects = template_with(VALUE_CASES["remote-agent"]).objects
         remote = of_component(objects, "Deployment", "remote-agent")
@@ -516,11 +562,14 @@ class ChartMatchesDeployTest(unittest.TestCase):
 
     def test_same_central(self):
         docs = yaml_objects(path=os.path.join(DEPLOY, "central", "rbac.yaml"))
-        for kind in ("ClusterRole", "Role"):
-            with self.subTest(kind=kind):
-                plain = next(d for d in docs if d["kind"] == kind)
-                self.assertEqual(of_component(self.objects, kind, "central")["rules"],
-                                 plain["rules"])
+        for kind, suffix in (("ClusterRole", "-central"), ("Role", "-leader-election"),
+                             ("Role", "-agent-leases-reader")):
+            with self.subTest(kind=kind, name=suffix):
+                plain = named(docs, kind, suffix)
+                chart = named(self.objects, kind, suffix)
+                self.assertEqual(chart["rules"], plain["rules"])
+                self.assertEqual(chart["metadata"].get("namespace"),
+                                 plain["metadata"].get("namespace"))
         (plain_deployment,) = yaml_objects(path=os.path.join(DEPLOY, "central",
                                                              "deployment.yaml"))
         chart_args = container(one(self.objects, "Deployment"))["args"]
@@ -543,7 +592,8 @@ class DeployManifestsTest(unittest.TestCase):
                          ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"])
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_CLUSTER_RULES)
         self.assertEqual(rules_by_resource(lease_role["rules"]), EXPECTED_AGENT_LEASE_RULES)
-        self.assertEqual(lease_role["metadata"]["namespace"], "hotplug-system")
+        self.assertEqual(lease_role["metadata"]["namespace"], AGENT_LEASES)
+        self.assertEqual(lease_binding["metadata"]["namespace"], AGENT_LEASES)
         for bound in (binding, lease_binding):
             self.assertEqual(bound["subjects"], [{"kind": "ServiceAccount",
                                                   "name": "hotplug-operator",
@@ -551,15 +601,20 @@ class DeployManifestsTest(unittest.TestCase):
 
     def test_central_rbac_is_bound_to_the_central_account_only(self):
         docs = yaml_objects(path=os.path.join(DEPLOY, "central", "rbac.yaml"))
-        role = next(d for d in docs if d["kind"] == "Role")
+        role = named(docs, "Role", "-leader-election")
         self.assertEqual(rules_by_resource(role["rules"]), EXPECTED_LEASE_RULES)
+        self.assertEqual(role["metadata"]["namespace"], "hotplug-system")
+        reader = named(docs, "Role", "-agent-leases-reader")
+        self.assertEqual(rules_by_resource(reader["rules"]), EXPECTED_AGENT_LEASE_READER_RULES)
+        self.assertEqual(reader["metadata"]["namespace"], AGENT_LEASES)
         cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
         self.assertEqual(rules_by_resource(cluster_role["rules"]),
                          EXPECTED_CENTRAL_CLUSTER_RULES)
         (deployment,) = yaml_objects(path=os.path.join(DEPLOY, "central", "deployment.yaml"))
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        for kind in ("RoleBinding", "ClusterRoleBinding"):
-            binding = next(d for d in docs if d["kind"] == kind)
+        bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+        self.assertEqual(len(bindings), 3)
+        for binding in bindings:
             self.assertEqual([s["name"] for s in binding["subjects"]], [account])
         self.assertNotEqual(account, "hotplug-operator")
 
@@ -567,7 +622,7 @@ class DeployManifestsTest(unittest.TestCase):
         (deployment,) = yaml_objects(path=os.path.join(DEPLOY, "central", "deployment.yaml"))
         self.assertEqual(deployment["spec"]["replicas"], 2)
         args = container(deployment)["args"]
-        for expected in ("--assign-nodes", "--agent-lease-namespace=$(POD_NAMESPACE)",
+        for expected in ("--assign-nodes", "--agent-lease-namespace=" + AGENT_LEASES,
                          "--leader-elect", "--leader-elect-namespace=$(POD_NAMESPACE)"):
             self.assertIn(expected, args)
         self.assertFalse(any(a.startswith("--libvirt-uri") for a in args))
@@ -580,7 +635,7 @@ class DeployManifestsTest(unittest.TestCase):
         agent = container(daemonset)
         self.assertEqual(agent["args"], [
             "--node-name=$(NODE_NAME)", "--libvirt-uri=qemu:///system",
-            "--agent-lease-namespace=$(POD_NAMESPACE)",
+            "--agent-lease-namespace=" + AGENT_LEASES,
             "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"])
         volumes = daemonset["spec"]["template"]["spec"]["volumes"]
         self.assertEqual([v["hostPath"]["path"] for v in volumes], ["/var/run/libvirt"])
@@ -741,20 +796,24 @@ class KustomizeTest(unittest.TestCase):
     def test_base_builds(self):
         objects = self.kustomize(DEPLOY)
         self.assertEqual(kinds(objects), collections.Counter({
-            "CustomResourceDefinition": 1, "Namespace": 1, "ServiceAccount": 2,
-            "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2,
+            "CustomResourceDefinition": 1, "Namespace": 2, "ServiceAccount": 2,
+            "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3,
             "DaemonSet": 1, "Deployment": 1, "Service": 1}))
+        self.assertEqual(sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"),
+                         ["hotplug-system", AGENT_LEASES])
         crd = one(objects, "CustomResourceDefinition")
         self.assertEqual(crd["metadata"]["name"], "elasticvms.hotplug.dev")
 
     def test_central_builds(self):
         objects = self.kustomize(os.path.join(DEPLOY, "central"))
         self.assertEqual(kinds(objects), collections.Counter({
-            "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
-            "RoleBinding": 1, "Deployment": 1}))
+            "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 2,
+            "RoleBinding": 2, "Deployment": 1}))
         for obj in objects:
             if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
-                self.assertEqual(obj["metadata"]["namespace"], "hotplug-system")
+                expected = (AGENT_LEASES if obj["metadata"]["name"].endswith("-agent-leases-reader")
+                            else "hotplug-system")
+                self.assertEqual(obj["metadata"]["namespace"], expected)
 
     def kubectl_names(self, manifest):
         """kind/name of each object kubectl decodes from manifest (locally, no server); a

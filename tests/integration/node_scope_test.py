@@ -15,6 +15,8 @@ with one shared call log (the same domains, as if both agents could reach them).
   start; no vCPU step is done twice (the shared call log);
 - nobody got a 403, and each part used every verb deploy/ grants it (or the verb is
   named with the path that uses it, which this run does not take);
+- the agents' Leases are in a namespace of their own: an agent, which may write any Lease
+  where it renews its own, cannot touch the central's leader-election Lease;
 - once an agent stops and its Lease runs out, its node's objects are reported NoAgent.
 
 Run: python3 tests/integration/node_scope_test.py [path/to/hotplug-operator] [-k NAME]
@@ -33,7 +35,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from check_lib import CheckFailed, expect, poll  # noqa: E402
 from control_plane import ControlPlane, require_assets  # noqa: E402
-from operator_lib import Operator, check_no_step_twice, read_call_log, run_checks  # noqa: E402
+from operator_lib import (AGENT_LEASES, Operator, check_no_step_twice,  # noqa: E402
+                          read_call_log, run_checks)
 
 DEPLOY = os.path.join(ROOT, "deploy")
 SYSTEM = "hotplug-system"
@@ -93,7 +96,12 @@ class Scenario:
             json.dump([{"name": name, "maximumVcpus": 8, "currentVcpus": 1}
                        for name in OBJECTS], handle)
         self.calls = os.path.join(self.workdir, "calls.log")
-        common = [f"--namespace={NS}", f"--agent-lease-namespace={SYSTEM}", "--log-level=debug"]
+        for manifest in ("daemonset.yaml", "central/deployment.yaml"):
+            with open(os.path.join(DEPLOY, manifest), encoding="utf-8") as handle:
+                expect(f"--agent-lease-namespace={AGENT_LEASES}" in handle.read(),
+                       f"deploy/{manifest} names another agent Lease namespace")
+        common = [f"--namespace={NS}", f"--agent-lease-namespace={AGENT_LEASES}",
+                  "--log-level=debug"]
         self.start_operator("central", "hotplug-operator-central", common + [
             "--assign-nodes", "--leader-elect", f"--leader-elect-namespace={SYSTEM}"])
         for node in ("node-a", "node-b"):
@@ -209,7 +217,7 @@ def check_objects_reach_their_node():
 def check_unserved_objects_are_reported():
     s = scenario()
     for name, reason, words in (("nowhere", "NoNode", "names no node"),
-                                ("ghost", "NoAgent", "hotplug-system/hotplug-agent-node-z")):
+                                ("ghost", "NoAgent", f"{AGENT_LEASES}/hotplug-agent-node-z")):
         ready = poll(lambda: (s.ready(name) or {}).get("reason") == reason and s.ready(name),
                      f"{name} to be reported {reason}", 30)
         expect(ready["status"] == "False" and words in ready["message"],
@@ -314,16 +322,18 @@ NOT_TAKEN_HERE = {
     ("central", "get", "elasticvms"): "the re-read after a status write's 409",
     ("central", "patch", "events"): "a repeated Event, counted up",
 }
-PARTS = {"agent": ("hotplug-operator", [("clusterrole", "hotplug-operator"),
-                                        ("role", "hotplug-operator-agent-lease")]),
+# part: (its ServiceAccount, [(kind, name, namespace of a Role)]).
+PARTS = {"agent": ("hotplug-operator", [("clusterrole", "hotplug-operator", None),
+                                        ("role", "hotplug-operator-agent-lease", AGENT_LEASES)]),
          "central": ("hotplug-operator-central",
-                     [("clusterrole", "hotplug-operator-central"),
-                      ("role", "hotplug-operator-leader-election")])}
+                     [("clusterrole", "hotplug-operator-central", None),
+                      ("role", "hotplug-operator-leader-election", SYSTEM),
+                      ("role", "hotplug-operator-agent-leases-reader", AGENT_LEASES)])}
 
 
-def granted(plane, kind, name):
+def granted(plane, kind, name, namespace):
     """{(verb, resource[/subresource])} of a (Cluster)Role as the server holds it."""
-    args = ["get", kind, name, "-o", "json"] + (["-n", SYSTEM] if kind == "role" else [])
+    args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
     rules = json.loads(plane.kubectl(*args).stdout)["rules"]
     return {(verb, resource) for rule in rules for resource in rule["resources"]
             for verb in rule["verbs"]}
@@ -342,7 +352,8 @@ def check_each_part_used_exactly_its_grants():
                      for e in s.audit()), "an agent's first Lease renewal", 30)
     unused = []
     for part, (account, roles) in PARTS.items():
-        grants = set().union(*(granted(s.plane, kind, name) for kind, name in roles))
+        grants = set().union(*(granted(s.plane, kind, name, namespace)
+                               for kind, name, namespace in roles))
         used = set()
         for entry in s.audit():
             ref = entry.get("objectRef") or {}
@@ -362,6 +373,41 @@ def check_each_part_used_exactly_its_grants():
         print(f"  {part}: used {len(used)} of its {len(grants)} grants "
               f"({len(grants - used)} on paths not taken here)")
     expect(not unused, f"granted but never used: {unused}")
+
+
+def check_an_agent_cannot_touch_the_central_lease():
+    """The real authorizer, asked as the agents' ServiceAccount: it may write Leases where it
+    renews its own (by any name: node names are not known at install), and none in
+    hotplug-system, where the central's leader-election Lease is; the central may list the
+    agents' Leases and write none of them."""
+    s = scenario()
+
+    def can(account, verb, resource, namespace):
+        result = s.plane.kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as",
+                                 f"system:serviceaccount:{SYSTEM}:{account}", check=False)
+        expect(result.returncode in (0, 1), f"kubectl auth can-i failed: {result.stderr}")
+        return result.stdout.strip() == "yes"
+
+    leases = "leases.coordination.k8s.io"
+    agent, central = PARTS["agent"][0], PARTS["central"][0]
+    cases = [(agent, "update", leases + "/hotplug-agent-node-a", AGENT_LEASES, True),
+             (agent, "create", leases, AGENT_LEASES, True),
+             (agent, "update", leases + "/hotplug-operator", SYSTEM, False),
+             (agent, "get", leases + "/hotplug-operator", SYSTEM, False),
+             (agent, "create", leases, SYSTEM, False),
+             (agent, "delete", leases + "/hotplug-agent-node-b", AGENT_LEASES, False),
+             (central, "list", leases, AGENT_LEASES, True),
+             (central, "update", leases + "/hotplug-agent-node-a", AGENT_LEASES, False),
+             (central, "create", leases, AGENT_LEASES, False),
+             (central, "update", leases + "/hotplug-operator", SYSTEM, True)]
+    wrong = [case[:4] for case in cases if can(*case[:4]) != case[4]]
+    expect(not wrong, f"the authorizer's answer differs for: {wrong}")
+    # The central's own Lease is really where the agents cannot reach it.
+    status, _ = s.plane.get(f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM}/leases/"
+                            "hotplug-operator")
+    expect(status == 200, f"no central Lease in {SYSTEM} ({status})")
+    print(f"  {len(cases)} authorizer answers as expected; the central's Lease is in {SYSTEM}, "
+          f"the agents' in {AGENT_LEASES}")
 
 
 def check_a_node_whose_agent_stopped_is_reported():
@@ -394,6 +440,8 @@ def main():
             ("each_agent_receives_only_its_own", check_each_agent_receives_only_its_own),
             ("nobody_was_forbidden", check_nobody_was_forbidden),
             ("each_part_used_exactly_its_grants", check_each_part_used_exactly_its_grants),
+            ("an_agent_cannot_touch_the_central_lease",
+             check_an_agent_cannot_touch_the_central_lease),
             ("a_node_whose_agent_stopped_is_reported",
              check_a_node_whose_agent_stopped_is_reported),
         ], sys.argv)

@@ -13,8 +13,8 @@ Run: python3 tests/integration/operator_kubectl_test.py [path/to/hotplug-operato
 import json
 import sys
 
-from operator_lib import (SYSTEM_NAMESPACE, Cluster, check_no_step_twice, expect, poll,
-                          read_call_log, require_assets, run_checks)
+from operator_lib import (AGENT_LEASES, SYSTEM_NAMESPACE, Cluster, check_no_step_twice,  # noqa: E402
+                          expect, poll, read_call_log, require_assets, run_checks)
 
 COLUMNS = ["NAME", "DOMAIN", "NODE", "VCPUS", "CURRENT", "RECOMMENDED", "MEMORY", "READY", "AGE"]
 
@@ -215,16 +215,18 @@ PERMISSIONS = [
     ("hotplug-operator", "list", "events", "any-namespace", False),
     ("hotplug-operator", "get", "secrets", "any-namespace", False),
     ("hotplug-operator", "list", "pods", "any-namespace", False),
-    # An agent renews its Lease hotplug-agent-<node> in the system namespace. Node names are
-    # not known at install, so its get/update are not limited by name: it could also write
-    # the central's election Lease (deploy/rbac.yaml says so; agent Leases in a namespace of
-    # their own would close that). It never deletes or lists Leases, nor touches them
-    # elsewhere.
-    ("hotplug-operator", "get", "leases/hotplug-operator", SYSTEM_NAMESPACE, True),
-    ("hotplug-operator", "create", "leases", SYSTEM_NAMESPACE, True),
-    ("hotplug-operator", "update", "leases/hotplug-agent-node-a", SYSTEM_NAMESPACE, True),
-    ("hotplug-operator", "delete", "leases/hotplug-agent-node-a", SYSTEM_NAMESPACE, False),
-    ("hotplug-operator", "list", "leases", SYSTEM_NAMESPACE, False),
+    # An agent renews its Lease hotplug-agent-<node> in the agents' Lease namespace. Node
+    # names are not known at install, so its get/update there are not limited by name; the
+    # central's election Lease is in the system namespace, which it cannot touch at all. It
+    # never deletes or lists Leases, nor touches them elsewhere.
+    ("hotplug-operator", "get", "leases/hotplug-agent-node-a", AGENT_LEASES, True),
+    ("hotplug-operator", "create", "leases", AGENT_LEASES, True),
+    ("hotplug-operator", "update", "leases/hotplug-agent-node-a", AGENT_LEASES, True),
+    ("hotplug-operator", "delete", "leases/hotplug-agent-node-a", AGENT_LEASES, False),
+    ("hotplug-operator", "list", "leases", AGENT_LEASES, False),
+    ("hotplug-operator", "get", "leases/hotplug-operator", SYSTEM_NAMESPACE, False),
+    ("hotplug-operator", "update", "leases/hotplug-operator", SYSTEM_NAMESPACE, False),
+    ("hotplug-operator", "create", "leases", SYSTEM_NAMESPACE, False),
     ("hotplug-operator", "create", "leases", "default", False),
     ("hotplug-operator-central", "create", "leases", SYSTEM_NAMESPACE, True),
     ("hotplug-operator-central", "get", "leases/hotplug-operator", SYSTEM_NAMESPACE, True),
@@ -236,12 +238,14 @@ PERMISSIONS = [
     ("hotplug-operator-central", "update", "elasticvms.hotplug.dev:status", "any-namespace",
      True),
     # The central sets the hotplug.dev/node label with a merge patch; it never updates,
-    # creates or deletes an ElasticVM. It lists the agents' Leases.
+    # creates or deletes an ElasticVM. It lists the agents' Leases, and writes none.
     ("hotplug-operator-central", "patch", "elasticvms.hotplug.dev", "any-namespace", True),
     ("hotplug-operator-central", "update", "elasticvms.hotplug.dev", "any-namespace", False),
     ("hotplug-operator-central", "delete", "elasticvms.hotplug.dev", "any-namespace", False),
     ("hotplug-operator-central", "create", "elasticvms.hotplug.dev", "any-namespace", False),
-    ("hotplug-operator-central", "list", "leases", SYSTEM_NAMESPACE, True),
+    ("hotplug-operator-central", "list", "leases", AGENT_LEASES, True),
+    ("hotplug-operator-central", "list", "leases", SYSTEM_NAMESPACE, False),
+    ("hotplug-operator-central", "update", "leases/hotplug-agent-node-a", AGENT_LEASES, False),
 ]
 
 

@@ -7,8 +7,8 @@ retry period) and carries on from what the hypervisor says; a replica stopped wi
 releases the Lease so the standby takes over at once. The two replicas share
 the fake hypervisor through its call log (each replays the other's changes before a call).
 No replica is ever refused (403). The agents' ServiceAccount, which deploy/ grants Leases in
-hotplug-system only (its own agent Lease), cannot elect in a namespace of ElasticVMs: its 403
-is seen, which is also what proves that the 403 check of every other test can fail.
+hotplug-system-agents only (its own agent Lease), cannot elect in a namespace of ElasticVMs:
+its 403 is seen, which is also what proves that the 403 check of every other test can fail.
 
 Run: python3 tests/integration/operator_leader_election_test.py [path/to/hotplug-operator-testing]
 """
@@ -102,7 +102,7 @@ def check_one_acts_and_the_other_takes_over():
 
 
 def check_agent_account_cannot_elect():
-    """deploy/ gives the agents' account Leases only in hotplug-system (for its own
+    """deploy/ gives the agents' account Leases only in hotplug-system-agents (for its own
     hotplug-agent-<node>, which cannot be limited by name: deploy/rbac.yaml): electing
     anywhere else is refused, the replica never leads nor acts, and the 403 check sees the
     refusal."""

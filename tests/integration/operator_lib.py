@@ -51,6 +51,7 @@ DEPLOY_DIR = os.path.join(ROOT, "deploy")
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 SYSTEM_NAMESPACE = "hotplug-system"
+AGENT_LEASES = "hotplug-system-agents"  # where deploy/ keeps the agents' Leases
 # identity -> (ServiceAccount, the deploy/ files that create and bind it)
 IDENTITIES = {
     "agent": ("hotplug-operator", ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"]),

@@ -39,6 +39,13 @@ app.kubernetes.io/name: {{ include "hotplug-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Namespace of the agents' Leases: agentLeases.namespace, else <release namespace>-agents.
+*/}}
+{{- define "hotplug-operator.agentLeaseNamespace" -}}
+{{- default (printf "%s-agents" .Release.Namespace | trunc 63 | trimSuffix "-") .Values.agentLeases.namespace }}
+{{- end }}
+
 {{/* ServiceAccount of the per-node agents. */}}
 {{- define "hotplug-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
