@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -92,12 +93,16 @@ TEST(WriteFileAtomicallyTest, AConcurrentReaderSeesOneVersionOrTheOtherNeverAMix
       if (text != a && text != b) torn++;
     }
   });
-  for (int i = 0; i < 50; ++i) {
+  // At least 50 writes, and on until the reader has read 20 times while they go on (on a
+  // loaded machine it may not be scheduled during the first 50), bounded by a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int i = 0; i < 50 || (reads.load() < 20 && std::chrono::steady_clock::now() < deadline);
+       ++i) {
     ASSERT_TRUE(WriteFileAtomically(held.fd.get(), "s", i % 2 ? a : b, 0600, &error)) << error;
   }
   done = true;
   reader.join();
-  EXPECT_GT(reads.load(), 0);
+  EXPECT_GE(reads.load(), 20);
   EXPECT_EQ(torn.load(), 0);
 }
 
