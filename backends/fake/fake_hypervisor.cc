@@ -1,12 +1,25 @@
 #include "backends/fake/fake_hypervisor.h"
 
 #include <algorithm>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "backends/tcg_replug.h"
 
 namespace hotplug::backends::fake {
 namespace {
+
+// The error an armed fault makes the call on vCPU `id` fail with, counting the call against
+// it (and disarming it after its last); nullopt when none is armed.
+std::optional<Status> TakeFault(std::map<unsigned, Fault>& faults, unsigned id) {
+  auto it = faults.find(id);
+  if (it == faults.end()) return std::nullopt;
+  Fault& f = it->second;
+  Status status = Status::Error(f.code, f.message, f.native_code);
+  if (f.remaining > 0 && --f.remaining == 0) faults.erase(it);
+  return status;
+}
 
 // libvirt's numeric codes for the errors the fake imitates.
 constexpr int kVirErrInternal = 1;
@@ -273,12 +286,7 @@ Status FakeHypervisor::SetVcpu(const std::string& domain, unsigned id, bool enab
                            "invalid argument: vcpu " + std::to_string(id) + " is not present",
                            kVirErrInvalidArg);
     }
-    if (auto it = d->vcpu_faults.find(id); it != d->vcpu_faults.end()) {
-      Fault& f = it->second;
-      Status s = Status::Error(f.code, f.message, f.native_code);
-      if (f.remaining > 0 && --f.remaining == 0) d->vcpu_faults.erase(it);
-      return s;
-    }
+    if (std::optional<Status> fault = TakeFault(d->vcpu_faults, id)) return *fault;
     VcpuInfo& v = d->vcpus[id];
     if (!v.hotpluggable && !enable) {
       return Status::Error(
@@ -340,12 +348,7 @@ Status FakeHypervisor::PinVcpu(const std::string& domain, unsigned id,
                              std::to_string(d->vcpus.size()),
                          kVirErrInvalidArg);
   }
-  if (auto it = d->pin_faults.find(id); it != d->pin_faults.end()) {
-    Fault& f = it->second;
-    Status s = Status::Error(f.code, f.message, f.native_code);
-    if (f.remaining > 0 && --f.remaining == 0) d->pin_faults.erase(it);
-    return s;
-  }
+  if (std::optional<Status> fault = TakeFault(d->pin_faults, id)) return *fault;
   if (host_cpus.empty()) {
     return Status::Error(ErrorCode::kOperationInvalid, "Empty cpu list for pinning",
                          kVirErrInvalidArg);
