@@ -22,11 +22,18 @@ bool ClaimedByAnother(const crd::ElasticVMStatus& status) {
 
 }  // namespace
 
+void Reconciler::ForgetAutoscale(const std::string& key) {
+  Autoscaler* autoscaler = options_.autoscaler ? options_.autoscaler : own_autoscaler_.get();
+  if (autoscaler != nullptr) autoscaler->Forget(key);
+}
+
 Result Reconciler::Reconcile(
     const crd::ElasticVM& object,
     const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start) {
   Metrics& metrics = metrics_ != nullptr ? *metrics_ : no_metrics_;
   if (!HasAutoscale(object) || object.spec.suspend || ClaimedByAnother(object.status)) {
+    // Without autoscale its samples go: added again later, it starts afresh.
+    if (!HasAutoscale(object)) ForgetAutoscale(object.Key());
     Pass pass(object, hypervisor_, clock_, options_, metrics);
     return pass.Run(on_long_pass_start);
   }

@@ -126,6 +126,8 @@ class Reconciler {
       const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start = nullptr);
 
  private:
+  void ForgetAutoscale(const std::string& key);
+
   backends::Hypervisor& hypervisor_;
   const Clock& clock_;
   Options options_;
