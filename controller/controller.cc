@@ -210,7 +210,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
   reconciler::Result result = reconciler.Reconcile(
       writes.input(),
       [&](const crd::ElasticVMStatus& in_progress) { writes.Progress(in_progress); });
-  owned_domains_.Record(key, domain, result.claim);
+  owned_domains_.Record(key, domain, result.claim, result.claim_known);
   RecordEvents(*object, result.events);
   LogSteps(key, result.steps);
   const bool written = writes.Finish(result.status);

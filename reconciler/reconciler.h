@@ -110,6 +110,10 @@ struct Result {
   // The claim this object holds on its domain after the pass; nullopt when it holds none
   // (another object owns the domain, or the pass ended before it got there).
   std::optional<backends::DomainClaim> claim;
+  // The pass got to the claim (it holds `claim`, or another object owns the domain). False
+  // when it ended before (an invalid spec, a domain it could not observe or claim): what the
+  // object held before, it may hold still.
+  bool claim_known = false;
 };
 
 class Reconciler {
