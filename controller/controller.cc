@@ -185,7 +185,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
     status_sync_.Forget(key);
-    autoscaler_.Forget(key);
+    autoscaler_.Forget(key, metrics_->ReconcilerMetrics());  // here: after its last pass
     metrics_->ReconcileDone("deleted", seconds_since_start());
     source_.Released(key);
     return;

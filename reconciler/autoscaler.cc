@@ -78,9 +78,14 @@ std::shared_ptr<Autoscaler::State> Autoscaler::StateFor(const crd::ElasticVM& ob
   return state;
 }
 
-void Autoscaler::Forget(const std::string& key) {
-  MutexLock lock(mu_);
-  states_.erase(key);
+void Autoscaler::Forget(const std::string& key, Metrics* metrics) {
+  size_t erased = 0;
+  {
+    MutexLock lock(mu_);
+    erased = states_.erase(key);
+  }
+  // The series exist only where a Turn made a state: without one there is nothing to drop.
+  if (erased > 0 && metrics != nullptr) metrics->AutoscaleForgotten(key);
 }
 
 size_t Autoscaler::Tracked() const {

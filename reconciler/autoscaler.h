@@ -71,8 +71,10 @@ class Autoscaler {
   AutoscaleTurn Turn(const crd::ElasticVM& object, backends::Hypervisor& hypervisor,
                      const Clock& clock, Metrics& metrics);
 
-  // The object is gone, or no longer autoscaled: forget its samples.
-  void Forget(const std::string& key);
+  // The object is gone, or no longer autoscaled: forget its samples, and when it had any,
+  // tell `metrics` (AutoscaleForgotten). Call it where the object's passes run (a worker,
+  // which never runs two of one object at once), so no pass of it is still deciding.
+  void Forget(const std::string& key, Metrics* metrics = nullptr);
   size_t Tracked() const;
 
   const AutoscaleOptions& options() const { return options_; }

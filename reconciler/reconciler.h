@@ -69,6 +69,10 @@ class Metrics {
   }
   // One autoscale decision (one per load sample) of one object.
   virtual void AutoscaleDecision(const AutoscaleDecisionRecord& record) { (void)record; }
+  // The object's autoscale samples are gone (it was deleted, its autoscale removed, or
+  // another object owns its domain): so go its series. Called where its passes run, after
+  // the last one, so never while one of them may still report a decision.
+  virtual void AutoscaleForgotten(const std::string& key) { (void)key; }
 };
 
 class Autoscaler;  // reconciler/autoscaler.h
@@ -130,7 +134,7 @@ class Reconciler {
       const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start = nullptr);
 
  private:
-  void ForgetAutoscale(const std::string& key);
+  void ForgetAutoscale(const std::string& key, Metrics& metrics);
 
   backends::Hypervisor& hypervisor_;
   const Clock& clock_;
