@@ -160,7 +160,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
     // Deleted: nothing to change, nothing to report; forget its backoff.
     queue_.Forget(key);
     status_sync_.Forget(key);
-    autoscaler_.Forget(key);
+    autoscaler_.Forget(key, metrics_->ReconcilerMetrics());  // here: after its last pass
     metrics_->ReconcileDone("deleted", seconds_since_start());
     source_.Released(key);
     return;
@@ -185,7 +185,7 @@ void Controller::Process(reconciler::Reconciler& reconciler, const std::string& 
   reconciler::Result result = reconciler.Reconcile(
       writes.input(),
       [&](const crd::ElasticVMStatus& in_progress) { writes.Progress(in_progress); });
-  owned_domains_.Record(key, domain, result.claim);
+  owned_domains_.Record(key, domain, result.claim, result.claim_known);
   RecordEvents(*object, result.events);
   LogSteps(key, result.steps);
   const bool written = writes.Finish(result.status);

@@ -383,9 +383,8 @@ void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::Elasti
 }
 
 void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::ElasticVM* object) {
-  if (!object || !(object->spec.cpu.autoscale || object->spec.memory.autoscale)) {
-    autoscale_->Forget(key);
-  }
+  // Not the autoscale series: a pass of this object may still be deciding on a worker, and
+  // would make them again. The worker drops them after its last pass (AutoscaleForgotten).
   MutexLock lock(mu_);
   if (!object) {
     objects_.erase(key);
@@ -547,6 +546,8 @@ void PrometheusMetrics::MemoryOperation(std::string_view operation, std::string_
 void PrometheusMetrics::AutoscaleDecision(const reconciler::AutoscaleDecisionRecord& record) {
   autoscale_->Record(record);
 }
+
+void PrometheusMetrics::AutoscaleForgotten(const std::string& key) { autoscale_->Forget(key); }
 
 // --- kube::InformerMetrics
 

@@ -90,6 +90,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   void MemoryOperation(std::string_view operation, std::string_view result,
                        double seconds) override;
   void AutoscaleDecision(const reconciler::AutoscaleDecisionRecord& record) override;
+  void AutoscaleForgotten(const std::string& key) override;
 
   // --- kube::InformerMetrics
   void Listed(size_t objects, double seconds) override;

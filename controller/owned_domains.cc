@@ -3,7 +3,8 @@
 namespace hotplug::controller {
 
 void OwnedDomains::Record(const std::string& key, const std::string& domain,
-                          const std::optional<backends::DomainClaim>& claim) {
+                          const std::optional<backends::DomainClaim>& claim, bool claim_known) {
+  if (!claim_known) return;
   MutexLock lock(mu_);
   if (claim) {
     owned_.insert_or_assign(key, Owned{domain, *claim});

@@ -20,9 +20,11 @@ class OwnedDomains {
     backends::DomainClaim claim;
   };
 
-  // After a pass of `key` on `domain`: `claim` is what it holds now (nullopt: none).
+  // After a pass of `key` on `domain` that got to the claim (reconciler::Result::claim_known):
+  // `claim` is what it holds now (nullopt: none). A pass that ended before changes nothing,
+  // as the object may still hold what it held.
   void Record(const std::string& key, const std::string& domain,
-              const std::optional<backends::DomainClaim>& claim);
+              const std::optional<backends::DomainClaim>& claim, bool claim_known);
   // What `key` owns unless it still names that domain (nullopt: nothing to release); the
   // entry is dropped, as the caller releases it.
   std::optional<Owned> TakeIfNotNaming(const std::string& key,

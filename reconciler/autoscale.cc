@@ -35,26 +35,44 @@ const char* LimitName(Limit limit) {
     case Limit::kMinimum: return "minimum";
     case Limit::kMaximum: return "maximum";
     case Limit::kDomainMaximum: return "domain maximum";
+    case Limit::kGuestCannotUnplug: return "the guest, which cannot unplug";
   }
   return "none";
 }
 
+namespace {
+
+int64_t UnitsUp(int64_t n, int64_t unit) { return (n + unit - 1) / unit * unit; }
+int64_t UnitsDown(int64_t n, int64_t unit) { return n / unit * unit; }
+
+}  // namespace
+
 Decision Bound(int64_t raw, int64_t stabilized, int64_t current, const crd::ScalingRules& up,
                const crd::ScalingRules& down, const Bounds& bounds) {
-  Decision d{raw, stabilized, stabilized, Limit::kNone};
-  if (d.desired > current + up.max_step) d = {raw, stabilized, current + up.max_step, Limit::kStep};
-  if (d.desired < current - down.max_step) {
-    d = {raw, stabilized, current - down.max_step, Limit::kStep};
+  const int64_t unit = std::max<int64_t>(1, bounds.unit);
+  const int64_t up_step = std::max(unit, UnitsDown(up.max_step, unit));
+  const int64_t down_step = std::max(unit, UnitsDown(down.max_step, unit));
+  Decision d{raw, stabilized, UnitsUp(stabilized, unit), Limit::kNone};
+  if (d.desired > current + up_step) {
+    d = {raw, stabilized, UnitsDown(current + up_step, unit), Limit::kStep};
+  }
+  if (d.desired < current - down_step) {
+    d = {raw, stabilized, UnitsUp(current - down_step, unit), Limit::kStep};
   }
   const bool domain_caps = bounds.domain_maximum > 0 && bounds.domain_maximum < bounds.maximum;
-  const int64_t maximum = domain_caps ? bounds.domain_maximum : bounds.maximum;
+  int64_t maximum = domain_caps ? bounds.domain_maximum : bounds.maximum;
+  if (UnitsDown(maximum, unit) > 0) maximum = UnitsDown(maximum, unit);
   if (d.desired > maximum) {
     d.desired = maximum;
     d.limit = domain_caps ? Limit::kDomainMaximum : Limit::kMaximum;
   }
   if (d.desired < bounds.minimum) {
-    d.desired = std::min(bounds.minimum, maximum);
+    d.desired = std::min(UnitsUp(bounds.minimum, unit), maximum);
     d.limit = Limit::kMinimum;
+  }
+  if (d.desired < bounds.floor) {
+    d.desired = bounds.floor;
+    d.limit = Limit::kGuestCannotUnplug;
   }
   return d;
 }
@@ -63,7 +81,13 @@ double UtilizationPercent(const CpuLoad& load) {
   return load.current > 0 ? 100.0 * load.busy_cpus / static_cast<double>(load.current) : 0.0;
 }
 
-Decision DecideVcpus(const crd::CpuAutoscale& spec, const CpuLoad& load, int64_t domain_maximum,
+Bounds VcpuBounds(const crd::CpuAutoscale& spec, const VcpuLimits& limits, int64_t current) {
+  return {std::max<int64_t>(1, spec.min_vcpus), spec.max_vcpus, limits.domain_maximum,
+          std::max<int64_t>(1, limits.threads_per_core),
+          limits.guest_cannot_unplug ? current : 0};
+}
+
+Decision DecideVcpus(const crd::CpuAutoscale& spec, const CpuLoad& load, const VcpuLimits& limits,
                      RecommendationHistory& history, MonoTime now) {
   const double target = static_cast<double>(spec.target_utilization) / 100.0;
   const int64_t raw = HpaRecommendation(load.current, load.busy_cpus, target);
@@ -71,7 +95,7 @@ Decision DecideVcpus(const crd::CpuAutoscale& spec, const CpuLoad& load, int64_t
       Stabilize(history, now, raw, load.current, spec.scale_up.stabilization_window,
                 spec.scale_down.stabilization_window);
   return Bound(raw, stabilized, load.current, spec.scale_up, spec.scale_down,
-               {std::max<int64_t>(1, spec.min_vcpus), spec.max_vcpus, domain_maximum});
+               VcpuBounds(spec, limits, load.current));
 }
 
 double AvailablePercent(const MemoryUse& use) {

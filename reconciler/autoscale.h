@@ -38,13 +38,19 @@ int64_t Stabilize(RecommendationHistory& history, MonoTime now, int64_t raw, int
                   std::chrono::milliseconds up_window, std::chrono::milliseconds down_window);
 
 // What bounded the decision, for the Event and the condition.
-enum class Limit { kNone, kStep, kMinimum, kMaximum, kDomainMaximum };
+enum class Limit { kNone, kStep, kMinimum, kMaximum, kDomainMaximum, kGuestCannotUnplug };
 const char* LimitName(Limit limit);
 
 struct Bounds {
   int64_t minimum = 1;
   int64_t maximum = 1;
   int64_t domain_maximum = 0;  // 0 = unknown; otherwise caps `maximum`
+  // Decisions move by this many (vCPUs: the threads of one core, so that the guest never
+  // has half a core): the answer, the steps and the bounds are whole multiples of it.
+  int64_t unit = 1;
+  // Never below this, even above the maximum (0: no floor): what a guest that cannot
+  // unplug has.
+  int64_t floor = 0;
 };
 
 struct Decision {
@@ -54,7 +60,9 @@ struct Decision {
   Limit limit = Limit::kNone;
 };
 
-// The step (at most up.max_step above / down.max_step below `current`), then the bounds.
+// The step (at most up.max_step above / down.max_step below `current`, at least one unit),
+// then the bounds, in whole units: the stabilised count is rounded up to a unit (enough for
+// the load), the minimum up, the maximum down (unless that is none).
 Decision Bound(int64_t raw, int64_t stabilized, int64_t current, const crd::ScalingRules& up,
                const crd::ScalingRules& down, const Bounds& bounds);
 
@@ -65,11 +73,21 @@ struct CpuLoad {
   double busy_cpus = 0.0;  // vCPUs' worth of busy time over the sampling window
 };
 
+// What the domain and its guest impose on a vCPU decision.
+struct VcpuLimits {
+  int64_t domain_maximum = 0;        // 0 = unknown
+  int64_t threads_per_core = 1;      // vCPUs come and go by whole cores
+  bool guest_cannot_unplug = false;  // never below the current count
+};
+
+// spec's minVcpus/maxVcpus with `limits`, for a guest that has `current` vCPUs.
+Bounds VcpuBounds(const crd::CpuAutoscale& spec, const VcpuLimits& limits, int64_t current);
+
 // utilisation of `current` in percent (busy_cpus / current).
 double UtilizationPercent(const CpuLoad& load);
 
-Decision DecideVcpus(const crd::CpuAutoscale& spec, const CpuLoad& load,
-                     int64_t domain_maximum, RecommendationHistory& history, MonoTime now);
+Decision DecideVcpus(const crd::CpuAutoscale& spec, const CpuLoad& load, const VcpuLimits& limits,
+                     RecommendationHistory& history, MonoTime now);
 
 // --- memory, in blocks of `block_bytes` (the guest's memory block)
 

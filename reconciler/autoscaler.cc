@@ -5,7 +5,9 @@
 
 #include "backends/range_list.h"
 #include "reconciler/conditions.h"
+#include "reconciler/guest_os.h"
 #include "reconciler/planner.h"
+#include "reconciler/topology.h"
 
 namespace hotplug::reconciler {
 namespace {
@@ -24,6 +26,19 @@ std::optional<int64_t> EffectiveVcpus(const crd::ElasticVMStatus& status) {
   const size_t pending =
       backends::ParseRangeList(v.pending).value_or(std::vector<unsigned>{}).size();
   return std::max<int64_t>(1, v.qemu.value_or(v.current) - static_cast<int64_t>(pending));
+}
+
+// What the domain and the guest allow, as the last pass saw them.
+VcpuLimits LimitsOf(const crd::ElasticVM& object) {
+  const crd::ElasticVMStatus& status = object.status;
+  VcpuLimits limits;
+  if (status.vcpus) {
+    limits.domain_maximum = status.vcpus->maximum;
+    limits.threads_per_core = ThreadsPerCoreDescribed(status.vcpus->topology);
+  }
+  limits.guest_cannot_unplug =
+      !LastKnownCapabilities(object.spec.guest.os, status.guest_os).vcpu_unplug;
+  return limits;
 }
 
 std::optional<uint64_t> StatusBytes(const std::string& text) {
@@ -63,9 +78,14 @@ std::shared_ptr<Autoscaler::State> Autoscaler::StateFor(const crd::ElasticVM& ob
   return state;
 }
 
-void Autoscaler::Forget(const std::string& key) {
-  MutexLock lock(mu_);
-  states_.erase(key);
+void Autoscaler::Forget(const std::string& key, Metrics* metrics) {
+  size_t erased = 0;
+  {
+    MutexLock lock(mu_);
+    erased = states_.erase(key);
+  }
+  // The series exist only where a Turn made a state: without one there is nothing to drop.
+  if (erased > 0 && metrics != nullptr) metrics->AutoscaleForgotten(key);
 }
 
 size_t Autoscaler::Tracked() const {
@@ -80,13 +100,7 @@ AutoscaleTurn Autoscaler::Turn(const crd::ElasticVM& object, backends::Hyperviso
   turn.active = true;
   std::shared_ptr<State> state = StateFor(object);
   MutexLock lock(state->mu);
-  if (state->uid != object.metadata.uid) {
-    // A new object under an old name: nothing of the old one's load applies.
-    state->ring.clear();
-    state->cpu = {};
-    state->memory = {};
-    state->uid = object.metadata.uid;
-  }
+  ResetUnlessOf(*state, object);
   const MonoTime now = clock.Monotonic();
   const bool sampled = SampleIfDue(*state, object, hypervisor, now);
   if (object.spec.cpu.autoscale) TurnCpu(*state, object, sampled, now, turn, metrics);
@@ -96,6 +110,23 @@ AutoscaleTurn Autoscaler::Turn(const crd::ElasticVM& object, backends::Hyperviso
   turn.next_sample =
       std::max(milliseconds{1}, std::chrono::duration_cast<milliseconds>(next - now));
   return turn;
+}
+
+void Autoscaler::ResetUnlessOf(State& state, const crd::ElasticVM& object) {
+  const std::string domain = object.EffectiveDomain();
+  if (state.uid == object.metadata.uid && state.domain == domain &&
+      state.guest_os == object.spec.guest.os) {
+    return;
+  }
+  // A new object under an old name, another domain or another guest: nothing of the old
+  // load, recommendation or floor applies.
+  state.ring.clear();
+  state.load_error.clear();
+  state.cpu = {};
+  state.memory = {};
+  state.uid = object.metadata.uid;
+  state.domain = domain;
+  state.guest_os = object.spec.guest.os;
 }
 
 bool Autoscaler::SampleIfDue(State& state, const crd::ElasticVM& object,
@@ -146,7 +177,8 @@ std::optional<double> Autoscaler::DemandCpus(const State& state) const {
 void Autoscaler::TurnCpu(State& state, const crd::ElasticVM& object, bool sampled, MonoTime now,
                          AutoscaleTurn& turn, Metrics& metrics) {
   const crd::CpuAutoscale& spec = *object.spec.cpu.autoscale;
-  const int64_t domain_maximum = object.status.vcpus ? object.status.vcpus->maximum : 0;
+  const VcpuLimits limits = LimitsOf(object);
+  const int64_t domain_maximum = limits.domain_maximum;
   const std::optional<int64_t> seen = EffectiveVcpus(object.status);
   Track& track = state.cpu;
   const std::optional<double> demand = sampled ? DemandCpus(state) : std::nullopt;
@@ -154,7 +186,7 @@ void Autoscaler::TurnCpu(State& state, const crd::ElasticVM& object, bool sample
       seen.value_or(state.ring.empty() ? 1 : std::max<size_t>(1, state.ring.back().vcpus.size()));
   if (demand) {
     const CpuLoad load{current, *demand};
-    const Decision d = DecideVcpus(spec, load, domain_maximum, track.history, now);
+    const Decision d = DecideVcpus(spec, load, limits, track.history, now);
     const auto percent = static_cast<int64_t>(std::lround(UtilizationPercent(load)));
     const std::string key = object.Key();
     const bool acts = spec.mode == crd::AutoscaleMode::kAuto;
@@ -189,9 +221,8 @@ void Autoscaler::TurnCpu(State& state, const crd::ElasticVM& object, bool sample
   if (spec.mode != crd::AutoscaleMode::kAuto) return;
   // Until the first recommendation: spec.cpu.vcpus (or what the guest has) within the bounds.
   const int64_t start = object.spec.cpu.vcpus.value_or(current);
-  const Decision bounded =
-      Bound(start, start, start, spec.scale_up, spec.scale_down,
-            {std::max<int64_t>(1, spec.min_vcpus), spec.max_vcpus, domain_maximum});
+  const Decision bounded = Bound(start, start, start, spec.scale_up, spec.scale_down,
+                                VcpuBounds(spec, limits, current));
   turn.vcpus = track.recommended.value_or(bounded.desired);
 }
 

@@ -71,8 +71,10 @@ class Autoscaler {
   AutoscaleTurn Turn(const crd::ElasticVM& object, backends::Hypervisor& hypervisor,
                      const Clock& clock, Metrics& metrics);
 
-  // The object is gone: forget its samples.
-  void Forget(const std::string& key);
+  // The object is gone, or no longer autoscaled: forget its samples, and when it had any,
+  // tell `metrics` (AutoscaleForgotten). Call it where the object's passes run (a worker,
+  // which never runs two of one object at once), so no pass of it is still deciding.
+  void Forget(const std::string& key, Metrics* metrics = nullptr);
   size_t Tracked() const;
 
   const AutoscaleOptions& options() const { return options_; }
@@ -93,13 +95,17 @@ class Autoscaler {
   };
   struct State {
     Mutex mu;
-    std::string uid GUARDED_BY(mu);
+    // What the samples are of: the object's uid, its domain and its guest OS as spec gives
+    // it. Any change starts afresh.
+    std::string uid GUARDED_BY(mu), domain GUARDED_BY(mu), guest_os GUARDED_BY(mu);
     std::deque<Sample> ring GUARDED_BY(mu);
     std::string load_error GUARDED_BY(mu);  // the last sample's failure, "" when it worked
     Track cpu GUARDED_BY(mu), memory GUARDED_BY(mu);
   };
 
   std::shared_ptr<State> StateFor(const crd::ElasticVM& object);
+  // Clears `state` unless it is of `object`'s uid, domain and guest OS.
+  static void ResetUnlessOf(State& state, const crd::ElasticVM& object) REQUIRES(state.mu);
   bool SampleIfDue(State& state, const crd::ElasticVM& object, backends::Hypervisor& hypervisor,
                    MonoTime now) REQUIRES(state.mu);
   void TurnCpu(State& state, const crd::ElasticVM& object, bool sampled, MonoTime now,

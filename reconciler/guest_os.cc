@@ -56,4 +56,18 @@ GuestOs ResolveGuestOs(const std::string& spec_os, const std::string& domain_os)
   return guest;
 }
 
+const OsCapabilities& LastKnownCapabilities(const std::string& spec_os,
+                                            const std::string& described) {
+  if (!spec_os.empty()) return CapabilitiesOf(ClassifyOs(spec_os));
+  const std::string_view text(described);
+  for (const OsCapabilities& family : kOsFamilies) {
+    const std::string_view name(family.name);
+    if (family.family != OsFamily::kUnknown && text.substr(0, name.size()) == name &&
+        (text.size() == name.size() || text[name.size()] == ' ')) {
+      return family;
+    }
+  }
+  return CapabilitiesOf(OsFamily::kUnknown);
+}
+
 }  // namespace hotplug::reconciler

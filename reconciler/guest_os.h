@@ -47,4 +47,10 @@ struct GuestOs {
 };
 GuestOs ResolveGuestOs(const std::string& spec_os, const std::string& domain_os);
 
+// The guest's capabilities as known between passes: spec.guest.os when given (what the next
+// pass resolves first), else what the last pass described (status.guestOS, as
+// GuestOs::Describe() wrote it); an unknown OS's when neither says.
+const OsCapabilities& LastKnownCapabilities(const std::string& spec_os,
+                                            const std::string& described);
+
 }  // namespace hotplug::reconciler

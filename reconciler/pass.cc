@@ -128,6 +128,7 @@ bool Pass::ClaimDomain() {
              (replacing ? " (taken over from " + replacing->owner + ", which is gone)" : "")});
   }
   result_.claim = ours;
+  result_.claim_known = true;
   FillVcpuStatus(view_);
   FillMemoryStatus();
   FillNumaStatus();
@@ -471,6 +472,7 @@ backends::DomainClaim Pass::OurClaim() const {
 // Not ours: nothing is changed and no numbers are reported, so the owner's cannot be taken
 // for this object's.
 void Pass::BlockClaimed(const backends::DomainClaim& owner) {
+  result_.claim_known = true;  // another's: this object holds none
   result_.status.vcpus.reset();
   result_.status.memory.reset();
   result_.status.numa.clear();

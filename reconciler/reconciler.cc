@@ -22,11 +22,18 @@ bool ClaimedByAnother(const crd::ElasticVMStatus& status) {
 
 }  // namespace
 
+void Reconciler::ForgetAutoscale(const std::string& key, Metrics& metrics) {
+  Autoscaler* autoscaler = options_.autoscaler ? options_.autoscaler : own_autoscaler_.get();
+  if (autoscaler != nullptr) autoscaler->Forget(key, &metrics);
+}
+
 Result Reconciler::Reconcile(
     const crd::ElasticVM& object,
     const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start) {
   Metrics& metrics = metrics_ != nullptr ? *metrics_ : no_metrics_;
   if (!HasAutoscale(object) || object.spec.suspend || ClaimedByAnother(object.status)) {
+    // Without autoscale its samples go: added again later, it starts afresh.
+    if (!HasAutoscale(object)) ForgetAutoscale(object.Key(), metrics);
     Pass pass(object, hypervisor_, clock_, options_, metrics);
     return pass.Run(on_long_pass_start);
   }
@@ -47,7 +54,7 @@ Result Reconciler::Reconcile(
   Pass pass(decided, hypervisor_, clock_, options_, metrics);
   Result result = pass.Run(on_long_pass_start);
   if (ClaimedByAnother(result.status)) {
-    autoscaler.Forget(object.Key());  // no samples, no recommendation, no Events
+    autoscaler.Forget(object.Key(), &metrics);  // no samples, no recommendation, no Events
     return result;
   }
   ApplyTurn(turn, object.metadata.generation, clock_.Now(), result);

@@ -69,6 +69,10 @@ class Metrics {
   }
   // One autoscale decision (one per load sample) of one object.
   virtual void AutoscaleDecision(const AutoscaleDecisionRecord& record) { (void)record; }
+  // The object's autoscale samples are gone (it was deleted, its autoscale removed, or
+  // another object owns its domain): so go its series. Called where its passes run, after
+  // the last one, so never while one of them may still report a decision.
+  virtual void AutoscaleForgotten(const std::string& key) { (void)key; }
 };
 
 class Autoscaler;  // reconciler/autoscaler.h
@@ -110,6 +114,10 @@ struct Result {
   // The claim this object holds on its domain after the pass; nullopt when it holds none
   // (another object owns the domain, or the pass ended before it got there).
   std::optional<backends::DomainClaim> claim;
+  // The pass got to the claim (it holds `claim`, or another object owns the domain). False
+  // when it ended before (an invalid spec, a domain it could not observe or claim): what the
+  // object held before, it may hold still.
+  bool claim_known = false;
 };
 
 class Reconciler {
@@ -126,6 +134,8 @@ class Reconciler {
       const std::function<void(const crd::ElasticVMStatus&)>& on_long_pass_start = nullptr);
 
  private:
+  void ForgetAutoscale(const std::string& key, Metrics& metrics);
+
   backends::Hypervisor& hypervisor_;
   const Clock& clock_;
   Options options_;

@@ -1,7 +1,9 @@
 #include "reconciler/topology.h"
 
 #include <algorithm>
+#include <charconv>
 #include <map>
+#include <string_view>
 
 #include "backends/range_list.h"
 
@@ -36,6 +38,19 @@ std::string CpuTopology::Describe() const {
   std::string text = count(sockets_, "socket");
   if (dies_ > 1) text += " x " + count(dies_, "die");
   return text + " x " + count(cores_, "core") + " x " + count(threads_, "thread");
+}
+
+unsigned ThreadsPerCoreDescribed(const std::string& described) {
+  // Describe()'s last part is " x <n> thread" or " x <n> threads".
+  const size_t by = described.rfind(" x ");
+  if (by == std::string::npos) return 1;
+  const char* first = described.data() + by + 3;
+  const char* last = described.data() + described.size();
+  unsigned threads = 0;
+  const auto [end, error] = std::from_chars(first, last, threads);
+  const std::string_view unit(end, static_cast<size_t>(last - end));
+  if (error != std::errc{} || threads == 0 || (unit != " thread" && unit != " threads")) return 1;
+  return threads;
 }
 
 std::string CpuTopology::NameCore(unsigned core) const {

@@ -36,6 +36,10 @@ class CpuTopology {
   unsigned vcpus_per_socket_ = 1;
 };
 
+// The threads per core of a topology as Describe() wrote it (status.vcpus.topology, the
+// last pass's view): 1 when `described` is "" (no <topology>) or not Describe()'s text.
+unsigned ThreadsPerCoreDescribed(const std::string& described);
+
 // The vCPU ids of the cores that have some but not all of their threads in `effective`.
 std::vector<unsigned> IncompleteCores(const CpuTopology& topology,
                                       const std::vector<unsigned>& effective);

@@ -73,7 +73,7 @@ int Run(int objects, int samples) {
   int64_t sink = 0;
   for (int i = 0; i < decisions; ++i) {
     const reconciler::MonoTime at = reconciler::MonoTime{} + milliseconds(5000LL * i);
-    sink += reconciler::DecideVcpus(spec, {4, 2.0 + (i % 5) * 0.3}, 16, history, at).desired;
+    sink += reconciler::DecideVcpus(spec, {4, 2.0 + (i % 5) * 0.3}, {16}, history, at).desired;
   }
   const double decide_ns = MillisBetween(start, SteadyClock::now()) * 1e6 / decisions;
   Report({{"bench", "autoscale"},

@@ -409,6 +409,30 @@ TEST(ControllerTest, AnOwnerPointedAtAnotherDomainReleasesTheOldOne) {
   EXPECT_EQ(EnabledVcpus(f.fake, "vm-0"), 4u);
 }
 
+// Review of issue 15, item 6: a pass that stopped before the claim (here an invalid spec)
+// erased the record of the claim the object still held, so deleting the object left the
+// claim on the domain.
+TEST(ControllerTest, AnOwnerDeletedAfterAPassThatStoppedEarlyStillReleasesItsClaim) {
+  Controller::Options options;
+  options.resync_period = 0ms;
+  Fixture f(options);
+  f.fake.AddDomain(MakeDomain("vm-0"));
+  f.Start();
+  f.source.Put(MakeVm("a", 2, "vm-0"));
+  ASSERT_TRUE(WaitFor([&] { return Converged(f.source, "default/a", 2); }));
+  ASSERT_EQ(f.fake.Peek("vm-0")->claim->owner, "default/a");
+  auto invalid = MakeVm("a", 2, "vm-0");
+  invalid.metadata.generation = 2;
+  invalid.spec_error = "spec.cpu.vcpus: not a number";
+  f.source.Put(invalid);
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadyWithReason(f.source, "default/a", "False", "InvalidSpec"); }));
+  ASSERT_TRUE(f.fake.Peek("vm-0")->claim) << "a pass that never got to the claim keeps it";
+  f.source.Delete("default/a");
+  EXPECT_TRUE(WaitFor([&] { return !f.fake.Peek("vm-0")->claim; }))
+      << "the claim of deleted default/a leaked";
+}
+
 TEST(ControllerTest, AClaimWhoseOwnerIsGoneFromTheCacheIsTakenOver) {
   // The owner was deleted while no operator ran: nobody released its claim.
   Fixture f;

@@ -77,18 +77,55 @@ TEST(AutoscaleTest, StepAndBoundsClampTheDecision) {
   EXPECT_EQ(Bound(1, 1, 2, up, down, {2, 8, 0}).limit, Limit::kMinimum);
 }
 
+// Review of issue 15, item 1: with 2 threads per core every answer is whole cores, a step
+// of 1 vCPU is one core, the minimum rounds up and the maximum down.
+TEST(AutoscaleTest, WithThreadsPerCoreEveryAnswerIsWholeCores) {
+  const crd::ScalingRules up{seconds(0), 3}, down{seconds(0), 1};
+  const Bounds smt{1, 7, 0, 2};
+  EXPECT_EQ(Bound(5, 5, 2, up, down, smt).desired, 4) << "the up step of 3 is one core";
+  EXPECT_EQ(Bound(5, 5, 4, up, down, smt).desired, 6) << "5 is rounded up to 3 cores";
+  EXPECT_EQ(Bound(9, 9, 6, up, down, smt).desired, 6) << "maxVcpus 7 is 3 whole cores";
+  EXPECT_EQ(Bound(9, 9, 6, up, down, smt).limit, Limit::kMaximum);
+  EXPECT_EQ(Bound(1, 1, 6, up, down, smt).desired, 4) << "the down step of 1 is one core";
+  EXPECT_EQ(Bound(1, 1, 6, up, down, smt).limit, Limit::kStep);
+  EXPECT_EQ(Bound(1, 1, 2, up, down, smt).desired, 2) << "minVcpus 1 is one core";
+  EXPECT_EQ(Bound(3, 3, 4, up, down, smt).desired, 4) << "3 needs 2 cores";
+  EXPECT_EQ(Bound(0, 0, 3, up, down, smt).desired % 2, 0) << "from an incomplete core";
+  EXPECT_EQ(Bound(9, 9, 3, up, down, smt).desired % 2, 0) << "from an incomplete core";
+  // The defaults: a 2-thread domain scales down one core at a time.
+  RecommendationHistory history;
+  crd::CpuAutoscale spec = Cpu(1, 8, 60);
+  spec.scale_down = {seconds(0), crd::kDefaultCpuScaleDownStep};
+  EXPECT_EQ(DecideVcpus(spec, {8, 0.0}, {8, 2}, history, MonoTime{}).desired, 6);
+}
+
+// Review of issue 15, item 2: a guest that cannot unplug is floored at what it has, even
+// above the maximum, and says so.
+TEST(AutoscaleTest, AGuestThatCannotUnplugIsFlooredAtItsCount) {
+  RecommendationHistory history;
+  crd::CpuAutoscale spec = Cpu(1, 4, 60);
+  spec.scale_down.stabilization_window = seconds(0);
+  const Decision idle = DecideVcpus(spec, {3, 0.0}, {0, 1, true}, history, MonoTime{});
+  EXPECT_EQ(idle.desired, 3);
+  EXPECT_EQ(idle.limit, Limit::kGuestCannotUnplug);
+  EXPECT_EQ(DecideVcpus(spec, {6, 0.0}, {0, 1, true}, history, MonoTime{}).desired, 6);
+  RecommendationHistory fresh;
+  EXPECT_EQ(DecideVcpus(spec, {2, 2.0}, {0, 1, true}, fresh, MonoTime{}).desired, 4)
+      << "it still grows";
+}
+
 TEST(AutoscaleTest, DecideVcpusFollowsTheLoadWithinTheBounds) {
   RecommendationHistory history;
   const crd::CpuAutoscale spec = Cpu(1, 4, 60);
   // 1 vCPU fully busy: 2; 2 fully busy: ceil(2 / 0.6) = 4; far above: capped at 4.
-  EXPECT_EQ(DecideVcpus(spec, {1, 1.0}, 0, history, MonoTime{}).desired, 2);
-  EXPECT_EQ(DecideVcpus(spec, {2, 2.0}, 0, history, MonoTime{} + seconds(1)).desired, 4);
-  const Decision capped = DecideVcpus(spec, {4, 4.0}, 0, history, MonoTime{} + seconds(2));
+  EXPECT_EQ(DecideVcpus(spec, {1, 1.0}, {}, history, MonoTime{}).desired, 2);
+  EXPECT_EQ(DecideVcpus(spec, {2, 2.0}, {}, history, MonoTime{} + seconds(1)).desired, 4);
+  const Decision capped = DecideVcpus(spec, {4, 4.0}, {}, history, MonoTime{} + seconds(2));
   EXPECT_EQ(capped.desired, 4);
   EXPECT_EQ(capped.raw, 7);
   EXPECT_EQ(capped.limit, Limit::kMaximum);
   // Idle: the minimum.
-  EXPECT_EQ(DecideVcpus(spec, {4, 0.0}, 0, history, MonoTime{} + seconds(3)).desired, 1);
+  EXPECT_EQ(DecideVcpus(spec, {4, 0.0}, {}, history, MonoTime{} + seconds(3)).desired, 1);
 }
 
 TEST(AutoscaleTest, MemoryGrowsByWholeBlocksAndShrinksOnlyWhenAllowed) {

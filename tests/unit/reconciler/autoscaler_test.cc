@@ -193,6 +193,104 @@ TEST_F(AutoscalerTest, AnUnreadableLoadIsAConditionAndTheStartCountStands) {
   EXPECT_EQ(Enabled("blind"), 2u);
 }
 
+// Review of issue 15, item 1: with 2 threads per core a decision of 5 vCPUs was
+// TopologyMismatch. Decisions move by whole cores, up and down, the default down step (1
+// vCPU) counting as one core.
+TEST_F(AutoscalerTest, DecisionsMoveByWholeCoresWithThreadsPerCore) {
+  DomainSpec spec;
+  spec.name = "smt";
+  spec.maximum_vcpus = 8;
+  spec.current_vcpus = 2;
+  spec.topology = {1, 1, 4, 2};  // 1 socket x 4 cores x 2 threads
+  hv_.AddDomain(spec);
+  hv_.SetLoadClock([this] { return clock_.Monotonic(); });
+  auto vm = AutoVm("smt", crd::AutoscaleMode::kAuto, 1, 8, seconds(0), seconds(2));
+  vm.spec.cpu.autoscale->scale_down = {seconds(2), crd::kDefaultCpuScaleDownStep};
+  hv_.SetLoad("smt", 3.0);  // ceil(3 / 0.6) = 5 vCPUs: 3 cores
+  std::vector<int64_t> desired = RunFor(vm, seconds(10));
+  desired.push_back(vm.status.vcpus->desired);
+  EXPECT_EQ(Enabled("smt"), 6u);
+  EXPECT_EQ(vm.status.vcpus->recommended, 6);
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).status, "True")
+      << Cond(vm, condition::kVcpusSynced).message;
+  hv_.SetLoad("smt", 0.0);
+  for (int64_t d : RunFor(vm, seconds(20))) desired.push_back(d);
+  EXPECT_EQ(Enabled("smt"), 2u) << "minVcpus 1 is one core of 2 threads";
+  EXPECT_EQ(Cond(vm, condition::kVcpusSynced).status, "True")
+      << Cond(vm, condition::kVcpusSynced).message;
+  for (int64_t d : desired) EXPECT_EQ(d % 2, 0) << "desired " << d << " is half a core";
+}
+
+// Review of issue 15, item 2: a guest that cannot unplug (Windows) made every Auto pass
+// below its count fail with UnplugUnsupportedByGuest. Autoscale floors at what it has, says
+// so in its condition, and still plugs.
+TEST_F(AutoscalerTest, AGuestThatCannotUnplugIsFlooredAtWhatItHas) {
+  DomainSpec spec;
+  spec.name = "win";
+  spec.maximum_vcpus = 8;
+  spec.current_vcpus = 3;
+  spec.guest_os = "http://microsoft.com/win/10";
+  hv_.AddDomain(spec);
+  hv_.SetLoadClock([this] { return clock_.Monotonic(); });
+  auto vm = AutoVm("win", crd::AutoscaleMode::kAuto, 1, 6, seconds(0), seconds(1));
+  hv_.SetLoad("win", 0.0);
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    Result r = Pass(vm);
+    events_.insert(events_.end(), r.events.begin(), r.events.end());
+    if (Cond(vm, condition::kVcpusSynced).reason == ReasonName(Reason::kUnplugUnsupportedByGuest)) {
+      ++refused;
+    }
+    clock_.Advance(r.requeue_after.count() > 0 ? r.requeue_after : milliseconds(1000));
+  }
+  EXPECT_EQ(refused, 0) << Cond(vm, condition::kVcpusSynced).message;
+  EXPECT_EQ(Enabled("win"), 3u);
+  EXPECT_EQ(vm.status.vcpus->recommended, 3);
+  EXPECT_EQ(Cond(vm, condition::kReady).status, "True") << Cond(vm, condition::kReady).message;
+  const crd::Condition& autoscaling = Cond(vm, condition::kAutoscaling);
+  EXPECT_NE(autoscaling.message.find("cannot unplug"), std::string::npos) << autoscaling.message;
+  hv_.SetLoad("win", 6.0);  // plugging still works
+  RunFor(vm, seconds(10));
+  EXPECT_EQ(Enabled("win"), 6u);
+}
+
+// Review of issue 15, item 3: the samples and the last recommendation outlived a change of
+// spec.domain (the new domain got the old one's count at once) and the removal of autoscale.
+TEST_F(AutoscalerTest, ANewDomainOrARemovedAutoscaleStartsAfresh) {
+  AddDomain("busy", 8, 1);
+  AddDomain("idle", 8, 1);
+  auto vm = AutoVm("mover", crd::AutoscaleMode::kAuto, 1, 4, seconds(0), seconds(60));
+  vm.spec.domain = "busy";
+  hv_.SetLoad("busy", 8.0);
+  hv_.SetLoad("idle", 0.0);
+  RunFor(vm, seconds(10));
+  ASSERT_EQ(Enabled("busy"), 4u);
+  vm.spec.domain = "idle";
+  vm.metadata.generation++;
+  vm.status = {};  // the new domain's passes start from its own observation
+  Pass(vm);
+  Pass(vm);
+  EXPECT_EQ(Enabled("idle"), 1u) << "the busy domain's recommendation was applied to the idle one";
+  EXPECT_FALSE(vm.status.vcpus->recommended)
+      << *vm.status.vcpus->recommended << ": decided from samples of two domains";
+
+  // Back on the busy one at 4, autoscale removed (2 vCPUs asked), then added again.
+  vm.spec.domain = "busy";
+  vm.status = {};
+  RunFor(vm, seconds(10));
+  ASSERT_EQ(Enabled("busy"), 4u);
+  crd::ElasticVM plain = vm;
+  plain.spec.cpu.autoscale.reset();
+  plain.spec.cpu.vcpus = 2;
+  Pass(plain);
+  ASSERT_EQ(Enabled("busy"), 2u);
+  vm.status = plain.status;
+  vm.spec.cpu.vcpus = 2;
+  Pass(vm);
+  EXPECT_EQ(Enabled("busy"), 2u) << "the recommendation from before the removal was applied";
+  EXPECT_FALSE(vm.status.vcpus->recommended) << *vm.status.vcpus->recommended;
+}
+
 // Property: for random bounds, windows and a constant load, after the up window every pass's
 // desired count moves in one direction only (no oscillation), every recommendation is within
 // [minVcpus, min(maxVcpus, the domain's maximum)], and it settles on the HPA's answer.

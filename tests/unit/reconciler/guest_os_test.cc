@@ -42,6 +42,19 @@ TEST(GuestOsTest, SpecGuestOsOverridesTheDomainsMetadata) {
             "Windows (http://microsoft.com/win/10, from the domain's libosinfo metadata)");
 }
 
+// Between passes (the autoscaler) the guest is what spec.guest.os says, else what the last
+// pass described in status.guestOS.
+TEST(GuestOsTest, LastKnownCapabilitiesReadTheSpecThenTheStatus) {
+  const std::string windows = ResolveGuestOs("", "http://microsoft.com/win/10").Describe();
+  EXPECT_FALSE(LastKnownCapabilities("", windows).vcpu_unplug);
+  EXPECT_FALSE(LastKnownCapabilities("", ResolveGuestOs("windows", "").Describe()).vcpu_unplug);
+  EXPECT_TRUE(LastKnownCapabilities("linux", windows).vcpu_unplug);
+  EXPECT_TRUE(LastKnownCapabilities("", "").vcpu_unplug);
+  EXPECT_TRUE(LastKnownCapabilities("", "Windowsish (x, from y)").vcpu_unplug);
+  EXPECT_EQ(LastKnownCapabilities("", ResolveGuestOs("linux", "").Describe()).family,
+            OsFamily::kLinux);
+}
+
 class GuestOsPassTest : public testing::ReconcilerFixture {
  protected:
   void AddDomain(const std::string& guest_os, unsigned current = 3) {

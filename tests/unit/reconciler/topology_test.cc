@@ -42,6 +42,22 @@ TEST(CpuTopologyTest, WithoutATopologyEachVcpuIsItsOwnSocket) {
   EXPECT_TRUE(IncompleteCores(topology, {0, 2}).empty());
 }
 
+// The autoscaler reads the threads per core back from status.vcpus.topology.
+TEST(CpuTopologyTest, ThreadsPerCoreReadBackFromTheDescription) {
+  backends::DomainObservation d;
+  d.maximum_vcpus = 16;
+  d.topology = {2, 2, 2, 2};
+  EXPECT_EQ(ThreadsPerCoreDescribed(CpuTopology(d).Describe()), 2u);
+  d.topology = {4, 1, 4, 1};
+  EXPECT_EQ(ThreadsPerCoreDescribed(CpuTopology(d).Describe()), 1u);
+  d.topology = {1, 1, 4, 4};
+  EXPECT_EQ(ThreadsPerCoreDescribed(CpuTopology(d).Describe()), 4u);
+  for (const char* odd : {"", "2 threads", "1 socket x 2 cores x 0 threads",
+                          "1 socket x 2 cores x 2 thread-ish", "x 99999999999 threads"}) {
+    EXPECT_EQ(ThreadsPerCoreDescribed(odd), 1u) << odd;
+  }
+}
+
 // Stops the pass (as SIGTERM does) during the first vCPU call.
 class StopDuringFirstCall final : public backends::Hypervisor {
  public:
