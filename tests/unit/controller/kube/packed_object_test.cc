@@ -139,7 +139,7 @@ TEST(PackedObjectTest, AListParsedThroughTheFilterPacksAsTheWholeItems) {
   std::vector<nlohmann::json> filtered;
   bool in_items = false;
   ServedFieldFilter filter;
-  nlohmann::json::parse(list, [&](int depth, nlohmann::json::parse_event_t event,
+  nlohmann::json rest = nlohmann::json::parse(list, [&](int depth, nlohmann::json::parse_event_t event,
                                   nlohmann::json& parsed) {
     if (event == nlohmann::json::parse_event_t::key && in_items && depth > 2) {
       return filter.Keep(depth - 2, parsed.get_ref<const std::string&>());
@@ -152,6 +152,7 @@ TEST(PackedObjectTest, AListParsedThroughTheFilterPacksAsTheWholeItems) {
     return true;
   });
   ASSERT_EQ(filtered.size(), 2u);
+  EXPECT_EQ(rest["metadata"]["resourceVersion"], "9");  // the list's own fields are kept
   nlohmann::json whole = nlohmann::json::parse(item);
   std::optional<crd::ElasticVM> want = PackedObject::PackServed(whole).Unpack();
   ASSERT_TRUE(want);
