@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cctype>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <thread>
 #include <utility>
@@ -52,9 +53,6 @@ prometheus::Family<Metric>* Family(prometheus::Registry& registry, const std::st
   return &prometheus::detail::Builder<Metric>().Name(name).Help(help).Register(registry);
 }
 
-// Condition reasons the reconciler writes (its table); any other (a hand-edited status) is
-// "Other", so the label set stays bounded.
-bool IsKnownReason(std::string_view name) { return reconciler::ParseReason(name).has_value(); }
 const char* const kConditionStatuses[] = {"True", "False", "Unknown"};
 
 // A label value taken from code-defined words (reasons, operations): kept when it is one
@@ -67,19 +65,22 @@ std::string Word(std::string_view value) {
   return std::string(value);
 }
 
-std::string ConditionStatus(const crd::ElasticVMStatus& status, std::string_view type,
-                            std::string* reason = nullptr) {
+// The status of condition `type` as an index into kConditionStatuses ("Unknown" when absent
+// or neither True nor False); `reason`, when given, gets its reason.
+uint8_t ConditionStatus(const crd::ElasticVMStatus& status, std::string_view type,
+                        std::string_view* reason = nullptr) {
   for (const auto& condition : status.conditions) {
     if (condition.type != type) continue;
     if (reason) *reason = condition.reason;
-    if (condition.status == "True" || condition.status == "False") return condition.status;
-    return "Unknown";
+    if (condition.status == "True") return 0;
+    if (condition.status == "False") return 1;
+    return 2;
   }
-  return "Unknown";
+  return 2;
 }
 
 bool ReadyFor(const crd::ElasticVMStatus& status, int64_t generation) {
-  return status.observed_generation >= generation && ConditionStatus(status, "Ready") == "True";
+  return status.observed_generation >= generation && ConditionStatus(status, "Ready") == 0;
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start,
@@ -365,9 +366,14 @@ std::string PrometheusMetrics::Scrape() const {
 
 void PrometheusMetrics::Snapshot(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
                                  ObjectState* state) {
-  std::string reason;
+  std::string_view reason;
   state->ready_status = ConditionStatus(status, reconciler::condition::kReady, &reason);
-  state->ready_reason = reason;
+  // Condition reasons the reconciler writes (its table); any other (a hand-edited status)
+  // is "Other", so the label set stays bounded.
+  std::optional<reconciler::Reason> known = reconciler::ParseReason(reason);
+  state->ready_reason = reason.empty() ? ObjectState::kNoReason
+                        : known        ? static_cast<int16_t>(*known)
+                                       : ObjectState::kOtherReason;
   state->vcpus_synced_status = ConditionStatus(status, reconciler::condition::kVcpusSynced);
   state->memory_synced_status = ConditionStatus(status, reconciler::condition::kMemorySynced);
   state->vcpu_drift = 0;
@@ -437,19 +443,22 @@ void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
 }
 
 void PrometheusMetrics::RefreshDerivedGauges() {
-  std::map<std::pair<std::string, std::string>, int64_t> by_condition;
-  std::map<std::string, int64_t> by_reason;
+  constexpr size_t kStatuses = std::size(kConditionStatuses);
+  int64_t by_condition[3][kStatuses] = {};  // Ready, VCPUsSynced, MemorySynced
+  // By reconciler::Reason, then "None" and "Other".
+  int64_t by_reason[std::size(reconciler::kReasons) + 2] = {};
   int64_t drift = 0;
   double unfinished = 0, longest = 0;
   {
     MutexLock lock(mu_);
     for (const auto& [key, state] : objects_) {
-      by_condition[{"Ready", state.ready_status}]++;
-      by_condition[{"VCPUsSynced", state.vcpus_synced_status}]++;
-      by_condition[{"MemorySynced", state.memory_synced_status}]++;
-      std::string reason = state.ready_reason.empty()          ? "None"
-                           : IsKnownReason(state.ready_reason) ? state.ready_reason
-                                                               : "Other";
+      by_condition[0][state.ready_status]++;
+      by_condition[1][state.vcpus_synced_status]++;
+      by_condition[2][state.memory_synced_status]++;
+      const size_t reason = state.ready_reason >= 0 ? static_cast<size_t>(state.ready_reason)
+                            : state.ready_reason == ObjectState::kNoReason
+                                ? std::size(reconciler::kReasons)
+                                : std::size(reconciler::kReasons) + 1;
       by_reason[reason]++;
       drift += state.vcpu_drift;
     }
@@ -457,23 +466,19 @@ void PrometheusMetrics::RefreshDerivedGauges() {
     for (auto start : in_flight_) unfinished += SecondsSince(start, now);
     if (!in_flight_.empty()) longest = SecondsSince(*in_flight_.begin(), now);
   }
-  for (const char* condition : {"Ready", "VCPUsSynced", "MemorySynced"}) {
-    for (const char* status : kConditionStatuses) {
-      auto it = by_condition.find({condition, status});
-      elasticvms_->Add({{"condition", condition}, {"status", status}})
-          .Set(static_cast<double>(it == by_condition.end() ? 0 : it->second));
+  const char* const conditions[] = {"Ready", "VCPUsSynced", "MemorySynced"};
+  for (size_t c = 0; c < std::size(conditions); ++c) {
+    for (size_t s = 0; s < kStatuses; ++s) {
+      elasticvms_->Add({{"condition", conditions[c]}, {"status", kConditionStatuses[s]}})
+          .Set(static_cast<double>(by_condition[c][s]));
     }
   }
   // Every known reason has a series (bounded, and a 0 graphs better than a gap).
-  for (const reconciler::ReasonInfo& known : reconciler::kReasons) {
-    auto it = by_reason.find(known.name);
-    elasticvms_ready_reason_->Add({{"reason", known.name}})
-        .Set(static_cast<double>(it == by_reason.end() ? 0 : it->second));
-  }
-  for (const char* reason : {"None", "Other"}) {
-    auto it = by_reason.find(reason);
-    elasticvms_ready_reason_->Add({{"reason", reason}})
-        .Set(static_cast<double>(it == by_reason.end() ? 0 : it->second));
+  for (size_t r = 0; r < std::size(by_reason); ++r) {
+    const char* name = r < std::size(reconciler::kReasons) ? reconciler::kReasons[r].name
+                       : r == std::size(reconciler::kReasons) ? "None"
+                                                              : "Other";
+    elasticvms_ready_reason_->Add({{"reason", name}}).Set(static_cast<double>(by_reason[r]));
   }
   vcpu_drift_->Set(static_cast<double>(drift));
   queue_unfinished_->Set(unfinished);

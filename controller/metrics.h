@@ -104,16 +104,20 @@ class PrometheusMetrics final : public ControllerMetrics,
 
  private:
   class ScrapeTimeCollectable;
-  // What the gauges need to know of one object.
+  // What the gauges need to know of one object; kept small (one per cached object): the
+  // condition statuses as indexes into metrics.cc's kConditionStatuses, the Ready reason
+  // as a reconciler::Reason (or kNoReason / kOtherReason).
   struct ObjectState {
+    static constexpr int16_t kNoReason = -1;     // no Ready condition, or no reason: "None"
+    static constexpr int16_t kOtherReason = -2;  // a reason the reconciler never writes
     int64_t generation = 0;  // the newest generation seen
     // Set while waiting for Ready=True at `generation`: when the watch delivered it.
     std::optional<std::chrono::steady_clock::time_point> waiting_since;
-    std::string ready_status = "Unknown";
-    std::string ready_reason;
-    std::string vcpus_synced_status = "Unknown";
-    std::string memory_synced_status = "Unknown";
     int64_t vcpu_drift = 0;
+    int16_t ready_reason = kNoReason;
+    uint8_t ready_status = 2;  // "Unknown"
+    uint8_t vcpus_synced_status = 2;
+    uint8_t memory_synced_status = 2;
   };
   static void Snapshot(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
                        ObjectState* state);

@@ -224,8 +224,16 @@ bool Informer::ReadListPage(std::istream& body, ListPage* page, CacheMap* listed
   // Each item is decoded as soon as the parser has it and then dropped from the document,
   // and the body is parsed as it arrives, so a LIST answered whole from the watch cache (tens
   // of MB) is never held, as text or as one DOM.
+  // What the cache drops (PackServed) is not even built (ServedFieldFilter): an item's
+  // managedFields and the labels and annotations not ours (the last-applied one repeats the
+  // object) are skipped as they are read, most of an object as `kubectl apply` leaves it.
   bool in_items = false;
+  ServedFieldFilter filter;
   json::parser_callback_t on_element = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && in_items && depth > 2) {
+      // An item's own fields are at depth 3.
+      return filter.Keep(depth - 2, parsed.get_ref<const std::string&>());
+    }
     if (depth == 1 && event == json::parse_event_t::key) {
       in_items = parsed == "items";
     } else if (depth == 2 && in_items && event == json::parse_event_t::object_end) {

@@ -14,6 +14,11 @@ namespace {
 
 using json = nlohmann::json;
 
+// What PackServed and ServedFieldFilter drop from an object as served: its managedFields,
+// and every label and annotation but ours.
+constexpr const char* kManagedFields = "managedFields";
+bool KeptEntry(std::string_view key) { return key.starts_with("hotplug.dev/"); }
+
 // Raw deflate (no zlib header or checksum: the bytes never leave the process) with an 8 KiB
 // window, enough for the dictionary and an object with a full failure history.
 constexpr int kWindowBits = -13;
@@ -202,19 +207,33 @@ PackedObject PackedObject::Pack(const crd::ElasticVM& object) {
               false, object.spec_error);
 }
 
+bool ServedFieldFilter::Keep(int depth, const std::string& key) {
+  if (depth == 1) {
+    item_field_ = key;
+    return true;
+  }
+  if (item_field_ != "metadata") return true;
+  if (depth == 2) {
+    metadata_field_ = key;
+    return key != kManagedFields;
+  }
+  return depth != 3 || (metadata_field_ != "labels" && metadata_field_ != "annotations") ||
+         KeptEntry(key);
+}
+
 PackedObject PackedObject::PackServed(nlohmann::json& item) {
   std::string resource_version;
   auto metadata = item.find("metadata");
   if (metadata != item.end() && metadata->is_object()) {
     // What the cache keeps (controller/kube/watch_event.h's TrimForCache, and no creation
     // time): the hotplug.dev/ labels and annotations, no managedFields.
-    metadata->erase("managedFields");
+    metadata->erase(kManagedFields);
     metadata->erase("creationTimestamp");
     for (const char* field : {"labels", "annotations"}) {
       auto entries = metadata->find(field);
       if (entries == metadata->end() || !entries->is_object()) continue;
       for (auto it = entries->begin(); it != entries->end();) {
-        it = it.key().starts_with("hotplug.dev/") ? std::next(it) : entries->erase(it);
+        it = KeptEntry(it.key()) ? std::next(it) : entries->erase(it);
       }
       if (entries->empty()) metadata->erase(field);
     }

@@ -38,4 +38,18 @@ class PackedObject {
   std::string bytes_;
 };
 
+// While a LIST answer is parsed (nlohmann's parser callback, one filter per answer): Keep is
+// false for a field of an item that PackServed would drop anyway, so the parser does not
+// build it: metadata.managedFields, and the labels and annotations not prefixed
+// hotplug.dev/. `depth` counts from the item: 1 for its own fields, 2 for metadata's, 3 for
+// a label's or an annotation's key.
+class ServedFieldFilter {
+ public:
+  bool Keep(int depth, const std::string& key);
+
+ private:
+  std::string item_field_;      // the item's field being read
+  std::string metadata_field_;  // within its metadata
+};
+
 }  // namespace hotplug::controller::kube

@@ -443,8 +443,12 @@ def summarize(result):
 # ---- big cache: restart and memory at 10k and 100k
 
 def drained(count):
+    # Listed first: with count 0 (the empty baseline) the other conditions hold from the
+    # first scrape, before the informer has even connected, and the baseline would miss what
+    # a process that has listed holds whatever it caches.
     def check(parsed):
-        return (parsed and metric(parsed, "hotplug_informer_cache_objects") >= count and
+        return (parsed and metric(parsed, "hotplug_informer_lists_total") >= 1 and
+                metric(parsed, "hotplug_informer_cache_objects") >= count and
                 metric(parsed, "hotplug_reconcile_total") >= count and
                 metric(parsed, "workqueue_depth") == 0)
     return check

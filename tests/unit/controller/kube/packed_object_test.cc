@@ -2,7 +2,10 @@
 // object it was given, in a fraction of the memory.
 #include "controller/kube/packed_object.h"
 
+#include <map>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -113,6 +116,55 @@ TEST(PackedObjectTest, AnObjectAsServedDecodesAsTheInformerTrimsIt) {
     EXPECT_EQ(back->spec_error, want.spec_error) << spec;
     EXPECT_EQ(back->metadata.labels, (std::map<std::string, std::string>{
                                          {"hotplug.dev/node", "n"}}));
+  }
+}
+
+TEST(PackedObjectTest, AListParsedThroughTheFilterPacksAsTheWholeItems) {
+  // As the informer reads a LIST: the filter skips what PackServed drops, so each item packs
+  // to the same bytes as when it was parsed whole.
+  const std::string item = R"({"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+      "metadata": {"name": "web", "namespace": "vms", "uid": "u-1", "resourceVersion": "77",
+                   "generation": 2, "creationTimestamp": "2026-11-25T12:00:00Z",
+                   "labels": {"app": "web", "hotplug.dev/node": "n"},
+                   "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                                       "{\"spec\": {\"labels\": 1}}",
+                                   "hotplug.dev/note": "kept"},
+                   "ownerReferences": [{"kind": "X", "name": "o", "uid": "u-0"}],
+                   "managedFields": [{"manager": "kubectl", "operation": "Update",
+                                      "fieldsV1": {"f:metadata": {"f:labels": {}}}}]},
+      "spec": {"cpu": {"vcpus": 3}, "nodeName": "n", "domain": "annotations"},
+      "status": {"observedGeneration": 2}})";
+  const std::string list = R"({"kind": "ElasticVMList", "metadata": {"resourceVersion": "9"},
+      "items": [)" + item + "," + item + "]}";
+  std::vector<nlohmann::json> filtered;
+  bool in_items = false;
+  ServedFieldFilter filter;
+  nlohmann::json rest = nlohmann::json::parse(list, [&](int depth, nlohmann::json::parse_event_t event,
+                                  nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && in_items && depth > 2) {
+      return filter.Keep(depth - 2, parsed.get_ref<const std::string&>());
+    }
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key) in_items = parsed == "items";
+    if (depth == 2 && in_items && event == nlohmann::json::parse_event_t::object_end) {
+      filtered.push_back(parsed);
+      return false;
+    }
+    return true;
+  });
+  ASSERT_EQ(filtered.size(), 2u);
+  EXPECT_EQ(rest["metadata"]["resourceVersion"], "9");  // the list's own fields are kept
+  nlohmann::json whole = nlohmann::json::parse(item);
+  std::optional<crd::ElasticVM> want = PackedObject::PackServed(whole).Unpack();
+  ASSERT_TRUE(want);
+  for (nlohmann::json& got : filtered) {
+    EXPECT_FALSE(got["metadata"].contains("managedFields")) << got.dump();
+    EXPECT_EQ(got["metadata"]["labels"], nlohmann::json({{"hotplug.dev/node", "n"}}));
+    EXPECT_EQ(got["metadata"]["ownerReferences"], whole["metadata"]["ownerReferences"]);
+    std::optional<crd::ElasticVM> back = PackedObject::PackServed(got).Unpack();
+    ASSERT_TRUE(back);
+    EXPECT_EQ(Json(*back), Json(*want));
+    EXPECT_EQ(back->metadata.annotations,
+              (std::map<std::string, std::string>{{"hotplug.dev/note", "kept"}}));
   }
 }
 
