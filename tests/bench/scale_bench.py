@@ -43,6 +43,7 @@ from control_plane import ControlPlane, assets_dir  # noqa: E402
 
 DEPLOY = os.path.join(ROOT, "deploy")
 SYSTEM = "hotplug-system"
+AGENT_LEASES = "hotplug-system-agents"  # where deploy/ keeps the agents' Leases
 NS = "scale"
 BATCH = 10
 
@@ -326,7 +327,7 @@ def bench_scale(ctx):
         cp.install_crd()
         cp.kubectl("create", "namespace", NS)
         kubeconfigs = tokens(cp, workdir)
-        lease_args = [f"--agent-lease-namespace={SYSTEM}"]
+        lease_args = [f"--agent-lease-namespace={AGENT_LEASES}"]
         central = Process(binary, [f"--kubeconfig={kubeconfigs['central']}", "--assign-nodes",
                                    f"--namespace={NS}", "--workers=2", "--leader-elect",
                                    f"--leader-elect-namespace={SYSTEM}"] + lease_args,
