@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <utility>
+
 namespace hotplug::controller {
 
 WorkerPool::~WorkerPool() {
@@ -27,9 +29,9 @@ bool WorkerPool::Start(int count, const std::string& name, const std::function<v
   return true;
 }
 
-void WorkerPool::Close() {
+bool WorkerPool::Close() {
   MutexLock lock(mu_);
-  closed_ = true;
+  return !std::exchange(closed_, true);
 }
 
 void WorkerPool::Finished() {

@@ -27,8 +27,9 @@ class WorkerPool {
   // Starts `count` threads, named "<name>-N" (at most 15 characters), running body(N).
   // False, and nothing started, when the pool was started before or is closed.
   bool Start(int count, const std::string& name, const std::function<void(int)>& body);
-  // No Start after this; what runs goes on.
-  void Close();
+  // No Start after this; what runs goes on. True the first time only (so that one caller
+  // does the shutdown that follows).
+  bool Close();
   // Waits until every body returned, at most until `deadline`; true when they all did (the
   // threads are then joined).
   bool Wait(std::chrono::steady_clock::time_point deadline);

@@ -37,12 +37,7 @@ void NodeAssigner::StartWorkers() {
 }
 
 bool NodeAssigner::Stop(std::chrono::steady_clock::time_point deadline) {
-  {
-    MutexLock lock(mu_);
-    if (stopping_) return workers_.running() == 0;
-    stopping_ = true;
-  }
-  workers_.Close();
+  if (!workers_.Close()) return workers_.running() == 0;  // stopped before
   queue_.ShutDown();
   bool drained = workers_.Wait(deadline);
   presence_.Stop();

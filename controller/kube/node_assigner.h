@@ -10,13 +10,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "common/thread_annotations.h"
 #include "controller/kube/agent_lease.h"
 #include "controller/kube/client.h"
 #include "controller/kube/informer.h"
@@ -70,8 +67,6 @@ class NodeAssigner {
   AgentPresence presence_;
   WorkQueue queue_;
   std::atomic<int64_t> labels_written_{0}, reports_written_{0};
-  Mutex mu_;
-  bool stopping_ GUARDED_BY(mu_) = false;
   // Last: destroyed first, so every worker has returned before the parts it uses go.
   WorkerPool workers_;  // "assigner-N"
 };

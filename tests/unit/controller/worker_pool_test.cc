@@ -61,7 +61,8 @@ TEST(WorkerPoolTest, StartsOnceAndNeverAfterClose) {
   EXPECT_EQ(runs.load(), 2);
 
   WorkerPool closed;
-  closed.Close();
+  EXPECT_TRUE(closed.Close());
+  EXPECT_FALSE(closed.Close()) << "only the first Close may do the shutdown";
   EXPECT_FALSE(closed.Start(2, "w", [&](int) { runs++; }));
   EXPECT_TRUE(closed.Wait(std::chrono::steady_clock::now()));
   EXPECT_EQ(runs.load(), 2);
