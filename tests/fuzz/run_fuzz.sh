@@ -13,37 +13,52 @@ seconds=${3:-10}
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
-crd=("$src"/crd/quantity.cc "$src"/crd/codec.cc "$src"/crd/elasticvm.cc "$src"/crd/autoscale.cc
-     -lyaml-cpp)
-read -r -a libxml <<<"$(pkg-config --cflags --libs libxml-2.0 libvirt)"
+# Each source is compiled once into OUT/obj/ and linked into every target that needs it:
+# the crd/ sources go into six of the seven targets, and compiling is most of a short run.
+crd=(crd/quantity.cc crd/codec.cc crd/elasticvm.cc crd/autoscale.cc)
+standalone=(controller/standalone/input_file.cc controller/standalone/status_dir.cc
+            controller/standalone/safe_files.cc controller/log.cc "${crd[@]}")
+libvirt_xml=(backends/libvirt/domain_xml.cc backends/libvirt/qemu_cpus.cc
+             backends/libvirt/xml_util.cc backends/hypervisor.cc backends/range_list.cc)
+read -r -a xml_cflags <<<"$(pkg-config --cflags libxml-2.0 libvirt)"
+read -r -a xml_libs <<<"$(pkg-config --libs libxml-2.0 libvirt)"
+mkdir -p "$out/obj"
+# add_object SOURCE: appends the object of SOURCE (relative to $src) to `objects`, compiling
+# it when it is missing or any source or header of the project is newer.
+add_object() {
+  local object="$out/obj/${1//\//_}.o"
+  if [[ ! -f $object ]] || [[ -n $(find "$src/tests/fuzz" "$src/crd" "$src/backends" \
+        "$src/controller" -newer "$object" -name '*.[ch]*' -print -quit) ]]; then
+    clang++ "${flags[@]}" "${xml_cflags[@]}" -c "$src/$1" -o "$object"
+  fi
+  objects+=("$object")
+}
 total=0
-standalone=("$src"/controller/standalone/input_file.cc "$src"/controller/standalone/status_dir.cc
-            "$src"/controller/standalone/safe_files.cc "$src"/controller/log.cc "${crd[@]}"
-            -lcrypto)
 for target in quantity elasticvm_json elasticvm_yaml domain_xml watch_stream input_file \
               status_file; do
+  libs=(-lyaml-cpp)
   case $target in
     input_file | status_file)
       corpus_name=$target
-      sources=("${standalone[@]}") ;;
+      sources=("${standalone[@]}")
+      libs+=(-lcrypto) ;;
     domain_xml)
       corpus_name=domain_xml
-      sources=("$src"/backends/libvirt/domain_xml.cc "$src"/backends/libvirt/qemu_cpus.cc
-               "$src"/backends/libvirt/xml_util.cc "$src"/backends/hypervisor.cc
-               "$src"/backends/range_list.cc "${libxml[@]}") ;;
+      sources=("${libvirt_xml[@]}")
+      libs=("${xml_libs[@]}") ;;
     watch_stream)
       corpus_name=watch
-      sources=("$src"/controller/kube/watch_event.cc "${crd[@]}") ;;
+      sources=(controller/kube/watch_event.cc "${crd[@]}") ;;
     *)
       corpus_name=${target#elasticvm_}
       sources=("${crd[@]}") ;;
   esac
+  objects=()
+  for source in "tests/fuzz/${target}_fuzz.cc" "${sources[@]}"; do
+    add_object "$source"
+  done
   bin="$out/$target"
-  # Rebuilt whenever any source is newer than the binary (cheap next to the fuzzing).
-  if [[ ! -x $bin ]] || [[ -n $(find "$src/tests/fuzz" "$src/crd" "$src/backends/libvirt" \
-        "$src/controller/kube" "$src/controller/standalone" -newer "$bin" -name '*.[ch]*' -print -quit) ]]; then
-    clang++ "${flags[@]}" "$src/tests/fuzz/${target}_fuzz.cc" "${sources[@]}" -o "$bin"
-  fi
+  clang++ "${flags[@]}" "${objects[@]}" "${libs[@]}" -o "$bin"
   work="$out/corpus-$corpus_name"
   mkdir -p "$work"
   cp -n "$src/tests/fuzz/corpus/$corpus_name/"* "$work/" 2>/dev/null || true
