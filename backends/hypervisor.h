@@ -226,7 +226,8 @@ class Hypervisor {
 
   // Called (see the threading contract above) with a domain name whenever something
   // happened to it that is worth a fresh look (device removed, started, stopped, migrated in,
-  // its owner's claim changed).
+  // its owner's claim changed, except by this process's own ClaimDomain: that pass is the one
+  // looking already).
   using DomainEventSink = std::function<void(const std::string& domain)>;
   virtual void SetEventSink(DomainEventSink sink) = 0;
 

@@ -39,7 +39,9 @@ void OnMemorySizeChange(virConnectPtr, virDomainPtr domain, const char*, unsigne
 
 // Only the owner's claim: the TCG unplug record, also metadata, changes nothing to look at.
 void OnMetadataChange(virConnectPtr, virDomainPtr domain, int, const char* nsuri, void* opaque) {
-  if (nsuri != nullptr && std::string_view(nsuri) == kOwnerMetadataUri) Notify(domain, opaque);
+  if (nsuri != nullptr && std::string_view(nsuri) == kOwnerMetadataUri) {
+    (*static_cast<EventsRef*>(opaque))->DeliverClaimChange(virDomainGetName(domain));
+  }
 }
 
 void OnJobCompleted(virConnectPtr, virDomainPtr domain, virTypedParameterPtr, int, void* opaque) {
@@ -57,6 +59,35 @@ void DomainEvents::Deliver(const char* domain_name) {
   if (domain_name == nullptr) return;
   MutexLock lock(mutex_);
   if (sink_) sink_(domain_name);
+}
+
+void DomainEvents::DeliverClaimChange(const char* domain_name) {
+  if (domain_name == nullptr) return;
+  MutexLock lock(mutex_);
+  auto own = own_claims_.find(domain_name);
+  if (own != own_claims_.end()) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::chrono::steady_clock::time_point>& writes = own->second;
+    std::erase_if(writes, [&](auto written) { return now - written >= echo_window_; });
+    const bool echo = !writes.empty();
+    if (echo) writes.erase(writes.begin());
+    if (writes.empty()) own_claims_.erase(own);
+    if (echo) return;
+  }
+  if (sink_) sink_(domain_name);
+}
+
+void DomainEvents::OwnClaimWriting(const std::string& domain) {
+  MutexLock lock(mutex_);
+  own_claims_[domain].push_back(std::chrono::steady_clock::now());
+}
+
+void DomainEvents::OwnClaimNotWritten(const std::string& domain) {
+  MutexLock lock(mutex_);
+  auto own = own_claims_.find(domain);
+  if (own == own_claims_.end()) return;
+  own->second.pop_back();
+  if (own->second.empty()) own_claims_.erase(own);
 }
 
 void DomainEvents::RegisterOn(const std::shared_ptr<DomainEvents>& events,

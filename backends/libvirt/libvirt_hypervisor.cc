@@ -604,7 +604,14 @@ Result<DomainClaim> LibvirtHypervisor::ClaimDomain(const std::string& domain,
     return *held;
   }
   if (held == claim) return claim;
-  if (Status written = impl_->WriteClaim(session, &claim); !written.ok()) return written;
+  // Events name the domain by its name; `domain` may be its UUID.
+  const char* name = virDomainGetName(session.domain.get());
+  const std::string event_name = name != nullptr ? name : session.name;
+  impl_->events->OwnClaimWriting(event_name);
+  if (Status written = impl_->WriteClaim(session, &claim); !written.ok()) {
+    impl_->events->OwnClaimNotWritten(event_name);
+    return written;
+  }
   // Another process may have written between our read and our write: the last write holds.
   auto after = impl_->ReadClaim(session);
   if (!after.ok()) return after.status();

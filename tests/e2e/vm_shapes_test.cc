@@ -367,8 +367,36 @@ void VmShapesE2E::CheckTheOwnerHandsTheDomainOver() {
   Measure("shapes_claim_release_event_ms", MillisecondsSince(released_at), "ms");
   rival_.spec.cpu.vcpus = 8;  // what the guest has: the takeover changes nothing
   ++rival_.metadata.generation;
+  // The takeover's claim is news to the other connection only: the claimant's own pass is
+  // the one looking, and its echo would bring a second pass of every newly claimed domain.
+  bool a_heard = false;  // guarded by mu
+  backend_a_.SetEventSink([&](const std::string& domain) {
+    std::lock_guard lock(mu);
+    a_heard = a_heard || domain == guest_->name();
+  });
+  {
+    std::lock_guard lock(mu);
+    heard = false;
+  }
   reconciler::Result takeover = Pass(agent_b_, rival_);
   EXPECT_TRUE(takeover.claim.has_value());
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        std::lock_guard lock(mu);
+        return a_heard;
+      },
+      10s))
+      << "the takeover's claim did not reach the former owner's connection";
+  // Both connections get the event from the same libvirtd broadcast: a's has come, so b's
+  // would have by now too.
+  EXPECT_FALSE(PollUntil(
+      [&] {
+        std::lock_guard lock(mu);
+        return heard;
+      },
+      1s))
+      << "the claimant was told of its own claim";
+  backend_a_.SetEventSink(nullptr);
   EXPECT_EQ(Cond(rival_, reconciler::condition::kReady).status, "True")
       << Cond(rival_, reconciler::condition::kReady).message;
   EXPECT_NE(Claim(false).find("owner=\"default/rival\""), std::string::npos);

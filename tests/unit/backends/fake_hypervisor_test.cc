@@ -64,6 +64,19 @@ TEST(FakeHypervisorTest, CompletingPendingUnplugFiresTheEventSink) {
   EXPECT_FALSE(hv.Peek("vm")->vcpus[2].enabled);
 }
 
+TEST(FakeHypervisorTest, ItsOwnClaimIsNoEventButARelease) {
+  // As the libvirt backend: the claim this process writes is not news to it.
+  FakeHypervisor hv;
+  hv.AddDomain({.name = "vm", .maximum_vcpus = 4, .current_vcpus = 1});
+  std::vector<std::string> events;
+  hv.SetEventSink([&](const std::string& d) { events.push_back(d); });
+  const DomainClaim a{"default/a", "uid-a", ""};
+  ASSERT_EQ(hv.ClaimDomain("vm", a, std::nullopt).value(), a);
+  EXPECT_TRUE(events.empty());
+  ASSERT_TRUE(hv.ReleaseDomain("vm", a).ok());
+  EXPECT_EQ(events, std::vector<std::string>{"vm"});
+}
+
 TEST(FakeHypervisorTest, IsSafeUnderConcurrentUse) {
   FakeHypervisor hv;
   for (int i = 0; i < 8; ++i) {

@@ -5,6 +5,7 @@
 
 #include <libvirt/virterror.h>
 
+#include "backends/libvirt/domain_events.h"
 #include "backends/libvirt/domain_xml.h"
 #include "backends/libvirt/errors.h"
 #include "backends/libvirt/owner_claim.h"
@@ -12,6 +13,33 @@
 
 namespace hotplug::backends::libvirt {
 namespace {
+
+TEST(DomainEventsTest, TheEchoOfEachOwnClaimWriteIsDroppedOnceAndOthersAreDelivered) {
+  DomainEvents events;
+  std::vector<std::string> delivered;
+  events.SetSink([&](const std::string& domain) { delivered.push_back(domain); });
+  events.DeliverClaimChange("vm");  // another process's claim
+  events.OwnClaimWriting("vm");
+  events.OwnClaimWriting("vm");
+  events.DeliverClaimChange("other");  // not ours: a different domain
+  events.DeliverClaimChange("vm");     // our two writes' echoes
+  events.DeliverClaimChange("vm");
+  events.DeliverClaimChange("vm");  // and then someone else's
+  events.OwnClaimWriting("vm");
+  events.OwnClaimNotWritten("vm");  // the write failed: no echo to expect
+  events.DeliverClaimChange("vm");
+  events.Deliver("vm");  // a device or lifecycle event is never an echo
+  EXPECT_EQ(delivered, (std::vector<std::string>{"vm", "other", "vm", "vm", "vm"}));
+}
+
+TEST(DomainEventsTest, AnEchoThatNeverCameDoesNotSwallowALaterEvent) {
+  DomainEvents events(std::chrono::steady_clock::duration::zero());  // every echo is late
+  int delivered = 0;
+  events.SetSink([&](const std::string&) { ++delivered; });
+  events.OwnClaimWriting("vm");  // its event was lost with the connection
+  events.DeliverClaimChange("vm");
+  EXPECT_EQ(delivered, 1);
+}
 
 constexpr uint64_t kMiB = 1024 * 1024;
 
