@@ -35,6 +35,20 @@ PackedObject PackForCache(crd::ElasticVM& object) {
   return PackedObject::Pack(object);
 }
 
+
+// Each change is looked up right after it is signalled, on the informer's thread (the
+// metrics, the controller's domain index): each thread keeps the last object it decoded or
+// the informer cached, by informer, key and version (a version is one content).
+struct LastDecoded {
+  uint64_t informer = 0;
+  std::string key, resource_version;
+  crd::ElasticVM object;
+};
+LastDecoded& ThreadLastDecoded() {
+  thread_local LastDecoded last;
+  return last;
+}
+
 }  // namespace
 
 Informer::Informer(Client& client, Options options)
@@ -80,15 +94,7 @@ std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
     if (it == cache_.end()) return std::nullopt;
     packed = it->second;  // a copy of ~100 bytes; the decode runs without the lock
   }
-  // Each change is looked up twice in a row on the informer's thread (the metrics, the
-  // controller's domain index): each thread keeps the last object it decoded, by this
-  // informer, key and version (a version is one content).
-  struct LastDecoded {
-    uint64_t informer = 0;
-    std::string key, resource_version;
-    crd::ElasticVM object;
-  };
-  thread_local LastDecoded last;
+  LastDecoded& last = ThreadLastDecoded();
   if (last.informer == id_ && !packed.resource_version().empty() && last.key == key &&
       last.resource_version == packed.resource_version()) {
     return last.object;
@@ -246,10 +252,16 @@ bool Informer::ReadListPage(std::istream& body, ListPage* page, CacheMap* listed
           log::Debug("listed object", {{"object", key}, {"node", LabelledNode(*decoded.object)}});
         }
         switch (ScopeFor(*decoded.object, options_.node_name)) {
-          case NodeScope::kMine:
+          case NodeScope::kMine: {
             // Packed from the item as served: no second encoding of the object.
-            listed->insert_or_assign(std::move(key), PackedObject::PackServed(parsed));
+            PackedObject packed = PackedObject::PackServed(parsed);
+            if (publish_while_listing_) {
+              Publish(std::move(key), std::move(packed), std::move(*decoded.object));
+            } else {
+              listed->insert_or_assign(std::move(key), std::move(packed));
+            }
             break;
+          }
           case NodeScope::kMovedAway:
             TrimForCache(*decoded.object);
             moving->insert_or_assign(std::move(key), std::move(*decoded.object));
@@ -287,13 +299,22 @@ bool Informer::List(std::string* resource_version) {
   auto start = std::chrono::steady_clock::now();
   CacheMap listed;
   MovingMap moving;
+  {
+    // The first LIST into an empty cache: nothing to compare it with, so each object is
+    // cached and signalled as soon as it is read, and the workers reconcile the first ones
+    // while the rest of a long answer (tens of MB at 10,000 objects) is still arriving.
+    MutexLock lock(mu_);
+    publish_while_listing_ = !synced_ && cache_.empty();
+  }
   if (!ReadAllPages(&listed, &moving, resource_version)) return false;
   // A LIST answered whole from the watch cache is tens of MB of transient text and copies;
   // glibc keeps such freed blocks in the heap (its mmap threshold grows after large frees),
   // which would count against the cache for the life of the process: give them back.
   malloc_trim(0);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ReplaceCache(std::move(listed), std::move(moving), *resource_version, seconds);
+  ReplaceCache(std::move(listed), std::move(moving), publish_while_listing_, *resource_version,
+               seconds);
+  publish_while_listing_ = false;
   return true;
 }
 
@@ -342,6 +363,8 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
         page = ListPage{};
         listed.clear();
         moving.clear();
+        // What was published stays cached; the new list is compared with it at the end.
+        publish_while_listing_ = false;
         continue;
       }
       if (!asked_rv.empty() && RefusedVersion(result)) {
@@ -352,6 +375,8 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
         page = ListPage{};
         listed.clear();
         moving.clear();
+        // What was published stays cached; the new list is compared with it at the end.
+        publish_while_listing_ = false;
         continue;
       }
       log::Warn("list of elasticvms failed", {{"error", result.error}});
@@ -367,23 +392,25 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
   return true;
 }
 
-void Informer::ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv,
-                            double seconds) {
+void Informer::ReplaceCache(CacheMap listed, MovingMap moving, bool published,
+                            const std::string& list_rv, double seconds) {
   // Tell which keys changed (added, modified, deleted).
   std::vector<std::string> changed;
   size_t size;
   {
     MutexLock lock(mu_);
-    for (const auto& [key, object] : cache_) {
-      auto it = listed.find(key);
-      if (it == listed.end() || it->second.resource_version() != object.resource_version()) {
-        changed.push_back(key);
+    if (!published) {
+      for (const auto& [key, object] : cache_) {
+        auto it = listed.find(key);
+        if (it == listed.end() || it->second.resource_version() != object.resource_version()) {
+          changed.push_back(key);
+        }
       }
+      for (const auto& [key, object] : listed) {
+        if (!cache_.count(key)) changed.push_back(key);
+      }
+      cache_ = std::move(listed);
     }
-    for (const auto& [key, object] : listed) {
-      if (!cache_.count(key)) changed.push_back(key);
-    }
-    cache_ = std::move(listed);
     // What to release is what this list says; each goes through the controller, whose
     // Released() writes the release once no pass of it runs.
     for (const auto& [key, object] : moving) {
@@ -539,7 +566,8 @@ bool Informer::HandleLine(std::string_view line, WatchOutcome* outcome) {
 
 void Informer::Upsert(crd::ElasticVM object) {
   std::string key = object.Key();
-  PackedObject packed = PackForCache(object);
+  PackedObject packed = PackForCache(object);  // `object` is now as Get gives it back
+  std::string resource_version = packed.resource_version();
   size_t size;
   {
     MutexLock lock(mu_);
@@ -555,8 +583,27 @@ void Informer::Upsert(crd::ElasticVM object) {
     cache_[key] = std::move(packed);
     size = cache_.size();
   }
+  Remember(key, resource_version, std::move(object));
   metrics_->CacheSize(size);
   on_change_(key);
+}
+
+void Informer::Publish(std::string key, PackedObject packed, crd::ElasticVM object) {
+  TrimForCache(object);
+  object.metadata.creation_timestamp.clear();  // as Unpack gives it back
+  std::string resource_version = packed.resource_version();
+  {
+    MutexLock lock(mu_);
+    cache_.insert_or_assign(key, std::move(packed));
+  }
+  Remember(key, std::move(resource_version), std::move(object));
+  on_change_(key);
+}
+
+void Informer::Remember(const std::string& key, std::string resource_version,
+                        crd::ElasticVM object) const {
+  if (resource_version.empty()) return;
+  ThreadLastDecoded() = {id_, key, std::move(resource_version), std::move(object)};
 }
 
 void Informer::Remove(const std::string& key, std::optional<crd::ElasticVM> moving) {

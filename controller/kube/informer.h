@@ -12,6 +12,9 @@
 // and once the controller is done with it (Released) the informer writes the release
 // (Ready=False, NodeChanged) that lets the assigner hand it to the other node's agent.
 //
+// The first LIST into an empty cache signals each object as soon as it is read, so a restart
+// reconciles while a long answer is still arriving; HasSynced stays false until it is whole.
+//
 // The cache holds each object packed (controller/kube/packed_object.h): ~100 bytes instead
 // of ~2 KB; Get decodes it.
 #pragma once
@@ -103,7 +106,9 @@ class Informer final : public ObjectSource {
   bool ReadAllPages(CacheMap* listed, MovingMap* moving, std::string* list_rv);
   // Swaps in a complete LIST and signals each key that was added, changed, removed or is to
   // be released.
-  void ReplaceCache(CacheMap listed, MovingMap moving, const std::string& list_rv, double seconds);
+  // `published`: the cache already holds what the list read (Publish), so `listed` is empty.
+  void ReplaceCache(CacheMap listed, MovingMap moving, bool published, const std::string& list_rv,
+                    double seconds);
   // The path and query of one LIST request.
   std::string ListPagePath(const std::string& asked_rv, const ListPage& page) const;
   // The resourceVersion the next LIST asks for ("" = a quorum read from etcd).
@@ -122,6 +127,11 @@ class Informer final : public ObjectSource {
   // Applies one watch line; returns false when the stream must end with `outcome`.
   bool HandleLine(std::string_view line, WatchOutcome* outcome);
   void Upsert(crd::ElasticVM object);
+  // During the first LIST: caches one object as it is read and signals it.
+  void Publish(std::string key, PackedObject packed, crd::ElasticVM object);
+  // The next Get of `key` at `resource_version` on this thread returns `object` (as Unpack
+  // would give it) without decoding: the change handler's lookups right after a signal.
+  void Remember(const std::string& key, std::string resource_version, crd::ElasticVM object) const;
   // Drops `key` from the cache; with `moving`, keeps that object to release.
   void Remove(const std::string& key, std::optional<crd::ElasticVM> moving = std::nullopt);
   // Ready=False, NodeChanged on `object`'s status; false when the write failed.
@@ -152,6 +162,8 @@ class Informer final : public ObjectSource {
   bool list_rv_unavailable_ = false;
   // Informer thread only: a LIST at "0" came in pages (the server has no watch cache).
   bool paginated_result_ = false;
+  // Informer thread only: the LIST being read goes straight into the cache (List).
+  bool publish_while_listing_ = false;
 };
 
 }  // namespace hotplug::controller::kube

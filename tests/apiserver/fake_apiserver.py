@@ -617,6 +617,9 @@ class Faults:
         # longer serve the version asked for); a quorum LIST (no resourceVersion) still works.
         "list_refuse_resource_version": False,
         "list_continue_gone_count": 0,   # >0: this many LISTs with a continue token get 410
+        # >0: a LIST answer sends its first half of items, then waits this long before the
+        # rest (a long answer still arriving); its request log entry gets "finished" at the end.
+        "list_stall_ms": 0,
     }
 
     def __init__(self):
@@ -1724,8 +1727,34 @@ class ApiHandler(BaseHTTPRequestHandler):
             table["metadata"].update(metadata)
             self._send_json(200, table)
             return
-        self._send_json(200, {"kind": rtype.list_kind(), "apiVersion": rtype.api_version(),
-                              "metadata": metadata, "items": items})
+        body = {"kind": rtype.list_kind(), "apiVersion": rtype.api_version(),
+                "metadata": metadata, "items": items}
+        stall_ms = self.server.faults.get("list_stall_ms")
+        if stall_ms and len(items) > 1:
+            self._send_json_stalled(body, len(items) // 2, stall_ms / 1000)
+        else:
+            self._send_json(200, body)
+        self._log_entry["finished"] = True
+
+    def _send_json_stalled(self, body, first_items, seconds):
+        """A 200 JSON list answer whose first `first_items` items are sent and flushed, then
+        the rest after `seconds`."""
+        items = body["items"]
+        head = dict(body, items=[])
+        text = json.dumps(head)
+        opening, closing = text[:text.rindex("[]") + 1], text[text.rindex("[]") + 1:]
+        first = opening + ", ".join(json.dumps(item) for item in items[:first_items])
+        rest = "".join(", " + json.dumps(item) for item in items[first_items:]) + closing
+        data = [first.encode(), rest.encode()]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data[0]) + len(data[1])))
+        self.end_headers()
+        self.wfile.write(data[0])
+        self.wfile.flush()
+        time.sleep(seconds)
+        self.wfile.write(data[1])
+        self._log_entry["code"] = 200
 
     def _patch(self, rtype, namespace, name, subresource, field_validation, warnings):
         """The patch as a write operation (see _write_operation)."""

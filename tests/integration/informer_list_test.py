@@ -128,6 +128,33 @@ def first_list_from_the_watch_cache(setup):
     expect(setup.lists()[:1] == ["0"], f"the first LIST asked for {setup.lists()[:1]}, not 0")
 
 
+def first_list_is_reconciled_while_it_arrives(setup):
+    # The answer's second half comes 6 s after its first (list_stall_ms): objects of the first
+    # half are reconciled, their statuses written, while the LIST is still arriving, as a
+    # restart over 10,000 objects reconciles during the seconds their LIST takes. (600: the
+    # first half is more than the HTTP client's 64 KiB reads.)
+    setup.apply_list([{"apiVersion": "hotplug.dev/v1alpha1", "kind": "ElasticVM",
+                       "metadata": {"name": f"vm-{i:03d}", "namespace": "default"},
+                       "spec": {"cpu": {"vcpus": 2}}} for i in range(600)])
+    setup.start_operator()
+
+    def written_during_the_list():
+        entries = setup.api.admin("GET", "/_admin/requests?since=0")["items"]
+        lists = [e for e in entries if e.get("method") == "GET" and e.get("path") == VMS and
+                 not (e.get("query") or {}).get("watch")]
+        written = [e for e in entries if e.get("path", "").endswith("/status") and
+                   e.get("method") in ("PATCH", "PUT")]
+        if lists and lists[0].get("finished"):
+            raise CheckFailed("the first LIST finished before any status was written: "
+                              f"{len(written)} writes")
+        return written
+    poll(written_during_the_list, "a status written while the LIST is stalled", 5, 0.05)
+    expect(not setup.ready(), "/readyz before the whole LIST arrived")
+    poll(setup.ready, "/readyz after the whole LIST", 30)
+    listed = setup.logged("listed elasticvms")
+    expect(listed and listed[0]["objects"] == "600", f"the first LIST logged {listed}")
+
+
 def refused_version_falls_back_to_a_quorum_list(setup):
     setup.apply(2)
     setup.start_operator()
@@ -180,6 +207,8 @@ def short_quiet_watches_do_not_back_off(setup):
 def main():
     results = [
         run("first_list_from_the_watch_cache", None, first_list_from_the_watch_cache),
+        run("first_list_is_reconciled_while_it_arrives", {"list_stall_ms": 6000},
+            first_list_is_reconciled_while_it_arrives),
         run("refused_version_falls_back_to_a_quorum_list",
             {"list_refuse_resource_version": True}, refused_version_falls_back_to_a_quorum_list),
         run("relist_after_gone_asks_for_the_last_version_seen",
