@@ -50,6 +50,7 @@ Controller::Controller(ObjectSource& source, StatusWriter& status_writer, EventR
       options_(std::move(options)),
       metrics_(options_.metrics ? options_.metrics : &no_metrics_),
       queue_(clock, QueueOptions(options_)),
+      owned_domains_(options_.reconciler.claim_manager),
       status_sync_(source, status_writer, *metrics_),
       autoscaler_(options_.autoscale) {
   options_.reconciler.stop_requested = &stop_requested_;
