@@ -35,7 +35,6 @@ PackedObject PackForCache(crd::ElasticVM& object) {
   return PackedObject::Pack(object);
 }
 
-
 // Each change is looked up right after it is signalled, on the informer's thread (the
 // metrics, the controller's domain index): each thread keeps the last object it decoded or
 // the informer cached, by informer, key and version (a version is one content).
