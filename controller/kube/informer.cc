@@ -98,6 +98,9 @@ std::optional<crd::ElasticVM> Informer::Get(const std::string& key) const {
       last.resource_version == packed.resource_version()) {
     return last.object;
   }
+  if (std::optional<crd::ElasticVM> handed = TakeHandoff(key, packed.resource_version())) {
+    return handed;
+  }
   std::optional<crd::ElasticVM> object = packed.Unpack();
   if (object) last = {id_, key, packed.resource_version(), *object};
   return object;
@@ -602,7 +605,24 @@ void Informer::Publish(std::string key, PackedObject packed, crd::ElasticVM obje
 void Informer::Remember(const std::string& key, std::string resource_version,
                         crd::ElasticVM object) const {
   if (resource_version.empty()) return;
+  {
+    MutexLock lock(mu_);
+    if (handoff_.size() < kHandoffLimit || handoff_.count(key)) {
+      handoff_.insert_or_assign(key, std::pair(resource_version, object));
+    }
+  }
   ThreadLastDecoded() = {id_, key, std::move(resource_version), std::move(object)};
+}
+
+std::optional<crd::ElasticVM> Informer::TakeHandoff(const std::string& key,
+                                                    const std::string& resource_version) const {
+  MutexLock lock(mu_);
+  auto it = handoff_.find(key);
+  if (it == handoff_.end()) return std::nullopt;
+  std::optional<crd::ElasticVM> object;
+  if (it->second.first == resource_version) object = std::move(it->second.second);
+  handoff_.erase(it);  // taken, or an older version than the cache's
+  return object;
 }
 
 void Informer::Remove(const std::string& key, std::optional<crd::ElasticVM> moving) {
@@ -610,6 +630,7 @@ void Informer::Remove(const std::string& key, std::optional<crd::ElasticVM> movi
   {
     MutexLock lock(mu_);
     moving_.erase(key);
+    handoff_.erase(key);
     bool was_cached = cache_.erase(key) > 0;
     if (moving) {
       moving_.insert_or_assign(key, std::move(*moving));

@@ -131,7 +131,12 @@ class Informer final : public ObjectSource {
   void Publish(std::string key, PackedObject packed, crd::ElasticVM object);
   // The next Get of `key` at `resource_version` on this thread returns `object` (as Unpack
   // would give it) without decoding: the change handler's lookups right after a signal.
+  // And one Get of it on another thread (the worker's pass that the signal queued) takes it
+  // from handoff_, while fewer than kHandoffLimit wait there.
   void Remember(const std::string& key, std::string resource_version, crd::ElasticVM object) const;
+  std::optional<crd::ElasticVM> TakeHandoff(const std::string& key,
+                                            const std::string& resource_version) const;
+  static constexpr size_t kHandoffLimit = 1024;
   // Drops `key` from the cache; with `moving`, keeps that object to release.
   void Remove(const std::string& key, std::optional<crd::ElasticVM> moving = std::nullopt);
   // Ready=False, NodeChanged on `object`'s status; false when the write failed.
@@ -152,6 +157,9 @@ class Informer final : public ObjectSource {
   std::condition_variable stop_cv_;
   CacheMap cache_ GUARDED_BY(mu_);
   MovingMap moving_ GUARDED_BY(mu_);  // left the cache for another node, not released yet
+  // Objects just signalled, decoded, by key: their resourceVersion and the object.
+  mutable std::unordered_map<std::string, std::pair<std::string, crd::ElasticVM>> handoff_
+      GUARDED_BY(mu_);
   bool synced_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::shared_ptr<StreamCancel> current_watch_ GUARDED_BY(mu_);
