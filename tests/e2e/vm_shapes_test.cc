@@ -347,63 +347,64 @@ void VmShapesE2E::CheckWindowsMetadataRefusesAnUnplug() {
   ASSERT_EQ(Virsh({"metadata", guest_->name(), kLibosinfo, "--live", "--remove"}).exit_code, 0);
 }
 
+// Whether a connection's event sink has heard of the guest since the last Clear().
+class Ear {
+ public:
+  Ear(LibvirtHypervisor& backend, std::string domain) : backend_(backend) {
+    backend_.SetEventSink([this, domain = std::move(domain)](const std::string& name) {
+      std::lock_guard lock(mu_);
+      heard_ = heard_ || name == domain;
+    });
+  }
+  ~Ear() { backend_.SetEventSink(nullptr); }
+  void Clear() {
+    std::lock_guard lock(mu_);
+    heard_ = false;
+  }
+  bool HearsWithin(std::chrono::milliseconds limit) {
+    return PollUntil(
+        [&] {
+          std::lock_guard lock(mu_);
+          return heard_;
+        },
+        limit);
+  }
+
+ private:
+  LibvirtHypervisor& backend_;
+  std::mutex mu_;
+  bool heard_ = false;  // guarded by mu_
+};
+
 void VmShapesE2E::CheckTheOwnerHandsTheDomainOver() {
-  std::mutex mu;
-  bool heard = false;  // guarded by mu
-  backend_b_.SetEventSink([&](const std::string& domain) {
-    std::lock_guard lock(mu);
-    heard = heard || domain == guest_->name();
-  });
+  Ear b_ear(backend_b_, guest_->name());
   ASSERT_TRUE(claim_.has_value());
   const auto released_at = std::chrono::steady_clock::now();
   ASSERT_TRUE(backend_a_.ReleaseDomain(guest_->name(), *claim_).ok());
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        std::lock_guard lock(mu);
-        return heard;
-      },
-      10s))
-      << "no metadata-change event reached the other connection";
+  ASSERT_TRUE(b_ear.HearsWithin(10s)) << "no metadata-change event reached the other connection";
   Measure("shapes_claim_release_event_ms", MillisecondsSince(released_at), "ms");
   rival_.spec.cpu.vcpus = 8;  // what the guest has: the takeover changes nothing
   ++rival_.metadata.generation;
   // The takeover's claim is news to the other connection only: the claimant's own pass is
   // the one looking, and its echo would bring a second pass of every newly claimed domain.
-  bool a_heard = false;  // guarded by mu
-  backend_a_.SetEventSink([&](const std::string& domain) {
-    std::lock_guard lock(mu);
-    a_heard = a_heard || domain == guest_->name();
-  });
+  reconciler::Result takeover;
   {
-    std::lock_guard lock(mu);
-    heard = false;
+    Ear a_ear(backend_a_, guest_->name());
+    b_ear.Clear();
+    takeover = Pass(agent_b_, rival_);
+    EXPECT_TRUE(takeover.claim.has_value());
+    EXPECT_TRUE(a_ear.HearsWithin(10s))
+        << "the takeover's claim did not reach the former owner's connection";
+    // Both connections get the event from the same libvirtd broadcast: a's has come, so b's
+    // would have by now too.
+    EXPECT_FALSE(b_ear.HearsWithin(1s)) << "the claimant was told of its own claim";
   }
-  reconciler::Result takeover = Pass(agent_b_, rival_);
-  EXPECT_TRUE(takeover.claim.has_value());
-  EXPECT_TRUE(PollUntil(
-      [&] {
-        std::lock_guard lock(mu);
-        return a_heard;
-      },
-      10s))
-      << "the takeover's claim did not reach the former owner's connection";
-  // Both connections get the event from the same libvirtd broadcast: a's has come, so b's
-  // would have by now too.
-  EXPECT_FALSE(PollUntil(
-      [&] {
-        std::lock_guard lock(mu);
-        return heard;
-      },
-      1s))
-      << "the claimant was told of its own claim";
-  backend_a_.SetEventSink(nullptr);
   EXPECT_EQ(Cond(rival_, reconciler::condition::kReady).status, "True")
       << Cond(rival_, reconciler::condition::kReady).message;
   EXPECT_NE(Claim(false).find("owner=\"default/rival\""), std::string::npos);
   EXPECT_TRUE(Pass().steps.empty());
   EXPECT_EQ(Cond(object_, reconciler::condition::kReady).reason, "DomainClaimed");
   // The rival goes (deleted): its agent releases, and the first object claims again.
-  backend_b_.SetEventSink(nullptr);
   ASSERT_TRUE(backend_b_.ReleaseDomain(guest_->name(), *takeover.claim).ok());
 }
 
