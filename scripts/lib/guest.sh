@@ -181,12 +181,20 @@ while :; do
   for dir in /sys/devices/system/cpu/cpu[0-9]*; do
     [ -d "$dir" ] || continue
     n=${dir##*/cpu}
-    now_cpus="$now_cpus$n "
-    case $seen_cpus in *" $n "*) continue ;; esac
+    case $seen_cpus in *" $n "*) now_cpus="$now_cpus$n "; continue ;; esac
+    # A new CPU is seen once it is online. Its directory can appear before its online file,
+    # and the write can fail while the kernel brings it up: either way, try again next
+    # round (once it was seen online, the guest leaves it as a test sets it). Only the boot
+    # CPU has no online file at all.
     if [ -f "$dir/online" ]; then
       read -r state <"$dir/online"
-      [ "$state" = 0 ] && echo 1 >"$dir/online"
+      [ "$state" = 0 ] && echo 1 >"$dir/online" 2>/dev/null
+      read -r state <"$dir/online"
+      [ "$state" = 1 ] || continue
+    elif [ "$n" != 0 ]; then
+      continue
     fi
+    now_cpus="$now_cpus$n "
   done
   seen_cpus=$now_cpus
   now_mem=" "
