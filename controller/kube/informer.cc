@@ -347,6 +347,13 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
   MovingMap& moving = *moving_out;
   ListPage page;
   std::string asked_rv = ListResourceVersion();
+  auto start_over = [&] {
+    page = ListPage{};
+    listed.clear();
+    moving.clear();
+    // What was published stays cached; the new list is compared with it at the end.
+    publish_while_listing_ = false;
+  };
   // (A loop with `continue` meaning "start the list over": a do/while would test the emptied
   // continue token and take an empty list for the whole truth.)
   for (;;) {
@@ -362,11 +369,7 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
     if (!result.ok()) {
       if (result.gone() && continued) {
         // The continue token expired: start the list over.
-        page = ListPage{};
-        listed.clear();
-        moving.clear();
-        // What was published stays cached; the new list is compared with it at the end.
-        publish_while_listing_ = false;
+        start_over();
         continue;
       }
       if (!asked_rv.empty() && RefusedVersion(result)) {
@@ -374,11 +377,7 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
                   {{"resourceVersion", asked_rv}, {"error", result.error}});
         list_rv_unavailable_ = true;
         asked_rv.clear();
-        page = ListPage{};
-        listed.clear();
-        moving.clear();
-        // What was published stays cached; the new list is compared with it at the end.
-        publish_while_listing_ = false;
+        start_over();
         continue;
       }
       log::Warn("list of elasticvms failed", {{"error", result.error}});
