@@ -7,36 +7,20 @@ void OwnedDomains::Record(const std::string& key, const std::string& domain,
   if (!claim_known) return;
   MutexLock lock(mu_);
   if (claim) {
-    if (claim->owner == key && claim->manager == manager_) {
-      other_.erase(key);
-      owned_.insert_or_assign(key, Compact{domain, claim->uid});
-    } else {
-      owned_.erase(key);
-      other_.insert_or_assign(key, Owned{domain, *claim});
-    }
+    owned_.insert_or_assign(key, Compact{domain, claim->uid});
     return;
   }
-  if (auto it = owned_.find(key); it != owned_.end() && it->second.domain == domain) {
-    owned_.erase(it);
-  }
-  if (auto it = other_.find(key); it != other_.end() && it->second.domain == domain) {
-    other_.erase(it);
-  }
+  auto it = owned_.find(key);
+  if (it != owned_.end() && it->second.domain == domain) owned_.erase(it);
 }
 
 std::optional<OwnedDomains::Owned> OwnedDomains::TakeIfNotNaming(
     const std::string& key, const std::optional<std::string>& domain) {
   MutexLock lock(mu_);
-  if (auto it = owned_.find(key); it != owned_.end()) {
-    if (domain && it->second.domain == *domain) return std::nullopt;
-    Owned owned{std::move(it->second.domain), {key, std::move(it->second.uid), manager_}};
-    owned_.erase(it);
-    return owned;
-  }
-  auto it = other_.find(key);
-  if (it == other_.end() || (domain && it->second.domain == *domain)) return std::nullopt;
-  Owned owned = std::move(it->second);
-  other_.erase(it);
+  auto it = owned_.find(key);
+  if (it == owned_.end() || (domain && it->second.domain == *domain)) return std::nullopt;
+  Owned owned{std::move(it->second.domain), {key, std::move(it->second.uid), manager_}};
+  owned_.erase(it);
   return owned;
 }
 

@@ -2,9 +2,9 @@
 // an owner is deleted or points at another domain, its claim on the old domain is what gets
 // released, and the objects waiting for that domain are queued. Thread-safe.
 //
-// One entry per object that holds a claim (every object, at steady state): a claim this
-// process writes names its object's key as the owner and this process's manager, so only its
-// domain and uid are kept (about half the bytes of a whole claim per object).
+// One entry per object that holds a claim (every object, at steady state). The claim a pass
+// reports is always its object's own (reconciler's OurClaim: the key as owner, this process's
+// manager), so only its domain and uid are kept (about half the bytes of a whole claim).
 #pragma once
 
 #include <optional>
@@ -44,9 +44,6 @@ class OwnedDomains {
   const std::string manager_;
   Mutex mu_;
   std::unordered_map<std::string, Compact> owned_ GUARDED_BY(mu_);  // by key
-  // Claims of another shape (another owner or manager: not written by this process's
-  // reconciler, kept whole so nothing is lost).
-  std::unordered_map<std::string, Owned> other_ GUARDED_BY(mu_);
 };
 
 }  // namespace hotplug::controller

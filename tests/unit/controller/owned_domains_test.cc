@@ -18,16 +18,6 @@ TEST(OwnedDomainsTest, AClaimOfItsOwnShapeComesBackWholeWhenTheKeyNamesAnotherDo
   EXPECT_FALSE(owned.TakeIfNotNaming("ns/web", std::nullopt));  // taken once
 }
 
-TEST(OwnedDomainsTest, AClaimOfAnotherShapeIsKeptWhole) {
-  OwnedDomains owned("node/a");
-  const backends::DomainClaim other_manager{"ns/web", "uid-1", "node/b"};
-  const backends::DomainClaim other_owner{"ns/db", "uid-2", "node/a"};
-  owned.Record("ns/web", "dom-1", other_manager, true);
-  owned.Record("ns/x", "dom-2", other_owner, true);
-  EXPECT_EQ(owned.TakeIfNotNaming("ns/web", std::string("dom-9"))->claim, other_manager);
-  EXPECT_EQ(owned.TakeIfNotNaming("ns/x", std::nullopt)->claim, other_owner);
-}
-
 TEST(OwnedDomainsTest, APassThatFoundNoClaimForgetsOnlyThatDomainsAndAnUnknownOneNothing) {
   OwnedDomains owned("");
   const backends::DomainClaim claim{"ns/web", "uid-1", ""};
