@@ -7,6 +7,7 @@
 #include <pplx/threadpool.h>
 
 #include <istream>
+#include <optional>
 #include <streambuf>
 
 #include <nlohmann/json.hpp>
@@ -171,13 +172,20 @@ ApiResult Client::Get(const std::string& path) { return Send("GET", path, nullpt
 
 ApiResult Client::GetStreamed(const std::string& path,
                               const std::function<bool(std::istream& body)>& read,
-                              size_t* body_bytes) {
+                              size_t* body_bytes, std::chrono::seconds idle_timeout) {
   auto start = std::chrono::steady_clock::now();
   ApiResult result;
   if (body_bytes) *body_bytes = 0;
   try {
+    // Another timeout than the client's takes a client of its own (as a watch does).
+    std::optional<client::http_client> own;
+    if (idle_timeout.count() > 0 && idle_timeout != options_.request_timeout) {
+      own.emplace(utility::conversions::to_string_t(config_.server),
+                  MakeHttpConfig(config_, idle_timeout));
+    }
+    client::http_client& http = own ? *own : impl_->http;
     http::http_request request = impl_->Request("GET", path, options_.user_agent);
-    http::http_response response = impl_->http.request(request).get();
+    http::http_response response = http.request(request).get();
     result.http_status = response.status_code();
     if (result.ok()) {
       ResponseBuffer buffer(response.body());

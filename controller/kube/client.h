@@ -93,10 +93,14 @@ class Client {
   // of MB: parsed while it comes, never held). `read` returns false when the body is not
   // what it expected, which fails the result like a dropped connection does (status 0).
   // Another status reads the body into the result as Get does, without calling `read`.
-  // `body_bytes` (may be null) counts what `read` was given.
+  // `body_bytes` (may be null) counts what `read` was given. `idle_timeout` (0: the client's
+  // request_timeout) bounds each wait for the answer, its status line included: kube-apiserver
+  // sends nothing of a LIST answered from its watch cache until it has encoded all of it,
+  // which takes more than a write's timeout at 100,000 objects.
   ApiResult GetStreamed(const std::string& path,
                         const std::function<bool(std::istream& body)>& read,
-                        size_t* body_bytes = nullptr);
+                        size_t* body_bytes = nullptr,
+                        std::chrono::seconds idle_timeout = std::chrono::seconds(0));
   ApiResult Post(const std::string& path, const std::string& json_body);
   ApiResult Put(const std::string& path, const std::string& json_body);
   // `patch_type`: "application/merge-patch+json" or "application/strategic-merge-patch+json".

@@ -364,7 +364,7 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
     ApiResult result = client_.GetStreamed(
         ListPagePath(asked_rv, page),
         [&](std::istream& body) { return ReadListPage(body, &page, &listed, &moving, &items); },
-        &bytes);
+        &bytes, options_.list_timeout);
     metrics_->Received("list", items, bytes);
     if (!result.ok()) {
       if (result.gone() && continued) {

@@ -61,6 +61,11 @@ class Informer final : public ObjectSource {
     std::string node_name;  // "" = every object in scope, no label selector
     // timeoutSeconds asked of each watch; the server ends the stream then and we reconnect.
     std::chrono::seconds watch_timeout{300};
+    // How long a LIST may keep us waiting, for its first byte too. kube-apiserver sends no
+    // part of a LIST answered from its watch cache before it has encoded the whole answer
+    // (535 MB at 100,000 objects: 20-40 s on 2 cores) and gives up itself at its
+    // --request-timeout (60 s by default): wait a little longer, so the server decides.
+    std::chrono::seconds list_timeout{75};
     std::chrono::milliseconds backoff_initial{200};
     std::chrono::milliseconds backoff_max{30'000};
     size_t list_page_size = 500;
