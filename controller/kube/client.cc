@@ -1,16 +1,15 @@
 // The one translation unit that includes cpprestsdk (it costs ~5 s of compile time).
 #include "controller/kube/client.h"
 
-#include <atomic>
 #include <cpprest/http_client.h>
 #include <cpprest/rawptrstream.h>
 #include <pplx/threadpool.h>
 
+#include <atomic>
 #include <istream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <streambuf>
-
-#include <nlohmann/json.hpp>
 
 namespace hotplug::controller::kube {
 namespace {
@@ -57,8 +56,8 @@ class ResponseBuffer final : public std::streambuf {
     if (!error_.empty()) return traits_type::eof();
     size_t got = 0;
     try {
-      concurrency::streams::rawptr_buffer<uint8_t> target(
-          reinterpret_cast<uint8_t*>(buffer_), sizeof(buffer_), std::ios::out);
+      concurrency::streams::rawptr_buffer<uint8_t> target(reinterpret_cast<uint8_t*>(buffer_),
+                                                          sizeof(buffer_), std::ios::out);
       got = stream_.read(target, sizeof(buffer_)).get();
     } catch (const std::exception& e) {
       error_ = e.what();
@@ -172,7 +171,8 @@ ApiResult Client::Get(const std::string& path) { return Send("GET", path, nullpt
 
 ApiResult Client::GetStreamed(const std::string& path,
                               const std::function<bool(std::istream& body)>& read,
-                              size_t* body_bytes, std::chrono::seconds idle_timeout) {
+                              size_t* body_bytes, std::chrono::seconds idle_timeout,
+                              const StreamCancel* cancel) {
   auto start = std::chrono::steady_clock::now();
   ApiResult result;
   if (body_bytes) *body_bytes = 0;
@@ -185,7 +185,10 @@ ApiResult Client::GetStreamed(const std::string& path,
     }
     client::http_client& http = own ? *own : impl_->http;
     http::http_request request = impl_->Request("GET", path, options_.user_agent);
-    http::http_response response = http.request(request).get();
+    // The token closes the connection, which ends a wait for the status line or the body.
+    http::http_response response =
+        (cancel ? http.request(request, cancel->impl()->source.get_token()) : http.request(request))
+            .get();
     result.http_status = response.status_code();
     if (result.ok()) {
       ResponseBuffer buffer(response.body());
@@ -205,6 +208,10 @@ ApiResult Client::GetStreamed(const std::string& path,
   } catch (const std::exception& e) {
     result.http_status = 0;
     result.error = std::string("request GET ") + path + " failed: " + e.what();
+  }
+  if (!result.ok() && cancel && cancel->cancelled()) {
+    result.http_status = 0;
+    result.error = "request GET " + path + " cancelled";
   }
   FillError(&result);
   (options_.metrics ? options_.metrics : &no_metrics_)

@@ -48,7 +48,8 @@ class ClientMetrics {
   }
 };
 
-// Cancels a watch from another thread: the read in flight returns within milliseconds.
+// Cancels a watch or a streamed GET from another thread: the read in flight (the wait for
+// the status line included) returns within milliseconds.
 class StreamCancel {
  public:
   StreamCancel();
@@ -96,11 +97,13 @@ class Client {
   // `body_bytes` (may be null) counts what `read` was given. `idle_timeout` (0: the client's
   // request_timeout) bounds each wait for the answer, its status line included: kube-apiserver
   // sends nothing of a LIST answered from its watch cache until it has encoded all of it,
-  // which takes more than a write's timeout at 100,000 objects.
+  // which takes more than a write's timeout at 100,000 objects. `cancel` (may be null) ends
+  // the request from another thread: the result is status 0 with the error "cancelled".
   ApiResult GetStreamed(const std::string& path,
                         const std::function<bool(std::istream& body)>& read,
                         size_t* body_bytes = nullptr,
-                        std::chrono::seconds idle_timeout = std::chrono::seconds(0));
+                        std::chrono::seconds idle_timeout = std::chrono::seconds(0),
+                        const StreamCancel* cancel = nullptr);
   ApiResult Post(const std::string& path, const std::string& json_body);
   ApiResult Put(const std::string& path, const std::string& json_body);
   // `patch_type`: "application/merge-patch+json" or "application/strategic-merge-patch+json".

@@ -64,20 +64,32 @@ void Informer::Start(ChangeHandler on_change) {
 }
 
 void Informer::Stop() {
-  std::shared_ptr<StreamCancel> watch;
+  std::shared_ptr<StreamCancel> stream;
   {
     MutexLock lock(mu_);
     stopping_ = true;
-    watch = current_watch_;
+    stream = current_stream_;
   }
   stop_cv_.notify_all();
-  if (watch) watch->Cancel();
+  if (stream) stream->Cancel();
   if (thread_.joinable()) thread_.join();
 }
 
 bool Informer::Stopping() const {
   MutexLock lock(mu_);
   return stopping_;
+}
+
+std::shared_ptr<StreamCancel> Informer::BeginStream() {
+  MutexLock lock(mu_);
+  if (stopping_) return nullptr;
+  current_stream_ = std::make_shared<StreamCancel>();
+  return current_stream_;
+}
+
+void Informer::EndStream() {
+  MutexLock lock(mu_);
+  current_stream_.reset();
 }
 
 bool Informer::HasSynced() const {
@@ -357,15 +369,18 @@ bool Informer::ReadAllPages(CacheMap* listed_out, MovingMap* moving_out, std::st
   // (A loop with `continue` meaning "start the list over": a do/while would test the emptied
   // continue token and take an empty list for the whole truth.)
   for (;;) {
-    if (Stopping()) return false;
+    std::shared_ptr<StreamCancel> cancel = BeginStream();
+    if (!cancel) return false;
     bool continued = !page.continue_token.empty();
     size_t items = 0;
     size_t bytes = 0;
     ApiResult result = client_.GetStreamed(
         ListPagePath(asked_rv, page),
         [&](std::istream& body) { return ReadListPage(body, &page, &listed, &moving, &items); },
-        &bytes, options_.list_timeout);
+        &bytes, options_.list_timeout, cancel.get());
+    EndStream();
     metrics_->Received("list", items, bytes);
+    if (cancel->cancelled()) return false;
     if (!result.ok()) {
       if (result.gone() && continued) {
         // The continue token expired: start the list over.
@@ -430,12 +445,8 @@ void Informer::ReplaceCache(CacheMap listed, MovingMap moving, bool published,
 }
 
 Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) {
-  auto cancel = std::make_shared<StreamCancel>();
-  {
-    MutexLock lock(mu_);
-    if (stopping_) return WatchOutcome::kStop;
-    current_watch_ = cancel;
-  }
+  std::shared_ptr<StreamCancel> cancel = BeginStream();
+  if (!cancel) return WatchOutcome::kStop;
   std::string path =
       ElasticVMsPath(options_.ns) +
       "?watch=1&allowWatchBookmarks=true&resourceVersion=" + QueryEscape(resource_version) +
@@ -451,10 +462,7 @@ Informer::WatchOutcome Informer::WatchOnce(const std::string& resource_version) 
         return HandleLine(line, &outcome);
       },
       *cancel, options_.watch_timeout + std::chrono::seconds(30));
-  {
-    MutexLock lock(mu_);
-    current_watch_.reset();
-  }
+  EndStream();
   if (Stopping() || end.kind == WatchEnd::Kind::kCancelled) return WatchOutcome::kStop;
   // A watch that delivered something, or lived a while, was healthy: failures after it
   // start backing off from the beginning. One that failed at once backs off more each time.

@@ -149,6 +149,10 @@ class Informer final : public ObjectSource {
   // Sleeps for the current backoff (cut short by Stop) and grows it.
   void Backoff();
   bool Stopping() const;
+  // A cancel for the request about to be made, which Stop cancels until EndStream; null once
+  // Stop was called.
+  std::shared_ptr<StreamCancel> BeginStream();
+  void EndStream();
 
   Client& client_;
   const Options options_;
@@ -167,7 +171,8 @@ class Informer final : public ObjectSource {
       GUARDED_BY(mu_);
   bool synced_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::shared_ptr<StreamCancel> current_watch_ GUARDED_BY(mu_);
+  // The LIST page or watch in flight, which Stop cancels.
+  std::shared_ptr<StreamCancel> current_stream_ GUARDED_BY(mu_);
   std::string last_rv_ GUARDED_BY(mu_);
   int list_count_ GUARDED_BY(mu_) = 0;
   std::chrono::milliseconds backoff_ GUARDED_BY(mu_){0};

@@ -5,7 +5,9 @@ whole, without an etcd read); when the server refuses the version asked for, the
 again at once without one (a quorum read) and gets ready; a relist after a watch's 410 asks for
 the last version seen, without a limit (so the watch cache, not an exact etcd read, answers);
 an expired continue token starts the LIST over; short quiet watches are not backed off; a LIST
-whose answer is slow to start (as kube-apiserver's at 100,000 objects) is waited for, not asked again. (tests/bench measures what resourceVersion=0 saves on the real server.)
+whose answer is slow to start (as kube-apiserver's at 100,000 objects) is waited for, not asked
+again, and does not hold up a SIGTERM. (tests/bench measures what resourceVersion=0 saves on
+the real server.)
 
 Run: python3 tests/integration/informer_list_test.py [path/to/hotplug-operator-testing]
 """
@@ -219,6 +221,23 @@ def a_list_slow_to_start_is_waited_for(setup):
     expect(setup.lists() == ["0"], f"LISTs asked for {setup.lists()}: want one, at 0")
 
 
+def a_slow_list_does_not_hold_up_a_stop(setup):
+    # SIGTERM while the LIST waits for its answer (the 75 s a 100,000-object LIST may take):
+    # the operator cancels the request and exits, well before the 30 s answer would come.
+    setup.apply(1)
+    setup.api.admin("POST", "/_admin/faults", {"delay_ms": 30000, "delay_prefix": VMS})
+    setup.start_operator()
+    poll(lambda: setup.lists() == ["0"], "the operator's LIST reaches the server", 20, 0.1)
+    setup.operator.terminate()
+    try:
+        code = setup.operator.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise CheckFailed("still running 10 s after SIGTERM: the LIST in flight held it up")
+    expect(code == 0, f"exit code {code} after SIGTERM, want 0")
+    failed = setup.logged("list of elasticvms failed")
+    expect(not failed, f"a cancelled LIST was logged as a failure: {failed}")
+
+
 def main():
     results = [
         run("first_list_from_the_watch_cache", None, first_list_from_the_watch_cache),
@@ -234,6 +253,7 @@ def main():
             expired_continue_token_lists_again_from_the_start),
         run("short_quiet_watches_do_not_back_off", None, short_quiet_watches_do_not_back_off),
         run("a_list_slow_to_start_is_waited_for", None, a_list_slow_to_start_is_waited_for),
+        run("a_slow_list_does_not_hold_up_a_stop", None, a_slow_list_does_not_hold_up_a_stop),
     ]
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
