@@ -393,7 +393,10 @@ void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::Elastic
   // would make them again. The worker drops them after its last pass (AutoscaleForgotten).
   MutexLock lock(mu_);
   if (!object) {
-    objects_.erase(key);
+    if (auto gone = objects_.find(key); gone != objects_.end()) {
+      tally_.Count(gone->second, -1);
+      objects_.erase(gone);
+    }
     return;
   }
   auto [it, inserted] = objects_.try_emplace(key);
@@ -408,7 +411,7 @@ void PrometheusMetrics::ObjectChanged(const std::string& key, const crd::Elastic
       state.waiting_since = clock_.Monotonic();
     }
   }
-  Snapshot(*object, object->status, &state);
+  Recount(state, inserted, *object, object->status);
 }
 
 void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
@@ -439,29 +442,36 @@ void PrometheusMetrics::StatusWritten(const crd::ElasticVM& object,
     sync_duration_->Observe(SecondsSince(*state.waiting_since, clock_.Monotonic()));
     state.waiting_since.reset();
   }
+  Recount(state, inserted, object, status);
+}
+
+void PrometheusMetrics::Tally::Count(const ObjectState& state, int sign) {
+  by_condition[0][state.ready_status] += sign;
+  by_condition[1][state.vcpus_synced_status] += sign;
+  by_condition[2][state.memory_synced_status] += sign;
+  const size_t reason = state.ready_reason >= 0 ? static_cast<size_t>(state.ready_reason)
+                        : state.ready_reason == ObjectState::kNoReason
+                            ? std::size(reconciler::kReasons)
+                            : std::size(reconciler::kReasons) + 1;
+  by_reason[reason] += sign;
+  drift += sign * state.vcpu_drift;
+}
+
+void PrometheusMetrics::Recount(ObjectState& state, bool inserted, const crd::ElasticVM& object,
+                                const crd::ElasticVMStatus& status) {
+  if (!inserted) tally_.Count(state, -1);
   Snapshot(object, status, &state);
+  tally_.Count(state, 1);
 }
 
 void PrometheusMetrics::RefreshDerivedGauges() {
-  constexpr size_t kStatuses = std::size(kConditionStatuses);
-  int64_t by_condition[3][kStatuses] = {};  // Ready, VCPUsSynced, MemorySynced
-  // By reconciler::Reason, then "None" and "Other".
-  int64_t by_reason[std::size(reconciler::kReasons) + 2] = {};
-  int64_t drift = 0;
+  static_assert(Tally::kStatuses == std::size(kConditionStatuses));
+  constexpr size_t kStatuses = Tally::kStatuses;
+  Tally tally;
   double unfinished = 0, longest = 0;
   {
     MutexLock lock(mu_);
-    for (const auto& [key, state] : objects_) {
-      by_condition[0][state.ready_status]++;
-      by_condition[1][state.vcpus_synced_status]++;
-      by_condition[2][state.memory_synced_status]++;
-      const size_t reason = state.ready_reason >= 0 ? static_cast<size_t>(state.ready_reason)
-                            : state.ready_reason == ObjectState::kNoReason
-                                ? std::size(reconciler::kReasons)
-                                : std::size(reconciler::kReasons) + 1;
-      by_reason[reason]++;
-      drift += state.vcpu_drift;
-    }
+    tally = tally_;
     auto now = clock_.Monotonic();
     for (auto start : in_flight_) unfinished += SecondsSince(start, now);
     if (!in_flight_.empty()) longest = SecondsSince(*in_flight_.begin(), now);
@@ -470,17 +480,17 @@ void PrometheusMetrics::RefreshDerivedGauges() {
   for (size_t c = 0; c < std::size(conditions); ++c) {
     for (size_t s = 0; s < kStatuses; ++s) {
       elasticvms_->Add({{"condition", conditions[c]}, {"status", kConditionStatuses[s]}})
-          .Set(static_cast<double>(by_condition[c][s]));
+          .Set(static_cast<double>(tally.by_condition[c][s]));
     }
   }
   // Every known reason has a series (bounded, and a 0 graphs better than a gap).
-  for (size_t r = 0; r < std::size(by_reason); ++r) {
-    const char* name = r < std::size(reconciler::kReasons) ? reconciler::kReasons[r].name
+  for (size_t r = 0; r < Tally::kReasonSlots; ++r) {
+    const char* name = r < std::size(reconciler::kReasons)    ? reconciler::kReasons[r].name
                        : r == std::size(reconciler::kReasons) ? "None"
                                                               : "Other";
-    elasticvms_ready_reason_->Add({{"reason", name}}).Set(static_cast<double>(by_reason[r]));
+    elasticvms_ready_reason_->Add({{"reason", name}}).Set(static_cast<double>(tally.by_reason[r]));
   }
-  vcpu_drift_->Set(static_cast<double>(drift));
+  vcpu_drift_->Set(static_cast<double>(tally.drift));
   queue_unfinished_->Set(unfinished);
   queue_longest_running_->Set(longest);
 }

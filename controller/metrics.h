@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -110,7 +111,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   struct ObjectState {
     static constexpr int16_t kNoReason = -1;     // no Ready condition, or no reason: "None"
     static constexpr int16_t kOtherReason = -2;  // a reason the reconciler never writes
-    int64_t generation = 0;  // the newest generation seen
+    int64_t generation = 0;                      // the newest generation seen
     // Set while waiting for Ready=True at `generation`: when the watch delivered it.
     std::optional<std::chrono::steady_clock::time_point> waiting_since;
     int64_t vcpu_drift = 0;
@@ -121,7 +122,23 @@ class PrometheusMetrics final : public ControllerMetrics,
   };
   static void Snapshot(const crd::ElasticVM& object, const crd::ElasticVMStatus& status,
                        ObjectState* state);
-  // Recomputes the gauges that are derived at scrape time.
+  // The sums over objects_ the gauges show, kept as objects change (a scrape reads them,
+  // it does not walk 100,000 objects).
+  struct Tally {
+    static constexpr size_t kStatuses = 3;  // metrics.cc's kConditionStatuses
+    // By reconciler::Reason, then "None" and "Other".
+    static constexpr size_t kReasonSlots = std::size(reconciler::kReasons) + 2;
+    int64_t by_condition[3][kStatuses] = {};  // Ready, VCPUsSynced, MemorySynced
+    int64_t by_reason[kReasonSlots] = {};
+    int64_t drift = 0;
+    // Counts `state` in (sign 1) or out (sign -1).
+    void Count(const ObjectState& state, int sign);
+  };
+  // Replaces what objects_[key] says by `object` with `status` in the tally; `inserted`: the
+  // entry is new, so nothing of it was counted yet.
+  void Recount(ObjectState& state, bool inserted, const crd::ElasticVM& object,
+               const crd::ElasticVMStatus& status) REQUIRES(mu_);
+  // Sets the gauges that are derived at scrape time.
   void RefreshDerivedGauges();
   // The constructor's parts: the families by subject, then the series that exist from start.
   void RegisterOperationMetrics();
@@ -179,6 +196,7 @@ class PrometheusMetrics final : public ControllerMetrics,
   // each key now in a worker's hands was taken (a multiset: the queue says how long an
   // item worked, not which one, so the start nearest to now - seconds is removed).
   std::unordered_map<std::string, ObjectState> objects_ GUARDED_BY(mu_);
+  Tally tally_ GUARDED_BY(mu_);
   std::multiset<std::chrono::steady_clock::time_point> in_flight_ GUARDED_BY(mu_);
   int64_t lists_ GUARDED_BY(mu_) = 0;
 };

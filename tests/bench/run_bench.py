@@ -42,7 +42,7 @@ import scale_bench  # noqa: E402
 LSAN_SUPPRESSIONS = os.path.join(ROOT, "tests", "integration", "lsan.supp")
 
 ALL = ["throughput", "memory", "apply_latency", "restart", "real_server", "scale", "big_cache",
-       "libvirt", "virsh", "profile", "autoscale", "autoscale_reaction"]
+       "libvirt", "virsh", "profile", "autoscale", "autoscale_reaction", "metrics_scrape"]
 CRD = os.path.join(ROOT, "crd", "hotplug.dev_elasticvms.yaml")
 
 
@@ -354,6 +354,31 @@ def bench_autoscale(ctx):
     return {"code": code, "results": results, "command": command}
 
 
+def bench_metrics_scrape(ctx):
+    sizes = [100, 1000] if ctx.smoke else [1000, 10000, 100000]
+    scrapes = "3" if ctx.smoke else "50"
+    results, code = [], 0
+    for objects in sizes:
+        command = [ctx.binary("tests/bench/metrics_scrape_bench"), "--objects", str(objects),
+                   "--scrapes", scrapes]
+        one_code, one = run(command, ctx.log("metrics_scrape"), 600)
+        code = code or one_code
+        results += one
+    return {"code": code, "results": results, "command": command[:1] + ["--objects", "N",
+                                                                       "--scrapes", scrapes]}
+
+
+def section_metrics_scrape(out, entry):
+    out.append("| objects | one scrape p50 / p99 / max (ms) | exposition (B) | one object's "
+               "change (µs) |")
+    out.append("|---|---|---|---|")
+    for r in entry["results"]:
+        t = r["scrape"]
+        out.append(f"| {r['objects']:,} | {fmt(t['p50_ms'], 3)} / {fmt(t['p99_ms'], 3)} / "
+                   f"{fmt(t['max_ms'], 3)} | {r['exposition_bytes']:,} | "
+                   f"{fmt(r['change_us'], 2)} |")
+
+
 def bench_autoscale_reaction(ctx):
     binary = ctx.binary("tests/bench/autoscale_reaction_bench")
     if not os.path.exists(binary):
@@ -641,7 +666,7 @@ BENCHES = {"throughput": bench_throughput, "memory": bench_memory,
            "real_server": bench_real_server, "scale": scale_bench.bench_scale,
            "big_cache": scale_bench.bench_big_cache, "libvirt": bench_libvirt,
            "virsh": bench_virsh, "profile": bench_profile, "autoscale": bench_autoscale,
-           "autoscale_reaction": bench_autoscale_reaction}
+           "autoscale_reaction": bench_autoscale_reaction, "metrics_scrape": bench_metrics_scrape}
 
 
 class Context:
@@ -877,13 +902,15 @@ def write_report(path, entries, command, started, source, loads):
               "profile": "Profile (perf record of the throughput bench, every mode)",
               "autoscale": "Autoscale decision cost per object per sample (fake hypervisor)",
               "autoscale_reaction": "Autoscale reaction on a real guest: load → vCPU plugged "
-                                    "→ online"}
+                                    "→ online",
+              "metrics_scrape": "One /metrics scrape with N ElasticVMs cached"}
     sections = {"throughput": section_throughput, "memory": section_memory,
                 "apply_latency": section_apply, "restart": section_restart,
                 "real_server": section_real_server, "scale": scale_bench.section_scale,
                 "big_cache": lambda out, e: scale_bench.section_big_cache(out, e, verdict),
                 "virsh": section_virsh, "autoscale": section_autoscale,
-                "autoscale_reaction": section_autoscale_reaction}
+                "autoscale_reaction": section_autoscale_reaction,
+                "metrics_scrape": section_metrics_scrape}
     for name, entry in entries:
         out.append(f"## {titles[name]}")
         out.append("")

@@ -266,6 +266,53 @@ TEST_F(MetricsTest, ElasticVMsAreCountedByConditionAndReasonAndDriftIsSummed) {
   EXPECT_EQ(scrape.Get("hotplug_vcpu_drift"), 2);
 }
 
+// The counts are kept as objects change, not recounted at each scrape: every change of one
+// object replaces what it counted before (its own status write, the watch's echo of it, a
+// later change), and a delete, even a repeated one, takes away only what it counted.
+TEST_F(MetricsTest, EachChangeOfAnObjectReplacesWhatItCounted) {
+  crd::ElasticVM object = Object("a", 1, 4);
+  object.status = Status(1, 2, "False", "InProgress");
+  metrics_.ObjectChanged(object.Key(), &object);
+  metrics_.StatusWritten(object, Status(1, 3, "False", "PartialFailure"));
+  object.status = Status(1, 3, "False", "PartialFailure");
+  metrics_.ObjectChanged(object.Key(), &object);  // the watch's echo of the write
+  Exposition scrape = ScrapeOverHttp();
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms{condition=\"Ready\",status=\"False\"}"), 1);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"InProgress\"}"), 0);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"PartialFailure\"}"), 1);
+  EXPECT_EQ(scrape.Get("hotplug_vcpu_drift"), 1);
+
+  metrics_.StatusWritten(object, Status(1, 4, "True", "Synced"));
+  scrape = ScrapeOverHttp();
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms{condition=\"Ready\",status=\"False\"}"), 0);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms{condition=\"Ready\",status=\"True\"}"), 1);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"Synced\"}"), 1);
+  EXPECT_EQ(scrape.Get("hotplug_vcpu_drift"), 0);
+
+  // A status written for an object the watch has not delivered yet counts it too.
+  crd::ElasticVM other = Object("b", 1, 6);
+  metrics_.StatusWritten(other, Status(1, 2, "False", "PartialFailure"));
+  EXPECT_EQ(ScrapeOverHttp().Get("hotplug_vcpu_drift"), 4);
+
+  for (int i = 0; i < 2; ++i) {
+    metrics_.ObjectChanged(object.Key(), nullptr);
+    metrics_.ObjectChanged(other.Key(), nullptr);
+  }
+  metrics_.ObjectChanged("default/never-seen", nullptr);
+  scrape = ScrapeOverHttp();
+  for (const char* status : {"True", "False", "Unknown"}) {
+    for (const char* condition : {"Ready", "VCPUsSynced", "MemorySynced"}) {
+      EXPECT_EQ(scrape.Get(std::string("hotplug_elasticvms{condition=\"") + condition +
+                           "\",status=\"" + status + "\"}"),
+                0)
+          << condition << "=" << status;
+    }
+  }
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"Synced\"}"), 0);
+  EXPECT_EQ(scrape.Get("hotplug_elasticvms_ready_reason{reason=\"PartialFailure\"}"), 0);
+  EXPECT_EQ(scrape.Get("hotplug_vcpu_drift"), 0);
+}
+
 // With spec.cpu.autoscale, spec.cpu.vcpus is only the start: the drift is against what the
 // autoscaler decided (status.vcpus.desired), so an autoscaled VM that moved off its start
 // count does not look drifted (HotplugVcpuDriftPersistent would fire for each of them).
